@@ -1,0 +1,30 @@
+# The README's two commands: `make run` (install + the default workflow) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+PROFILE ?= default
+CORES ?= all
+
+.PHONY: install data run test lint report clean-results
+
+# The stamp is rebuilt whenever the pins change.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+data:
+	bash workflow/scripts/ensure_fashion_mnist.sh
+
+run: install data
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(PROFILE).yaml
+	$(BIN)/snakemake --cores 1 --configfile workflow/config/$(PROFILE).yaml --report results/$(PROFILE)/report.html
+
+test: install data
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/snakemake --lint --configfile workflow/config/default.yaml

@@ -1,0 +1,421 @@
+"""Datasets, batched on-device augmentation, and reproducible batch order.
+
+Datasets are registered by name (`load_dataset("cifar10", data_dir, split="train")`). Fashion-MNIST and
+CIFAR-10 are held in memory as a uint8 tensor N×C×H×W plus int64 labels (`TensorDataset`); ImageNet is
+too big for that, so `FolderDataset` keeps file paths and decodes JPEGs lazily in DataLoader workers.
+
+Reproducibility. Every random choice of one epoch (shuffle order, augmentation, ImageNet crops) comes from
+one `torch.Generator` seeded from (seed, epoch) only, see `epoch_generator`. Hence:
+  * resuming at an epoch boundary: call `iterate_batches(..., seed=s, epoch=e)` for e = first missing epoch
+    and the batches are identical to an uninterrupted run; no generator state needs checkpointing;
+  * the fixed Fisher minibatch: `fixed_batch(ds, B, seed)` is the first training batch of epoch 0 for that
+    seed, augmented as in training (as the reference BlockSwap code, which takes it from the train loader).
+Random numbers are drawn on the CPU and moved to the device, so CPU and GPU runs see the same batches.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import pickle
+import struct
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import BlockswapError
+
+# Per-channel mean/std in [0, 1] units.
+# CIFAR-10: the values of the reference BlockSwap/Moonshine code (and most CIFAR code); the exact
+# whole-training-set std is (0.2470, 0.2435, 0.2616) - with BatchNorm the difference does not matter.
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Fashion-MNIST: computed once over all 60000×28×28 training pixels (0.28604, 0.35302).
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class TensorDataset:
+    """An in-memory dataset: `images` uint8 N×C×H×W, `labels` int64 N."""
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train_recipe: dict  # default training augmentation, keyword arguments of `Augment`
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def select(self, index: torch.Tensor) -> TensorDataset:
+        return replace(self, images=self.images[index], labels=self.labels[index])
+
+    def to(self, device) -> TensorDataset:
+        """Hold the images on `device` (CIFAR-10 is 150 MB) so that batches need no host-to-device copy."""
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class FolderDataset:
+    """Image files in class folders, decoded on demand to uint8 3×224×224 (see `load_image`)."""
+    name: str
+    paths: tuple[str, ...]
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train_recipe: dict  # crop and flip happen while decoding, so on the device only normalisation is left
+    in_channels: int = 3
+    image_size: int = 224
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def select(self, index: torch.Tensor) -> FolderDataset:
+        return replace(self, paths=tuple(self.paths[i] for i in index.tolist()), labels=self.labels[index])
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`item` = (index, seed): seed >= 0 gives the training crop drawn from that seed, -1 the test crop."""
+        index, seed = item
+        return load_image(self.paths[index], None if seed < 0 else seed, self.image_size), self.labels[index]
+
+
+Dataset = TensorDataset | FolderDataset
+_REGISTRY: dict[str, Callable[[Path | None, str], Dataset]] = {}
+
+
+def register_dataset(name: str):
+    """Decorator: register `fn(data_dir: Path | None, split: "train" | "test") -> Dataset` under `name`."""
+    def add(fn):
+        _REGISTRY[name] = fn
+        return fn
+    return add
+
+
+def dataset_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_dataset(name: str, data_dir=None, split: str = "train", subset: int | None = None,
+                 seed: int = 0) -> Dataset:
+    """Load one split; `subset=K` keeps a class-stratified random K examples chosen by `seed`."""
+    if name not in _REGISTRY:
+        raise BlockswapError(f"unknown dataset {name!r}; valid names: {', '.join(dataset_names())}")
+    if split not in ("train", "test"):
+        raise BlockswapError(f"unknown split {split!r} for dataset {name!r}; use 'train' or 'test'")
+    ds = _REGISTRY[name](None if data_dir is None else Path(data_dir), split)
+    return ds if subset is None else ds.select(stratified_subset(ds.labels, subset, seed))
+
+
+def stratified_subset(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """Sorted indices of K examples, each class getting its proportional share (largest remainders)."""
+    n = len(labels)
+    if not 0 < k <= n:
+        raise BlockswapError(f"subset={k} must be between 1 and the {n} examples of the split")
+    counts = torch.bincount(labels)
+    exact = counts.double() * k / n
+    quota = exact.floor().long()
+    quota[torch.argsort(exact - quota, descending=True, stable=True)[: k - int(quota.sum())]] += 1
+    g = torch.Generator().manual_seed(seed)
+    groups = torch.split(torch.argsort(labels, stable=True), counts.tolist())
+    picks = [grp[torch.randperm(len(grp), generator=g)[:q]] for grp, q in zip(groups, quota.tolist())]
+    return torch.cat(picks).sort().values
+
+
+# ------------------------------------------------------------------------------------------ Fashion-MNIST
+def _read_idx(path: Path) -> torch.Tensor:
+    """An IDX file of unsigned bytes (gzipped or not) as a uint8 tensor shaped as its header says."""
+    fix = "the file is truncated or corrupt; reinstall it (apt-get install --reinstall dataset-fashion-mnist)"
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise BlockswapError(f"{path}: cannot read ({e}); {fix}") from None
+    # Header: two zero bytes, a type code (0x08 = unsigned byte), the number of dims, then each dim as
+    # a big-endian uint32.
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise BlockswapError(f"{path}: not an IDX file of unsigned bytes (bad magic number); {fix}")
+    start = 4 + 4 * raw[3]
+    if len(raw) < start:
+        raise BlockswapError(f"{path}: IDX header cut short; {fix}")
+    dims = struct.unpack(f">{raw[3]}I", raw[4:start])
+    if len(raw) - start != math.prod(dims):
+        raise BlockswapError(f"{path}: header says shape {dims} ({math.prod(dims)} bytes) "
+                             f"but {len(raw) - start} bytes follow; {fix}")
+    return torch.from_numpy(np.frombuffer(raw, np.uint8, offset=start).reshape(dims).copy())
+
+
+@register_dataset("fashion-mnist")
+def _fashion_mnist(data_dir: Path | None, split: str) -> TensorDataset:
+    root = Path(FASHION_MNIST_DIR) if data_dir is None else data_dir
+    prefix = "train" if split == "train" else "t10k"
+    paths = [root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"]
+    for p in paths:
+        if not p.is_file():
+            raise BlockswapError(
+                f"Fashion-MNIST file {p} not found; install the dataset with "
+                f"`apt-get update && apt-get install dataset-fashion-mnist` (it goes to {FASHION_MNIST_DIR}), "
+                f"or pass --data-dir pointing at a folder holding the four *-ubyte.gz files")
+    images, labels = (_read_idx(p) for p in paths)
+    if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
+        raise BlockswapError(f"{paths[0]} holds shape {tuple(images.shape)} but {paths[1]} holds "
+                             f"{tuple(labels.shape)}; expected N×28×28 images and N labels")
+    if len(labels) and labels.max() >= 10:
+        raise BlockswapError(f"{paths[1]}: label {int(labels.max())} out of range 0..9; the file is corrupt")
+    # No flip by default: all shoes in Fashion-MNIST face left, so mirrored images are off-distribution.
+    return TensorDataset("fashion-mnist", images.unsqueeze(1), labels.long(), FASHION_MNIST_CLASSES,
+                         FASHION_MNIST_MEAN, FASHION_MNIST_STD, dict(pad=4, flip=False, cutout=0))
+
+
+# ----------------------------------------------------------------------------------------------- CIFAR-10
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; allow only numpy arrays, so that a bad --data-dir cannot run code."""
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        module = module.replace("numpy.core.", "numpy._core.")  # pickles written by numpy < 2
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    fix = "the file is truncated or corrupt; download CIFAR-10 again"
+    try:
+        with open(path, "rb") as f:
+            batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as e:  # anything that goes wrong decoding an untrusted file means a bad file
+        raise BlockswapError(f"{path}: cannot read CIFAR-10 batch ({type(e).__name__}: {e}); {fix}") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (len(data),):
+        raise BlockswapError(f"{path}: expected uint8 data N×3072 and N labels, found {data.dtype} "
+                             f"{data.shape} and {labels.shape} labels; {fix}")
+    if len(labels) and not 0 <= labels.min() <= labels.max() < 10:
+        raise BlockswapError(f"{path}: labels outside 0..9; {fix}")
+    return data, labels
+
+
+@register_dataset("cifar10")
+def _cifar10(data_dir: Path | None, split: str) -> TensorDataset:
+    how = ("get it on a machine with internet with `python -c \"import torchvision; "
+           "torchvision.datasets.CIFAR10('DIR', download=True)\"`, copy DIR here and pass --data-dir DIR")
+    if data_dir is None:
+        raise BlockswapError(f"CIFAR-10 needs a data directory; {how}")
+    # Accept torchvision's root (holding cifar-10-batches-py/) or the batches folder itself.
+    root = next((d for d in (data_dir / "cifar-10-batches-py", data_dir) if (d / "test_batch").is_file()), None)
+    if root is None:
+        raise BlockswapError(f"CIFAR-10 not found: neither {data_dir}/cifar-10-batches-py/ nor {data_dir} "
+                             f"holds test_batch and data_batch_1..5; {how}")
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    for n in names:
+        if not (root / n).is_file():
+            raise BlockswapError(f"CIFAR-10 file {root / n} is missing; {how}")
+    parts = [_read_cifar_batch(root / n) for n in names]
+    # Each row is 1024 red, 1024 green, 1024 blue bytes, each plane row-major 32×32.
+    images = torch.from_numpy(np.concatenate([d for d, _ in parts]).reshape(-1, 3, 32, 32))
+    labels = torch.from_numpy(np.concatenate([y for _, y in parts]))
+    return TensorDataset("cifar10", images, labels, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD,
+                         dict(pad=4, flip=True, cutout=16))
+
+
+# ----------------------------------------------------------------------------------------------- ImageNet
+_IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+
+
+def _class_folders(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+
+
+@register_dataset("imagenet")
+def _imagenet(data_dir: Path | None, split: str) -> FolderDataset:
+    how = ("download ILSVRC2012 from image-net.org, extract train/ and val/ with one folder per class "
+           "(wnid) - val/ must be sorted into class folders too - and pass --data-dir pointing at the "
+           "folder holding train/ and val/")
+    if data_dir is None:
+        raise BlockswapError(f"ImageNet needs a data directory; {how}")
+    root = data_dir / ("train" if split == "train" else "val")
+    classes = _class_folders(root)
+    if not classes:
+        raise BlockswapError(f"ImageNet not found: {root} is missing or has no class folders; {how}")
+    other = _class_folders(data_dir / ("val" if split == "train" else "train"))
+    if other and other != classes:  # labels are folder ranks, so both splits must list the same classes
+        raise BlockswapError(f"{data_dir}/train and {data_dir}/val hold different class folders "
+                             f"({len(classes)} vs {len(other)}); {how}")
+    paths, labels = [], []
+    for k, c in enumerate(classes):
+        files = sorted(str(f) for f in (root / c).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        paths += files
+        labels += [k] * len(files)
+    if not paths:
+        raise BlockswapError(f"no .JPEG/.jpg/.png images in the class folders of {root}; {how}")
+    return FolderDataset("imagenet", tuple(paths), torch.tensor(labels), tuple(classes),
+                         IMAGENET_MEAN, IMAGENET_STD, dict(pad=0, flip=False, cutout=0))
+
+
+def _random_resized_box(h: int, w: int, g: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """(top, left, height, width) of the standard Inception-style crop: random area and aspect ratio."""
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand((), generator=g).item()
+    for _ in range(10):
+        area = h * w * uniform(*scale)
+        aspect = math.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(torch.randint(h - ch + 1, (), generator=g))
+            left = int(torch.randint(w - cw + 1, (), generator=g))
+            return top, left, ch, cw
+    # Rarely (very elongated images) no sample fits: fall back to the central crop of clamped aspect.
+    cw, ch = (w, min(h, round(w / ratio[0]))) if w / h < ratio[0] else (min(w, round(h * ratio[1])), h)
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def load_image(path: str, seed: int | None, size: int = 224) -> torch.Tensor:
+    """Decode one image to uint8 3×size×size: random-resized crop + flip from `seed`, or (seed None)
+    resize the short side to size·8/7 (256 for 224) and take the centre crop."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+    from torchvision.transforms.v2 import functional as TF
+
+    try:
+        img = decode_image(read_file(path), mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        raise BlockswapError(f"{path}: cannot decode image ({e}); replace or delete the file") from None
+    if seed is None:
+        return TF.center_crop(TF.resize(img, [size * 8 // 7], antialias=True), [size, size])
+    g = torch.Generator().manual_seed(seed)
+    top, left, h, w = _random_resized_box(img.shape[-2], img.shape[-1], g)
+    img = TF.resized_crop(img, top, left, h, w, [size, size], antialias=True)
+    return img.flip(-1) if torch.rand((), generator=g) < 0.5 else img
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+@dataclass(frozen=True)
+class Augment:
+    """Batched augmentation of a uint8 N×C×H×W batch on its device, returning normalised float32.
+
+    In order: random crop back to H×W from the batch zero-padded by `pad` (0 = off); horizontal flip
+    with probability 1/2 (`flip`); (x/255 - mean)/std; Cutout: a `cutout`×`cutout` square (clipped at
+    the border, centre uniform over the image) set to 0 *after* normalisation, i.e. to the mean colour,
+    as in DeVries & Taylor's Cutout (0 = off). All randomness comes from `generator`.
+    """
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pad: int = 0
+    flip: bool = False
+    cutout: int = 0
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, c, h, w = images.shape
+        dev = images.device
+
+        def randint(high: int) -> torch.Tensor:  # drawn on the generator's device, used on the batch's
+            return torch.randint(high, (n,), generator=generator, device=generator.device).to(dev)
+
+        if self.pad:
+            p = self.pad
+            rows = randint(2 * p + 1)[:, None] + torch.arange(h, device=dev)  # N×H rows of the padded image
+            cols = randint(2 * p + 1)[:, None] + torch.arange(w, device=dev)
+            padded = F.pad(images, (p, p, p, p))
+            # Advanced indices on dims 0, 2, 3 gather to N×H×W×C; move channels back.
+            images = padded[torch.arange(n, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+            images = images.permute(0, 3, 1, 2).contiguous()
+        if self.flip:
+            images = torch.where(randint(2).bool()[:, None, None, None], images.flip(-1), images)
+        mean = torch.tensor(self.mean, device=dev).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=dev).view(1, -1, 1, 1)
+        x = (images.float() / 255 - mean) / std
+        if self.cutout:
+            s = self.cutout
+            top, left = randint(h)[:, None] - s // 2, randint(w)[:, None] - s // 2
+            ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
+            in_rows, in_cols = (ys >= top) & (ys < top + s), (xs >= left) & (xs < left + s)  # N×H, N×W
+            x = x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :])[:, None], 0.0)
+        return x
+
+
+def default_augment(dataset: Dataset, train: bool, **overrides) -> Augment:
+    """The dataset's training recipe (train=True) or plain normalisation, with `overrides` applied."""
+    return Augment(dataset.mean, dataset.std, **{**(dataset.train_recipe if train else {}), **overrides})
+
+
+# ------------------------------------------------------------------------------------------------ batches
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator that depends only on (seed, epoch); SeedSequence decorrelates nearby pairs."""
+    if seed < 0 or epoch < 0:
+        raise BlockswapError(f"seed ({seed}) and epoch ({epoch}) must be non-negative")
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int = 0, epoch: int = 0,
+                    device="cpu", augment: Augment | None = None,
+                    workers: int = 2) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (float images, int64 labels) on `device` for one epoch.
+
+    train=True: order shuffled by `epoch_generator(seed, epoch)`, last partial batch dropped;
+    train=False: dataset order, last partial batch kept. `augment` defaults to `default_augment`.
+    `workers` only matters for FolderDataset (DataLoader decoding processes); results do not depend on it.
+    """
+    n = len(dataset)
+    if train and n < batch_size:
+        raise BlockswapError(f"{dataset.name}: {n} training examples are fewer than batch size {batch_size}")
+    g = epoch_generator(seed, epoch)
+    order = torch.randperm(n, generator=g) if train else torch.arange(n)
+    stop = n - n % batch_size if train else n
+    chunks = [order[i: i + batch_size] for i in range(0, stop, batch_size)]
+    if augment is None:
+        augment = default_augment(dataset, train)
+    device = torch.device(device)
+
+    if isinstance(dataset, TensorDataset):
+        for idx in chunks:
+            idx = idx.to(dataset.images.device)
+            yield augment(dataset.images[idx].to(device), g), dataset.labels[idx].to(device)
+        return
+
+    # FolderDataset: each image gets its own crop seed, drawn here, so that the crops do not depend on
+    # which worker decodes the image.
+    seeds = torch.randint(2**62, (n,), generator=g) if train else torch.full((n,), -1)
+    batches = [list(zip(idx.tolist(), seeds[idx].tolist())) for idx in chunks]
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                                         pin_memory=device.type == "cuda")
+    for images, labels in loader:
+        yield augment(images.to(device, non_blocking=True), g), labels.to(device, non_blocking=True)
+
+
+def fixed_batch(dataset: Dataset, batch_size: int, seed: int = 0, device="cpu",
+                augment: Augment | None = None, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first training minibatch for `seed` (epoch 0, training augmentation), e.g. for Fisher scoring."""
+    it = iterate_batches(dataset, batch_size, train=True, seed=seed, epoch=0, device=device,
+                         augment=augment, workers=workers)
+    try:
+        return next(it)
+    finally:
+        it.close()
