@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +76,240 @@ def cmd_sample(args) -> None:
     write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict()} for g in genotypes], args.output)
 
 
+# --- score ---------------------------------------------------------------------------------------
+def load_candidates(path: str) -> list:
+    """Genotypes of a candidates .jsonl (one object per line; metadata keys ignored)."""
+    from .genotype import Genotype
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        raise BlockswapError(f"{path}: candidates file not found") from None
+    out = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BlockswapError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+        out.append(Genotype.from_dict(d, source=f"{path}, line {n}"))
+    if not out:
+        raise BlockswapError(f"{path}: no candidates (expected one genotype JSON object per line)")
+    return out
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BlockswapError("--device cuda: no CUDA device is available; use --device cpu or auto")
+    return name
+
+
+def cmd_score(args) -> None:
+    import csv
+    import io
+    from itertools import islice
+
+    import torch
+
+    from .counting import analytic
+    from .data import iterate_batches, load_dataset
+    from .proxies import parse_proxies, rank, score_candidates
+
+    genotypes = load_candidates(args.candidates)
+    proxies = parse_proxies(args.proxy)
+    if args.batch_size < 1 or args.minibatches < 1:
+        raise BlockswapError("--batch-size and --minibatches must be ≥ 1")
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(args.dataset, args.data_dir, split="train")
+    want = {"in_channels": ds.in_channels, "num_classes": ds.num_classes, "image_size": ds.image_size}
+    for i, g in enumerate(genotypes):
+        bad = [f"{k}={getattr(g, k)} (dataset: {v})" for k, v in want.items() if getattr(g, k) != v]
+        if bad:
+            raise BlockswapError(f"{args.candidates}: candidate {i + 1} ({g.id}) does not fit {args.dataset}: "
+                                 f"{', '.join(bad)}; sample with --in-channels {ds.in_channels} "
+                                 f"--num-classes {ds.num_classes} --image-size {ds.image_size}")
+
+    def first_batches(seed: int) -> list:
+        # The first k training batches of epoch 0 for `seed`, augmented as in training (data.fixed_batch).
+        it = iterate_batches(ds, args.batch_size, train=True, seed=seed, workers=0)
+        try:
+            return list(islice(it, args.minibatches))
+        finally:
+            it.close()
+
+    if args.fresh_batch:  # the original code's behaviour: a new augmented minibatch per candidate
+        batch = lambda index, candidate_seed: first_batches(candidate_seed)  # noqa: E731
+    else:
+        batch = first_batches(args.seed)
+        if len(batch) < args.minibatches:
+            raise BlockswapError(f"{args.dataset} has only {len(batch)} batches of {args.batch_size}; "
+                                 f"lower --minibatches")
+    workers = args.workers if args.workers is not None else (2 if device == "cpu" else 1)
+    scores = score_candidates(genotypes, proxies, batch, args.seed, minibatches=args.minibatches,
+                              device=device, workers=workers, progress=not args.quiet)
+
+    first = proxies[0]
+    ranks = rank([s[first.name] for s in scores], first.sign)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "params", "ops", *[p.name for p in proxies], "rank", "blocks"])
+    for i in sorted(range(len(genotypes)), key=ranks.__getitem__):  # best first
+        g, c = genotypes[i], analytic(genotypes[i])
+        w.writerow([g.id, c.params, c.ops, *[repr(scores[i][p.name]) for p in proxies], ranks[i],
+                    " ".join(g.blocks)])
+    if args.output:
+        write_text(args.output, buf.getvalue())
+    else:
+        print(buf.getvalue(), end="")
+    if args.best:
+        write_json(args.best, genotypes[ranks.index(1)].to_dict())
+
+
+# --- train / distill / evaluate ------------------------------------------------------------------
+def _number_list(cast):
+    def parse(text: str) -> list:
+        try:
+            return [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    return parse
+
+
+def _train_config(args, **objective):
+    from .train import TrainConfig
+
+    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, subset=args.subset,
+                       test_subset=args.test_subset, epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                       crs_ratio=args.crs_ratio, schedule=args.schedule, milestones=tuple(args.milestones),
+                       gamma=args.gamma, lr_unit=args.lr_unit, cutout=args.cutout, eval_every=args.eval_every,
+                       seed=args.seed, device=args.device, threads=args.threads, progress=not args.quiet,
+                       **objective)
+
+
+def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
+    from .genotype import load
+    from .train import Preempted, train
+
+    genotype = load(args.genotype) if args.genotype else args.model
+    try:
+        metrics = train(config, genotype, out_checkpoint=args.checkpoint, metrics_path=args.output,
+                        resume_path=args.resume, teacher=teacher, teacher_genotype=teacher_genotype)
+    except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
+        print(f"blockswap {args.command}: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_status) from None
+    if not args.output:
+        print(json.dumps(metrics, indent=2))
+
+
+def cmd_train(args) -> None:
+    _run_training(args, _train_config(args))
+
+
+def cmd_distill(args) -> None:
+    from .genotype import load
+
+    config = _train_config(args, at_beta=tuple(args.at_beta), kd_alpha=args.kd_alpha,
+                           kd_temperature=args.kd_temperature)
+    if not config.uses_teacher:
+        raise BlockswapError("distill needs --at-beta > 0 or --kd-alpha > 0; use `blockswap train` without a teacher")
+    expect = load(args.teacher_genotype) if args.teacher_genotype else None
+    _run_training(args, config, teacher=args.teacher, teacher_genotype=expect)
+
+
+def cmd_evaluate(args) -> None:
+    import torch
+
+    from .counting import analytic
+    from .data import load_dataset
+    from .files import provenance
+    from .genotype import Genotype
+    from .train import check_fits, evaluate, load_model, resolve_device
+
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    device = resolve_device(args.device)
+    model, ckpt = load_model(args.checkpoint, device=device)
+    genotype = Genotype.from_dict(ckpt["genotype"])
+    name = args.dataset or ckpt["config"].get("dataset")
+    data_dir = args.data_dir if args.data_dir is not None else ckpt["config"].get("data_dir")
+    dataset = load_dataset(name, data_dir, "test", args.test_subset, 0)
+    check_fits(genotype, dataset, what=f"{args.checkpoint}: genotype")
+    result = evaluate(model, dataset, args.batch_size, device)
+    emit({"checkpoint": args.checkpoint, "genotype_id": genotype.id, "model": genotype.model, "dataset": name,
+          "split": "test", "examples": result["n"], "test_top1_error": result["top1_error"],
+          "test_top5_error": result["top5_error"], "test_loss": result["loss"], **analytic(genotype).to_dict(),
+          "provenance": provenance({"checkpoint": args.checkpoint, "dataset": name,
+                                    "test_subset": args.test_subset}, None, str(device))}, args.output)
+
+
+def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--genotype", help="genotype JSON of the network to train")
+    which.add_argument("--model", help="e.g. wrn-16-2: the all-Conv network, shaped for the dataset")
+    if teacher:
+        p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt from `blockswap train`)")
+        p.add_argument("--teacher-genotype", help="refuse a teacher checkpoint of any other genotype")
+        p.add_argument("--at-beta", type=_number_list(float), default=[1000.0],
+                       help="AT weight β, one value or one per attention point (default 1000; 0: no AT)")
+        p.add_argument("--kd-alpha", type=float, default=0.0,
+                       help="KD mixing: (1-α)·CE + α·KD (default 0: no KD; Moonshine: 0.9)")
+        p.add_argument("--kd-temperature", type=float, default=4.0)
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, cifar10 or imagenet")
+    p.add_argument("--data-dir", help="dataset folder (default: the dataset's standard place, if any)")
+    p.add_argument("--subset", type=int, help="train on a class-stratified subset of N examples")
+    p.add_argument("--test-subset", type=int, help="test on a class-stratified subset of N examples")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--crs-ratio", type=float,
+                   help="CRS-wd: multiply the weight decay by this compression ratio")
+    p.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
+    p.add_argument("--milestones", type=_number_list(int), default=[60, 120, 160],
+                   help="epochs where the step schedule multiplies the lr by --gamma")
+    p.add_argument("--gamma", type=float, default=0.2)
+    p.add_argument("--lr-unit", choices=("epoch", "iteration"), default="epoch",
+                   help="change the lr once per epoch (reference code) or every step")
+    p.add_argument("--cutout", type=int, help="Cutout square side (default: the dataset's, 16 on CIFAR-10)")
+    p.add_argument("--eval-every", type=int, default=1, help="test every N epochs (the last one always)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="torch threads (default: the CPUs this job may use)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch still)")
+    p.add_argument("-o", "--output", help="metrics JSON (default: print)")
+    p.add_argument("--checkpoint", required=True, help="final checkpoint .pt, written when training is done")
+    p.add_argument("--resume", help="resume checkpoint (default: <checkpoint>.resume)")
+
+
+def add_train_commands(sub) -> None:
+    p = sub.add_parser("train", help="train a network from scratch (a teacher, or a student alone)")
+    _add_training_args(p, teacher=False)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("distill", help="train a student with attention transfer / KD from a teacher")
+    _add_training_args(p, teacher=True)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5 test error of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", help="default: the checkpoint's")
+    p.add_argument("--data-dir", help="default: the checkpoint's")
+    p.add_argument("--test-subset", type=int, help="a class-stratified subset of N test examples (default: all)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int)
+    p.add_argument("-o", "--output", help="metrics JSON (default: print)")
+    p.set_defaults(func=cmd_evaluate)
+
+
 def add_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-channels", type=int, help="input channels (default: the model's, 3)")
     p.add_argument("--num-classes", type=int, help="classes (default: the model's, 10 for WRN, 1000 for ResNet)")
@@ -116,6 +351,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="candidates .jsonl (one genotype per line)")
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("score", help="rank candidate genotypes by zero-cost proxies (Fisher potential)")
+    p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
+    p.add_argument("--proxy", default="fisher",
+                   help="comma list, the first one ranks: fisher, grad_norm, snip, synflow, naswot, l2_norm, "
+                        "params, train_accuracy, train_loss")
+    p.add_argument("--dataset", required=True, help="fashion-mnist, cifar10 or imagenet")
+    p.add_argument("--data-dir", help="dataset folder (default: the dataset's standard place, if any)")
+    p.add_argument("--batch-size", type=int, default=128, help="minibatch size (the training batch size)")
+    p.add_argument("--seed", type=int, default=0, help="picks the minibatch and every candidate's init")
+    p.add_argument("--minibatches", type=int, default=1,
+                   help="k: Fisher summed over k minibatches; training proxies take k SGD steps")
+    p.add_argument("--fresh-batch", action="store_true",
+                   help="a new augmented minibatch per candidate (the original code) instead of one fixed batch")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, help="torch intra-op threads in all (default: torch's choice)")
+    p.add_argument("--workers", type=int,
+                   help="processes scoring candidates in parallel, CPU only (default: 2 on CPU, 1 on CUDA)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", help="scores .csv (default: print)")
+    p.add_argument("--best", help="also write the top-ranked genotype to this JSON file")
+    p.set_defaults(func=cmd_score)
+
+    add_train_commands(sub)
     return parser
 
 

@@ -41,8 +41,16 @@ def analytic(g: Genotype) -> Counts:
 
 
 def measured(model: nn.Module, g: Genotype) -> Counts:
-    """Counts of a built network: parameters summed, Ops/MACs by forward hooks on one image."""
-    params = sum(p.numel() for p in model.parameters())
+    """Counts of a built network for one image of the genotype's shape."""
+    return measure(model, (1, g.in_channels, g.image_size, g.image_size))
+
+
+def measure(module: nn.Module, input_shape: tuple[int, ...]) -> Counts:
+    """Parameters summed; Ops/MACs by forward hooks on one zero input of `input_shape`.
+
+    Exactly nn.ReLU counts as a ReLU: MBConv's ReLU6 does not, as in the papers' counter.
+    """
+    params = sum(p.numel() for p in module.parameters())
     totals = {"macs": 0, "other": 0}
 
     def on_conv(m: nn.Conv2d, inp, out):
@@ -56,20 +64,17 @@ def measured(model: nn.Module, g: Genotype) -> Counts:
     def on_elementwise(m, inp, out):  # ReLU and the final average pool: count input elements
         totals["other"] += inp[0][0].numel()
 
-    handles = []
-    for m in model.modules():
-        hook = {nn.Conv2d: on_conv, nn.Linear: on_linear, nn.ReLU: on_elementwise,
-                nn.AdaptiveAvgPool2d: on_elementwise}.get(type(m))
-        if hook:
-            handles.append(m.register_forward_hook(hook))
-    was_training = model.training
+    hooks = {nn.Conv2d: on_conv, nn.Linear: on_linear, nn.ReLU: on_elementwise,
+             nn.AdaptiveAvgPool2d: on_elementwise}
+    handles = [m.register_forward_hook(hooks[type(m)]) for m in module.modules() if type(m) in hooks]
+    was_training = module.training
     try:
-        model.eval()
-        device = next(model.parameters()).device
+        module.eval()
+        device = next(module.parameters()).device
         with torch.no_grad():
-            model(torch.zeros(1, g.in_channels, g.image_size, g.image_size, device=device))
+            module(torch.zeros(*input_shape, device=device))
     finally:
-        model.train(was_training)
+        module.train(was_training)
         for h in handles:
             h.remove()
     return Counts(params, totals["macs"] + totals["other"], totals["macs"])

@@ -153,7 +153,7 @@ def stratified_subset(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ Fashion-MNIST
 def _read_idx(path: Path) -> torch.Tensor:
     """An IDX file of unsigned bytes (gzipped or not) as a uint8 tensor shaped as its header says."""
-    fix = "the file is truncated or corrupt; reinstall it (apt-get install --reinstall dataset-fashion-mnist)"
+    fix = "the file is truncated or corrupt; replace it (apt-get install --reinstall dataset-fashion-mnist)"
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
@@ -300,7 +300,7 @@ def _random_resized_box(h: int, w: int, g: torch.Generator, scale=(0.08, 1.0), r
 def load_image(path: str, seed: int | None, size: int = 224) -> torch.Tensor:
     """Decode one image to uint8 3×size×size: random-resized crop + flip from `seed`, or (seed None)
     resize the short side to size·8/7 (256 for 224) and take the centre crop."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    from torchvision.io import ImageReadMode, decode_image, read_file  # slow import, only ImageNet needs it
     from torchvision.transforms.v2 import functional as TF
 
     try:
@@ -404,8 +404,10 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
     # which worker decodes the image.
     seeds = torch.randint(2**62, (n,), generator=g) if train else torch.full((n,), -1)
     batches = [list(zip(idx.tolist(), seeds[idx].tolist())) for idx in chunks]
+    # Our own generator, because without one the DataLoader draws its worker seed from (and so moves)
+    # torch's global RNG; decoding never uses that seed.
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                                         pin_memory=device.type == "cuda")
+                                         pin_memory=device.type == "cuda", generator=torch.Generator())
     for images, labels in loader:
         yield augment(images.to(device, non_blocking=True), g), labels.to(device, non_blocking=True)
 

@@ -21,6 +21,8 @@ from .errors import BlockswapError
 from .models import Architecture, get_architecture
 
 FIELDS = ("model", "in_channels", "num_classes", "image_size", "blocks")
+# Keys that candidate records carry beside the genotype itself; ignored when reading a genotype.
+METADATA = {"id", "params", "ops", "macs", "legacy"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Genotype:
     def from_dict(cls, d: dict, source: str = "genotype") -> "Genotype":
         if not isinstance(d, dict):
             raise BlockswapError(f"{source}: expected a JSON object with fields {', '.join(FIELDS)}")
-        unknown = sorted(set(d) - set(FIELDS) - {"id", "params", "ops"})
+        unknown = sorted(set(d) - set(FIELDS) - METADATA)
         if unknown:
             raise BlockswapError(f"{source}: unknown field {unknown[0]!r}; fields are {', '.join(FIELDS)}")
         for key in ("model", "blocks"):

@@ -134,8 +134,13 @@ class Architecture:
     default_num_classes: int
     default_image_size: int
 
+    block_class: type[nn.Module]
+
     def slots(self, image_size: int) -> list[Slot]:
         raise NotImplementedError
+
+    def build_block(self, slot: Slot, btype: BlockType) -> nn.Module:
+        return self.block_class(btype, slot)
 
     def build(self, genotype: "Genotype") -> Network:
         raise NotImplementedError
@@ -191,6 +196,7 @@ class WRN(Architecture):
     """Pre-activation wide ResNet WRN-d-k: three groups of n=(d-4)/6 blocks, widths 16k, 32k, 64k."""
 
     default_in_channels, default_num_classes, default_image_size = 3, 10, 32
+    block_class = PreActBlock
 
     def __init__(self, depth: int, width: int):
         if depth < 10 or (depth - 4) % 6:
@@ -213,7 +219,7 @@ class WRN(Architecture):
 
     def build(self, genotype):
         slots = self.slots(genotype.image_size)
-        blocks = [PreActBlock(get_block(n), s) for n, s in zip(genotype.blocks, slots)]
+        blocks = [self.build_block(s, get_block(n)) for n, s in zip(genotype.blocks, slots)]
         groups = {f"block{g + 1}": [b for b, s in zip(blocks, slots) if s.group == g] for g in range(3)}
         bn, relu = bn_relu(self.widths[-1])
         net = Network({"conv1": nn.Conv2d(genotype.in_channels, 16, 3, 1, 1, bias=False)}, groups,
@@ -245,6 +251,7 @@ class ResNet(Architecture):
     """torchvision-layout ResNet with basic blocks: 7×7/2 stem + max-pool, post-activation blocks."""
 
     default_in_channels, default_num_classes, default_image_size = 3, 1000, 224
+    block_class = PostActBlock
 
     def __init__(self, name: str, layers: tuple[int, ...]):
         self.name, self.layers = name, layers
@@ -269,7 +276,7 @@ class ResNet(Architecture):
 
     def build(self, genotype):
         slots = self.slots(genotype.image_size)
-        blocks = [PostActBlock(get_block(n), s) for n, s in zip(genotype.blocks, slots)]
+        blocks = [self.build_block(s, get_block(n)) for n, s in zip(genotype.blocks, slots)]
         groups = {f"layer{g + 1}": [b for b, s in zip(blocks, slots) if s.group == g]
                   for g in range(len(self.layers))}
         stem = {"conv1": nn.Conv2d(genotype.in_channels, 64, 7, 2, 3, bias=False), "bn1": nn.BatchNorm2d(64),

@@ -1,0 +1,142 @@
+"""Analytic counts reproduce the papers' numbers and equal the counts measured on built networks."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from blockswap import counting
+from blockswap.blocks import BLOCK_TYPES, BLOCKSWAP_TYPES, get_block
+from blockswap.genotype import Genotype
+from blockswap.models import create_model, get_architecture
+
+# Spec §3: WRN-40-2 with every block one type (whole network, head included).
+ALL_ONE_TYPE_WRN_40_2 = {
+    "Conv": 2_243_546, "DConvA2": 1_358_970, "DConvA4": 814_650, "DConvA8": 542_490, "DConvA16": 406_410,
+    "DConvG16": 641_274, "DConvG8": 455_802, "DConvG4": 363_066, "DConvG2": 316_698, "DConv": 293_514,
+    "ConvB2": 431_834, "ConvB4": 150_938, "G16B2": 238_298, "G8B2": 189_914, "G4B2": 165_722,
+    "G2B2": 153_626, "A2B2": 286_682, "A4B2": 214_106, "A8B2": 177_818, "A16B2": 159_674,
+    "G8B4": 102_554, "G4B4": 90_458, "G2B4": 84_410,
+}
+
+
+@pytest.mark.parametrize("block,params", ALL_ONE_TYPE_WRN_40_2.items())
+def test_all_one_type_table(block, params):
+    assert counting.analytic(Genotype.uniform("wrn-40-2", block)).params == params
+
+
+def test_table_covers_the_23_code_types():
+    assert sorted(ALL_ONE_TYPE_WRN_40_2) == sorted(BLOCKSWAP_TYPES)
+
+
+# Spec §4 / Table 2: (params, Ops) rounded to 0.1K / 0.1M as the paper prints them.
+@pytest.mark.parametrize("model,block,k_params,m_ops", [
+    ("wrn-40-2", "Conv", 2243.5, 328.3), ("wrn-16-2", "Conv", 691.7, 101.4), ("wrn-40-1", "Conv", 563.9, 83.6),
+    ("wrn-16-1", "Conv", 175.1, 26.8)])
+def test_table2_counts(model, block, k_params, m_ops):
+    c = counting.analytic(Genotype.uniform(model, block))
+    assert round(c.params / 1e3, 1) == k_params
+    assert round(c.ops / 1e6, 1) == m_ops
+
+
+def test_wrn_40_2_exact_and_plain_macs():
+    c = counting.analytic(Genotype.uniform("wrn-40-2", "Conv"))
+    assert (c.params, c.ops, c.macs) == (2_243_546, 328_312_074, 327_599_360)
+    assert round(c.macs / 1e6, 1) == 327.6
+
+
+def test_all_mbconv6():
+    c = counting.analytic(Genotype.uniform("wrn-40-2", "MBConv6"))
+    # Spec formula per block: 6i² + 12i + 9·6i + 12i + 6i·o + 2o, plus input BN and 1×1 shortcuts.
+    arch = get_architecture("wrn-40-2")
+    expected = arch.fixed_params(3, 10)
+    for s in arch.slots(32):
+        i, o = s.cin, s.cout
+        expected += 6 * i * i + 12 * i + 9 * 6 * i + 12 * i + 6 * i * o + 2 * o + 2 * i
+        expected += i * o if s.has_shortcut_conv else 0
+    assert c.params == expected == 1_500_986
+    # The paper prints 1,500.9K / 231.7M; its counter skips MBConv's ReLU6 (see blocks.py).
+    assert abs(c.params / 1e3 - 1500.9) < 0.1
+    assert abs(c.ops / 1e6 - 231.7) < 0.1
+
+
+@pytest.mark.parametrize("name,factory,params", [
+    ("resnet34", torchvision.models.resnet34, 21_797_672), ("resnet18", torchvision.models.resnet18, 11_689_512)])
+def test_resnet_equals_torchvision(name, factory, params):
+    g = Genotype.uniform(name, "Conv")
+    ours, theirs = create_model(g), factory()
+    assert counting.analytic(g).params == params == sum(p.numel() for p in theirs.parameters())
+    ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
+    assert list(ours_sd) == list(theirs_sd)
+    assert all(ours_sd[k].shape == theirs_sd[k].shape for k in ours_sd)
+    # With torchvision's weights loaded, the logits agree.
+    ours.load_state_dict(theirs_sd)
+    x = torch.randn(2, 3, 64, 64)
+    ours.eval(), theirs.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x)[0], theirs(x), rtol=1e-4, atol=1e-4)
+
+
+def test_resnet_macs_match_torchvision_and_paper():
+    for name, factory, paper_gmacs in (("resnet34", torchvision.models.resnet34, 3.669),
+                                       ("resnet18", torchvision.models.resnet18, 1.818)):
+        theirs = factory().eval()
+        macs = 0
+
+        def hook(m, i, o):
+            nonlocal macs
+            if isinstance(m, nn.Conv2d):
+                macs += o.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            else:
+                macs += m.in_features * m.out_features
+        for m in theirs.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.register_forward_hook(hook)
+        with torch.no_grad():
+            theirs(torch.zeros(1, 3, 224, 224))
+        ours = counting.analytic(Genotype.uniform(name, "Conv")).macs
+        assert ours == macs
+        # The paper's figures come from another counter; ours are within 0.25% of them.
+        assert abs(ours / 1e9 - paper_gmacs) / paper_gmacs < 0.0025
+
+
+@pytest.mark.parametrize("model,image_size", [("wrn-40-2", 32), ("wrn-16-2", 32), ("resnet34", 224)])
+def test_every_block_type_at_every_position_analytic_equals_measured(model, image_size):
+    """Walk the registry: each type at each block position, the built block counted by hooks."""
+    arch = get_architecture(model)
+    slots = arch.slots(image_size)
+    checked = 0
+    for name, btype in BLOCK_TYPES.items():
+        for slot in slots:
+            if not btype.is_valid(slot.cin, slot.cout):
+                continue
+            block = arch.build_block(slot, btype)
+            got = counting.measure(block, (1, slot.cin, slot.size, slot.size))
+            want = (arch.block_params(slot, btype), arch.block_ops(slot, btype), arch.block_macs(slot, btype))
+            assert (got.params, got.ops, got.macs) == want, (name, slot)
+            checked += 1
+    assert checked >= len(slots) * 30
+
+
+@pytest.mark.parametrize("model", ["wrn-40-2", "wrn-16-2"])
+def test_every_block_type_whole_network_analytic_equals_measured(model):
+    """Each type in every block where it is valid (Conv elsewhere): whole network, both ways."""
+    arch = get_architecture(model)
+    slots = arch.slots(32)
+    for name, btype in BLOCK_TYPES.items():
+        blocks = tuple(name if btype.is_valid(s.cin, s.cout) else "Conv" for s in slots)
+        g = Genotype(model, blocks)
+        assert counting.measured(create_model(g), g) == counting.analytic(g), name
+
+
+def test_resnet34_mixed_network_analytic_equals_measured():
+    names = list(BLOCK_TYPES)
+    g = Genotype("resnet34", tuple(names[i * 2 % len(names)] for i in range(16)), image_size=128)
+    assert counting.measured(create_model(g), g) == counting.analytic(g)
+
+
+def test_dilated_2x2_keeps_spatial_size():
+    g = Genotype.uniform("wrn-16-1", "Conv2x2")
+    logits, points = create_model(g)(torch.zeros(2, 3, 32, 32))
+    assert [p.shape[-1] for p in points] == [32, 16, 8]
+    assert counting.analytic(g) == counting.measured(create_model(g), g)

@@ -1,0 +1,134 @@
+"""Model registry, block registry, shapes and genotypes."""
+
+import json
+
+import pytest
+import torch
+
+from blockswap.blocks import BLOCK_TYPES, BLOCKSWAP_TYPES, PAPER_TYPES, candidate_set, get_block
+from blockswap.errors import BlockswapError
+from blockswap.genotype import Genotype, import_legacy_csv, load
+from blockswap.models import create_model, get_architecture, model_names
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_registered_model_builds_and_runs(name):
+    arch = get_architecture(name)
+    size = 64 if name.startswith("resnet") else arch.default_image_size
+    g = Genotype.uniform(name, "Conv", image_size=size)
+    logits, points = create_model(g)(torch.randn(2, 3, size, size))
+    assert logits.shape == (2, arch.default_num_classes)
+    assert len(points) == (4 if name.startswith("resnet") else 3)
+
+
+def test_wrn_shapes_and_block_count():
+    g = Genotype.uniform("wrn-40-2", "Conv")
+    assert len(g.blocks) == 18
+    net = create_model(g)
+    assert len(net.blocks) == 18
+    logits, points = net(torch.randn(3, 3, 32, 32))
+    assert [tuple(p.shape) for p in points] == [(3, 32, 32, 32), (3, 64, 16, 16), (3, 128, 8, 8)]
+    assert len(Genotype.uniform("resnet34", "Conv").blocks) == 16
+    assert len(Genotype.uniform("resnet18", "Conv").blocks) == 8
+
+
+def test_fashion_mnist_shaped_wrn():
+    g = Genotype.uniform("wrn-16-1", "G2B2", in_channels=1, num_classes=10, image_size=28)
+    logits, points = create_model(g)(torch.randn(4, 1, 28, 28))
+    assert logits.shape == (4, 10)
+    assert [p.shape[-1] for p in points] == [28, 14, 7]
+
+
+def test_wrn_init_follows_the_paper():
+    net = create_model(Genotype.uniform("wrn-16-2", "Conv"))
+    conv = net.block2[1].branch[0]  # 3×3, 64→64
+    expected_std = (2 / (9 * 64)) ** 0.5
+    assert abs(conv.weight.std().item() - expected_std) / expected_std < 0.05
+    assert torch.all(net.block1[0].bn1.weight == 1) and torch.all(net.block1[0].bn1.bias == 0)
+    assert torch.all(net.fc.bias == 0)
+
+
+@pytest.mark.parametrize("name", list(BLOCK_TYPES))
+def test_every_block_type_builds_with_right_output(name):
+    """Walk the block registry: each type maps (N, i, H, W) to (N, o, H/stride, W/stride)."""
+    btype = get_block(name)
+    for cin, cout, stride in ((32, 32, 1), (32, 64, 2)):
+        if not btype.is_valid(cin, cout):
+            continue
+        m = btype.build(cin, cout, stride)
+        y = m(torch.randn(2, cin, 16, 16))
+        assert y.shape == (2, cout, 16 // stride, 16 // stride)
+        assert sum(p.numel() for p in m.parameters()) == btype.params(cin, cout)
+
+
+def test_group_conventions():
+    # G = channels per group, A = absolute number of groups (the spec's trap).
+    conv = get_block("DConvG4").build(64, 64, 1)[0]
+    assert conv.groups == 16
+    conv = get_block("DConvA4").build(64, 64, 1)[0]
+    assert conv.groups == 4
+    bottleneck = get_block("G2B4").build(64, 64, 1)
+    assert bottleneck[3].groups == 8  # m = 16, 2 channels per group
+
+
+def test_invalid_type_at_width_is_refused():
+    assert not get_block("A16B2").is_valid(16, 16)  # m = 8 cannot hold 16 groups
+    with pytest.raises(BlockswapError, match="cannot be used at block 0"):
+        Genotype("wrn-16-1", ("A16B2",) + ("Conv",) * 5)
+
+
+def test_candidate_sets():
+    assert len(BLOCKSWAP_TYPES) == 23 and len(set(BLOCKSWAP_TYPES)) == 23
+    assert len(PAPER_TYPES) == 21 and "DConvB2" in PAPER_TYPES and "G2B4" not in PAPER_TYPES
+    assert candidate_set("all") == list(BLOCK_TYPES)
+    assert candidate_set("Conv,G2B2") == ["Conv", "G2B2"]
+    with pytest.raises(BlockswapError, match="Did you mean 'blockswap'"):
+        candidate_set("blokswap")
+
+
+def test_genotype_errors_name_the_field(tmp_path):
+    cases = [
+        ({"model": "wrn-40-2", "blocks": ["Conv"] * 17}, "has 17 names but wrn-40-2 has 18"),
+        ({"model": "wrn-40-2", "blocks": ["Conv"] * 17 + ["ConvB3"]}, "unknown block type 'ConvB3'.*Did you mean"),
+        ({"model": "wrn-41-2", "blocks": []}, "depth must be 6n\\+4"),
+        ({"model": "vgg16", "blocks": []}, "unknown model 'vgg16'"),
+        ({"model": "wrn-16-1", "blocks": ["Conv"] * 6, "num_classes": 0}, "'num_classes' must be a positive"),
+        ({"model": "wrn-16-1", "blocks": ["Conv"] * 6, "colour": 1}, "unknown field 'colour'"),
+        ({"blocks": ["Conv"] * 6}, "missing field 'model'"),
+    ]
+    for d, message in cases:
+        path = tmp_path / "g.json"
+        path.write_text(json.dumps(d))
+        with pytest.raises(BlockswapError, match=message):
+            load(path)
+    path.write_text("{not json")
+    with pytest.raises(BlockswapError, match="not valid JSON"):
+        load(path)
+
+
+def test_genotype_json_round_trip(tmp_path):
+    g = Genotype("wrn-16-1", ("Conv", "G2B2", "DConv", "ConvB2", "A2B2", "DConvA2"), in_channels=1,
+                 image_size=28)
+    path = tmp_path / "g.json"
+    path.write_text(g.to_json())
+    assert load(path) == g
+    assert json.loads(path.read_text()) == {"model": "wrn-16-1", "in_channels": 1, "num_classes": 10,
+                                            "image_size": 28, "blocks": list(g.blocks)}
+    assert g.id == load(path).id and len(g.id) == 10
+
+
+def test_legacy_csv_both_spacings(tmp_path):
+    names = ["ConvB4", "Conv", "A16B2", "G8B2", "DConvA2", "G2B4"] * 3
+    spaced = "[" + ", ".join(repr(n) for n in names) + "]"
+    tight = "[" + ",".join(repr(n) for n in names) + "]"
+    path = tmp_path / "legacy.csv"
+    path.write_text(f',index,convs,fisher\n0,3,"{spaced}",1.5e-06\n1,7,"{tight}",2.0e-06\n')
+    rows = import_legacy_csv(path, "wrn-40-2")
+    assert [g.blocks for g, _ in rows] == [tuple(names)] * 2
+    assert rows[0][1] == {"index": 3, "fisher": 1.5e-06}
+    path.write_text(',index,convs,fisher\n0,0,"[\'Conv\', \'Conv\'",1\n')
+    with pytest.raises(BlockswapError, match="line 2: 'convs' is not a list"):
+        import_legacy_csv(path, "wrn-40-2")
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(BlockswapError, match="'convs' column"):
+        import_legacy_csv(path, "wrn-40-2")
