@@ -79,21 +79,9 @@ def cmd_sample(args) -> None:
 # --- score ---------------------------------------------------------------------------------------
 def load_candidates(path: str) -> list:
     """Genotypes of a candidates .jsonl (one object per line; metadata keys ignored)."""
-    from .genotype import Genotype
+    from .genotype import Genotype, load_records
 
-    try:
-        lines = Path(path).read_text().splitlines()
-    except FileNotFoundError:
-        raise BlockswapError(f"{path}: candidates file not found") from None
-    out = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BlockswapError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
-        out.append(Genotype.from_dict(d, source=f"{path}, line {n}"))
+    out = [Genotype.from_dict(d, source=f"{path}, line {n}") for n, d in enumerate(load_records(path), start=1)]
     if not out:
         raise BlockswapError(f"{path}: no candidates (expected one genotype JSON object per line)")
     return out
@@ -159,7 +147,8 @@ def cmd_score(args) -> None:
     ranks = rank([s[first.name] for s in scores], first.sign)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "params", "ops", *[p.name for p in proxies], "rank", "blocks"])
+    fixed = ("id", "params", "ops", "rank", "blocks")  # a proxy named like one of these gets a suffix
+    w.writerow(["id", "params", "ops", *[p.name + "_proxy" * (p.name in fixed) for p in proxies], "rank", "blocks"])
     for i in sorted(range(len(genotypes)), key=ranks.__getitem__):  # best first
         g, c = genotypes[i], analytic(genotypes[i])
         w.writerow([g.id, c.params, c.ops, *[repr(scores[i][p.name]) for p in proxies], ranks[i],
@@ -194,14 +183,41 @@ def _train_config(args, **objective):
                        **objective)
 
 
-def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
+def _student(args):
+    """--genotype G.json, --genotype C.jsonl --index I (0-based), or --model M [--block B] (a model name)."""
     from .genotype import load
+
+    if args.model:
+        if args.index is not None:
+            raise BlockswapError("--index goes with --genotype C.jsonl")
+        return args.model
+    if args.block:
+        raise BlockswapError("--block goes with --model (every block of that model one type)")
+    if args.index is None:
+        return load(args.genotype)
+    candidates = load_candidates(args.genotype)
+    if not 0 <= args.index < len(candidates):
+        raise BlockswapError(f"--index {args.index}: {args.genotype} holds genotypes 0..{len(candidates) - 1}")
+    return candidates[args.index]
+
+
+def _labels(pairs: list[str]) -> dict:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BlockswapError(f"--label {pair!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
     from .train import Preempted, train
 
-    genotype = load(args.genotype) if args.genotype else args.model
     try:
-        metrics = train(config, genotype, out_checkpoint=args.checkpoint, metrics_path=args.output,
-                        resume_path=args.resume, teacher=teacher, teacher_genotype=teacher_genotype)
+        metrics = train(config, _student(args), out_checkpoint=args.checkpoint, metrics_path=args.output,
+                        resume_path=args.resume, teacher=teacher, teacher_genotype=teacher_genotype,
+                        block=args.block or "Conv", labels=_labels(args.label))
     except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
         print(f"blockswap {args.command}: {e}", file=sys.stderr)
         raise SystemExit(e.exit_status) from None
@@ -251,15 +267,17 @@ def cmd_evaluate(args) -> None:
 
 def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--genotype", help="genotype JSON of the network to train")
-    which.add_argument("--model", help="e.g. wrn-16-2: the all-Conv network, shaped for the dataset")
+    which.add_argument("--genotype", help="genotype JSON of the network to train (or a .jsonl with --index)")
+    which.add_argument("--model", help="e.g. wrn-16-2: that network with every block --block, shaped for the dataset")
+    p.add_argument("--block", help="with --model: the block type of every block (default Conv)")
+    p.add_argument("--index", type=int, help="with --genotype C.jsonl: train its genotype number I (from 0)")
     if teacher:
         p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt from `blockswap train`)")
         p.add_argument("--teacher-genotype", help="refuse a teacher checkpoint of any other genotype")
         p.add_argument("--at-beta", type=_number_list(float), default=[1000.0],
                        help="AT weight β, one value or one per attention point (default 1000; 0: no AT)")
         p.add_argument("--kd-alpha", type=float, default=0.0,
-                       help="KD mixing: (1-α)·CE + α·KD (default 0: no KD; Moonshine: 0.9)")
+                       help="KD mixing: (1-α)·CE + α·KD (default 0: no KD)")
         p.add_argument("--kd-temperature", type=float, default=4.0)
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, cifar10 or imagenet")
     p.add_argument("--data-dir", help="dataset folder (default: the dataset's standard place, if any)")
@@ -287,6 +305,8 @@ def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
     p.add_argument("-o", "--output", help="metrics JSON (default: print)")
     p.add_argument("--checkpoint", required=True, help="final checkpoint .pt, written when training is done")
     p.add_argument("--resume", help="resume checkpoint (default: <checkpoint>.resume)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="copied into the metrics' labels (repeatable), e.g. method=blockswap budget=200k")
 
 
 def add_train_commands(sub) -> None:
@@ -314,6 +334,71 @@ def add_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-channels", type=int, help="input channels (default: the model's, 3)")
     p.add_argument("--num-classes", type=int, help="classes (default: the model's, 10 for WRN, 1000 for ResNet)")
     p.add_argument("--image-size", type=int, help="input side in pixels (default: 32 for WRN, 224 for ResNet)")
+
+
+# --- select --------------------------------------------------------------------------------------
+def cmd_select(args) -> None:
+    """The best-ranked candidate among the first n of a candidates file, by a scores CSV."""
+    import csv
+
+    from .proxies import get_proxy
+
+    candidates = load_candidates(args.candidates)[: args.first]
+    column = args.proxy if args.proxy != "params" else "params_proxy"
+    try:
+        with open(args.scores, newline="") as f:
+            scores = {row["id"]: float(row[column]) for row in csv.DictReader(f)}
+    except FileNotFoundError:
+        raise BlockswapError(f"{args.scores}: scores file not found") from None
+    except (KeyError, ValueError):
+        raise BlockswapError(f"{args.scores}: expected columns 'id' and {column!r} with numbers "
+                             "(a `blockswap score` output)") from None
+    missing = [g.id for g in candidates if g.id not in scores]
+    if missing:
+        raise BlockswapError(f"{args.scores} has no score for candidate {missing[0]} of {args.candidates}; "
+                             "were they scored from this candidates file?")
+    sign = get_proxy(args.proxy).sign
+    best = max(candidates, key=lambda g: sign * scores[g.id])  # ties: the earliest sample wins
+    emit(best.to_dict(), args.output)
+
+
+# --- report --------------------------------------------------------------------------------------
+def cmd_report(args) -> None:
+    from . import report
+
+    out = report.run(args.report_command, args.metrics, args.paper, args.out_dir, args.figure_dir, args.name,
+                     scores=getattr(args, "scores", None), scatter_proxy=getattr(args, "scatter_proxy", "fisher"),
+                     scatter_k=getattr(args, "scatter_k", None), full_search=getattr(args, "full_search", None))
+    print(json.dumps(out, indent=2))
+
+
+def add_report_commands(sub) -> None:
+    p = sub.add_parser("report", help="tables and figures from run metrics, the papers' numbers beside ours")
+    rsub = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    helps = {"results": "the main table (error, params, Ops per method and budget) and Pareto figures",
+             "correlation": "Table 1: Spearman/Kendall of each proxy with trained error, and a scatter",
+             "density": "Figure 2: random nets' error density with single-blocktype nets marked",
+             "samples": "error of the top-ranked candidate vs the number of samples"}
+    for what, text in helps.items():
+        q = rsub.add_parser(what, help=text)
+        if what == "correlation":
+            q.add_argument("--scores", nargs="+", action="extend", required=True, metavar="budget=B,k=K:PATH",
+                           help="a `blockswap score` CSV per budget and k, e.g. budget=200000,k=1:s.csv "
+                                "(repeatable)")
+            q.add_argument("--scatter-proxy", default="fisher", help="proxy of the scatter figure")
+            q.add_argument("--scatter-k", type=int, help="k of the scatter figure (default: the smallest)")
+        if what == "samples":
+            q.add_argument("--full-search", type=int, metavar="N",
+                           help="also plot method=blockswap runs as the pick after N samples (the full search)")
+        q.add_argument("--metrics", nargs="+", action="extend", required=True, metavar="M.json",
+                       help="run metrics JSON files (repeatable)")
+        q.add_argument("--paper", default="none",
+                       help="profile whose published numbers go beside ours: cifar10, imagenet or none")
+        q.add_argument("--out-dir", required=True, help="where the tables go")
+        q.add_argument("--figure-dir", help="where the figures go (default: --out-dir)")
+        q.add_argument("--name", help="base name of the table files (default: main, proxy_correlation, "
+                                      "density, samples)")
+        q.set_defaults(func=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,6 +459,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     add_train_commands(sub)
+    add_report_commands(sub)
+    p = sub.add_parser("select", help="the best-scored candidate among the first n samples")
+    p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
+    p.add_argument("scores", help="scores CSV from `blockswap score`")
+    p.add_argument("--proxy", default="fisher", help="the proxy column that ranks them")
+    p.add_argument("--first", type=int, required=True, help="consider only the first n candidates")
+    p.add_argument("-o", "--output", help="genotype JSON of the pick")
+    p.set_defaults(func=cmd_select)
     return parser
 
 

@@ -14,6 +14,10 @@ from typing import Any, Iterator
 from . import __version__
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
@@ -24,6 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be readable like any file
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -59,7 +64,7 @@ def provenance(config: dict | None = None, seed: int | None = None, device: str 
         "blockswap_version": __version__,
         "git_sha": git_sha(),
         "device": device,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "python": platform.python_version(),
         "host": platform.node(),
         "wall_time_s": wall_time_s,

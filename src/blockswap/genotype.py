@@ -105,8 +105,17 @@ def validate(g: Genotype) -> None:
                                  f"({slot.cin}→{slot.cout} channels): {reason}")
 
 
-def load(path: str | os.PathLike) -> Genotype:
+def load(path: str | os.PathLike, index: int | None = None) -> Genotype:
+    """A genotype JSON file, or line `index` (0-based) of a candidates .jsonl file."""
     path = Path(path)
+    if index is not None or path.suffix == ".jsonl":
+        records = load_records(path)
+        if index is None and len(records) != 1:
+            raise BlockswapError(f"{path} holds {len(records)} genotypes: say which one with --index")
+        index = index or 0
+        if not 0 <= index < len(records):
+            raise BlockswapError(f"{path}: --index {index} is out of range (0–{len(records) - 1})")
+        return Genotype.from_dict(records[index], source=f"{path}, line {index + 1}")
     try:
         d = json.loads(path.read_text())
     except FileNotFoundError:
@@ -114,6 +123,23 @@ def load(path: str | os.PathLike) -> Genotype:
     except json.JSONDecodeError as e:
         raise BlockswapError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     return Genotype.from_dict(d, source=str(path))
+
+
+def load_records(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a .jsonl file (candidates written by `blockswap sample`)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise BlockswapError(f"{path}: candidates file not found") from None
+    records = []
+    for n, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise BlockswapError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+    return records
 
 
 def import_legacy_csv(path: str | os.PathLike, model: str, num_classes: int | None = None,

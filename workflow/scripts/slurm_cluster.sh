@@ -16,10 +16,15 @@
 # Needs root and Debian's apt (installs slurmctld slurmd slurm-client munge if
 # missing). Works without systemd: every daemon is started by hand and its PID
 # recorded, and `stop` kills exactly those PIDs (after cancelling the cluster's
-# jobs). Nothing is written to /etc/slurm: the config lives in the state
-# directory and the SLURM tools find it through $SLURM_CONF. munged runs on a
-# private socket and key in the state directory, so a system munged (if any)
-# is neither used nor touched.
+# jobs). The config lives in the state directory and the SLURM tools find it
+# through $SLURM_CONF. One exception: snakemake's slurm-jobstep plugin strips
+# every SLURM_* variable (SLURM_CONF included) before it calls `srun` inside a
+# job, so that srun only finds the compiled-in default /etc/slurm/slurm.conf.
+# `start` therefore makes /etc/slurm/slurm.conf a symlink to our config if no
+# such file exists (and refuses to start if a foreign one does); `stop` removes
+# the symlink only if it still points at our config. munged runs on a private
+# socket and key in the state directory, so a system munged (if any) is
+# neither used nor touched.
 #
 # Environment knobs (all optional):
 #   SLURM_STATE_DIR      state directory            (default /tmp/blockswap-slurm)
@@ -38,6 +43,7 @@ START_TIMEOUT="${SLURM_START_TIMEOUT:-60}"
 APT_TIMEOUT="${SLURM_APT_TIMEOUT:-600}"
 PACKAGES=(slurmctld slurmd slurm-client munge)
 MARKER="# managed-by: blockswap workflow/scripts/slurm_cluster.sh"
+ETC_CONF=/etc/slurm/slurm.conf
 
 CONF="$STATE/slurm.conf"
 RUN="$STATE/run"
@@ -133,8 +139,14 @@ kill_pidfile() {
 }
 
 env_lines() {
+    local part="$PARTITION"
+    if [[ -f "$CONF" ]]; then
+        # The partition of the running cluster, whatever $SLURM_PARTITION says now.
+        part="$(sed -n 's/^PartitionName=\([^ ]*\).*/\1/p' "$CONF" | head -n1)"
+        part="${part:-$PARTITION}"
+    fi
     printf 'export SLURM_CONF=%s\n' "$CONF"
-    printf 'export SLURM_PARTITION=%s\n' "$PARTITION"
+    printf 'export SLURM_PARTITION=%s\n' "$part"
 }
 
 cluster_up() {
@@ -142,6 +154,7 @@ cluster_up() {
     pid_alive "$MUNGE_DIR/munged.pid" munged \
         && pid_alive "$RUN/slurmctld.pid" slurmctld \
         && pid_alive "$RUN/slurmd.pid" slurmd \
+        && etc_conf_is_ours \
         && SLURM_CONF="$CONF" timeout 10 sinfo -h -o '%T' >/dev/null 2>&1
 }
 
@@ -208,6 +221,29 @@ PartitionName=${PARTITION} Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 EOF
     chmod 0644 "$CONF"
     env_lines >"$STATE/env"
+}
+
+# /etc/slurm/slurm.conf is "ours" if it is a symlink to $CONF.
+etc_conf_is_ours() {
+    [[ -L "$ETC_CONF" && "$(readlink "$ETC_CONF")" == "$CONF" ]]
+}
+
+check_etc_conf() {
+    if [[ -e "$ETC_CONF" || -L "$ETC_CONF" ]] && ! etc_conf_is_ours; then
+        die "$ETC_CONF exists and is not ours (not a symlink to $CONF); refusing to start a test cluster next to another SLURM config (srun inside jobs would read that file)"
+    fi
+}
+
+link_etc_conf() {
+    check_etc_conf
+    mkdir -p "$(dirname "$ETC_CONF")"
+    ln -sfn "$CONF" "$ETC_CONF"
+}
+
+unlink_etc_conf() {
+    if etc_conf_is_ours; then
+        rm -f "$ETC_CONF"
+    fi
 }
 
 start_munged() {
@@ -285,11 +321,14 @@ cmd_start() {
         # Half-started or stale state: clean up what we own before starting again.
         cmd_stop_quiet
     fi
+    check_etc_conf
     port_in_use "$CTLD_PORT" && die "port $CTLD_PORT is taken (another slurmctld?); set SLURM_CTLD_PORT"
     port_in_use "$SLURMD_PORT" && die "port $SLURMD_PORT is taken (another slurmd?); set SLURMD_PORT"
 
     local t0; t0=$(now)
+    trap 'log "start failed; logs are in $LOG; run \"$0 stop\" to clean up"' EXIT
     write_config
+    link_etc_conf
     start_munged
     log "starting slurmctld"
     # -i: ignore saved state from an earlier run of this state dir.
@@ -301,6 +340,7 @@ cmd_start() {
         || die "slurmd failed to start; see $LOG/slurmd.log"
     wait_pidfile "$RUN/slurmd.pid" slurmd "$LOG/slurmd.log"
     wait_idle
+    trap - EXIT
     log "cluster up in $(( $(now) - t0 ))s; state dir $STATE"
     env_lines
 }
@@ -326,6 +366,7 @@ cmd_stop_quiet() {
     kill_pidfile "$RUN/slurmd.pid" slurmd
     kill_pidfile "$RUN/slurmctld.pid" slurmctld
     kill_pidfile "$MUNGE_DIR/munged.pid" munged
+    unlink_etc_conf
     if [[ -f "$CONF" ]] && ! head -n1 "$CONF" | grep -qF "$MARKER"; then
         die "$CONF was not written by this script; refusing to delete $STATE"
     fi

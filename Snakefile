@@ -1,0 +1,21 @@
+# blockswap: regenerate the BlockSwap / Moonshine evidence.
+#   snakemake --cores all                                   (embedded Fashion-MNIST profile, CPU)
+#   snakemake --cores all --configfile workflow/config/cifar10.yaml
+#   snakemake --workflow-profile workflow/profiles/slurm --configfile workflow/config/cifar10.yaml
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "rules/common.smk"
+include: "rules/teacher.smk"
+include: "rules/search.smk"
+include: "rules/students.smk"
+include: "rules/ablations.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,192 @@
+"""How close Fisher scoring gets to its limit, what a naive implementation costs, and CPU parallelism.
+
+    .venv/bin/python benchmarks/fisher.py [--model wrn-40-2] [--batch-size 128] [--repeats 3]
+
+Figures: min and median wall time over --repeats, the three timings interleaved so that drift hits
+them alike (the min is the figure least disturbed by other processes on a shared machine; the load
+average is printed first), plus process CPU time (all threads), which contention disturbs less:
+  (a) limit: one forward + activation-gradient backward of an already built network, hooks in place;
+  (b) ours: `score_one(..., [fisher])` per candidate — model build, hooks, Fisher reduction included;
+  (c) naive: model rebuilt, module backward hooks, a full backward with weight gradients;
+  the ratio (b)/(a) (target ≤ 1.15); peak memory of scoring vs one SGD training step, each in a fresh
+  subprocess (ru_maxrss, the process's resident-set high-water mark, minus the RSS just before the pass:
+  CPU memory only, allocator caching included); intra-op threads=2 vs two 1-thread worker processes
+  over a list of sampled students (pool start-up included, alternated per round, min over rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from blockswap.genotype import Genotype
+from blockswap.models import create_model
+from blockswap.proxies import _probed, get_proxy, score_candidates, score_one
+
+SEED = 0
+
+
+def make_batch(g: Genotype, n: int):
+    gen = torch.Generator().manual_seed(SEED)
+    return (torch.randn(n, g.in_channels, g.image_size, g.image_size, generator=gen),
+            torch.randint(g.num_classes, (n,), generator=gen))
+
+
+def limit_pass(net, acts, batch):
+    """(a): forward + ∂L/∂(probe outputs) only; nothing else."""
+    x, y = batch
+    acts.clear()
+    torch.autograd.grad(F.cross_entropy(net(x)[0], y), acts)
+    acts.clear()
+
+
+def ours(g, batch):
+    """(b): the real per-candidate path."""
+    return score_one(g, [get_proxy("fisher")], batch, SEED)["fisher"]
+
+
+def naive(g, batch):
+    """(c): the straightforward way (as the original code): rebuild, hooks, loss.backward()."""
+    torch.manual_seed(SEED)
+    net = create_model(g).train()
+    total, store = [0.0], {}
+    handles = []
+    for i, b in enumerate(net.blocks):
+        handles.append(b.probe.register_forward_hook(lambda m, inp, out, i=i: store.__setitem__(i, out.detach())))
+        handles.append(b.probe.register_full_backward_hook(
+            lambda m, gin, gout, i=i: total.__setitem__(
+                0, total[0] + float((store[i] * gout[0]).sum((2, 3)).pow(2).mean(0).mul(0.5).sum()))))
+    x, y = batch
+    F.cross_entropy(net(x)[0], y).backward()
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+def timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds summed over threads)."""
+    t, c = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def time_abc(g, batch, repeats) -> dict[str, list[tuple[float, float]]]:
+    net = create_model(g).train()
+    runs = {"a": [], "b": [], "c": []}
+    with _probed(net) as acts, torch.enable_grad():
+        limit_pass(net, acts, batch)  # warm-up: first calls create the oneDNN kernels
+        naive(g, batch)
+        for _ in range(repeats):
+            runs["a"].append(timed(limit_pass, net, acts, batch))
+            runs["b"].append(timed(ours, g, batch))
+            runs["c"].append(timed(naive, g, batch))
+    return runs
+
+
+# ------------------------------------------------------------------------------------- memory (child)
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def memory_child(what: str, genotype: dict, batch_size: int) -> None:
+    """Run one pass of `what` in this fresh process; print peak RSS and its rise above the start."""
+    g = Genotype.from_dict(genotype)
+    batch = make_batch(g, batch_size)
+    torch.manual_seed(SEED)
+    net = create_model(g).train()
+    before = rss_bytes()
+    if what == "score":
+        from blockswap.proxies import fisher_per_block
+        fisher_per_block(net, [batch])
+    elif what == "naive":
+        naive(g, batch)
+    elif what == "train":
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        F.cross_entropy(net(batch[0])[0], batch[1]).backward()
+        opt.step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    print(json.dumps({"peak": peak, "rise": peak - before}))
+
+
+def memory(what, g, batch_size) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--memory-child", what, "--genotype", g.to_json(),
+                          "--batch-size", str(batch_size)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------ parallelism
+def time_parallel(genotypes, batch, rounds):
+    """Min wall seconds for the candidate list: 1 process × 2 threads vs 2 processes × 1 thread."""
+    torch.set_num_threads(2)
+    score_candidates(genotypes, ["fisher"], batch, SEED, workers=1)  # warm-up, also for the forks
+    threads, workers = [], []
+    for _ in range(rounds):
+        threads.append(timed(score_candidates, genotypes, ["fisher"], batch, SEED, 1, "cpu", 1)[0])
+        workers.append(timed(score_candidates, genotypes, ["fisher"], batch, SEED, 1, "cpu", 2)[0])
+    return min(threads), min(workers)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="wrn-40-2")
+    ap.add_argument("--block", default="Conv", help="block type of the network timed in (a)-(c)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--students", type=int, default=4, help="candidates in the threads-vs-workers run")
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    ap.add_argument("--genotype", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child, json.loads(args.genotype), args.batch_size)
+
+    from blockswap.counting import analytic
+    from blockswap.sampling import sample
+
+    torch.set_num_threads(2)
+    g = Genotype.uniform(args.model, args.block)
+    batch = make_batch(g, args.batch_size)
+    print(f"{args.model} all-{args.block} ({analytic(g).params:,} params), batch {args.batch_size}×"
+          f"{g.in_channels}×{g.image_size}×{g.image_size}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, {args.repeats} repeats, load average {os.getloadavg()[0]:.2f}")
+    runs = time_abc(g, batch, args.repeats)
+    wall = {k: min(w for w, _ in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
+    print("                                                   wall min  wall median  CPU median")
+    for k, label in (("a", "(a) limit: built net, forward + act-grad backward"),
+                     ("b", "(b) ours: build + hooks + pass + Fisher reduction"),
+                     ("c", "(c) naive: rebuild, full backward with weight grads")):
+        med = statistics.median(w for w, _ in runs[k])
+        print(f"{label:51s} {wall[k]:7.3f} s  {med:8.3f} s  {cpu[k]:8.3f} s")
+    print(f"ratio (b)/(a) = {wall['b'] / wall['a']:.3f} wall, {cpu['b'] / cpu['a']:.3f} CPU   (target ≤ 1.15);"
+          f"  naive (c)/(b) = {wall['c'] / wall['b']:.2f} wall, {cpu['c'] / cpu['b']:.2f} CPU")
+
+    mib = 2 ** 20
+    mem = {w: memory(w, g, args.batch_size) for w in ("score", "naive", "train")}
+    for w, label in (("score", "Fisher scoring (ours)"), ("naive", "naive Fisher"),
+                     ("train", "one SGD training step")):
+        print(f"peak RSS {label:24s} {mem[w]['peak'] / mib:8.0f} MiB   (+{mem[w]['rise'] / mib:6.0f} MiB for the pass)")
+    print(f"scoring / training-step memory rise = {mem['score']['rise'] / mem['train']['rise']:.2f}")
+
+    budget = analytic(g).params / 4
+    students = sample(args.model, budget, args.students, seed=SEED, in_channels=g.in_channels,
+                      num_classes=g.num_classes, image_size=g.image_size)
+    t_threads, t_workers = time_parallel(students, batch, max(1, args.repeats - 1))
+    n = len(students)
+    print(f"{n} students of ~{budget:,.0f} params: 1 process × 2 threads {t_threads:6.2f} s "
+          f"({t_threads / n:.2f} s/net);  2 processes × 1 thread {t_workers:6.2f} s ({t_workers / n:.2f} s/net)")
+    print(f"faster: {'2 worker processes' if t_workers < t_threads else '2 intra-op threads'} "
+          f"({max(t_threads, t_workers) / min(t_threads, t_workers):.2f}×)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+# Stage 5: tables (CSV, Markdown, LaTeX) and figures (PNG, PDF), with the papers' numbers beside ours.
+
+rule report_results:
+    conda:
+        CONDA_ENV
+    input:
+        student_metrics(),
+    output:
+        table=table_outputs("main", "main.rst", "Results"),
+        figure=figure_outputs("pareto_params", "pareto.rst", "Results"),
+        figure_ops=figure_outputs("pareto_ops", "pareto.rst", "Results"),
+    log:
+        f"{LOGS}/report/results.log",
+    params:
+        paper=config["paper"],
+        tables=lambda w, output: Path(output.table[0]).parent,
+        figures=lambda w, output: Path(output.figure[0]).parent,
+    resources:
+        runtime=res("light", "runtime"),
+    shell:
+        "blockswap report results --metrics {input} --paper {params.paper} --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
+
+
+rule report_correlation:
+    conda:
+        CONDA_ENV
+    input:
+        scores=list(correlation_scores().values()),
+        metrics=[f for b in ABLATIONS["random_budgets"] for f in random_net_metrics(b)],
+    output:
+        table=table_outputs("proxy_correlation", "correlation.rst", "Ablations"),
+        figure=figure_outputs("fisher_vs_error", "correlation.rst", "Ablations"),
+    log:
+        f"{LOGS}/report/correlation.log",
+    params:
+        scores=" ".join(f"--scores {k}:{v}" for k, v in correlation_scores().items()),
+        paper=config["paper"],
+        tables=lambda w, output: Path(output.table[0]).parent,
+        figures=lambda w, output: Path(output.figure[0]).parent,
+    resources:
+        runtime=res("light", "runtime"),
+    shell:
+        "blockswap report correlation {params.scores} --metrics {input.metrics} --paper {params.paper}"
+        " --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
+
+
+rule report_density:
+    conda:
+        CONDA_ENV
+    input:
+        random=[f for b in ABLATIONS["random_budgets"] for f in random_net_metrics(b)],
+        single=[
+            f"{R}/students/moonshine/budget{b}/{block}/teacher{FIRST_TEACHER}/metrics.json"
+            for b in ABLATIONS["random_budgets"]
+            if b in SEARCH["budgets"]
+            for block in moonshine_blocks(b)
+        ],
+        blockswap=[
+            f"{R}/students/blockswap/budget{b}/teacher{FIRST_TEACHER}/metrics.json"
+            for b in ABLATIONS["random_budgets"]
+            if b in SEARCH["budgets"]
+        ],
+    output:
+        table=table_outputs("density", "density.rst", "Ablations"),
+        figure=figure_outputs("density", "density.rst", "Ablations"),
+    log:
+        f"{LOGS}/report/density.log",
+    params:
+        paper=config["paper"],
+        tables=lambda w, output: Path(output.table[0]).parent,
+        figures=lambda w, output: Path(output.figure[0]).parent,
+    resources:
+        runtime=res("light", "runtime"),
+    shell:
+        "blockswap report density --metrics {input} --paper {params.paper} --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
+
+
+rule report_samples:
+    conda:
+        CONDA_ENV
+    input:
+        [
+            f"{R}/ablations/samples/budget{b}/n{n}/metrics.json"
+            for b in ABLATIONS["sample_budgets"]
+            for n in sample_counts(b)
+        ]
+        + [f"{R}/students/blockswap/budget{b}/teacher{FIRST_TEACHER}/metrics.json" for b in ABLATIONS["sample_budgets"]],
+    output:
+        table=table_outputs("samples", "samples.rst", "Ablations"),
+        figure=figure_outputs("samples", "samples.rst", "Ablations"),
+    log:
+        f"{LOGS}/report/samples.log",
+    params:
+        paper=config["paper"],
+        samples=SEARCH["samples"],
+        tables=lambda w, output: Path(output.table[0]).parent,
+        figures=lambda w, output: Path(output.figure[0]).parent,
+    resources:
+        runtime=res("light", "runtime"),
+    shell:
+        "blockswap report samples --metrics {input} --full-search {params.samples} --paper {params.paper}"
+        " --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"

@@ -1,0 +1,73 @@
+# Stage 2: BlockSwap's search per budget: sample candidates, score them, pick the best.
+
+
+rule sample_candidates:
+    conda:
+        CONDA_ENV
+    output:
+        f"{R}/search/budget{{budget}}/candidates.jsonl",
+    log:
+        f"{LOGS}/search/budget{{budget}}/sample.log",
+    params:
+        model=TEACHER["model"],
+        shape=shape_args(),
+        samples=SEARCH["samples"],
+        tolerance=SEARCH["tolerance"],
+        metric=SEARCH["metric"],
+        candidates=SEARCH["candidates"],
+        sampler=SEARCH["sampler"],
+        seed=SEARCH["seed"],
+    resources:
+        runtime=res("light", "runtime"),
+    shell:
+        "blockswap sample --model {params.model} --budget {wildcards.budget} {params.shape}"
+        " --samples {params.samples} --tolerance {params.tolerance} --metric {params.metric}"
+        " --candidates {params.candidates} --sampler {params.sampler} --seed {params.seed}"
+        " -o {output} > {log} 2>&1"
+
+
+rule score_candidates:
+    conda:
+        CONDA_ENV
+    input:
+        f"{R}/search/budget{{budget}}/candidates.jsonl",
+    output:
+        f"{R}/search/budget{{budget}}/scores.csv",
+    log:
+        f"{LOGS}/search/budget{{budget}}/score.log",
+    benchmark:
+        f"{BENCH}/search/budget{{budget}}/score.tsv"
+    params:
+        proxy=SEARCH["proxy"],
+        data=data_args(),
+        batch_size=SEARCH["batch_size"],
+        seed=SEARCH["seed"],
+        device=config["device"],
+    threads: res("score", "threads")
+    resources:
+        mem_mb=res("score", "mem_mb"),
+        runtime=res("score", "runtime"),
+        gpu=res("score", "gpu"),
+    shell:
+        "blockswap score {input} --proxy {params.proxy} {params.data} --batch-size {params.batch_size}"
+        " --seed {params.seed} --device {params.device} --threads {threads} -o {output} > {log} 2>&1"
+
+
+rule select_top:
+    """The best-scored candidate among the first n samples (n = all for the main search)."""
+    conda:
+        CONDA_ENV
+    input:
+        candidates=f"{R}/search/budget{{budget}}/candidates.jsonl",
+        scores=f"{R}/search/budget{{budget}}/scores.csv",
+    output:
+        f"{R}/search/budget{{budget}}/top{{n}}.json",
+    log:
+        f"{LOGS}/search/budget{{budget}}/top{{n}}.log",
+    params:
+        proxy=SEARCH["proxy"],
+    resources:
+        runtime=res("light", "runtime"),
+    shell:
+        "blockswap select {input.candidates} {input.scores} --proxy {params.proxy} --first {wildcards.n}"
+        " -o {output} > {log} 2>&1"

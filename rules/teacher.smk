@@ -1,0 +1,28 @@
+# Stage 1: one teacher per seed.
+
+
+rule train_teacher:
+    conda:
+        CONDA_ENV
+    output:
+        checkpoint=f"{R}/teachers/seed{{seed}}/model.pt",
+        metrics=f"{R}/teachers/seed{{seed}}/metrics.json",
+    log:
+        f"{LOGS}/teachers/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/teachers/seed{{seed}}.tsv"
+    params:
+        model=TEACHER["model"],
+        recipe=recipe_args(TEACHER["recipe"]),
+        data=data_args(),
+        device=config["device"],
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=res("train", "gpu"),
+    shell:
+        "blockswap train --model {params.model} {params.data} {params.recipe} --seed {wildcards.seed}"
+        " --device {params.device} --threads {threads} --label method=teacher --label model={params.model}"
+        " --label teacher_seed={wildcards.seed} --checkpoint {output.checkpoint} -o {output.metrics}"
+        " > {log} 2>&1"

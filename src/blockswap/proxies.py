@@ -1,0 +1,353 @@
+"""Zero-cost proxies that rank untrained candidate students, Fisher potential first (BlockSwap §3.3).
+
+Each proxy is `fn(net, batches, genotype) -> float` on a freshly initialised network in train mode,
+registered with the sign that makes "higher = better": `sign * value` is what ranking sorts on.
+`batches` holds the k minibatches of a run (`minibatches=k`); Fisher accumulates over all of them,
+the training proxies take one SGD step per batch, every other proxy uses the first batch only.
+
+Reproducibility: every candidate is initialised from `candidate_seed(seed, genotype.id)` — from its
+content, not its position — so a rerun, a reordered file or a different worker count gives the same
+initialisation (float results can still differ in the last bits between thread counts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import math
+import multiprocessing
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import unknown_name_message
+from .errors import BlockswapError
+from .genotype import Genotype
+from .models import create_model
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+ProxyFn = Callable[[nn.Module, list[Batch], Genotype], float]
+
+
+@dataclass(frozen=True)
+class Proxy:
+    name: str
+    fn: ProxyFn
+    sign: int  # +1: higher raw value is better; -1: lower is better
+    description: str
+
+    def __call__(self, net: nn.Module, batches: list[Batch], genotype: Genotype) -> float:
+        return float(self.fn(net, batches, genotype))
+
+
+_PROXIES: dict[str, Proxy] = {}
+
+
+def register_proxy(name: str, sign: int, description: str):
+    """Decorator: register `fn(net, batches, genotype) -> float` as proxy `name`."""
+    if sign not in (1, -1):
+        raise ValueError(f"proxy sign must be +1 or -1, got {sign!r}")
+
+    def wrap(fn: ProxyFn) -> ProxyFn:
+        if name in _PROXIES:
+            raise ValueError(f"proxy {name!r} registered twice")
+        _PROXIES[name] = Proxy(name, fn, sign, description)
+        return fn
+    return wrap
+
+
+def proxy_names() -> list[str]:
+    return list(_PROXIES)
+
+
+def get_proxy(name: str) -> Proxy:
+    try:
+        return _PROXIES[name]
+    except KeyError:
+        raise BlockswapError(unknown_name_message("proxy", name, _PROXIES)) from None
+
+
+def parse_proxies(text: str) -> list[Proxy]:
+    """'fisher,grad_norm' → proxies, in order; duplicates and empty names are errors."""
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise BlockswapError(f"empty proxy name in {text!r}; valid: {', '.join(_PROXIES)}")
+    if len(set(names)) != len(names):
+        raise BlockswapError(f"proxy named twice in {text!r}")
+    return [get_proxy(n) for n in names]
+
+
+# ------------------------------------------------------------------------------------------ Fisher
+@contextlib.contextmanager
+def _probed(net: nn.Module):
+    """Collect each block's probe output during forward, with parameters frozen; undone on exit.
+
+    Frozen parameters mean autograd records no weight-gradient work. The first probe's output then
+    has no graph behind it, so it is made a leaf that requires grad; every later block depends on it.
+    """
+    acts: list[torch.Tensor] = []
+
+    def keep(module, inputs, output):
+        if not output.requires_grad:
+            output.requires_grad_()
+        acts.append(output)
+
+    frozen = [p for p in net.parameters() if p.requires_grad]
+    handles = []
+    try:
+        for p in frozen:
+            p.requires_grad_(False)
+        handles = [b.probe.register_forward_hook(keep) for b in net.blocks]
+        yield acts
+    finally:
+        for h in handles:
+            h.remove()
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def fisher_per_block(net: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
+    """Δ_block (float64, one per block in forward order), summed over `batches`.
+
+    Δ_block = Σ_c 1/(2N) Σ_n (Σ_ij a_ncij g_ncij)², a = probe output, g = ∂L/∂a, L = batch-mean CE.
+    """
+    net.train()
+    total = torch.zeros(len(net.blocks), dtype=torch.float64)
+    with _probed(net) as acts, torch.enable_grad():
+        for x, y in batches:
+            acts.clear()
+            logits, _ = net(x)
+            grads = torch.autograd.grad(F.cross_entropy(logits, y), acts)
+            with torch.no_grad():  # einsum contracts H, W without materialising a·g; squares in float64
+                per_nc = [torch.einsum("nchw,nchw->nc", a, g).double() for a, g in zip(acts, grads)]
+                total += torch.stack([s.pow(2).sum() for s in per_nc]).cpu() / (2 * len(x))
+            del logits, grads, per_nc
+            acts.clear()  # drop the graph before the next batch
+    return total
+
+
+@register_proxy("fisher", +1, "Fisher potential: Σ over blocks of Δ at the residual-branch output "
+                              "(BlockSwap Eq. 2-3), summed over the k minibatches")
+def fisher_potential(net, batches, genotype=None) -> float:
+    return float(fisher_per_block(net, batches).sum())
+
+
+# ------------------------------------------------------------------------------ other zero-cost proxies
+def _weights(net: nn.Module) -> list[torch.Tensor]:
+    """Conv and linear weights: what the gradient/saliency proxies sum over (BN γ/β excluded)."""
+    return [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _weight_grads(net: nn.Module, batch: Batch) -> list[torch.Tensor]:
+    net.train()
+    x, y = batch
+    weights = _weights(net)
+    with torch.enable_grad():
+        return list(torch.autograd.grad(F.cross_entropy(net(x)[0], y), weights))
+
+
+@register_proxy("grad_norm", +1, "Σ over conv/linear weights of ‖∂L/∂W‖₂ (first minibatch)")
+def grad_norm(net, batches, genotype=None) -> float:
+    return float(sum(g.double().norm() for g in _weight_grads(net, batches[0])))
+
+
+@register_proxy("snip", +1, "SNIP saliency Σ|W ⊙ ∂L/∂W| over conv/linear weights (first minibatch)")
+def snip(net, batches, genotype=None) -> float:
+    grads = _weight_grads(net, batches[0])
+    return float(sum((w.detach() * g).double().abs().sum() for w, g in zip(_weights(net), grads)))
+
+
+@register_proxy("l2_norm", +1, "Σ over conv/linear weights of ‖W‖₂ at initialisation (data-free)")
+def l2_norm(net, batches=None, genotype=None) -> float:
+    return float(sum(w.detach().double().norm() for w in _weights(net)))
+
+
+@register_proxy("synflow", +1, "SynFlow Σ|W ⊙ ∂R/∂W|, R = Σ logits of an all-ones input through |θ|, in "
+                               "float64; BN in eval mode with reset stats (≈ identity)")
+def synflow(net, batches, genotype) -> float:
+    # The network is this proxy's own copy, so its weights are overwritten with |θ| in place.
+    # BN in eval mode with running mean 0 / var 1 and γ=1, β=0 scales by 1/√(1+ε): BN "removed"
+    # (in train mode a one-image all-ones batch would be normalised to zero).
+    net = net.double().eval()
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    device = next(net.parameters()).device
+    x = torch.ones(1, genotype.in_channels, genotype.image_size, genotype.image_size,
+                   dtype=torch.float64, device=device)
+    weights = _weights(net)
+    with torch.enable_grad():
+        grads = torch.autograd.grad(net(x)[0].sum(), weights)
+    return float(sum((w.detach() * g).abs().sum() for w, g in zip(weights, grads)))
+
+
+@register_proxy("naswot", +1, "NASWOT: log|K| of the binary ReLU-pattern kernel K_ij = N_A − Hamming(c_i, c_j) "
+                              "over the first minibatch (−inf if two codes coincide)")
+def naswot(net, batches, genotype=None) -> float:
+    x, _ = batches[0]
+    n = len(x)
+    kernel = torch.zeros(n, n, dtype=torch.float64, device=x.device)
+
+    def add(module, inputs, output):
+        # K_H = c·cᵀ + (1−c)(1−c)ᵀ = D − |c_i| − |c_j| + 2 c_i·c_j; per-layer counts are exact in float32.
+        c = (output > 0).flatten(1).float()
+        s = c.sum(1, keepdim=True)
+        kernel.add_((2 * c @ c.T - s - s.T + c.shape[1]).double())
+
+    handles = [m.register_forward_hook(add) for m in net.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
+    try:
+        net.train()
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return float(torch.linalg.slogdet(kernel).logabsdet)
+
+
+@register_proxy("params", +1, "parameter count (analytic; needs no network)")
+def params(net, batches, genotype) -> float:
+    from .counting import analytic
+
+    return float(analytic(genotype).params)
+
+
+def _train_then_eval(net: nn.Module, batches: Sequence[Batch]) -> tuple[float, float]:
+    """One SGD step per batch (WRN recipe: lr 0.1, momentum 0.9, wd 5e-4), then (accuracy, mean loss)
+    on those same batches, in train mode (BN batch statistics, as during the steps)."""
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    with torch.enable_grad():
+        for x, y in batches:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x)[0], y).backward()
+            opt.step()
+    correct = loss = count = 0
+    with torch.no_grad():
+        for x, y in batches:
+            logits = net(x)[0]
+            correct += int((logits.argmax(1) == y).sum())
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            count += len(y)
+    return correct / count, loss / count
+
+
+@register_proxy("train_accuracy", +1, "training accuracy on the k minibatches after k SGD steps on them")
+def train_accuracy(net, batches, genotype=None) -> float:
+    return _train_then_eval(net, batches)[0]
+
+
+@register_proxy("train_loss", -1, "mean cross-entropy on the k minibatches after k SGD steps (lower is better)")
+def train_loss(net, batches, genotype=None) -> float:
+    return _train_then_eval(net, batches)[1]
+
+
+# --------------------------------------------------------------------------------------------- scoring
+def candidate_seed(seed: int, genotype_id: str) -> int:
+    """The init seed of one candidate: a hash of (search seed, genotype id), 63 bits."""
+    digest = hashlib.sha256(f"{seed}:{genotype_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+BatchSource = Batch | Sequence[Batch] | Callable[[int, int], Sequence[Batch]]
+
+
+def _batches_for(source: BatchSource, index: int, cseed: int, k: int, device) -> list[Batch]:
+    """The k minibatches of candidate `index`: a fixed batch, a fixed list, or `source(index, seed)`."""
+    if callable(source):
+        got = list(source(index, cseed))
+    elif isinstance(source[0], torch.Tensor):
+        got = [tuple(source)]
+    else:
+        got = list(source)
+    if len(got) < k:
+        raise ValueError(f"minibatches={k} needs {k} batches, got {len(got)}")
+    return [(x.to(device), y.to(device)) for x, y in got[:k]]
+
+
+def score_one(genotype: Genotype, proxies: Sequence[Proxy], batch: BatchSource, seed: int,
+              minibatches: int = 1, device="cpu", index: int = 0) -> dict[str, float]:
+    """{proxy name: raw value} for one candidate; every proxy sees the same initialisation."""
+    cseed = candidate_seed(seed, genotype.id)
+    batches = _batches_for(batch, index, cseed, minibatches, device)
+    # Init runs on the CPU generator (create_model builds, then moves), so CPU and GPU runs agree;
+    # fork_rng keeps the caller's global RNG state untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cseed)
+        net = create_model(genotype, device)
+        pristine = copy.deepcopy(net) if len(proxies) > 1 else None
+        out = {}
+        for j, proxy in enumerate(proxies):
+            # Proxies may train, rescale or cast their network: each after the first gets a copy.
+            out[proxy.name] = proxy(net if j == 0 else copy.deepcopy(pristine), batches, genotype)
+    return out
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(state: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(state)
+
+
+def _worker_score(item: tuple[int, Genotype]) -> dict[str, float]:
+    index, genotype = item
+    return score_one(genotype, index=index, **_WORKER)
+
+
+def score_candidates(genotypes: Sequence[Genotype], proxies: Sequence[Proxy | str], batch: BatchSource,
+                     seed: int, minibatches: int = 1, device="cpu", workers: int = 1,
+                     progress: bool = False) -> list[dict[str, float]]:
+    """Score each genotype with each proxy; returns one {proxy: raw value} per genotype, in order.
+
+    `batch` is one (x, y) minibatch, a list of ≥ `minibatches` of them (shared by every candidate),
+    or a callable `(index, candidate_seed) -> batches` for a new minibatch per candidate.
+    `workers` > 1 (CPU only) scores in that many forked processes, each with
+    `torch.get_num_threads() // workers` intra-op threads (at least 1).
+    """
+    from tqdm import tqdm
+
+    proxies = [get_proxy(p) if isinstance(p, str) else p for p in proxies]
+    if minibatches < 1:
+        raise BlockswapError(f"minibatches must be ≥ 1, got {minibatches}")
+    state = dict(proxies=proxies, batch=batch, seed=seed, minibatches=minibatches, device=device)
+    bar = tqdm(total=len(genotypes), desc="score", unit="net", file=sys.stderr, disable=not progress)
+    items = list(enumerate(genotypes))
+    try:
+        if workers <= 1 or len(items) <= 1 or torch.device(device).type != "cpu" \
+                or "fork" not in multiprocessing.get_all_start_methods():
+            results = []
+            for i, g in items:
+                results.append(score_one(g, index=i, **state))
+                bar.update()
+            return results
+        # fork: the workers inherit the batch (and a batch callable) without pickling it.
+        threads = max(1, torch.get_num_threads() // workers)
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(min(workers, len(items)), _worker_init, (state, threads)) as pool:
+            results = []
+            for r in pool.imap(_worker_score, items):
+                results.append(r)
+                bar.update()
+            return results
+    finally:
+        bar.close()
+
+
+def rank(values: Sequence[float], sign: int) -> list[int]:
+    """1-based ranks of `sign * value`, highest first; ties keep input order, NaN ranks last."""
+    key = [(-math.inf if math.isnan(v) else sign * v) for v in values]
+    order = sorted(range(len(values)), key=lambda i: -key[i])
+    ranks = [0] * len(values)
+    for r, i in enumerate(order, start=1):
+        ranks[i] = r
+    return ranks

@@ -1,0 +1,231 @@
+"""Fisher potential against a direct computation of BlockSwap Eq. 2, the proxy registry, and `score`."""
+
+import csv
+import gzip
+import json
+import math
+import struct
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from blockswap import cli
+from blockswap.counting import analytic
+from blockswap.errors import BlockswapError
+from blockswap.genotype import Genotype
+from blockswap.models import create_model
+from blockswap.proxies import (candidate_seed, fisher_per_block, get_proxy, parse_proxies, proxy_names, rank,
+                               score_candidates)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets gain nothing from intra-op threads, and spinning OpenMP threads stall on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SHAPE = dict(in_channels=1, num_classes=10, image_size=16)
+MIXED = ("Conv", "DConvA2", "ConvB2", "G2B2", "DConvA2", "Conv")  # per-conv and per-block types
+
+
+def tiny(blocks=MIXED, seed=0):
+    torch.manual_seed(seed)
+    g = Genotype("wrn-16-1", blocks, **SHAPE)
+    return g, create_model(g)
+
+
+def batch(n=8, seed=1, size=16):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, size, size, generator=gen), torch.randint(10, (n,), generator=gen)
+
+
+def direct_fisher(net, x, y):
+    """Eq. 2 by hand: a manual WRN forward keeping each branch output (retain_grad), explicit sums."""
+    acts = []
+    h = net.conv1(x)
+    for b in net.blocks:
+        pre = b.relu1(b.bn1(h))
+        a = b.branch(pre)
+        a.retain_grad()
+        acts.append(a)
+        h = a + (h if b.shortcut is None else b.shortcut(pre))
+    logits = net.fc(net.relu(net.bn(h)).mean((2, 3)))
+    F.cross_entropy(logits, y).backward()  # batch-mean loss, so g carries the 1/N
+    n = len(x)
+    out = []
+    for a in acts:
+        A, G = a.detach().double(), a.grad.double()
+        delta = sum(float((A[i, c] * G[i, c]).sum()) ** 2 for c in range(A.shape[1]) for i in range(n))
+        out.append(delta / (2 * n))
+    return out
+
+
+@pytest.mark.parametrize("blocks", [("Conv",) * 6, ("DConvA2",) * 6, ("ConvB2",) * 6, MIXED])
+def test_fisher_per_block_matches_eq2(blocks):
+    g, net = tiny(blocks)
+    x, y = batch()
+    ours = fisher_per_block(net, [(x, y)])
+    expected = direct_fisher(net, x, y)
+    assert len(ours) == len(net.blocks) == 6
+    assert all(v > 0 for v in expected)
+    assert ours.tolist() == pytest.approx(expected, rel=1e-4)
+
+
+def test_fisher_sums_over_minibatches():
+    _, net = tiny()
+    b1, b2 = batch(seed=1), batch(seed=2)
+    both = fisher_per_block(net, [b1, b2])
+    assert both.tolist() == pytest.approx((fisher_per_block(net, [b1]) + fisher_per_block(net, [b2])).tolist(),
+                                          rel=1e-6)
+
+
+def _attached(net):
+    return [name for name, m in net.named_modules()
+            if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks]
+
+
+def test_fisher_leaves_nothing_attached():
+    _, net = tiny()
+    net.fc.bias.requires_grad_(False)  # a parameter frozen by the caller stays frozen
+    fisher_per_block(net, [batch()])
+    assert _attached(net) == []
+    assert [n for n, p in net.named_parameters() if not p.requires_grad] == ["fc.bias"]
+    assert all(p.grad is None for p in net.parameters())  # no weight gradients were computed
+    with pytest.raises(Exception):  # a failing forward still detaches everything
+        fisher_per_block(net, [(torch.randn(2, 3, 16, 16), torch.zeros(2, dtype=torch.long))])
+    assert _attached(net) == []
+    assert [n for n, p in net.named_parameters() if not p.requires_grad] == ["fc.bias"]
+
+
+def test_fisher_on_post_activation_resnet():
+    torch.manual_seed(0)
+    g = Genotype.uniform("resnet18", "ConvB2", num_classes=10, image_size=32)
+    net = create_model(g)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(10, (4,))
+    per_block = fisher_per_block(net, [(x, y)])
+    assert len(per_block) == 8 and bool(torch.isfinite(per_block).all()) and float(per_block.sum()) > 0
+    assert _attached(net) == []
+
+
+def test_every_registered_proxy_gives_a_finite_float():
+    g, _ = tiny()
+    b = batch(n=16)
+    values = score_candidates([g], proxy_names(), [b, batch(n=16, seed=3)], seed=0, minibatches=2)[0]
+    assert list(values) == proxy_names()
+    for name, v in values.items():
+        assert isinstance(v, float) and math.isfinite(v), name
+    assert values["params"] == analytic(g).params == sum(p.numel() for p in create_model(g).parameters())
+    assert 0 <= values["train_accuracy"] <= 1 and values["train_loss"] > 0
+    for name in proxy_names():  # no proxy leaves hooks behind on the network it was given
+        _, net = tiny()  # a fresh one each: proxies may train, cast or rescale their network
+        get_proxy(name)(net, [b], g)
+        assert _attached(net) == [], name
+
+
+def test_signs_and_ranking():
+    assert {n: get_proxy(n).sign for n in proxy_names()} == {
+        "fisher": 1, "grad_norm": 1, "snip": 1, "l2_norm": 1, "synflow": 1, "naswot": 1, "params": 1,
+        "train_accuracy": 1, "train_loss": -1}
+    assert rank([1.0, 3.0, 2.0], +1) == [3, 1, 2]
+    assert rank([1.0, 3.0, 2.0], -1) == [1, 3, 2]
+    assert rank([2.0, float("nan"), 2.0, 5.0], +1) == [2, 4, 3, 1]  # ties keep order, NaN last
+
+
+def test_unknown_proxy_is_a_clear_error():
+    with pytest.raises(BlockswapError, match=r"unknown proxy 'fishr'.*Did you mean 'fisher'.*Valid: fisher"):
+        get_proxy("fishr")
+    with pytest.raises(BlockswapError, match="named twice"):
+        parse_proxies("fisher,fisher")
+
+
+def test_scores_are_reproducible_and_seeded_per_candidate():
+    gs = [Genotype("wrn-10-1", blocks, **SHAPE) for blocks in
+          [("Conv",) * 3, ("ConvB2",) * 3, ("DConvA2", "G2B2", "Conv")]]
+    b = batch()
+    first = score_candidates(gs, ["fisher"], b, seed=0)
+    assert score_candidates(gs, ["fisher"], b, seed=0) == first
+    # Seeds come from the genotype's content, not its position in the list.
+    assert score_candidates(gs[::-1], ["fisher"], b, seed=0) == first[::-1]
+    other = score_candidates(gs, ["fisher"], b, seed=1)
+    assert all(o["fisher"] != f["fisher"] for o, f in zip(other, first))
+    assert candidate_seed(0, gs[0].id) != candidate_seed(1, gs[0].id)
+    forked = score_candidates(gs, ["fisher"], b, seed=0, workers=2)
+    assert [r["fisher"] for r in forked] == pytest.approx([r["fisher"] for r in first], rel=1e-5)
+    assert torch.get_num_threads() >= 1  # the parent's thread setting is untouched
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+def write_fashion(root, n=48, seed=0):
+    """A tiny Fashion-MNIST in the real IDX format (train split only is read by `score`)."""
+    rng = np.random.default_rng(seed)
+    for prefix in ("train", "t10k"):
+        for kind, arr in (("images", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
+                          ("labels", rng.integers(0, 10, n, dtype=np.uint8))):
+            raw = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+            (root / f"{prefix}-{kind}-idx{arr.ndim}-ubyte.gz").write_bytes(gzip.compress(raw))
+
+
+@pytest.fixture
+def score_setup(tmp_path):
+    write_fashion(tmp_path)
+    cands = tmp_path / "cands.jsonl"
+    gs = [Genotype("wrn-10-1", b, in_channels=1, num_classes=10, image_size=28)
+          for b in [("Conv",) * 3, ("ConvB2",) * 3, ("DConvA2", "G2B2", "Conv"), ("G2B2",) * 3]]
+    cands.write_text("".join(json.dumps({"id": g.id, **g.to_dict(), **analytic(g).to_dict()}) + "\n" for g in gs))
+
+    def run(out, *extra):
+        return cli.main(["score", str(cands), "--dataset", "fashion-mnist", "--data-dir", str(tmp_path),
+                         "--batch-size", "16", "--quiet", "-o", str(tmp_path / out), *extra])
+    return tmp_path, gs, run
+
+
+def test_score_cli_is_reproducible(score_setup):
+    tmp, gs, run = score_setup
+    assert run("a.csv", "--proxy", "fisher,params", "--best", str(tmp / "best.json")) == 0
+    assert run("b.csv", "--proxy", "fisher,params", "--workers", "1") == 0
+    text = (tmp / "a.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    assert list(rows[0]) == ["id", "params", "ops", "fisher", "params_proxy", "rank", "blocks"]
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
+    fishers = [float(r["fisher"]) for r in rows]
+    assert fishers == sorted(fishers, reverse=True)
+    assert {r["id"] for r in rows} == {g.id for g in gs}
+    by_id = {g.id: g for g in gs}
+    assert all(r["blocks"] == " ".join(by_id[r["id"]].blocks) for r in rows)
+    assert all(int(r["params"]) == analytic(by_id[r["id"]]).params for r in rows)
+    assert json.loads((tmp / "best.json").read_text()) == by_id[rows[0]["id"]].to_dict()
+    # Same ranking from a one-process run (values may differ in the last bits across thread counts).
+    other = list(csv.DictReader((tmp / "b.csv").read_text().splitlines()))
+    assert [r["id"] for r in other] == [r["id"] for r in rows]
+    assert run("c.csv", "--proxy", "fisher,params") == 0
+    assert (tmp / "c.csv").read_text() == text
+    assert run("d.csv", "--seed", "1") == 0
+    assert [r["fisher"] for r in csv.DictReader((tmp / "d.csv").read_text().splitlines())] != [
+        r["fisher"] for r in rows]
+
+
+def test_score_cli_fresh_batch_and_minibatches(score_setup):
+    tmp, _, run = score_setup
+    assert run("f1.csv", "--fresh-batch", "--minibatches", "2", "--proxy", "fisher,train_accuracy") == 0
+    assert run("f2.csv", "--fresh-batch", "--minibatches", "2", "--proxy", "fisher,train_accuracy") == 0
+    assert (tmp / "f1.csv").read_text() == (tmp / "f2.csv").read_text()
+    assert run("fixed.csv", "--minibatches", "2") == 0
+    fresh = {r["id"]: r["fisher"] for r in csv.DictReader((tmp / "f1.csv").read_text().splitlines())}
+    fixed = {r["id"]: r["fisher"] for r in csv.DictReader((tmp / "fixed.csv").read_text().splitlines())}
+    assert fresh.keys() == fixed.keys() and all(fresh[k] != fixed[k] for k in fresh)
+
+
+def test_score_cli_errors(score_setup, capsys):
+    tmp, _, run = score_setup
+    assert run("x.csv", "--proxy", "fisher,nope") == 2
+    assert "unknown proxy 'nope'" in capsys.readouterr().err
+    g = Genotype.uniform("wrn-10-1", "Conv", in_channels=1, num_classes=10, image_size=32)
+    (tmp / "cands.jsonl").write_text(json.dumps(g.to_dict()) + "\n")
+    assert run("x.csv") == 2
+    err = capsys.readouterr().err
+    assert "does not fit fashion-mnist: image_size=32 (dataset: 28)" in err and err.count("\n") == 1
+    assert not (tmp / "x.csv").exists()

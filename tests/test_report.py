@@ -1,0 +1,333 @@
+"""`blockswap report`: table values, paper columns, correlations against scipy, and the figures' contents."""
+
+import csv
+import json
+import math
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from blockswap import cli, paper, report
+from blockswap.errors import BlockswapError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(path, method, error, params, ops, run_id, top5=None, macs=None, model="wrn-40-2", **labels):
+    d = {"labels": {"method": method, **{k: str(v) for k, v in labels.items()}},
+         "genotype": {"model": model, "blocks": ["Conv"] * 18}, "id": run_id, "params": params, "ops": ops,
+         "test_error": error, "test_top5_error": top5, "extra": {"ignored": True}}
+    if macs is not None:
+        d["macs"] = macs
+    path.write_text(json.dumps(d))
+    return str(path)
+
+
+def check_png(path):
+    data = open(path, "rb").read(8)
+    assert data == PNG_SIGNATURE
+    h, w, _ = matplotlib.image.imread(path).shape
+    assert h > 200 and w > 300
+
+
+def check_pdf(path):
+    assert open(path, "rb").read(4) == b"%PDF"
+
+
+def run_cli(*argv):
+    return cli.main(["report", *map(str, argv)])
+
+
+# ------------------------------------------------------------------------------------------ paper
+def test_paper_lookup_rules():
+    assert paper.lookup("cifar10", "blockswap", budget=400_000).error == 4.21  # 1.0 % from 404.2K
+    assert paper.lookup("cifar10", "blockswap", budget=560_000).label == "BlockSwap 556.0K"
+    assert paper.lookup("cifar10", "blockswap", budget=420_000) is None  # 3.9 %: beyond 2.5 %
+    assert paper.lookup("cifar10", "teacher", model="WRN_40_2").error == 3.96
+    assert paper.lookup("CIFAR-10", "scaled", model="wrn-16-1").error_std == 0.02
+    assert paper.lookup("cifar10", "scaled", model="wrn-28-10") is None
+    assert paper.lookup("cifar10", "mbconv").params == pytest.approx(1_500_900)
+    assert paper.lookup("imagenet", "moonshine", model="resnet34", block="DConv").top5 == 10.66
+    assert paper.lookup("imagenet", "blockswap", budget=3_150_000).macs == pytest.approx(812e6)
+    assert paper.lookup("default", "teacher", model="wrn-40-2") is None
+    assert paper.table1_rho("cifar10", "fisher", 400_000, 10) == -0.667
+    assert paper.table1_rho("cifar10", "train_accuracy", 800_000, 1) == 0.042
+    assert paper.table1_rho("default", "fisher", 400_000, 10) is None
+    assert paper.samples_curve("cifar10", 404_000) == {10: 4.85, 100: 4.54, 1000: 4.21}
+    assert paper.figure2("cifar10", 200_000)["single_blocktype_block"] == "A4B2"
+
+
+# ---------------------------------------------------------------------------------------- results
+@pytest.fixture
+def cifar_runs(tmp_path):
+    paths = [write_run(tmp_path / f"teacher{s}.json", "teacher", e, 2_243_546, 328_300_000, "T", seed=s,
+                       model="wrn-40-2") for s, e in enumerate((3.9, 4.0, 4.2))]
+    paths += [write_run(tmp_path / f"bs{s}.json", "blockswap", e, 403_000 + s, 92_000_000, f"B{s}", budget=400000,
+                        seed=s) for s, e in enumerate((4.1, 4.4, 4.2))]
+    paths.append(write_run(tmp_path / "moon.json", "moonshine", 5.1, 200_500, 40_000_000, "M", budget=200000,
+                           block="A4B2"))
+    paths += [write_run(tmp_path / f"rand{i}.json", "random", 5.0 + i / 10, 200_000, 50_000_000, f"R{i}",
+                        budget=200000, net=i) for i in range(4)]
+    return paths
+
+
+def test_results_table_values_and_paper_columns(tmp_path, cifar_runs):
+    out = tmp_path / "out"
+    assert run_cli("results", "--metrics", *cifar_runs, "--paper", "cifar10", "--out-dir", out) == 0
+    df = pd.read_csv(out / "main.csv")
+    assert list(df["method"]) == ["teacher", "moonshine", "blockswap", "random"]
+    t = df[df.method == "teacher"].iloc[0]
+    assert t["n"] == 3 and t["error_mean"] == pytest.approx(np.mean([3.9, 4.0, 4.2]))
+    assert t["error_std"] == pytest.approx(np.std([3.9, 4.0, 4.2], ddof=1))
+    assert t["paper_error"] == 3.96 and t["paper_row"] == "WRN-40-2 (teacher)" and t["paper_ops"] == 328_300_000
+    b = df[df.method == "blockswap"].iloc[0]
+    assert b["budget"] == 400000 and b["n"] == 3 and b["params"] == 403_001
+    assert b["paper_error"] == 4.21 and b["paper_error_std"] == 0.13 and b["paper_params"] == 404_200
+    assert b["error_minus_paper"] == pytest.approx(np.mean([4.1, 4.4, 4.2]) - 4.21)
+    m = df[df.method == "moonshine"].iloc[0]
+    assert m["block"] == "A4B2" and m["n"] == 1 and math.isnan(m["error_std"]) and math.isnan(m["paper_error"])
+    r = df[df.method == "random"].iloc[0]
+    assert r["n"] == 4 and r["error_mean"] == pytest.approx(5.15)
+    assert "200000" in (out / "main.csv").read_text()  # counts as plain integers, not 200000.0
+
+    md = (out / "main.md").read_text()
+    bs_row = "| BlockSwap | 400K | wrn-40-2 | — | 3 | 4.23 ± 0.15 | 403.0 | 92.0 | BlockSwap 404.2K | 4.21 ± 0.13 |"
+    assert bs_row in md
+    assert "4.03 ± 0.15" in md and "3.96 ± 0.09" in md and "| 5.10 |" in md
+    assert "DARTS" in md  # the paper rows without a run are named in a note
+    tex = (out / "main.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"4.21 $\pm$ 0.13" in tex and r"Error (\%)" in tex
+    for stem in ("pareto_params", "pareto_ops"):
+        check_png(out / f"{stem}.png")
+        check_pdf(out / f"{stem}.pdf")
+
+
+def test_pareto_figure_series(cifar_runs):
+    rep = report.build_results(report.load_runs(cifar_runs), "cifar10")
+    fig = rep.figures["pareto_params"]
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["Teacher", "Teacher (paper)", "Moonshine (single block type)", "BlockSwap",
+                      "BlockSwap (paper)", "Random mix"]
+    assert len(ax.containers) == 4  # one errorbar series per method
+    hollow = [c for c in ax.collections if c.get_label().endswith("(paper)")]
+    assert len(hollow) == 2 and all(c.get_facecolors().size == 0 or c.get_facecolors()[0][3] == 0 for c in hollow)
+    assert ax.get_xscale() == "log" and ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    bs = next(c for c in hollow if c.get_label() == "BlockSwap (paper)")
+    assert bs.get_offsets().tolist() == [[404_200, 4.21]]
+    assert rep.figures["pareto_ops"].axes[0].get_xlabel().startswith("Ops")
+
+
+def test_results_without_paper_profile(tmp_path, cifar_runs):
+    rep = report.build_results(report.load_runs(cifar_runs), "default")
+    assert not any(c.startswith("paper") for c in rep.frame.columns)
+    assert "Paper" not in rep.table.markdown()
+
+
+def test_results_imagenet_uses_macs_and_table3(tmp_path):
+    paths = [
+        write_run(tmp_path / "t.json", "teacher", 26.9, 21_800_000, 7_000_000_000, "T", top5=8.6,
+                  macs=3_669_000_000, model="resnet34"),
+        write_run(tmp_path / "m.json", "moonshine", 30.3, 3_100_000, 1_100_000_000, "M", top5=10.7,
+                  macs=559_000_000, model="resnet34", block="DConv"),
+        write_run(tmp_path / "b.json", "blockswap", 29.6, 3_080_000, 1_600_000_000, "B", top5=10.3,
+                  macs=800_000_000, model="resnet34", budget="3.1M"),
+    ]
+    rep = report.build_results(report.load_runs(paths), "imagenet")
+    df = rep.frame.set_index("method")
+    assert df.loc["moonshine", "paper_row"] == "ResNet-34-G(N)" and df.loc["moonshine", "paper_top5"] == 10.66
+    assert df.loc["blockswap", "budget"] == 3_100_000 and df.loc["blockswap", "paper_macs"] == 812_000_000
+    md = rep.table.markdown()
+    assert "MACs (G)" in md and "| 0.800 |" in md and "29.57" in md and "10.30" in md
+    assert rep.figures["pareto_ops"].axes[0].get_xlabel().startswith("MACs")
+
+
+# ------------------------------------------------------------------------------------ correlation
+def write_scores(path, ids, columns: dict):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "params", "ops", *columns, "rank", "blocks"])
+        for i, gid in enumerate(ids):
+            w.writerow([gid, 200_000, 5e7, *[repr(float(v[i])) for v in columns.values()], i + 1, "Conv Conv"])
+    return str(path)
+
+
+def test_correlation_matches_scipy_and_paper(tmp_path):
+    rng = np.random.default_rng(0)
+    runs, scores, truth = [], [], {}
+    for budget in (200_000, 400_000):
+        ids = [f"R{budget}_{i}" for i in range(12)]
+        errors = rng.normal(5, 0.5, 12)
+        for gid, e in zip(ids, errors):
+            runs.append(write_run(tmp_path / f"{gid}.json", "random", float(e), budget, 5e7, gid, budget=budget))
+        for k in (1, 10):
+            fisher = -errors + rng.normal(0, 0.3, 12)
+            l2 = rng.random(12)
+            path = write_scores(tmp_path / f"s{budget}_{k}.csv", ids[::-1], {"fisher": list(fisher[::-1]),
+                                                                             "l2_norm": list(l2[::-1])})
+            scores.append(f"budget={budget // 1000}K,k={k}:{path}")
+            truth[(budget, k)] = (errors, fisher, l2)
+    # A third budget where only two scored ids have a trained net: correlations are undefined.
+    scores.append("k=1,budget=800000:" + write_scores(tmp_path / "tiny.csv", ["R200000_0", "R200000_1", "nope"],
+                                                        {"fisher": [1.0, 2.0, 3.0]}))
+    out = tmp_path / "out"
+    repeated = [a for spec in scores[1:] for a in ("--scores", spec)]  # as the workflow passes them
+    assert run_cli("correlation", "--scores", scores[0], *repeated, "--metrics", *runs, "--paper", "cifar10",
+                   "--out-dir", out) == 0
+    df = pd.read_csv(out / "proxy_correlation.csv")
+    for (budget, k), (errors, fisher, l2) in truth.items():
+        for proxy, values in (("fisher", fisher), ("l2_norm", l2)):
+            row = df[(df.proxy == proxy) & (df.budget == budget) & (df.k == k)].iloc[0]
+            assert row["n"] == 12
+            assert row["spearman"] == pytest.approx(stats.spearmanr(values, errors).statistic)
+            assert row["kendall"] == pytest.approx(stats.kendalltau(values, errors).statistic)
+            assert row["spearman_p"] == pytest.approx(stats.spearmanr(values, errors).pvalue)
+            assert row["sign"] == 1
+            assert row["paper_spearman"] == paper.TABLE1[(proxy, budget, k)]
+    tiny = df[df.budget == 800_000].iloc[0]
+    assert tiny["n"] == 2 and math.isnan(tiny["spearman"]) and math.isnan(tiny["kendall"])
+    assert "only 2 paired values" in tiny["note"]
+
+    md = (out / "proxy_correlation.md").read_text()
+    rho = df[(df.proxy == "fisher") & (df.budget == 200_000) & (df.k == 1)].iloc[0]
+    assert f"{rho['spearman']:.2f} / {rho['kendall']:.2f} (-0.602)" in md
+    assert "| l2_norm (+) |" in md and "only 2 paired values" in md
+    assert md.index("l2_norm (+)") < md.index("fisher (+)")  # Table 1's row order
+    tex = (out / "proxy_correlation.tex").read_text()
+    assert r"$\rho$" in tex and "($-$0.602)" in tex and r"l2\_norm" in tex
+    check_png(out / "fisher_vs_error.png")
+    check_pdf(out / "fisher_vs_error.pdf")
+
+
+def test_correlation_scatter_panels(tmp_path):
+    errors = [5.0, 4.8, 4.6, 4.9, 4.2, 4.4]
+    fisher = [1.0, 2.0, 3.0, 1.5, 9.0, 4.0]
+    runs, specs = [], []
+    for budget in (200_000, 400_000):
+        ids = [f"{budget}_{i}" for i in range(6)]
+        runs += [report.Run(f"{g}.json", "random", budget, "wrn-40-2", None, None, g, (), budget, 1, None, e, None)
+                 for g, e in zip(ids, errors)]
+        specs += [report.ScoresSpec(budget, k, write_scores(tmp_path / f"s{budget}_{k}.csv", ids,
+                                                            {"fisher": fisher if k == 1 else fisher[::-1]}))
+                  for k in (1, 10)]
+    fig = report.build_correlation(specs, runs, "cifar10").figures["fisher_vs_error"]
+    assert len(fig.axes) == 2  # one panel per budget, k=1 (the smallest) by default
+    ax = fig.axes[0]
+    rho, tau = stats.spearmanr(fisher, errors).statistic, stats.kendalltau(fisher, errors).statistic
+    assert f"ρ = {rho:.3f}, τ = {tau:.3f} (n=6)" in ax.get_title() and "paper ρ = -0.602" in ax.get_title()
+    assert "200K params, k=1" in ax.get_title() and "k=1" in fig.axes[1].get_title()
+    points, star = ax.collections  # the random nets, and the one the search would pick
+    assert len(points.get_offsets()) == 6 and star.get_offsets().tolist() == [[9.0, 4.2]]
+    fig = report.build_correlation(specs, runs, "default", scatter_k=10).figures["fisher_vs_error"]
+    assert "k=10" in fig.axes[0].get_title() and "paper" not in fig.axes[0].get_title()
+
+
+# ---------------------------------------------------------------------------------------- density
+def test_density_table_and_figure(tmp_path):
+    rand = [4.8, 5.0, 5.2, 5.4, 5.6]
+    paths = [write_run(tmp_path / f"r{i}.json", "random", e, 200_000, 5e7, f"R{i}", budget=200000)
+             for i, e in enumerate(rand)]
+    paths += [write_run(tmp_path / f"m{s}.json", "moonshine", e, 201_000, 5e7, "M", block="A4B2", seed=s)
+              for s, e in enumerate((5.0, 5.2))]  # no budget label: matched by params within 2.5 %
+    paths.append(write_run(tmp_path / "b.json", "blockswap", 4.9, 199_000, 5e7, "B", budget=200000))
+    paths.append(write_run(tmp_path / "t.json", "teacher", 4.0, 2_000_000, 3e8, "T"))  # not drawn
+    out = tmp_path / "out"
+    assert run_cli("density", "--metrics", *paths, "--paper", "cifar10", "--out-dir", out) == 0
+    df = pd.read_csv(out / "density.csv")
+    assert list(df["net"]) == ["BlockSwap pick", "A4B2"]
+    a = df[df.net == "A4B2"].iloc[0]
+    assert a["error"] == pytest.approx(5.1) and a["n"] == 2 and a["random_n"] == 5
+    assert a["random_mean"] == pytest.approx(5.2) and a["random_std"] == pytest.approx(np.std(rand, ddof=1))
+    assert a["beaten_fraction"] == pytest.approx(3 / 5)  # 5.2, 5.4, 5.6 > 5.1
+    assert df[df.net == "BlockSwap pick"].iloc[0]["beaten_fraction"] == pytest.approx(4 / 5)
+    assert a["paper_single_blocktype"] == 5.0 and a["paper_random_mean"] == 5.15
+    md = (out / "density.md").read_text()
+    assert "| 200K | 5.20 ± 0.32 | 5 | A4B2 | 5.10 ± 0.14 | 2 | 60% | 5.00 (A4B2) | ≈5.15 |" in md
+    check_png(out / "density.png")
+    check_pdf(out / "density.pdf")
+
+    rep = report.build_density(report.load_runs(paths), "cifar10")
+    (ax,) = rep.figures["density"].axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["random nets (n=5)", "random nets (KDE)", "BlockSwap pick (4.90%)", "A4B2 (5.10%)",
+                      "paper: A4B2 (5.00%)"]
+    vertical = [ln for ln in ax.lines if len(set(ln.get_xdata())) == 1]
+    assert sorted(ln.get_xdata()[0] for ln in vertical) == pytest.approx([4.9, 5.0, 5.1])
+
+
+# ---------------------------------------------------------------------------------------- samples
+def test_samples_table_and_figure(tmp_path):
+    paths = [write_run(tmp_path / f"s{n}_{s}.json", "samples", e, 400_000, 6e7, f"S{n}{s}", budget=400000,
+                       samples=n, seed=s)
+             for n, errs in ((10, (4.9, 4.7)), (100, (4.5, 4.6)), (1000, (4.2, 4.3))) for s, e in enumerate(errs)]
+    paths.append(write_run(tmp_path / "x.json", "samples", 5.0, 200_000, 6e7, "X", budget=200000, samples=10))
+    # The main BlockSwap student is the pick after the full search (--full-search N samples).
+    full = write_run(tmp_path / "bs.json", "blockswap", 4.2, 401_000, 6e7, "B", budget=400000, teacher_seed=0)
+    out = tmp_path / "out"
+    assert run_cli("samples", "--metrics", *paths, "--metrics", full, "--full-search", 1000, "--paper", "cifar10",
+                   "--out-dir", out) == 0
+    df = pd.read_csv(out / "samples.csv")
+    r = df[(df.budget == 400_000) & (df.samples == 10)].iloc[0]
+    assert r["n"] == 2 and r["error_mean"] == pytest.approx(4.8) and r["paper_error"] == 4.85
+    assert list(df[df.budget == 400_000]["paper_error"]) == [4.85, 4.54, 4.21]
+    assert math.isnan(df[df.budget == 200_000].iloc[0]["paper_error"])
+    md = (out / "samples.md").read_text()
+    assert "| 400K | 1000 | 3 | 4.23 ± 0.06 | 400.3 | 4.21 |" in md
+    assert r"4.21 \\" in (out / "samples.tex").read_text()
+    check_png(out / "samples.png")
+    check_pdf(out / "samples.pdf")
+    assert df[df.samples == 1000].iloc[0]["error_mean"] == pytest.approx(np.mean([4.2, 4.3, 4.2]))
+    (ax,) = report.build_samples(report.load_runs(paths), "cifar10").figures["samples"].axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["200K params", "400K params",
+                                                                  "400K params (paper)"]
+    assert ax.get_xscale() == "log"
+
+
+# ----------------------------------------------------------------------------------------- errors
+def test_bad_inputs_give_one_clear_error(tmp_path, capsys):
+    good = write_run(tmp_path / "ok.json", "random", 5.0, 200_000, 5e7, "R", budget=200000)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert run_cli("results", "--metrics", good, str(bad), "--out-dir", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "bad.json: not valid JSON" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+    assert run_cli("results", "--metrics", tmp_path / "missing.json", "--out-dir", tmp_path / "o") == 2
+    assert "missing.json: metrics file not found" in capsys.readouterr().err
+
+    nolabel = tmp_path / "nolabel.json"
+    nolabel.write_text(json.dumps({"id": "x", "params": 1, "ops": 1, "test_error": 1.0}))
+    with pytest.raises(BlockswapError, match="nolabel.json: no 'labels'"):
+        report.load_run(str(nolabel))
+    noerr = tmp_path / "noerr.json"
+    noerr.write_text(json.dumps({"labels": {"method": "teacher"}, "id": "x", "params": 1, "ops": 1}))
+    with pytest.raises(BlockswapError, match="noerr.json: 'test_top1_error' must be a finite number"):
+        report.load_run(str(noerr))
+
+    assert run_cli("samples", "--metrics", good, "--out-dir", tmp_path / "o") == 2
+    assert "none of the 1 metrics files has labels.method samples" in capsys.readouterr().err
+    assert run_cli("correlation", "--scores", "k=1:x.csv", "--metrics", good, "--out-dir", tmp_path / "o") == 2
+    assert "give exactly budget= and k=" in capsys.readouterr().err
+    assert run_cli("correlation", "--scores", f"budget=200000,k=1:{tmp_path / 'none.csv'}", "--metrics", good,
+                   "--out-dir", tmp_path / "o") == 2
+    assert "none.csv: scores file not found" in capsys.readouterr().err
+    noid = tmp_path / "noid.csv"
+    noid.write_text("fisher\n1.0\n")
+    with pytest.raises(BlockswapError, match="noid.csv: no 'id' column"):
+        report.load_scores(str(noid))
+
+
+def test_correlate_edge_cases_and_formatting():
+    c = report.correlate([1.0, 2.0], [3.0, 4.0])
+    assert c["n"] == 2 and math.isnan(c["spearman"]) and "need ≥ 3" in c["note"]
+    c = report.correlate([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0])
+    assert math.isnan(c["kendall"]) and "constant" in c["note"]
+    c = report.correlate([1.0, float("nan"), 3.0, 4.0, 2.0], [4.0, 9.0, 2.0, 1.0, 3.0])
+    assert c["n"] == 4 and c["spearman"] == pytest.approx(-1.0)
+    assert report.parse_scores_spec("budget=0.8M,k=100:a:b.csv") == report.ScoresSpec(800_000, 100, "a:b.csv")
+    assert report.latex_text("l2_norm 5% -0.6 ± wrn-40-2") == r"l2\_norm 5\% $-$0.6 $\pm$ wrn-40-2"
+    assert report.fmt_budget(811_400) == "811.4K" and report.fmt_budget(3_100_000) == "3.1M"
