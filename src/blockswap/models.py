@@ -135,9 +135,27 @@ class Architecture:
     default_image_size: int
 
     block_class: type[nn.Module]
+    stage_prefix: str  # stage names in the state dict: block1… (WRN), layer1… (ResNet)
+    stages: tuple[tuple[int, int, int], ...]  # (blocks, width, stride of the first block) per stage
+
+    def stem_shape(self, image_size: int) -> tuple[int, int]:
+        """(channels, side) of the stem's output."""
+        raise NotImplementedError
 
     def slots(self, image_size: int) -> list[Slot]:
-        raise NotImplementedError
+        (cin, size), slots = self.stem_shape(image_size), []
+        for g, (n, cout, stride) in enumerate(self.stages):
+            for j in range(n):
+                s = stride if j == 0 else 1
+                slots.append(Slot(len(slots), g, cin, cout, s, size))
+                cin, size = cout, out_size(size, s)
+        return slots
+
+    def build_stages(self, genotype: "Genotype") -> dict[str, list[nn.Module]]:
+        slots = self.slots(genotype.image_size)
+        blocks = [self.build_block(s, get_block(n)) for n, s in zip(genotype.blocks, slots)]
+        return {f"{self.stage_prefix}{g + 1}": [b for b, s in zip(blocks, slots) if s.group == g]
+                for g in range(len(self.stages))}
 
     def build_block(self, slot: Slot, btype: BlockType) -> nn.Module:
         return self.block_class(btype, slot)
@@ -197,6 +215,7 @@ class WRN(Architecture):
 
     default_in_channels, default_num_classes, default_image_size = 3, 10, 32
     block_class = PreActBlock
+    stage_prefix = "block"
 
     def __init__(self, depth: int, width: int):
         if depth < 10 or (depth - 4) % 6:
@@ -205,25 +224,17 @@ class WRN(Architecture):
             raise BlockswapError(f"WRN width factor must be ≥ 1, got {width}")
         self.depth, self.width = depth, width
         self.name = f"wrn-{depth}-{width}"
-        self.per_group = (depth - 4) // 6
         self.widths = (16 * width, 32 * width, 64 * width)
+        self.stages = tuple(((depth - 4) // 6, w, stride) for w, stride in zip(self.widths, (1, 2, 2)))
 
-    def slots(self, image_size):
-        slots, cin, size = [], 16, image_size
-        for g, (cout, stride) in enumerate(zip(self.widths, (1, 2, 2))):
-            for j in range(self.per_group):
-                s = stride if j == 0 else 1
-                slots.append(Slot(len(slots), g, cin, cout, s, size))
-                cin, size = cout, out_size(size, s)
-        return slots
+    def stem_shape(self, image_size):
+        return 16, image_size
 
     def build(self, genotype):
-        slots = self.slots(genotype.image_size)
-        blocks = [self.build_block(s, get_block(n)) for n, s in zip(genotype.blocks, slots)]
-        groups = {f"block{g + 1}": [b for b, s in zip(blocks, slots) if s.group == g] for g in range(3)}
         bn, relu = bn_relu(self.widths[-1])
-        net = Network({"conv1": nn.Conv2d(genotype.in_channels, 16, 3, 1, 1, bias=False)}, groups,
-                      {"bn": bn, "relu": relu}, self.widths[-1], genotype.num_classes)
+        stem = {"conv1": nn.Conv2d(genotype.in_channels, 16, 3, 1, 1, bias=False)}
+        net = Network(stem, self.build_stages(genotype), {"bn": bn, "relu": relu}, self.widths[-1],
+                      genotype.num_classes)
         conv_init_(net)
         return net
 
@@ -252,10 +263,12 @@ class ResNet(Architecture):
 
     default_in_channels, default_num_classes, default_image_size = 3, 1000, 224
     block_class = PostActBlock
+    stage_prefix = "layer"
 
     def __init__(self, name: str, layers: tuple[int, ...]):
-        self.name, self.layers = name, layers
+        self.name = name
         self.widths = (64, 128, 256, 512)
+        self.stages = tuple((n, w, 1 if g == 0 else 2) for g, (n, w) in enumerate(zip(layers, self.widths)))
 
     @staticmethod
     def _stem_sizes(image_size):
@@ -265,23 +278,14 @@ class ResNet(Architecture):
     def min_image_size(self):
         return 32
 
-    def slots(self, image_size):
-        slots, cin, size = [], 64, self._stem_sizes(image_size)[1]
-        for g, (n, cout) in enumerate(zip(self.layers, self.widths)):
-            for j in range(n):
-                s = 2 if (j == 0 and g > 0) else 1
-                slots.append(Slot(len(slots), g, cin, cout, s, size))
-                cin, size = cout, out_size(size, s)
-        return slots
+    def stem_shape(self, image_size):
+        return 64, self._stem_sizes(image_size)[1]
 
     def build(self, genotype):
-        slots = self.slots(genotype.image_size)
-        blocks = [self.build_block(s, get_block(n)) for n, s in zip(genotype.blocks, slots)]
-        groups = {f"layer{g + 1}": [b for b, s in zip(blocks, slots) if s.group == g]
-                  for g in range(len(self.layers))}
         stem = {"conv1": nn.Conv2d(genotype.in_channels, 64, 7, 2, 3, bias=False), "bn1": nn.BatchNorm2d(64),
                 "relu": nn.ReLU(), "maxpool": nn.MaxPool2d(3, 2, 1)}
-        net = Network(stem, groups, {}, self.widths[-1], genotype.num_classes, pool_name="avgpool")
+        net = Network(stem, self.build_stages(genotype), {}, self.widths[-1], genotype.num_classes,
+                      pool_name="avgpool")
         conv_init_(net)
         return net
 

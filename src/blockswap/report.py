@@ -278,6 +278,11 @@ def save_figure(fig, stem: Path) -> list[Path]:
     return paths
 
 
+def profile_note(profile: str) -> str:
+    """' (cifar10)' when a paper profile's numbers are beside ours, else nothing."""
+    return f" ({profile})" if profile and profile != "none" else ""
+
+
 def new_figure(panels: int = 1, width: float = 6.4, height: float = 4.4):
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
@@ -391,7 +396,7 @@ def _results_table(records, profile, cost, with_paper, notes) -> Table:
         i = header.index("Paper row")
         align = align[:i] + "l" + align[i + 1:]
     source = {"cifar10": "Table 2", "imagenet": "Table 3"}.get(profile)
-    caption = (f"Test error (top-1, %), mean ± std over n runs ({profile})"
+    caption = (f"Test error (top-1, %), mean ± std over n runs{profile_note(profile)}"
                + (f"; paper: {source} of {paper.SOURCE}" if source else ""))
     return Table(header, rows, align, caption, notes)
 
@@ -429,7 +434,7 @@ def pareto_figure(records: list[dict], x: str, profile: str):
     log_axis(ax)
     ax.set_xlabel(f"{xname} (log scale)")
     ax.set_ylabel("Test error (%)")
-    ax.set_title(f"Test error vs {xname.lower() if x == 'params' else xname} ({profile})")
+    ax.set_title(f"Test error vs {xname.lower() if x == 'params' else xname}{profile_note(profile)}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(handles=handles, fontsize="small", loc="best")
     return fig

@@ -1,0 +1,173 @@
+"""The Snakemake workflow: lint, the paper profiles' DAGs, an end-to-end run of a reduced config,
+incremental reruns after one edit, the HTML report, config errors and the conda pins."""
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from blockswap.counting import analytic
+from blockswap.genotype import Genotype
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+TEST_CONFIG = ROOT / "tests/workflow/config.yaml"
+FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+def snakemake(*args, workdir: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(*args, workdir: Path = ROOT) -> dict[str, int]:
+    """{rule: job count} of a dry run (empty when nothing is to be done)."""
+    out = snakemake("-n", *args, workdir=workdir)
+    assert out.returncode == 0, out.stderr + out.stdout
+    stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", out.stdout, re.S)
+    if not stats:
+        assert "Nothing to be done" in out.stdout + out.stderr, out.stdout
+        return {}
+    return {rule: int(n) for rule, n in (line.split() for line in stats.group(1).splitlines())}
+
+
+def write_config(path: Path, **overrides) -> Path:
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_lint_is_clean():
+    out = snakemake("--lint", workdir=ROOT)
+    assert out.returncode == 0 and "Congratulations" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_cifar10_profile_dag():
+    jobs = planned_jobs("--configfile", ROOT / "workflow/config/cifar10.yaml")
+    # 3 teachers; 6 budgets × (sample, score); top-of-1000 per budget + top-of-10/100 at 404.2K;
+    # per teacher: 6 BlockSwap students, 10 Moonshine (closest per budget + A4B2 where it fits and
+    # differs), 3 scaled WRNs, 1 MBConv6; 3 budgets × 100 random nets and 3 × 3 proxy scorings.
+    assert jobs == {
+        "train_teacher": 3, "sample_candidates": 6, "score_candidates": 6, "select_top": 8,
+        "distill_blockswap": 18, "distill_moonshine": 30, "distill_scaled": 9, "distill_mbconv": 3,
+        "sample_random_nets": 3, "distill_random_net": 300, "score_random_nets": 9, "distill_sample_count": 2,
+        "report_results": 1, "report_correlation": 1, "report_density": 1, "report_samples": 1, "all": 1}
+
+
+def test_imagenet_profile_dag():
+    jobs = planned_jobs("--configfile", ROOT / "workflow/config/imagenet.yaml")
+    # One ResNet-34 teacher; 3.1M and 8.1M searches; ResNet-34-G(N) fits both budgets, G(4) the 8.1M.
+    assert jobs == {"train_teacher": 1, "sample_candidates": 2, "score_candidates": 2, "select_top": 2,
+                    "distill_blockswap": 2, "distill_moonshine": 3, "distill_scaled": 1, "report_results": 1,
+                    "all": 1}
+
+
+def test_default_profile_dag(tmp_path):
+    jobs = planned_jobs(workdir=tmp_path)
+    assert jobs["train_teacher"] == 2 and jobs["distill_random_net"] == 40 and jobs["score_random_nets"] == 4
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"search.bugdets": [1000]}, "bugdets"),
+    ({"search.budgets": [10_000_000]}, "search.budgets: budget 10,000,000 is outside the feasible range"),
+    ({"teacher.model": "wrn-11-1"}, "depth must be 6n\\+4"),
+    ({"device": "tpu"}, "tpu"),
+    ({"ablations.sample_budgets": [30000]}, "sample_budgets: 30000 is not one of search.budgets"),
+])
+def test_config_mistakes_are_named(tmp_path, overrides, message):
+    out = snakemake("-n", "--configfile", write_config(tmp_path / "bad.yaml", **overrides), workdir=tmp_path)
+    assert out.returncode != 0
+    assert re.search(message, out.stderr + out.stdout), out.stderr[-2000:]
+
+
+def test_conda_env_carries_the_same_pins():
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "envs/blockswap.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(p for p in pip if "==" in p) == sorted(pins)
+
+
+# --- an end-to-end run of the reduced config ------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    if not FASHION.exists():
+        pytest.skip("Fashion-MNIST is not installed (make data / apt-get install dataset-fashion-mnist)")
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = write_config(workdir / "config.yaml")
+    out = snakemake("--cores", 2, "--configfile", config, workdir=workdir, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return workdir, config
+
+
+@pytest.mark.slow
+def test_end_to_end_outputs(finished_run):
+    workdir, _ = finished_run
+    r = workdir / "results/test"
+    candidates = [json.loads(line) for line in (r / "search/budget20000/candidates.jsonl").read_text().splitlines()]
+    assert len(candidates) == 8 and all(19_500 < c["params"] < 20_500 for c in candidates)
+    scores = (r / "search/budget20000/scores.csv").read_text().splitlines()
+    assert scores[0].startswith("id,params,ops,fisher") and len(scores) == 9
+    top = json.loads((r / "search/budget20000/top8.json").read_text())
+    best_id = scores[1].split(",")[0]
+    assert next(c for c in candidates if c["id"] == best_id)["blocks"] == top["blocks"]
+
+    teacher = json.loads((r / "teachers/seed0/metrics.json").read_text())
+    expected = analytic(Genotype.uniform("wrn-10-1", "Conv", in_channels=1, num_classes=10, image_size=28))
+    assert teacher["labels"]["method"] == "teacher" and teacher["params"] == expected.params
+    for key in ("config", "seed", "blockswap_version", "git_sha", "device", "wall_time_s"):
+        assert key in teacher["provenance"]
+    student = json.loads((r / "students/blockswap/budget20000/teacher0/metrics.json").read_text())
+    assert student["genotype"]["blocks"] == top["blocks"] and student["teacher"] is not None
+
+    main = (r / "tables/main.csv").read_text().splitlines()
+    assert len(main) == 4  # header + teacher, BlockSwap and the Moonshine student
+    for name in ("main", "proxy_correlation", "density", "samples"):
+        for ext in ("csv", "md", "tex"):
+            assert (r / f"tables/{name}.{ext}").stat().st_size > 0
+    for fig in ("pareto_params", "pareto_ops", "fisher_vs_error", "density", "samples"):
+        assert (r / f"figures/{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (r / f"figures/{fig}.pdf").read_bytes()[:4] == b"%PDF"
+    errors = [float(v) for line in main[1:] for v in re.findall(r",(\d+\.\d+),", line)]
+    assert errors and all(0 <= e <= 100 for e in errors)
+    benchmarks = list((r / "benchmarks").rglob("*.tsv"))
+    assert benchmarks and all("max_rss" in b.read_text().splitlines()[0] for b in benchmarks)
+
+
+@pytest.mark.slow
+def test_incremental_reruns_touch_only_what_changed(finished_run, tmp_path):
+    workdir, config = finished_run
+    assert planned_jobs("--configfile", config, workdir=workdir) == {}
+    edits = {
+        # a new minibatch count: one more proxy scoring per random-net budget, and the table
+        "ablations.minibatches": ([1, 3], {"score_random_nets": 1, "report_correlation": 1, "all": 1}),
+        # a second teacher seed: its teacher and its students; ablations stay on the first teacher
+        "teacher.seeds": ([0, 1], {"train_teacher": 1, "distill_blockswap": 1, "distill_moonshine": 1,
+                                   "report_results": 1, "all": 1}),
+        # one more ablation (c) point: one pick and its student
+        "ablations.sample_counts": ([3, 5], {"select_top": 1, "distill_sample_count": 1, "report_samples": 1,
+                                             "all": 1}),
+    }
+    for key, (value, expected) in edits.items():
+        edited = write_config(tmp_path / f"{key}.yaml", **{key: value})
+        assert planned_jobs("--configfile", edited, workdir=workdir) == expected, key
+
+
+@pytest.mark.slow
+def test_html_report(finished_run):
+    workdir, config = finished_run
+    out = snakemake("--configfile", config, "--report", workdir / "report.html", workdir=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    html = (workdir / "report.html").read_text(errors="replace")
+    for name in ("pareto_params.png", "fisher_vs_error.png", "density.png", "samples.png", "main.md"):
+        assert name in html
