@@ -22,7 +22,7 @@ rule sample_random_nets:
         candidates=SEARCH["candidates"],
         seed=ABLATIONS["random_seed"],
     resources:
-        runtime=res("light", "runtime"),
+        **LIGHT_RESOURCES,
     shell:
         "blockswap sample --model {params.model} --budget {wildcards.budget} {params.shape}"
         " --samples {params.nets} --tolerance {params.tolerance} --metric {params.metric}"

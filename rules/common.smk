@@ -172,6 +172,7 @@ STUDENT_PARAMS = {
     "data": data_args(),
     "device": config["device"],
 }
+LIGHT_RESOURCES = {"mem_mb": res("light", "mem_mb"), "runtime": res("light", "runtime")}
 STUDENT_RESOURCES = {
     "mem_mb": res("train", "mem_mb"),
     "runtime": res("train", "runtime"),

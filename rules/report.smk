@@ -16,7 +16,7 @@ rule report_results:
         tables=lambda w, output: Path(output.table[0]).parent,
         figures=lambda w, output: Path(output.figure[0]).parent,
     resources:
-        runtime=res("light", "runtime"),
+        **LIGHT_RESOURCES,
     shell:
         "blockswap report results --metrics {input} --paper {params.paper} --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
 
@@ -38,7 +38,7 @@ rule report_correlation:
         tables=lambda w, output: Path(output.table[0]).parent,
         figures=lambda w, output: Path(output.figure[0]).parent,
     resources:
-        runtime=res("light", "runtime"),
+        **LIGHT_RESOURCES,
     shell:
         "blockswap report correlation {params.scores} --metrics {input.metrics} --paper {params.paper}"
         " --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
@@ -70,7 +70,7 @@ rule report_density:
         tables=lambda w, output: Path(output.table[0]).parent,
         figures=lambda w, output: Path(output.figure[0]).parent,
     resources:
-        runtime=res("light", "runtime"),
+        **LIGHT_RESOURCES,
     shell:
         "blockswap report density --metrics {input} --paper {params.paper} --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
 
@@ -96,7 +96,7 @@ rule report_samples:
         tables=lambda w, output: Path(output.table[0]).parent,
         figures=lambda w, output: Path(output.figure[0]).parent,
     resources:
-        runtime=res("light", "runtime"),
+        **LIGHT_RESOURCES,
     shell:
         "blockswap report samples --metrics {input} --full-search {params.samples} --paper {params.paper}"
         " --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"

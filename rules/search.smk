@@ -18,7 +18,7 @@ rule sample_candidates:
         sampler=SEARCH["sampler"],
         seed=SEARCH["seed"],
     resources:
-        runtime=res("light", "runtime"),
+        **LIGHT_RESOURCES,
     shell:
         "blockswap sample --model {params.model} --budget {wildcards.budget} {params.shape}"
         " --samples {params.samples} --tolerance {params.tolerance} --metric {params.metric}"
@@ -67,7 +67,7 @@ rule select_top:
     params:
         proxy=SEARCH["proxy"],
     resources:
-        runtime=res("light", "runtime"),
+        **LIGHT_RESOURCES,
     shell:
         "blockswap select {input.candidates} {input.scores} --proxy {params.proxy} --first {wildcards.n}"
         " -o {output} > {log} 2>&1"

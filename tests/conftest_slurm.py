@@ -18,6 +18,10 @@ itself. A test module that wants the cluster imports the fixture by name::
         jobs = slurm_cluster.jobs()          # every job the cluster has seen
         slurm_cluster.scancel(jobs[0].job_id)
 
+``start_snakemake`` starts the same command in the background (its own
+session, output to a file) for tests that act on jobs while snakemake runs;
+``stop_process_group`` ends it and its children.
+
 (pytest's default "prepend" import mode puts ``tests/`` on ``sys.path``, so
 ``conftest_slurm`` is importable from any module there.) The fixture is
 session-scoped and ``start``/``stop`` are idempotent, so several modules may
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -185,6 +190,27 @@ def slurm_cluster():
                       file=sys.stderr)
 
 
+def snakemake_command(
+    args: list[str],
+    *,
+    timeout: int = 300,
+    profile: Path = SLURM_PROFILE,
+    fast_polling: bool = True,
+) -> list[str]:
+    """`timeout -k 10 <timeout> snakemake --executor slurm --workflow-profile <profile> ... <args>`.
+
+    Without accounting a hung status query would make snakemake wait forever
+    (and ignore SIGTERM), hence the hard bound. ``fast_polling`` shortens the
+    profile's status-check intervals for tests.
+    """
+    cmd = ["timeout", "-k", "10", str(timeout), *_snakemake_cmd(),
+           "--executor", "slurm", "--workflow-profile", str(profile)]
+    if fast_polling:
+        cmd += ["--slurm-init-seconds-before-status-checks", "2",
+                "--seconds-between-status-checks", "2"]
+    return cmd + list(args)
+
+
 def run_snakemake(
     cluster: SlurmCluster,
     args: list[str],
@@ -194,18 +220,48 @@ def run_snakemake(
     profile: Path = SLURM_PROFILE,
     fast_polling: bool = True,
 ) -> subprocess.CompletedProcess:
-    """Run snakemake through SLURM with the workflow profile, bounded by ``timeout -k 10``.
+    """Run snakemake through SLURM with the workflow profile (see ``snakemake_command``).
 
-    Without accounting a hung status query would make snakemake wait forever
-    (and ignore SIGTERM), hence the hard bound. ``fast_polling`` shortens the
-    profile's status-check intervals for tests. stdout and stderr are merged.
+    stdout and stderr are merged.
     """
-    cmd = ["timeout", "-k", "10", str(timeout), *_snakemake_cmd(),
-           "--executor", "slurm", "--workflow-profile", str(profile)]
-    if fast_polling:
-        cmd += ["--slurm-init-seconds-before-status-checks", "2",
-                "--seconds-between-status-checks", "2"]
-    cmd += list(args)
+    cmd = snakemake_command(args, timeout=timeout, profile=profile, fast_polling=fast_polling)
     return subprocess.run(
         cmd, cwd=cwd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def start_snakemake(
+    cluster: SlurmCluster,
+    args: list[str],
+    *,
+    cwd: Path,
+    log: Path,
+    timeout: int = 300,
+    profile: Path = SLURM_PROFILE,
+    fast_polling: bool = True,
+) -> subprocess.Popen:
+    """Start snakemake through SLURM in the background; stdout+stderr go to ``log``.
+
+    It runs in its own session so that ``stop_process_group`` can end it and
+    everything it started (and nothing else).
+    """
+    cmd = snakemake_command(args, timeout=timeout, profile=profile, fast_polling=fast_polling)
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, cwd=cwd, env=cluster.env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 20) -> None:
+    """End a process from ``start_snakemake`` and its children: SIGTERM, then SIGKILL after ``grace`` s."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -139,7 +139,8 @@ def cmd_score(args) -> None:
         if len(batch) < args.minibatches:
             raise BlockswapError(f"{args.dataset} has only {len(batch)} batches of {args.batch_size}; "
                                  f"lower --minibatches")
-    workers = args.workers if args.workers is not None else (2 if device == "cpu" else 1)
+    # One process per thread of the allocation, at most two (more gained nothing on 2-core machines).
+    workers = args.workers or (min(2, args.threads or 2) if device == "cpu" else 1)
     scores = score_candidates(genotypes, proxies, batch, args.seed, minibatches=args.minibatches,
                               device=device, workers=workers, progress=not args.quiet)
 
@@ -452,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, help="torch intra-op threads in all (default: torch's choice)")
     p.add_argument("--workers", type=int,
-                   help="processes scoring candidates in parallel, CPU only (default: 2 on CPU, 1 on CUDA)")
+                   help="processes scoring candidates in parallel, CPU only (default: min(2, --threads) on CPU, "
+                        "1 on CUDA)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", help="scores .csv (default: print)")
     p.add_argument("--best", help="also write the top-ranked genotype to this JSON file")
