@@ -31,9 +31,9 @@ SHAPE = {k: DATASET[k] for k in ("in_channels", "num_classes", "image_size")}
 
 def _check_config():
     """Cross-key checks the schema cannot express, each ending in one clear message."""
+    from blockswap.blocks import candidate_set, get_block
     from blockswap.errors import BlockswapError
     from blockswap.genotype import Genotype
-    from blockswap.blocks import candidate_set, get_block
     from blockswap.sampling import CostTable
 
     try:
@@ -108,11 +108,10 @@ def res(kind, key):
 
 def moonshine_blocks(budget):
     """Single-blocktype students at `budget`: the closest type under it, plus the configured ones."""
-    from blockswap.counting import analytic
-    from blockswap.genotype import Genotype
     from blockswap.blocks import candidate_set
-
+    from blockswap.counting import analytic
     from blockswap.errors import BlockswapError
+    from blockswap.genotype import Genotype
 
     counts = {}
     for name in dict.fromkeys(candidate_set(SEARCH["candidates"]) + BASELINES["moonshine_blocks"]):
@@ -121,7 +120,8 @@ def moonshine_blocks(budget):
         except BlockswapError:
             continue  # not valid at every block of this model
         counts[name] = getattr(analytic(g), SEARCH["metric"])
-    chosen = [n for n in BASELINES["moonshine_blocks"] if counts.get(n, budget + 1) <= budget * (1 + SEARCH["tolerance"])]
+    fits = budget * (1 + SEARCH["tolerance"])
+    chosen = [n for n in BASELINES["moonshine_blocks"] if n in counts and counts[n] <= fits]
     under = {n: c for n, c in counts.items() if c <= budget}
     if BASELINES["moonshine_closest"] and under:
         chosen.insert(0, max(under, key=under.get))
@@ -153,7 +153,8 @@ def student_metrics():
 
 
 def random_net_metrics(budget):
-    return [f"{R}/ablations/random/budget{budget}/net{i}/metrics.json" for i in range(ABLATIONS["random_count"])]
+    count = ABLATIONS["random_count"]
+    return [f"{R}/ablations/random/budget{budget}/net{i}/metrics.json" for i in range(count)]
 
 
 def all_outputs():
