@@ -20,13 +20,15 @@ rule sample_random_nets:
         tolerance=SEARCH["tolerance"],
         metric=SEARCH["metric"],
         candidates=SEARCH["candidates"],
+        sampler=SEARCH["sampler"],
         seed=ABLATIONS["random_seed"],
     resources:
         **LIGHT_RESOURCES,
     shell:
         "blockswap sample --model {params.model} --budget {wildcards.budget} {params.shape}"
         " --samples {params.nets} --tolerance {params.tolerance} --metric {params.metric}"
-        " --candidates {params.candidates} --seed {params.seed} -o {output} > {log} 2>&1"
+        " --candidates {params.candidates} --sampler {params.sampler} --seed {params.seed}"
+        " -o {output} > {log} 2>&1"
 
 
 rule distill_random_net:

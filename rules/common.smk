@@ -1,4 +1,5 @@
 # Config validation, paths, shared parameters and input functions.
+import functools
 import sys
 from pathlib import Path
 
@@ -106,8 +107,9 @@ def res(kind, key):
     return config["resources"][kind][key]
 
 
-def moonshine_blocks(budget):
-    """Single-blocktype students at `budget`: the closest type under it, plus the configured ones."""
+@functools.cache
+def single_type_costs():
+    """{block type: cost} of the teacher with every block that type (types valid at every block)."""
     from blockswap.blocks import candidate_set
     from blockswap.counting import analytic
     from blockswap.errors import BlockswapError
@@ -120,6 +122,12 @@ def moonshine_blocks(budget):
         except BlockswapError:
             continue  # not valid at every block of this model
         counts[name] = getattr(analytic(g), SEARCH["metric"])
+    return counts
+
+
+def moonshine_blocks(budget):
+    """Single-blocktype students at `budget`: the closest type under it, plus the configured ones."""
+    counts = single_type_costs()
     fits = budget * (1 + SEARCH["tolerance"])
     chosen = [n for n in BASELINES["moonshine_blocks"] if n in counts and counts[n] <= fits]
     under = {n: c for n, c in counts.items() if c <= budget}
@@ -205,7 +213,7 @@ def figure_outputs(name, caption, category):
     return [shown, f"{R}/figures/{name}.pdf"]
 
 
-def correlation_scores(wildcards=None):
+def correlation_scores():
     return {
         f"budget={b},k={k}": f"{R}/ablations/random/budget{b}/proxies_k{k}.csv"
         for b in ABLATIONS["random_budgets"]

@@ -227,5 +227,5 @@ def test_score_cli_errors(score_setup, capsys):
     (tmp / "cands.jsonl").write_text(json.dumps(g.to_dict()) + "\n")
     assert run("x.csv") == 2
     err = capsys.readouterr().err
-    assert "does not fit fashion-mnist: image_size=32 (dataset: 28)" in err and err.count("\n") == 1
+    assert "shaped for another dataset than fashion-mnist: image_size 32 (dataset: 28)" in err and err.count("\n") == 1
     assert not (tmp / "x.csv").exists()

@@ -18,8 +18,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def write_run(path, method, error, params, ops, run_id, top5=None, macs=None, model="wrn-40-2", **labels):
     d = {"labels": {"method": method, **{k: str(v) for k, v in labels.items()}},
-         "genotype": {"model": model, "blocks": ["Conv"] * 18}, "id": run_id, "params": params, "ops": ops,
-         "test_error": error, "test_top5_error": top5, "extra": {"ignored": True}}
+         "genotype": {"model": model, "blocks": ["Conv"] * 18}, "genotype_id": run_id, "params": params,
+         "ops": ops, "test_top1_error": error, "test_top5_error": top5, "extra": {"ignored": True}}
     if macs is not None:
         d["macs"] = macs
     path.write_text(json.dumps(d))
@@ -300,11 +300,11 @@ def test_bad_inputs_give_one_clear_error(tmp_path, capsys):
     assert "missing.json: metrics file not found" in capsys.readouterr().err
 
     nolabel = tmp_path / "nolabel.json"
-    nolabel.write_text(json.dumps({"id": "x", "params": 1, "ops": 1, "test_error": 1.0}))
+    nolabel.write_text(json.dumps({"genotype_id": "x", "params": 1, "ops": 1, "test_top1_error": 1.0}))
     with pytest.raises(BlockswapError, match="nolabel.json: no 'labels'"):
         report.load_run(str(nolabel))
     noerr = tmp_path / "noerr.json"
-    noerr.write_text(json.dumps({"labels": {"method": "teacher"}, "id": "x", "params": 1, "ops": 1}))
+    noerr.write_text(json.dumps({"labels": {"method": "teacher"}, "genotype_id": "x", "params": 1, "ops": 1}))
     with pytest.raises(BlockswapError, match="noerr.json: 'test_top1_error' must be a finite number"):
         report.load_run(str(noerr))
 

@@ -87,16 +87,6 @@ def load_candidates(path: str) -> list:
     return out
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BlockswapError("--device cuda: no CUDA device is available; use --device cpu or auto")
-    return name
-
-
 def cmd_score(args) -> None:
     import csv
     import io
@@ -107,6 +97,7 @@ def cmd_score(args) -> None:
     from .counting import analytic
     from .data import iterate_batches, load_dataset
     from .proxies import parse_proxies, rank, score_candidates
+    from .train import check_fits, resolve_device
 
     genotypes = load_candidates(args.candidates)
     proxies = parse_proxies(args.proxy)
@@ -116,13 +107,11 @@ def cmd_score(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     ds = load_dataset(args.dataset, args.data_dir, split="train")
-    want = {"in_channels": ds.in_channels, "num_classes": ds.num_classes, "image_size": ds.image_size}
     for i, g in enumerate(genotypes):
-        bad = [f"{k}={getattr(g, k)} (dataset: {v})" for k, v in want.items() if getattr(g, k) != v]
-        if bad:
-            raise BlockswapError(f"{args.candidates}: candidate {i + 1} ({g.id}) does not fit {args.dataset}: "
-                                 f"{', '.join(bad)}; sample with --in-channels {ds.in_channels} "
-                                 f"--num-classes {ds.num_classes} --image-size {ds.image_size}")
+        check_fits(g, ds, what=f"{args.candidates}: candidate {i + 1}")
+    if len(ds) // args.batch_size < args.minibatches:
+        raise BlockswapError(f"{args.dataset} has only {len(ds) // args.batch_size} batches of {args.batch_size}; "
+                             "lower --minibatches")
 
     def first_batches(seed: int) -> list:
         # The first k training batches of epoch 0 for `seed`, augmented as in training (data.fixed_batch).
@@ -136,11 +125,8 @@ def cmd_score(args) -> None:
         batch = lambda index, candidate_seed: first_batches(candidate_seed)  # noqa: E731
     else:
         batch = first_batches(args.seed)
-        if len(batch) < args.minibatches:
-            raise BlockswapError(f"{args.dataset} has only {len(batch)} batches of {args.batch_size}; "
-                                 f"lower --minibatches")
     # One process per thread of the allocation, at most two (more gained nothing on 2-core machines).
-    workers = args.workers or (min(2, args.threads or 2) if device == "cpu" else 1)
+    workers = args.workers or (min(2, args.threads or 2) if device.type == "cpu" else 1)
     scores = score_candidates(genotypes, proxies, batch, args.seed, minibatches=args.minibatches,
                               device=device, workers=workers, progress=not args.quiet)
 
@@ -194,12 +180,7 @@ def _student(args):
         return args.model
     if args.block:
         raise BlockswapError("--block goes with --model (every block of that model one type)")
-    if args.index is None:
-        return load(args.genotype)
-    candidates = load_candidates(args.genotype)
-    if not 0 <= args.index < len(candidates):
-        raise BlockswapError(f"--index {args.index}: {args.genotype} holds genotypes 0..{len(candidates) - 1}")
-    return candidates[args.index]
+    return load(args.genotype, args.index)
 
 
 def _labels(pairs: list[str]) -> dict:
@@ -252,6 +233,8 @@ def cmd_evaluate(args) -> None:
 
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     device = resolve_device(args.device)
+    if args.batch_size < 1:
+        raise BlockswapError("--batch-size must be ≥ 1")
     model, ckpt = load_model(args.checkpoint, device=device)
     genotype = Genotype.from_dict(ckpt["genotype"])
     name = args.dataset or ckpt["config"].get("dataset")
@@ -344,6 +327,8 @@ def cmd_select(args) -> None:
 
     from .proxies import get_proxy
 
+    if args.first < 1:
+        raise BlockswapError("--first must be ≥ 1")
     candidates = load_candidates(args.candidates)[: args.first]
     column = args.proxy if args.proxy != "params" else "params_proxy"
     try:

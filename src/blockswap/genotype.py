@@ -120,6 +120,8 @@ def load(path: str | os.PathLike, index: int | None = None) -> Genotype:
         d = json.loads(path.read_text())
     except FileNotFoundError:
         raise BlockswapError(f"{path}: genotype file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BlockswapError(f"{path}: cannot read a genotype JSON file there ({e})") from None
     except json.JSONDecodeError as e:
         raise BlockswapError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     return Genotype.from_dict(d, source=str(path))
@@ -132,6 +134,8 @@ def load_records(path: str | os.PathLike) -> list[dict]:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise BlockswapError(f"{path}: candidates file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BlockswapError(f"{path}: cannot read a candidates .jsonl file there ({e})") from None
     records = []
     for n, line in enumerate(lines, start=1):
         if line.strip():

@@ -269,7 +269,7 @@ def _batches_for(source: BatchSource, index: int, cseed: int, k: int, device) ->
     else:
         got = list(source)
     if len(got) < k:
-        raise ValueError(f"minibatches={k} needs {k} batches, got {len(got)}")
+        raise BlockswapError(f"minibatches={k} needs {k} batches, got {len(got)}")
     return [(x.to(device), y.to(device)) for x, y in got[:k]]
 
 

@@ -110,17 +110,16 @@ def load_run(path: str) -> Run:
             raise BlockswapError(f"{path}: labels.{key} must be a positive count, got {labels[key]!r}") from None
 
     genotype = d.get("genotype") if isinstance(d.get("genotype"), dict) else {}
-    run_id = d.get("id", d.get("genotype_id"))  # `blockswap train` writes genotype_id
+    run_id = d.get("genotype_id")
     if not isinstance(run_id, str) or not run_id:
-        raise BlockswapError(f"{path}: no genotype 'id'")
-    error_key = "test_error" if "test_error" in d else "test_top1_error"
+        raise BlockswapError(f"{path}: no 'genotype_id' (expected a `blockswap train`/`distill` metrics file)")
     return Run(
         path=str(path), method=method, budget=count_label("budget"),
         model=labels.get("model") or genotype.get("model"), block=labels.get("block") or None,
         samples=count_label("samples"), id=run_id, blocks=tuple(genotype.get("blocks") or ()),
         params=int(_number(d, "params", path)), ops=int(_number(d, "ops", path)),
         macs=None if d.get("macs") is None else int(_number(d, "macs", path)),
-        error=float(_number(d, error_key, path)), top5=_number(d, "test_top5_error", path, required=False))
+        error=float(_number(d, "test_top1_error", path)), top5=_number(d, "test_top5_error", path, required=False))
 
 
 def load_runs(paths: list[str]) -> list[Run]:

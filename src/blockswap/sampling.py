@@ -77,7 +77,9 @@ def window(budget: float, tolerance: float) -> tuple[float, float]:
     return budget * (1 - tolerance), budget * (1 + tolerance)
 
 
-def _check_feasible(table: CostTable, budget: float, tolerance: float) -> None:
+def _check_feasible(table: CostTable, budget: float, tolerance: float, n: int = 1) -> None:
+    if n < 1:
+        raise BlockswapError(f"the number of samples must be ≥ 1, got {n}")
     if budget <= 0 or not (0 < tolerance < 1):
         raise BlockswapError(f"budget must be > 0 and tolerance in (0, 1); got {budget} and {tolerance}")
     lo, hi = window(budget, tolerance)
@@ -91,7 +93,7 @@ def _check_feasible(table: CostTable, budget: float, tolerance: float) -> None:
 def sample_reference(table: CostTable, budget: float, n: int, seed: int = 0, tolerance: float = 0.025,
                      max_proposals: int = 50_000_000, chunk: int = 65536) -> tuple[list[Genotype], int]:
     """The paper's rejection sampler. Returns (genotypes, proposals drawn)."""
-    _check_feasible(table, budget, tolerance)
+    _check_feasible(table, budget, tolerance, n)
     lo, hi = window(budget, tolerance)
     rng = np.random.default_rng(seed)
     sizes = np.array([len(c) for c in table.costs])
@@ -145,7 +147,7 @@ def count_in_budget(table: CostTable, budget: float, tolerance: float = 0.025) -
 def sample_exact(table: CostTable, budget: float, n: int, seed: int = 0,
                  tolerance: float = 0.025) -> list[Genotype]:
     """Exactly uniform over the in-budget genotypes, without rejection."""
-    _check_feasible(table, budget, tolerance)
+    _check_feasible(table, budget, tolerance, n)
     scaled, counts = _completion_counts(table, *window(budget, tolerance))
     if counts[0][0] == 0:
         raise BlockswapError(f"no {table.model} student lies strictly within ±{tolerance:.1%} of {budget:,.0f} "

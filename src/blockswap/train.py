@@ -262,9 +262,12 @@ def _read(path: str | os.PathLike, what: str, keys) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle of foreign classes, …: all mean "not our file"
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
-        # A weights-only refusal hides its cause (the class that is not allowed) on a later line.
-        reason = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), lines[0])[:300]
-        raise BlockswapError(f"{path}: not a readable {what} ({reason})") from None
+        # A weights-only refusal hides its cause (the class that is not allowed) on a later line;
+        # torch's advice to load with weights_only=False is exactly what must not be done here.
+        cause = next((ln for ln in lines if ln.startswith("WeightsUnpickler error")), None)
+        reason = cause or lines[0].split(". ")[0]
+        raise BlockswapError(f"{path}: not a readable {what} ({reason[:200]}); pass a checkpoint written by "
+                             "`blockswap train` or `blockswap distill`") from None
     missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise BlockswapError(f"{path}: not a blockswap {what} (no {missing[0]!r} entry)")
@@ -375,11 +378,16 @@ def _stop_requests():
 
 # --------------------------------------------------------------------------------------------- training
 def resolve_device(name: str) -> torch.device:
+    """'auto', 'cpu', 'cuda' or 'cuda:N' → a usable torch.device, or one clear error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BlockswapError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise BlockswapError(f"device {name!r} asked for, but no CUDA GPU is visible; use --device cpu")
-    return torch.device(name)
+    return device
 
 
 def _log(message: str) -> None:
