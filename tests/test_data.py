@@ -11,7 +11,7 @@ import torch
 
 from blockswap import data
 from blockswap.data import (CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_DIR, Augment, TensorDataset,
-                            dataset_names, default_augment, fixed_batch, iterate_batches, load_dataset,
+                            dataset_names, default_augment, first_batches, iterate_batches, load_dataset,
                             stratified_subset)
 from blockswap.errors import BlockswapError
 
@@ -362,12 +362,16 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
 def test_fixed_batch_is_the_first_training_batch():
     ds = toy_dataset(n=40)
     rng = torch.get_rng_state()
-    x, y = fixed_batch(ds, 8, seed=3)
+    (x, y), = first_batches(ds, 8, seed=3)
     assert torch.equal(rng, torch.get_rng_state())  # only the epoch generator is used
     x0, y0 = next(iterate_batches(ds, 8, train=True, seed=3, epoch=0))
     assert torch.equal(x, x0) and torch.equal(y, y0)
-    x2, _ = fixed_batch(ds, 8, seed=3)
-    assert torch.equal(x, x2) and not torch.equal(x, fixed_batch(ds, 8, seed=4)[0])
+    (x2, _), = first_batches(ds, 8, seed=3)
+    assert torch.equal(x, x2) and not torch.equal(x, first_batches(ds, 8, seed=4)[0][0])
+    three = first_batches(ds, 8, seed=3, k=3)
+    expected = list(iterate_batches(ds, 8, train=True, seed=3, epoch=0))[:3]
+    assert len(three) == 3 and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+                                   for a, b in zip(three, expected))
 
 
 # ------------------------------------------------------------------------------------------------ subsets

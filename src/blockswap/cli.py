@@ -90,13 +90,12 @@ def load_candidates(path: str) -> list:
 def cmd_score(args) -> None:
     import csv
     import io
-    from itertools import islice
 
     import torch
 
     from .counting import analytic
-    from .data import iterate_batches, load_dataset
-    from .proxies import parse_proxies, rank, score_candidates
+    from .data import first_batches, load_dataset
+    from .proxies import parse_proxies, rank, score_candidates, score_column
     from .train import check_fits, resolve_device
 
     genotypes = load_candidates(args.candidates)
@@ -113,18 +112,13 @@ def cmd_score(args) -> None:
         raise BlockswapError(f"{args.dataset} has only {len(ds) // args.batch_size} batches of {args.batch_size}; "
                              "lower --minibatches")
 
-    def first_batches(seed: int) -> list:
-        # The first k training batches of epoch 0 for `seed`, augmented as in training (data.fixed_batch).
-        it = iterate_batches(ds, args.batch_size, train=True, seed=seed, workers=0)
-        try:
-            return list(islice(it, args.minibatches))
-        finally:
-            it.close()
+    def batches(seed: int) -> list:
+        return first_batches(ds, args.batch_size, seed, args.minibatches)
 
     if args.fresh_batch:  # the original code's behaviour: a new augmented minibatch per candidate
-        batch = lambda index, candidate_seed: first_batches(candidate_seed)  # noqa: E731
+        batch = lambda index, candidate_seed: batches(candidate_seed)  # noqa: E731
     else:
-        batch = first_batches(args.seed)
+        batch = batches(args.seed)
     # One process per thread of the allocation, at most two (more gained nothing on 2-core machines).
     workers = args.workers or (min(2, args.threads or 2) if device.type == "cpu" else 1)
     scores = score_candidates(genotypes, proxies, batch, args.seed, minibatches=args.minibatches,
@@ -134,8 +128,7 @@ def cmd_score(args) -> None:
     ranks = rank([s[first.name] for s in scores], first.sign)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    fixed = ("id", "params", "ops", "rank", "blocks")  # a proxy named like one of these gets a suffix
-    w.writerow(["id", "params", "ops", *[p.name + "_proxy" * (p.name in fixed) for p in proxies], "rank", "blocks"])
+    w.writerow(["id", "params", "ops", *[score_column(p.name) for p in proxies], "rank", "blocks"])
     for i in sorted(range(len(genotypes)), key=ranks.__getitem__):  # best first
         g, c = genotypes[i], analytic(genotypes[i])
         w.writerow([g.id, c.params, c.ops, *[repr(scores[i][p.name]) for p in proxies], ranks[i],
@@ -325,12 +318,12 @@ def cmd_select(args) -> None:
     """The best-ranked candidate among the first n of a candidates file, by a scores CSV."""
     import csv
 
-    from .proxies import get_proxy
+    from .proxies import get_proxy, score_column
 
     if args.first < 1:
         raise BlockswapError("--first must be ≥ 1")
     candidates = load_candidates(args.candidates)[: args.first]
-    column = args.proxy if args.proxy != "params" else "params_proxy"
+    column = score_column(args.proxy)
     try:
         with open(args.scores, newline="") as f:
             scores = {row["id"]: float(row[column]) for row in csv.DictReader(f)}

@@ -8,12 +8,14 @@ Reproducibility. Every random choice of one epoch (shuffle order, augmentation, 
 one `torch.Generator` seeded from (seed, epoch) only, see `epoch_generator`. Hence:
   * resuming at an epoch boundary: call `iterate_batches(..., seed=s, epoch=e)` for e = first missing epoch
     and the batches are identical to an uninterrupted run; no generator state needs checkpointing;
-  * the fixed Fisher minibatch: `fixed_batch(ds, B, seed)` is the first training batch of epoch 0 for that
+  * the fixed Fisher minibatch: `first_batches(ds, B, seed)[0]` is the first training batch of epoch 0 for that
     seed, augmented as in training (as the reference BlockSwap code, which takes it from the train loader).
 Random numbers are drawn on the CPU and moved to the device, so CPU and GPU runs see the same batches.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import gzip
 import math
@@ -412,12 +414,13 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
         yield augment(images.to(device, non_blocking=True), g), labels.to(device, non_blocking=True)
 
 
-def fixed_batch(dataset: Dataset, batch_size: int, seed: int = 0, device="cpu",
-                augment: Augment | None = None, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first training minibatch for `seed` (epoch 0, training augmentation), e.g. for Fisher scoring."""
+def first_batches(dataset: Dataset, batch_size: int, seed: int = 0, k: int = 1, device="cpu",
+                  augment: Augment | None = None, workers: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first k training minibatches of epoch 0 for `seed` (training augmentation): the fixed
+    minibatch(es) every candidate of a search is scored on."""
     it = iterate_batches(dataset, batch_size, train=True, seed=seed, epoch=0, device=device,
                          augment=augment, workers=workers)
     try:
-        return next(it)
+        return list(itertools.islice(it, k))
     finally:
         it.close()

@@ -43,6 +43,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: str | os.PathLike, what: str):
+    """Parse a JSON file; every failure becomes one BlockswapError naming the file and what it should be."""
+    from .errors import BlockswapError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BlockswapError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BlockswapError(f"{path}: cannot read a {what} there ({e})") from None
+    except json.JSONDecodeError as e:
+        raise BlockswapError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
 def git_sha() -> str | None:
     """The SHA of the checkout this package runs from, or None outside a git checkout."""
     here = Path(__file__).resolve().parent

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .blocks import get_block
 from .errors import BlockswapError
+from .files import read_json
 from .models import Architecture, get_architecture
 
 FIELDS = ("model", "in_channels", "num_classes", "image_size", "blocks")
@@ -116,15 +117,7 @@ def load(path: str | os.PathLike, index: int | None = None) -> Genotype:
         if not 0 <= index < len(records):
             raise BlockswapError(f"{path}: --index {index} is out of range (0–{len(records) - 1})")
         return Genotype.from_dict(records[index], source=f"{path}, line {index + 1}")
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BlockswapError(f"{path}: genotype file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BlockswapError(f"{path}: cannot read a genotype JSON file there ({e})") from None
-    except json.JSONDecodeError as e:
-        raise BlockswapError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    return Genotype.from_dict(d, source=str(path))
+    return Genotype.from_dict(read_json(path, "genotype file"), source=str(path))
 
 
 def load_records(path: str | os.PathLike) -> list[dict]:

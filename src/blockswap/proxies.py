@@ -27,6 +27,13 @@ from torch import nn
 
 from .blocks import unknown_name_message
 from .errors import BlockswapError
+
+# The columns of a `blockswap score` CSV besides one per proxy; a proxy named like one gets "_proxy".
+SCORE_COLUMNS = ("id", "params", "ops", "rank", "blocks")
+
+
+def score_column(proxy: str) -> str:
+    return proxy + "_proxy" if proxy in SCORE_COLUMNS else proxy
 from .genotype import Genotype
 from .models import create_model
 

@@ -13,7 +13,6 @@ Errors are top-1 test error in percent; std is the sample std (ddof=1), NaN for 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -24,7 +23,8 @@ import numpy as np
 
 from . import paper
 from .errors import BlockswapError
-from .files import atomic_path, write_text
+from .files import atomic_path, read_json, write_text
+from .proxies import SCORE_COLUMNS
 
 METHODS = ("teacher", "scaled", "mbconv", "moonshine", "blockswap", "random", "samples")
 METHOD_LABEL = {"teacher": "Teacher", "scaled": "Scaled WRN/ResNet", "mbconv": "MBConv6",
@@ -84,14 +84,7 @@ def _number(d: dict, key: str, path: str, required: bool = True) -> float | None
 
 
 def load_run(path: str) -> Run:
-    try:
-        d = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BlockswapError(f"{path}: metrics file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BlockswapError(f"{path}: cannot read metrics ({e})") from None
-    except json.JSONDecodeError as e:
-        raise BlockswapError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    d = read_json(path, "metrics file")
     if not isinstance(d, dict):
         raise BlockswapError(f"{path}: expected a JSON object of run metrics")
     labels = d.get("labels")
@@ -466,7 +459,6 @@ def parse_scores_spec(text: str) -> ScoresSpec:
         raise BlockswapError(f"--scores {text!r}: budget and k must be positive numbers") from None
 
 
-FIXED_SCORE_COLUMNS = ("id", "params", "ops", "rank", "blocks")
 
 
 def load_scores(path: str):
@@ -483,9 +475,9 @@ def load_scores(path: str):
         raise BlockswapError(f"{path}: no 'id' column (expected the CSV of `blockswap score`)")
     # `blockswap score` names a proxy that clashes with a fixed column `<name>_proxy`.
     proxies = {(c[:-len("_proxy")] if c.endswith("_proxy") else c): c
-               for c in df.columns if c not in FIXED_SCORE_COLUMNS}
+               for c in df.columns if c not in SCORE_COLUMNS}
     if not proxies:
-        raise BlockswapError(f"{path}: no proxy columns besides {', '.join(FIXED_SCORE_COLUMNS)}")
+        raise BlockswapError(f"{path}: no proxy columns besides {', '.join(SCORE_COLUMNS)}")
     for col in proxies.values():
         try:
             df[col] = pd.to_numeric(df[col])
