@@ -14,13 +14,13 @@ Ops follow the papers' convention: conv multiply-adds + the element count of eve
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
 
 from .errors import BlockswapError
+from .registry import unknown_name_message
 
 PER_CONV = "conv"
 PER_BLOCK = "block"
@@ -165,12 +165,6 @@ def get_block(name: str) -> BlockType:
         return BLOCK_TYPES[name]
     except KeyError:
         raise BlockswapError(unknown_name_message("block type", name, BLOCK_TYPES)) from None
-
-
-def unknown_name_message(what: str, name: str, valid) -> str:
-    close = difflib.get_close_matches(str(name), list(valid), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    return f"unknown {what} {name!r}.{hint} Valid: {', '.join(valid)}."
 
 
 # --- the families ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import BlockswapError
-from .files import write_json, write_text
+from .files import check_output, check_output_dir, write_json, write_text
 
 
 def emit(obj, output: str | None) -> None:
@@ -289,11 +289,11 @@ def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
 def add_train_commands(sub) -> None:
     p = sub.add_parser("train", help="train a network from scratch (a teacher, or a student alone)")
     _add_training_args(p, teacher=False)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, outputs=("output", "checkpoint", "resume"))
 
     p = sub.add_parser("distill", help="train a student with attention transfer / KD from a teacher")
     _add_training_args(p, teacher=True)
-    p.set_defaults(func=cmd_distill)
+    p.set_defaults(func=cmd_distill, outputs=("output", "checkpoint", "resume"))
 
     p = sub.add_parser("evaluate", help="top-1/top-5 test error of a checkpoint")
     p.add_argument("--checkpoint", required=True)
@@ -304,7 +304,7 @@ def add_train_commands(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int)
     p.add_argument("-o", "--output", help="metrics JSON (default: print)")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, outputs=("output",))
 
 
 def add_shape_args(p: argparse.ArgumentParser) -> None:
@@ -377,7 +377,7 @@ def add_report_commands(sub) -> None:
         q.add_argument("--figure-dir", help="where the figures go (default: --out-dir)")
         q.add_argument("--name", help="base name of the table files (default: main, proxy_correlation, "
                                       "density, samples)")
-        q.set_defaults(func=cmd_report)
+        q.set_defaults(func=cmd_report, output_dirs=("out_dir", "figure_dir"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("genotype", help="genotype JSON file")
     p.add_argument("--measure", action="store_true", help="also build the network and check the counts on it")
     p.add_argument("-o", "--output")
-    p.set_defaults(func=cmd_count)
+    p.set_defaults(func=cmd_count, outputs=("output",))
 
     p = sub.add_parser("genotype", help="genotype utilities")
     gsub = p.add_subparsers(dest="genotype_command", required=True, metavar="SUBCOMMAND")
@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", required=True, help="e.g. wrn-40-2 or resnet34")
     add_shape_args(q)
     q.add_argument("-o", "--output", help="OUT.json for a one-row CSV, or OUT.jsonl for all rows")
-    q.set_defaults(func=cmd_import_legacy)
+    q.set_defaults(func=cmd_import_legacy, outputs=("output",))
 
     p = sub.add_parser("sample", help="sample student genotypes within a budget")
     p.add_argument("--model", required=True)
@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exact: uniform over the in-budget set without rejection; reference: the paper's")
     add_shape_args(p)
     p.add_argument("-o", "--output", help="candidates .jsonl (one genotype per line)")
-    p.set_defaults(func=cmd_sample)
+    p.set_defaults(func=cmd_sample, outputs=("output",))
 
     p = sub.add_parser("score", help="rank candidate genotypes by zero-cost proxies (Fisher potential)")
     p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", help="scores .csv (default: print)")
     p.add_argument("--best", help="also write the top-ranked genotype to this JSON file")
-    p.set_defaults(func=cmd_score)
+    p.set_defaults(func=cmd_score, outputs=("output", "best"))
 
     add_train_commands(sub)
     add_report_commands(sub)
@@ -446,13 +446,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proxy", default="fisher", help="the proxy column that ranks them")
     p.add_argument("--first", type=int, required=True, help="consider only the first n candidates")
     p.add_argument("-o", "--output", help="genotype JSON of the pick")
-    p.set_defaults(func=cmd_select)
+    p.set_defaults(func=cmd_select, outputs=("output",))
     return parser
+
+
+def check_outputs(args) -> None:
+    """Every file or folder a command will write, checked before it starts any work."""
+    for name in getattr(args, "outputs", ()):
+        if getattr(args, name, None):
+            check_output(getattr(args, name), f"--{name.replace('_', '-')}")
+    for name in getattr(args, "output_dirs", ()):
+        if getattr(args, name, None):
+            check_output_dir(getattr(args, name), f"--{name.replace('_', '-')}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)
         args.func(args)
     except BlockswapError as e:
         print(f"blockswap {args.command}: error: {e}", file=sys.stderr)

@@ -34,6 +34,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def check_output(path: str | os.PathLike, what: str = "output") -> None:
+    """Refuse, before any work, an output that could not be written: an existing directory, a parent that
+    is a file, or a folder this user may not write into (created on the way where it may be)."""
+    from .errors import BlockswapError
+
+    path = Path(path)
+    if path.is_dir():
+        raise BlockswapError(f"{what} {path} is a directory; name a file inside it")
+    parent = path.parent
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise BlockswapError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BlockswapError(f"{what} {path}: cannot write into {existing} (permission denied); "
+                             "choose another output path")
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> None:
+    """As `check_output`, for a folder that files will be written into."""
+    from .errors import BlockswapError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BlockswapError(f"{what} {path} is a file, not a folder")
+    check_output(path / ".probe", what)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
-from .blocks import PER_CONV, BlockType, bn_relu, conv_init_, get_block, out_size, unknown_name_message
+from .blocks import PER_CONV, BlockType, bn_relu, conv_init_, get_block, out_size
+from .registry import unknown_name_message
 from .errors import BlockswapError
 
 if TYPE_CHECKING:

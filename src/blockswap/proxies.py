@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import unknown_name_message
+from .registry import unknown_name_message
 from .errors import BlockswapError
 
 # The columns of a `blockswap score` CSV besides one per proxy; a proxy named like one gets "_proxy".
