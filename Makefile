@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-data:
-	bash workflow/scripts/ensure_fashion_mnist.sh
+# Finds Fashion-MNIST, or fetches it into data/fashion-mnist without root (apt-get download + dpkg-deb).
+data: install
+	$(BIN)/blockswap data fetch fashion-mnist
 
 run: install data
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(PROFILE).yaml

@@ -1,16 +1,30 @@
 # Config validation, paths, shared parameters and input functions.
-import functools
 import sys
 from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
 
+from blockswap import plan
+from blockswap.errors import BlockswapError
+
+def _refuse(message):
+    """A profile mistake: one line on stderr and exit status 2 before any job, as the CLI does."""
+    print(f"blockswap workflow: invalid configuration: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 # A profile given with --configfile stands alone (schema defaults fill the rest); only without one is
 # the embedded default loaded, so a paper profile never inherits the default's small subsets.
 if not config:
     config.update(yaml.safe_load((Path(workflow.basedir) / "workflow/config/default.yaml").read_text()))
-validate(config, "../workflow/schemas/config.schema.yaml")
+try:  # the schema fills in defaults too
+    validate(config, "../workflow/schemas/config.schema.yaml")
+except WorkflowError as e:  # one line naming the key, not the whole schema
+    why = e.__context__  # the jsonschema ValidationError
+    if not hasattr(why, "json_path"):
+        raise
+    _refuse(f"{why.json_path.lstrip('$.') or 'top level'}: {why.message}")
 
 R = config["results_dir"] or f"results/{config['name']}"
 LOGS = f"{R}/logs"
@@ -30,40 +44,16 @@ TEACHER_SEEDS = TEACHER["seeds"]
 SHAPE = {k: DATASET[k] for k in ("in_channels", "num_classes", "image_size")}
 
 
-def _check_config():
-    """Cross-key checks the schema cannot express, each ending in one clear message."""
-    from blockswap.blocks import candidate_set, get_block
-    from blockswap.errors import BlockswapError
-    from blockswap.genotype import Genotype
-    from blockswap.sampling import CostTable
-
+def _check(check):
     try:
-        Genotype.uniform(TEACHER["model"], "Conv", **SHAPE)
-        for model in BASELINES["scaled"]:
-            Genotype.uniform(model, "Conv", **SHAPE)
-        for block in BASELINES["moonshine_blocks"]:
-            get_block(block)
-        candidate_set(SEARCH["candidates"])
-        table = CostTable.build(TEACHER["model"], SEARCH["candidates"], SEARCH["metric"], **SHAPE)
-        lo, hi = table.feasible_range
-        for key, budgets in (
-            ("search.budgets", SEARCH["budgets"]),
-            ("ablations.random_budgets", ABLATIONS["random_budgets"]),
-        ):
-            for b in budgets:
-                if not lo < b < hi:
-                    raise BlockswapError(
-                        f"config {key}: budget {b:,} is outside the feasible range "
-                        f"{lo:,}–{hi:,} {SEARCH['metric']} of {TEACHER['model']}"
-                    )
-        for b in ABLATIONS["sample_budgets"]:
-            if b not in SEARCH["budgets"]:
-                raise BlockswapError(f"config ablations.sample_budgets: {b} is not one of search.budgets")
+        check(config)
     except BlockswapError as e:
-        raise WorkflowError(f"invalid configuration: {e}") from None
+        _refuse(e)
 
 
-_check_config()
+_check(plan.check_profile)
+if not workflow.dryrun:  # a dry run only shows the DAG, and may be run where the data are not
+    _check(plan.check_data)
 
 
 def shape_args():
@@ -107,40 +97,15 @@ def res(kind, key):
     return config["resources"][kind][key]
 
 
-@functools.cache
-def single_type_costs():
-    """{block type: cost} of the teacher with every block that type (types valid at every block)."""
-    from blockswap.blocks import candidate_set
-    from blockswap.counting import analytic
-    from blockswap.errors import BlockswapError
-    from blockswap.genotype import Genotype
-
-    counts = {}
-    for name in dict.fromkeys(candidate_set(SEARCH["candidates"]) + BASELINES["moonshine_blocks"]):
-        try:
-            g = Genotype.uniform(TEACHER["model"], name, **SHAPE)
-        except BlockswapError:
-            continue  # not valid at every block of this model
-        counts[name] = getattr(analytic(g), SEARCH["metric"])
-    return counts
+SINGLE_TYPE_COSTS = plan.single_type_costs(config)
 
 
 def moonshine_blocks(budget):
-    """Single-blocktype students at `budget`: the closest type under it, plus the configured ones."""
-    counts = single_type_costs()
-    fits = budget * (1 + SEARCH["tolerance"])
-    chosen = [n for n in BASELINES["moonshine_blocks"] if n in counts and counts[n] <= fits]
-    under = {n: c for n, c in counts.items() if c <= budget}
-    if BASELINES["moonshine_closest"] and under:
-        chosen.insert(0, max(under, key=under.get))
-    return list(dict.fromkeys(chosen))
+    return plan.moonshine_blocks(config, budget, SINGLE_TYPE_COSTS)
 
 
 def sample_counts(budget):
-    """Sample counts of ablation (c) at `budget`, below the full search (which is the last point)."""
-    if budget not in ABLATIONS["sample_budgets"]:
-        return []
-    return sorted(n for n in ABLATIONS["sample_counts"] if n < SEARCH["samples"])
+    return plan.sample_counts(config, budget)
 
 
 def student_metrics():

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from blockswap import data
+from conftest import write_fashion, write_idx
 from blockswap.data import (CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_DIR, Augment, TensorDataset,
                             dataset_names, default_augment, first_batches, iterate_batches, load_dataset,
                             stratified_subset)
+from blockswap.datadirs import DATASET_SHAPES, locate_fashion_mnist
 from blockswap.errors import BlockswapError
 
 # torchvision 0.29 deprecates its image codecs in favour of TorchCodec; they still work.
@@ -20,23 +22,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def write_idx(path: Path, array: np.ndarray, compress=True) -> None:
-    raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-    path.write_bytes(gzip.compress(raw) if compress else raw)
-
-
-def write_fashion(root: Path, n_train=7, n_test=3, seed=0):
-    rng = np.random.default_rng(seed)
-    out = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
-        out[prefix] = (images, labels)
-    return out
-
-
 def write_cifar(folder: Path, per_batch=2, n_test=3, protocol=2):
     rng = np.random.default_rng(1)
     folder.mkdir(parents=True)
@@ -106,14 +91,20 @@ def test_fashion_mnist_corrupt_files_name_the_file(tmp_path):
 
 
 def test_fashion_mnist_missing_says_how_to_install(tmp_path):
-    with pytest.raises(BlockswapError, match="apt-get install dataset-fashion-mnist") as err:
+    with pytest.raises(BlockswapError, match="blockswap data fetch fashion-mnist") as err:
         load_dataset("fashion-mnist", tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(err.value)
 
 
-@pytest.mark.skipif(not Path(FASHION_MNIST_DIR, "t10k-labels-idx1-ubyte.gz").exists(),
-                    reason=f"real Fashion-MNIST not installed at {FASHION_MNIST_DIR} "
-                           "(apt-get install dataset-fashion-mnist)")
+def _real_fashion_mnist() -> Path | None:
+    try:
+        return locate_fashion_mnist()
+    except BlockswapError:
+        return None
+
+
+@pytest.mark.skipif(_real_fashion_mnist() is None,
+                    reason="real Fashion-MNIST not found (`blockswap data fetch fashion-mnist` gets it)")
 def test_real_fashion_mnist():
     train, test = load_dataset("fashion-mnist"), load_dataset("fashion-mnist", split="test")
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
@@ -397,3 +388,16 @@ def test_load_dataset_subset(tmp_path):
     assert len(sub) == 50 and torch.equal(sub.images, full.images[idx]) and torch.equal(sub.labels, full.labels[idx])
     share = torch.bincount(full.labels, minlength=10) * 50 / 200
     assert (torch.bincount(sub.labels, minlength=10) - share).abs().max() < 1
+
+
+def test_every_dataset_yields_its_declared_shape(tmp_path, imagenet_dir):
+    """The workflow's config check reads DATASET_SHAPES without loading data: it must match the loaders."""
+    write_fashion(tmp_path / "fashion")
+    write_cifar(tmp_path / "cifar")
+    folders = {"fashion-mnist": tmp_path / "fashion", "cifar10": tmp_path / "cifar", "imagenet": imagenet_dir}
+    assert set(DATASET_SHAPES) == set(dataset_names()) == set(folders)
+    for name, folder in folders.items():
+        ds = load_dataset(name, folder, split="test")
+        declared = DATASET_SHAPES[name]
+        assert ds.in_channels == declared["in_channels"] and ds.image_size == declared["image_size"], name
+        assert declared["num_classes"] in (None, ds.num_classes), name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,46 @@ from pathlib import Path
 from . import __version__
 from .errors import BlockswapError
 from .files import check_output, check_output_dir, write_json, write_text
+from .registry import unknown_name_message
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (and exit status 2, as argparse's own)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_at_least(low: int):
+    """An argparse type: an integer ≥ `low`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be ≥ {low}, got {value}")
+        return value
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (nan, inf and negatives are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    value = positive_number(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
 
 
 def emit(obj, output: str | None) -> None:
@@ -38,7 +79,7 @@ def cmd_count(args) -> None:
     from . import counting
     from .genotype import load
 
-    g = load(args.genotype)
+    g = load(args.genotype, args.index)
     counts = counting.analytic(g).to_dict()
     if args.measure:
         from .models import create_model
@@ -63,6 +104,33 @@ def cmd_import_legacy(args) -> None:
         raise BlockswapError(f"{args.csv} holds {len(rows)} genotypes: name a .jsonl output to keep them all")
     write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict(), "legacy": extra} for g, extra in rows],
                 args.output)
+
+
+# --- data --------------------------------------------------------------------------------------
+def cmd_data_fetch(args) -> None:
+    from .datadirs import ensure_fashion_mnist, fetch_fashion_mnist
+
+    log = lambda text: print(text, file=sys.stderr)  # noqa: E731 - stdout carries the JSON answer
+    if args.dest:
+        folder = fetch_fashion_mnist(args.dest, args.method, log)
+    else:
+        folder = ensure_fashion_mnist(method=args.method, log=log)
+    emit({"dataset": args.dataset, "data_dir": str(folder)}, None)
+
+
+def add_data_commands(sub) -> None:
+    from .datadirs import METHODS, PROJECT_SUBDIR
+
+    p = sub.add_parser("data", help="find or fetch datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    q = dsub.add_parser("fetch", help="find Fashion-MNIST, or fetch it (no root needed) and check it")
+    q.add_argument("dataset", choices=("fashion-mnist",),
+                   help="the one dataset that can be fetched (CIFAR-10 and ImageNet: see the README)")
+    q.add_argument("--dest", help=f"fetch into this folder even if a standard place has the files "
+                                  f"(default: use a standard place, else fetch into {PROJECT_SUBDIR})")
+    q.add_argument("--method", choices=METHODS, default="auto",
+                   help="apt: unprivileged apt-get download + dpkg-deb -x; http: the dataset's site; auto: both")
+    q.set_defaults(func=cmd_data_fetch, output_dirs=("dest",))
 
 
 # --- sample --------------------------------------------------------------------------------------
@@ -100,8 +168,6 @@ def cmd_score(args) -> None:
 
     genotypes = load_candidates(args.candidates)
     proxies = parse_proxies(args.proxy)
-    if args.batch_size < 1 or args.minibatches < 1:
-        raise BlockswapError("--batch-size and --minibatches must be ≥ 1")
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -308,9 +374,9 @@ def add_train_commands(sub) -> None:
 
 
 def add_shape_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--in-channels", type=int, help="input channels (default: the model's, 3)")
-    p.add_argument("--num-classes", type=int, help="classes (default: the model's, 10 for WRN, 1000 for ResNet)")
-    p.add_argument("--image-size", type=int, help="input side in pixels (default: 32 for WRN, 224 for ResNet)")
+    p.add_argument("--in-channels", type=int_at_least(1), help="input channels (default: the model's, 3)")
+    p.add_argument("--num-classes", type=int_at_least(1), help="classes (default: the model's, 10 for WRN, 1000 for ResNet)")
+    p.add_argument("--image-size", type=int_at_least(1), help="input side in pixels (default: 32 for WRN, 224 for ResNet)")
 
 
 # --- select --------------------------------------------------------------------------------------
@@ -318,10 +384,11 @@ def cmd_select(args) -> None:
     """The best-ranked candidate among the first n of a candidates file, by a scores CSV."""
     import csv
 
-    from .proxies import get_proxy, score_column
+    from .scores import PROXY_SIGNS, score_column
 
-    if args.first < 1:
-        raise BlockswapError("--first must be ≥ 1")
+    if args.proxy not in PROXY_SIGNS:
+        raise BlockswapError(unknown_name_message("proxy", args.proxy, PROXY_SIGNS))
+    sign = PROXY_SIGNS[args.proxy]
     candidates = load_candidates(args.candidates)[: args.first]
     column = score_column(args.proxy)
     try:
@@ -336,7 +403,6 @@ def cmd_select(args) -> None:
     if missing:
         raise BlockswapError(f"{args.scores} has no score for candidate {missing[0]} of {args.candidates}; "
                              "were they scored from this candidates file?")
-    sign = get_proxy(args.proxy).sign
     best = max(candidates, key=lambda g: sign * scores[g.id])  # ties: the earliest sample wins
     emit(best.to_dict(), args.output)
 
@@ -381,12 +447,13 @@ def add_report_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blockswap", description=__doc__.split("\n")[0])
+    parser = Parser(prog="blockswap", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"blockswap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("count", help="params and Ops of a genotype")
-    p.add_argument("genotype", help="genotype JSON file")
+    p.add_argument("genotype", help="genotype JSON file (or a candidates .jsonl with --index)")
+    p.add_argument("--index", type=int_at_least(0), help="with a .jsonl: count its genotype number I (from 0)")
     p.add_argument("--measure", action="store_true", help="also build the network and check the counts on it")
     p.add_argument("-o", "--output")
     p.set_defaults(func=cmd_count, outputs=("output",))
@@ -402,11 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="sample student genotypes within a budget")
     p.add_argument("--model", required=True)
-    p.add_argument("--budget", type=float, required=True, help="target params (or Ops with --metric ops)")
-    p.add_argument("--tolerance", type=float, default=0.025, help="accept strictly within ±this fraction")
+    p.add_argument("--budget", type=positive_number, required=True, help="target params (or Ops with --metric ops)")
+    p.add_argument("--tolerance", type=fraction, default=0.025, help="accept strictly within ±this fraction")
     p.add_argument("--metric", choices=("params", "ops"), default="params")
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int_at_least(1), default=1000)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--candidates", default="blockswap",
                    help="candidate set: blockswap (23 types), paper (21), moonshine, all, or a comma list")
     p.add_argument("--sampler", choices=("exact", "reference"), default="exact",
@@ -422,15 +489,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "params, train_accuracy, train_loss")
     p.add_argument("--dataset", required=True, help="fashion-mnist, cifar10 or imagenet")
     p.add_argument("--data-dir", help="dataset folder (default: the dataset's standard place, if any)")
-    p.add_argument("--batch-size", type=int, default=128, help="minibatch size (the training batch size)")
-    p.add_argument("--seed", type=int, default=0, help="picks the minibatch and every candidate's init")
-    p.add_argument("--minibatches", type=int, default=1,
+    p.add_argument("--batch-size", type=int_at_least(1), default=128,
+                   help="minibatch size (the training batch size)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="picks the minibatch and every candidate's init")
+    p.add_argument("--minibatches", type=int_at_least(1), default=1,
                    help="k: Fisher summed over k minibatches; training proxies take k SGD steps")
     p.add_argument("--fresh-batch", action="store_true",
                    help="a new augmented minibatch per candidate (the original code) instead of one fixed batch")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, help="torch intra-op threads in all (default: torch's choice)")
-    p.add_argument("--workers", type=int,
+    p.add_argument("--threads", type=int_at_least(1), help="torch intra-op threads in all (default: torch's choice)")
+    p.add_argument("--workers", type=int_at_least(1),
                    help="processes scoring candidates in parallel, CPU only (default: min(2, --threads) on CPU, "
                         "1 on CUDA)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -438,13 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--best", help="also write the top-ranked genotype to this JSON file")
     p.set_defaults(func=cmd_score, outputs=("output", "best"))
 
+    add_data_commands(sub)
     add_train_commands(sub)
     add_report_commands(sub)
     p = sub.add_parser("select", help="the best-scored candidate among the first n samples")
     p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
     p.add_argument("scores", help="scores CSV from `blockswap score`")
     p.add_argument("--proxy", default="fisher", help="the proxy column that ranks them")
-    p.add_argument("--first", type=int, required=True, help="consider only the first n candidates")
+    p.add_argument("--first", type=int_at_least(1), required=True, help="consider only the first n candidates")
     p.add_argument("-o", "--output", help="genotype JSON of the pick")
     p.set_defaults(func=cmd_select, outputs=("output",))
     return parser
@@ -469,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"blockswap {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"blockswap {args.command}: interrupted; no output written", file=sys.stderr)
         return 130
     return 0
 

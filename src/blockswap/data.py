@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .datadirs import DEBIAN_DIR, locate_fashion_mnist
 from .errors import BlockswapError
 
 # Per-channel mean/std in [0, 1] units.
@@ -40,7 +41,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Fashion-MNIST: computed once over all 60000×28×28 training pixels (0.28604, 0.35302).
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_DIR = str(DEBIAN_DIR)  # the Debian package's folder; see datadirs for the search order
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -176,15 +177,9 @@ def _read_idx(path: Path) -> torch.Tensor:
 
 @register_dataset("fashion-mnist")
 def _fashion_mnist(data_dir: Path | None, split: str) -> TensorDataset:
-    root = Path(FASHION_MNIST_DIR) if data_dir is None else data_dir
+    root = locate_fashion_mnist(data_dir)
     prefix = "train" if split == "train" else "t10k"
     paths = [root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"]
-    for p in paths:
-        if not p.is_file():
-            raise BlockswapError(
-                f"Fashion-MNIST file {p} not found; install the dataset with "
-                f"`apt-get update && apt-get install dataset-fashion-mnist` (it goes to {FASHION_MNIST_DIR}), "
-                f"or pass --data-dir pointing at a folder holding the four *-ubyte.gz files")
     images, labels = (_read_idx(p) for p in paths)
     if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
         raise BlockswapError(f"{paths[0]} holds shape {tuple(images.shape)} but {paths[1]} holds "

@@ -46,9 +46,13 @@ def check_output(path: str | os.PathLike, what: str = "output") -> None:
     existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir():
         raise BlockswapError(f"{what} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise BlockswapError(f"{what} {path}: cannot write into {existing} (permission denied); "
-                             "choose another output path")
+    try:  # really try: root passes os.access checks, yet a read-only mount still refuses it
+        fd, probe = tempfile.mkstemp(prefix=".blockswap-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BlockswapError(f"{what} {path}: cannot write into {existing} ({e.strerror}); "
+                             "choose another output path") from None
 
 
 def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> None:

@@ -107,12 +107,13 @@ def validate(g: Genotype) -> None:
 
 
 def load(path: str | os.PathLike, index: int | None = None) -> Genotype:
-    """A genotype JSON file, or line `index` (0-based) of a candidates .jsonl file."""
+    """A genotype JSON file, or record `index` (0-based) of a candidates .jsonl file."""
     path = Path(path)
     if index is not None or path.suffix == ".jsonl":
         records = load_records(path)
         if index is None and len(records) != 1:
-            raise BlockswapError(f"{path} holds {len(records)} genotypes: say which one with --index")
+            raise BlockswapError(f"{path} holds {len(records)} genotypes: say which one with --index I "
+                                 f"(0–{len(records) - 1})")
         index = index or 0
         if not 0 <= index < len(records):
             raise BlockswapError(f"{path}: --index {index} is out of range (0–{len(records) - 1})")
@@ -121,16 +122,25 @@ def load(path: str | os.PathLike, index: int | None = None) -> Genotype:
 
 
 def load_records(path: str | os.PathLike) -> list[dict]:
-    """The JSON objects of a .jsonl file (candidates written by `blockswap sample`)."""
+    """The JSON objects of a candidates .jsonl file (one per line), or of a JSON file holding one
+    object (a pretty-printed genotype) or a list of them."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
     except FileNotFoundError:
         raise BlockswapError(f"{path}: candidates file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise BlockswapError(f"{path}: cannot read a candidates .jsonl file there ({e})") from None
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict):
+        return [whole]
+    if isinstance(whole, list) and all(isinstance(r, dict) for r in whole):
+        return whole
     records = []
-    for n, line in enumerate(lines, start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 records.append(json.loads(line))

@@ -17,6 +17,7 @@ import copy
 import hashlib
 import math
 import multiprocessing
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -28,12 +29,7 @@ from torch import nn
 from .registry import unknown_name_message
 from .errors import BlockswapError
 
-# The columns of a `blockswap score` CSV besides one per proxy; a proxy named like one gets "_proxy".
-SCORE_COLUMNS = ("id", "params", "ops", "rank", "blocks")
-
-
-def score_column(proxy: str) -> str:
-    return proxy + "_proxy" if proxy in SCORE_COLUMNS else proxy
+from .scores import PROXY_SIGNS, SCORE_COLUMNS, score_column  # noqa: F401 - re-exported
 from .genotype import Genotype
 from .models import create_model
 
@@ -57,8 +53,8 @@ _PROXIES: dict[str, Proxy] = {}
 
 def register_proxy(name: str, sign: int, description: str):
     """Decorator: register `fn(net, batches, genotype) -> float` as proxy `name`."""
-    if sign not in (1, -1):
-        raise ValueError(f"proxy sign must be +1 or -1, got {sign!r}")
+    if PROXY_SIGNS.get(name) != sign:
+        raise ValueError(f"proxy {name!r} with sign {sign!r}: list it with that sign in scores.PROXY_SIGNS")
 
     def wrap(fn: ProxyFn) -> ProxyFn:
         if name in _PROXIES:
@@ -302,6 +298,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(state: dict, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     torch.set_num_threads(threads)
     _WORKER.update(state)
 
@@ -340,7 +337,13 @@ def score_candidates(genotypes: Sequence[Genotype], proxies: Sequence[Proxy | st
         # fork: the workers inherit the batch (and a batch callable) without pickling it.
         threads = max(1, torch.get_num_threads() // workers)
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(workers, len(items)), _worker_init, (state, threads)) as pool:
+        # Ctrl-C while forking would be swallowed by the fork hooks: hold it until the pool stands.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pool = ctx.Pool(min(workers, len(items)), _worker_init, (state, threads))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        with pool:
             results = []
             for r in pool.imap(_worker_score, items):
                 results.append(r)

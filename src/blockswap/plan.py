@@ -1,0 +1,123 @@
+"""What a workflow profile asks for, decided in the package (no torch), so that rules/common.smk only
+wires files together: the cross-key checks the schema cannot express, and the baselines each budget gets.
+
+`check_profile(config)` runs when Snakemake parses the workflow, before any job: every name (dataset,
+models, block types, candidate set, proxies), the input shape against the dataset's, and every budget
+against the feasible range, each failure one BlockswapError naming the key and what to write instead.
+"""
+
+from __future__ import annotations
+
+from .blocks import candidate_set, get_block
+from .datadirs import DATASET_SHAPES, locate_fashion_mnist
+from .errors import BlockswapError
+from .genotype import Genotype
+from .registry import unknown_name_message
+from .sampling import CostTable
+from .scores import PROXY_SIGNS
+
+SHAPE_KEYS = ("in_channels", "num_classes", "image_size")
+
+
+def shape(config: dict) -> dict:
+    return {k: config["dataset"][k] for k in SHAPE_KEYS}
+
+
+def _check_names(config: dict) -> None:
+    dataset = config["dataset"]
+    if dataset["name"] not in DATASET_SHAPES:
+        raise BlockswapError(f"dataset.name: {unknown_name_message('dataset', dataset['name'], DATASET_SHAPES)}")
+    native = DATASET_SHAPES[dataset["name"]]
+    for key in SHAPE_KEYS:
+        if native.get(key) is not None and dataset[key] != native[key]:
+            raise BlockswapError(f"dataset.{key}: {dataset['name']} has {key} {native[key]}, the profile says "
+                                 f"{dataset[key]}; write {key}: {native[key]}")
+    for key, names in (("search.proxy", [config["search"]["proxy"]]),
+                       ("ablations.proxies", config["ablations"]["proxies"])):
+        for name in names:
+            if name not in PROXY_SIGNS:
+                raise BlockswapError(f"{key}: {unknown_name_message('proxy', name, PROXY_SIGNS)}")
+    try:
+        Genotype.uniform(config["teacher"]["model"], "Conv", **shape(config))
+    except BlockswapError as e:
+        raise BlockswapError(f"teacher.model: {e}") from None
+    for model in config["baselines"]["scaled"]:
+        try:
+            Genotype.uniform(model, "Conv", **shape(config))
+        except BlockswapError as e:
+            raise BlockswapError(f"baselines.scaled: {e}") from None
+    for block in config["baselines"]["moonshine_blocks"]:
+        try:
+            get_block(block)
+        except BlockswapError as e:
+            raise BlockswapError(f"baselines.moonshine_blocks: {e}") from None
+    try:
+        candidate_set(config["search"]["candidates"])
+    except BlockswapError as e:
+        raise BlockswapError(f"search.candidates: {e}") from None
+
+
+def _check_budgets(config: dict) -> None:
+    search, ablations = config["search"], config["ablations"]
+    model = config["teacher"]["model"]
+    table = CostTable.build(model, search["candidates"], search["metric"], **shape(config))
+    lo, hi = table.feasible_range
+    for key, budgets in (("search.budgets", search["budgets"]),
+                         ("ablations.random_budgets", ablations["random_budgets"])):
+        for b in budgets:
+            if not lo < b < hi:
+                raise BlockswapError(f"{key}: budget {b:,} is outside the feasible range {lo:,}–{hi:,} "
+                                     f"{search['metric']} of {model}")
+    for b in ablations["sample_budgets"]:
+        if b not in search["budgets"]:
+            raise BlockswapError(f"ablations.sample_budgets: {b} is not one of search.budgets")
+
+
+def check_profile(config: dict) -> None:
+    """Every cross-key check of a schema-validated profile; raises BlockswapError naming the key."""
+    _check_names(config)
+    _check_budgets(config)
+
+
+def check_data(config: dict) -> None:
+    """The dataset's files can be found (Fashion-MNIST; the paper datasets are checked by their jobs)."""
+    if config["dataset"]["name"] == "fashion-mnist":
+        try:
+            locate_fashion_mnist(config["dataset"]["data_dir"])
+        except BlockswapError as e:
+            raise BlockswapError(f"dataset: {e}") from None
+
+
+def single_type_costs(config: dict) -> dict[str, int]:
+    """{block type: cost} of the teacher with every block that type (types valid at every block)."""
+    from .counting import analytic
+
+    search, baselines = config["search"], config["baselines"]
+    counts = {}
+    for name in dict.fromkeys(candidate_set(search["candidates"]) + baselines["moonshine_blocks"]):
+        try:
+            g = Genotype.uniform(config["teacher"]["model"], name, **shape(config))
+        except BlockswapError:
+            continue  # not valid at every block of this model
+        counts[name] = getattr(analytic(g), search["metric"])
+    return counts
+
+
+def moonshine_blocks(config: dict, budget: int, costs: dict[str, int] | None = None) -> list[str]:
+    """Single-blocktype students at `budget`: the closest type under it, plus the configured ones that fit."""
+    costs = single_type_costs(config) if costs is None else costs
+    baselines = config["baselines"]
+    fits = budget * (1 + config["search"]["tolerance"])
+    chosen = [n for n in baselines["moonshine_blocks"] if n in costs and costs[n] <= fits]
+    under = {n: c for n, c in costs.items() if c <= budget}
+    if baselines["moonshine_closest"] and under:
+        chosen.insert(0, max(under, key=under.get))
+    return list(dict.fromkeys(chosen))
+
+
+def sample_counts(config: dict, budget: int) -> list[int]:
+    """Sample counts of ablation (c) at `budget`, below the full search (which is the last point)."""
+    ablations = config["ablations"]
+    if budget not in ablations["sample_budgets"]:
+        return []
+    return sorted(n for n in ablations["sample_counts"] if n < config["search"]["samples"])

@@ -1,0 +1,33 @@
+"""Shared test helpers: Fashion-MNIST-format IDX files (synthetic, any size) and the repository root.
+
+pytest's default "prepend" import mode puts tests/ on sys.path, so modules import these by name
+(`from conftest import write_fashion`); the SLURM cluster fixture lives in conftest_slurm.py.
+"""
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray, compress=True) -> None:
+    """An IDX file (big-endian dims, uint8 payload) as the Fashion-MNIST distribution has them."""
+    raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+def write_fashion(root: Path, n_train=7, n_test=3, seed=0) -> dict:
+    """The four Fashion-MNIST files with random images and labels; returns {"train"/"t10k": (images, labels)}."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        out[prefix] = (images, labels)
+    return out
