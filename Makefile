@@ -28,4 +28,6 @@ test: install data
 	$(BIN)/pytest -q
 
 lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint --configfile workflow/config/default.yaml
