@@ -32,7 +32,7 @@ SHAPE = {k: DATASET[k] for k in ("in_channels", "num_classes", "image_size")}
 
 def _check_config():
     """Cross-key checks the schema cannot express, each ending in one clear message."""
-    from blockswap.blocks import candidate_set, get_block
+    from blockswap.blocktypes import candidate_set, get_block
     from blockswap.errors import BlockswapError
     from blockswap.genotype import Genotype
     from blockswap.sampling import CostTable
@@ -110,7 +110,7 @@ def res(kind, key):
 @functools.cache
 def single_type_costs():
     """{block type: cost} of the teacher with every block that type (types valid at every block)."""
-    from blockswap.blocks import candidate_set
+    from blockswap.blocktypes import candidate_set
     from blockswap.counting import analytic
     from blockswap.errors import BlockswapError
     from blockswap.genotype import Genotype

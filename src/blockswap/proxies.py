@@ -25,8 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import unknown_name_message
+from .counting import analytic
 from .errors import BlockswapError
+from .genotype import Genotype
+from .models import create_model
+from .registry import Registry
 
 # The columns of a `blockswap score` CSV besides one per proxy; a proxy named like one gets "_proxy".
 SCORE_COLUMNS = ("id", "params", "ops", "rank", "blocks")
@@ -34,8 +37,7 @@ SCORE_COLUMNS = ("id", "params", "ops", "rank", "blocks")
 
 def score_column(proxy: str) -> str:
     return proxy + "_proxy" if proxy in SCORE_COLUMNS else proxy
-from .genotype import Genotype
-from .models import create_model
+
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 ProxyFn = Callable[[nn.Module, list[Batch], Genotype], float]
@@ -52,7 +54,7 @@ class Proxy:
         return float(self.fn(net, batches, genotype))
 
 
-_PROXIES: dict[str, Proxy] = {}
+PROXIES: Registry[Proxy] = Registry("proxy")
 
 
 def register_proxy(name: str, sign: int, description: str):
@@ -61,29 +63,24 @@ def register_proxy(name: str, sign: int, description: str):
         raise ValueError(f"proxy sign must be +1 or -1, got {sign!r}")
 
     def wrap(fn: ProxyFn) -> ProxyFn:
-        if name in _PROXIES:
-            raise ValueError(f"proxy {name!r} registered twice")
-        _PROXIES[name] = Proxy(name, fn, sign, description)
+        PROXIES.add(name, Proxy(name, fn, sign, description))
         return fn
     return wrap
 
 
 def proxy_names() -> list[str]:
-    return list(_PROXIES)
+    return PROXIES.names()
 
 
 def get_proxy(name: str) -> Proxy:
-    try:
-        return _PROXIES[name]
-    except KeyError:
-        raise BlockswapError(unknown_name_message("proxy", name, _PROXIES)) from None
+    return PROXIES.get(name)
 
 
 def parse_proxies(text: str) -> list[Proxy]:
     """'fisher,grad_norm' → proxies, in order; duplicates and empty names are errors."""
     names = [n.strip() for n in text.split(",")]
     if not all(names):
-        raise BlockswapError(f"empty proxy name in {text!r}; valid: {', '.join(_PROXIES)}")
+        raise BlockswapError(f"empty proxy name in {text!r}; valid: {', '.join(PROXIES)}")
     if len(set(names)) != len(names):
         raise BlockswapError(f"proxy named twice in {text!r}")
     return [get_proxy(n) for n in names]
@@ -222,8 +219,6 @@ def naswot(net, batches, genotype=None) -> float:
 
 @register_proxy("params", +1, "parameter count (analytic; needs no network)")
 def params(net, batches, genotype) -> float:
-    from .counting import analytic
-
     return float(analytic(genotype).params)
 
 
