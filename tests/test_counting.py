@@ -6,9 +6,10 @@ import torchvision
 from torch import nn
 
 from blockswap import counting
-from blockswap.blocks import BLOCK_TYPES, BLOCKSWAP_TYPES, get_block
+from blockswap.arch import get_architecture
+from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, get_block
 from blockswap.genotype import Genotype
-from blockswap.models import create_model, get_architecture
+from blockswap.models import create_model
 
 # Spec §3: WRN-40-2 with every block one type (whole network, head included).
 ALL_ONE_TYPE_WRN_40_2 = {

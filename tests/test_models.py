@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-from blockswap.blocks import BLOCK_TYPES, BLOCKSWAP_TYPES, PAPER_TYPES, candidate_set, get_block
+from blockswap.arch import get_architecture, model_names
+from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, PAPER_TYPES, candidate_set, get_block
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype, import_legacy_csv, load
-from blockswap.models import create_model, get_architecture, model_names
+from blockswap.models import create_model
 
 
 @pytest.mark.parametrize("name", model_names())

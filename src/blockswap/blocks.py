@@ -1,34 +1,15 @@
-"""The registry of cheap block types.
+"""Block types as nn.Modules: the module factory of each registered type, and WRN initialisation.
 
-Two kinds (spec §3):
-- "conv": replaces *each* of a residual block's two 3×3 convs (the block keeps its middle BN);
-- "block": one module replaces the whole residual branch (both convs and the middle BN).
-
-Every type is one entry of a parametrised family: a grouped/separable conv whose group count is a
-function of the width, or a bottleneck with a reduction factor and such a grouped 3×3 in its middle.
-Each entry knows its module factory and its analytic params and Ops for a given (in, out, stride,
-input size); `counting` checks them against the built modules.
-
-Ops follow the papers' convention: conv multiply-adds + the element count of every ReLU input.
+The types themselves (kinds, counts, validity) are data in `blocktypes`; this module only builds them.
+A per-conv type's module replaces one 3×3 conv; a per-block type's module is the whole residual branch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from torch import nn
 
+from .blocktypes import PER_BLOCK, BlockType
 from .errors import BlockswapError
-from .registry import unknown_name_message
-
-PER_CONV = "conv"
-PER_BLOCK = "block"
-
-
-def out_size(size: int, stride: int) -> int:
-    """Spatial size after a 3×3 conv with padding 1 (and after the dilated 2×2 with padding 1)."""
-    return (size - 1) // stride + 1
 
 
 def conv_init_(module: nn.Module) -> None:
@@ -47,204 +28,27 @@ def bn_relu(channels: int) -> list[nn.Module]:
     return [nn.BatchNorm2d(channels), nn.ReLU(inplace=False)]
 
 
-@dataclass(frozen=True)
-class BlockType:
-    """One registered block type. `groups(c)` gives the group count of its 3×3 for c channels."""
-
-    name: str
-    kind: str  # PER_CONV or PER_BLOCK
-    family: str
-    description: str
-    groups: Callable[[int], float]  # may be fractional/zero for invalid widths
-    reduction: int = 1  # bottleneck factor b (m = out / b); 1 for per-conv types
-    kernel: int = 3
-    dilation: int = 1
-    separable: bool = False  # per-conv: grouped 3×3 i→i, BN-ReLU, then 1×1 i→o
-    expansion: int = 0  # MBConv: hidden = expansion·in
-
-    # --- validity -------------------------------------------------------------------------------
-    def invalid_reason(self, cin: int, cout: int) -> str | None:
-        """Why this type cannot be built for (cin → cout), or None if it can."""
-        if self.kind == PER_BLOCK and self.expansion == 0:
-            if cout % self.reduction:
-                return f"{cout} output channels are not divisible by the bottleneck factor {self.reduction}"
-            width = cout // self.reduction
-        elif self.separable:
-            width = cin
-        else:
-            return None
-        g = self.groups(width)
-        if g < 1 or g != int(g) or width % int(g):
-            return f"a grouped conv on {width} channels cannot have {g:g} groups"
-        return None
-
-    def is_valid(self, cin: int, cout: int) -> bool:
-        return self.invalid_reason(cin, cout) is None
-
-    # --- analytic counts ------------------------------------------------------------------------
-    def params(self, cin: int, cout: int) -> int:
-        """Parameters of the module (not the block's input BN, middle BN or shortcut)."""
-        k2 = self.kernel * self.kernel
-        if self.expansion:
-            h = self.expansion * cin
-            return cin * h + 2 * h + k2 * h + 2 * h + h * cout + 2 * cout
-        if self.kind == PER_BLOCK:
-            m = cout // self.reduction
-            return cin * m + k2 * m * m // int(self.groups(m)) + m * cout + 4 * m
-        if self.separable:
-            return k2 * cin * cin // int(self.groups(cin)) + 2 * cin + cin * cout
-        return k2 * cin * cout
-
-    def macs(self, cin: int, cout: int, stride: int, size: int) -> int:
-        """Conv multiply-adds of the module for one square input of side `size`."""
-        k2 = self.kernel * self.kernel
-        hw_in, hw_out = size * size, out_size(size, stride) ** 2
-        if self.expansion:
-            h = self.expansion * cin
-            return cin * h * hw_in + k2 * h * hw_out + h * cout * hw_out
-        if self.kind == PER_BLOCK:
-            m = cout // self.reduction
-            return cin * m * hw_in + k2 * m * (m // int(self.groups(m))) * hw_out + m * cout * hw_out
-        if self.separable:
-            return k2 * cin * (cin // int(self.groups(cin))) * hw_out + cin * cout * hw_out
-        return k2 * cin * cout * hw_out
-
-    def relus(self, cin: int, cout: int, stride: int, size: int) -> int:
-        """Elements entering the module's own ReLUs."""
-        hw_in, hw_out = size * size, out_size(size, stride) ** 2
-        if self.expansion:
-            # MBConv uses ReLU6, which the papers' Ops counter does not count (that is how their
-            # all-MBConv6 WRN-40-2 comes to 231.7M Ops); see counting.py.
-            return 0
-        if self.kind == PER_BLOCK:
-            return cout // self.reduction * (hw_in + hw_out)
-        return cin * hw_out if self.separable else 0
-
-    def ops(self, cin: int, cout: int, stride: int, size: int) -> int:
-        """The papers' Ops: multiply-adds + ReLU input elements."""
-        return self.macs(cin, cout, stride, size) + self.relus(cin, cout, stride, size)
-
-    # --- module factory -------------------------------------------------------------------------
-    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
-        reason = self.invalid_reason(cin, cout)
-        if reason:
-            raise BlockswapError(f"block type {self.name!r} is invalid here: {reason}")
-        k, d = self.kernel, self.dilation
-        pad = d * (k - 1) // 2  # keeps 'same' size: 1 for 3×3, 1 for the dilated 2×2
-        if self.expansion:
-            h = self.expansion * cin
-            return nn.Sequential(
-                nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
-                nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
-                nn.Conv2d(h, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        if self.kind == PER_BLOCK:
-            m = cout // self.reduction
-            return nn.Sequential(
-                nn.Conv2d(cin, m, 1, bias=False), *bn_relu(m),
-                nn.Conv2d(m, m, 3, stride, 1, groups=int(self.groups(m)), bias=False), *bn_relu(m),
-                nn.Conv2d(m, cout, 1, bias=False))
-        if self.separable:
-            return nn.Sequential(
-                nn.Conv2d(cin, cin, 3, stride, 1, groups=int(self.groups(cin)), bias=False), *bn_relu(cin),
-                nn.Conv2d(cin, cout, 1, bias=False))
-        return nn.Conv2d(cin, cout, k, stride, pad, dilation=d, bias=False)
-
-
-BLOCK_TYPES: dict[str, BlockType] = {}
-
-
-def register_block(block: BlockType) -> BlockType:
-    if block.name in BLOCK_TYPES:
-        raise ValueError(f"block type {block.name!r} registered twice")
-    BLOCK_TYPES[block.name] = block
-    return block
-
-
-def get_block(name: str) -> BlockType:
-    try:
-        return BLOCK_TYPES[name]
-    except KeyError:
-        raise BlockswapError(unknown_name_message("block type", name, BLOCK_TYPES)) from None
-
-
-# --- the families ------------------------------------------------------------------------------
-def _absolute(g: int) -> Callable[[int], float]:
-    return lambda c: g
-
-
-def _channels_per_group(s: int) -> Callable[[int], float]:
-    return lambda c: c / s
-
-
-def _depthwise(c: int) -> float:
-    return c
-
-
-register_block(BlockType("Conv", PER_CONV, "standard", "3×3 conv [S]", _absolute(1)))
-register_block(BlockType("DConv", PER_CONV, "separable", "depthwise 3×3 → BN-ReLU → 1×1 [G(N)]",
-                         _depthwise, separable=True))
-for _g in (2, 4, 8, 16):
-    register_block(BlockType(f"DConvA{_g}", PER_CONV, "separable",
-                             f"3×3 in {_g} groups → BN-ReLU → 1×1 [G({_g})]", _absolute(_g), separable=True))
-for _s in (16, 8, 4, 2):
-    register_block(BlockType(f"DConvG{_s}", PER_CONV, "separable",
-                             f"3×3 with {_s} channels per group → BN-ReLU → 1×1 [G(N/{_s})]",
-                             _channels_per_group(_s), separable=True))
-register_block(BlockType("Conv2x2", PER_CONV, "standard", "dilated 2×2 conv, dilation 2 (Moonshine)",
-                         _absolute(1), kernel=2, dilation=2))
-
-for _b in (2, 4, 8, 16):
-    register_block(BlockType(f"ConvB{_b}", PER_BLOCK, "bottleneck",
-                             f"bottleneck ×{_b} with a full 3×3 [B({_b})]", _absolute(1), reduction=_b))
-    register_block(BlockType(f"DConvB{_b}", PER_BLOCK, "bottleneck",
-                             f"bottleneck ×{_b} with a depthwise 3×3 [BG({_b},M)]", _depthwise, reduction=_b))
-for _g in (2, 4, 8, 16):
-    register_block(BlockType(f"A{_g}B2", PER_BLOCK, "bottleneck",
-                             f"bottleneck ×2, 3×3 in {_g} groups [BG(2,{_g})]", _absolute(_g), reduction=2))
-for _b, _ss in ((2, (16, 8, 4, 2)), (4, (16, 8, 4, 2))):
-    for _s in _ss:
-        register_block(BlockType(f"G{_s}B{_b}", PER_BLOCK, "bottleneck",
-                                 f"bottleneck ×{_b}, 3×3 with {_s} channels per group [BG({_b},M/{_s})]",
-                                 _channels_per_group(_s), reduction=_b))
-register_block(BlockType("MBConv6", PER_BLOCK, "inverted", "inverted residual, expansion 6 (MobileNetV2)",
-                         _absolute(1), expansion=6))
-
-
-# --- candidate sets ----------------------------------------------------------------------------
-# The 23 types of the BlockSwap code, the paper's 21-type list (which swaps G{8,4,2}B4 for DConvB2),
-# Moonshine's single-blocktype set, and everything registered.
-BLOCKSWAP_TYPES = (
-    ["Conv"] + [f"DConvA{g}" for g in (2, 4, 8, 16)] + [f"DConvG{s}" for s in (16, 8, 4, 2)] + ["DConv"]
-    + ["ConvB2", "ConvB4"] + [f"G{s}B2" for s in (16, 8, 4, 2)] + [f"A{g}B2" for g in (2, 4, 8, 16)]
-    + [f"G{s}B4" for s in (8, 4, 2)])
-PAPER_TYPES = [t for t in BLOCKSWAP_TYPES if not (t.startswith("G") and t.endswith("B4"))] + ["DConvB2"]
-MOONSHINE_TYPES = (["Conv", "Conv2x2", "DConv"] + [f"DConvA{g}" for g in (2, 4, 8, 16)]
-                   + [f"DConvG{s}" for s in (16, 8, 4, 2)] + [f"ConvB{b}" for b in (2, 4, 8, 16)]
-                   + [f"DConvB{b}" for b in (2, 4, 8, 16)] + [f"A{g}B2" for g in (2, 4, 8, 16)]
-                   + [f"G{s}B2" for s in (16, 8, 4, 2)] + [f"G{s}B4" for s in (16, 8, 4, 2)])
-
-CANDIDATE_SETS: dict[str, list[str]] = {
-    "blockswap": BLOCKSWAP_TYPES,
-    "paper": PAPER_TYPES,
-    "moonshine": MOONSHINE_TYPES,
-}
-
-
-def candidate_set(name_or_names: str | list[str]) -> list[str]:
-    """A named set ('blockswap', 'paper', 'moonshine', 'all') or a comma-separated/explicit list."""
-    if isinstance(name_or_names, str):
-        if name_or_names == "all":
-            return list(BLOCK_TYPES)
-        if name_or_names in CANDIDATE_SETS:
-            return list(CANDIDATE_SETS[name_or_names])
-        names = [n.strip() for n in name_or_names.split(",") if n.strip()]
-    else:
-        names = list(name_or_names)
-    if len(names) == 1 and names[0] not in BLOCK_TYPES:
-        raise BlockswapError(unknown_name_message(
-            "candidate set or block type", names[0], list(CANDIDATE_SETS) + ["all"] + list(BLOCK_TYPES)))
-    for n in names:
-        get_block(n)
-    if not names:
-        raise BlockswapError("the candidate set is empty: name a set (blockswap, paper, moonshine, all) or types")
-    return names
+def build_module(btype: BlockType, cin: int, cout: int, stride: int) -> nn.Module:
+    """The module of `btype` for (cin → cout, stride); an invalid width is a BlockswapError."""
+    reason = btype.invalid_reason(cin, cout)
+    if reason:
+        raise BlockswapError(f"block type {btype.name!r} is invalid here: {reason}")
+    k, d = btype.kernel, btype.dilation
+    pad = d * (k - 1) // 2  # keeps 'same' size: 1 for 3×3, 1 for the dilated 2×2
+    if btype.expansion:
+        h = btype.expansion * cin
+        return nn.Sequential(
+            nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+            nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+            nn.Conv2d(h, cout, 1, bias=False), nn.BatchNorm2d(cout))
+    if btype.kind == PER_BLOCK:
+        m = cout // btype.reduction
+        return nn.Sequential(
+            nn.Conv2d(cin, m, 1, bias=False), *bn_relu(m),
+            nn.Conv2d(m, m, 3, stride, 1, groups=int(btype.groups(m)), bias=False), *bn_relu(m),
+            nn.Conv2d(m, cout, 1, bias=False))
+    if btype.separable:
+        return nn.Sequential(
+            nn.Conv2d(cin, cin, 3, stride, 1, groups=int(btype.groups(cin)), bias=False), *bn_relu(cin),
+            nn.Conv2d(cin, cout, 1, bias=False))
+    return nn.Conv2d(cin, cout, k, stride, pad, dilation=d, bias=False)

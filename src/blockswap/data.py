@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .datadirs import DEBIAN_DIR, locate_fashion_mnist
 from .errors import BlockswapError
+from .registry import Registry
 
 # Per-channel mean/std in [0, 1] units.
 # CIFAR-10: the values of the reference BlockSwap/Moonshine code (and most CIFAR code); the exact
@@ -112,29 +113,26 @@ class FolderDataset:
 
 
 Dataset = TensorDataset | FolderDataset
-_REGISTRY: dict[str, Callable[[Path | None, str], Dataset]] = {}
+DATASETS: Registry[Callable[[Path | None, str], Dataset]] = Registry(
+    "dataset", valid_label="All valid names", sort_valid=True)
 
 
 def register_dataset(name: str):
     """Decorator: register `fn(data_dir: Path | None, split: "train" | "test") -> Dataset` under `name`."""
-    def add(fn):
-        _REGISTRY[name] = fn
-        return fn
-    return add
+    return DATASETS.register(name)
 
 
 def dataset_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(DATASETS)
 
 
 def load_dataset(name: str, data_dir=None, split: str = "train", subset: int | None = None,
                  seed: int = 0) -> Dataset:
     """Load one split; `subset=K` keeps a class-stratified random K examples chosen by `seed`."""
-    if name not in _REGISTRY:
-        raise BlockswapError(f"unknown dataset {name!r}; valid names: {', '.join(dataset_names())}")
+    factory = DATASETS.get(name)
     if split not in ("train", "test"):
         raise BlockswapError(f"unknown split {split!r} for dataset {name!r}; use 'train' or 'test'")
-    ds = _REGISTRY[name](None if data_dir is None else Path(data_dir), split)
+    ds = factory(None if data_dir is None else Path(data_dir), split)
     return ds if subset is None else ds.select(stratified_subset(ds.labels, subset, seed))
 
 

@@ -16,10 +16,10 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .blocks import get_block
+from .arch import Architecture, get_architecture
+from .blocktypes import get_block
 from .errors import BlockswapError
 from .files import read_json
-from .models import Architecture, get_architecture
 
 FIELDS = ("model", "in_channels", "num_classes", "image_size", "blocks")
 # Keys that candidate records carry beside the genotype itself; ignored when reading a genotype.

@@ -8,7 +8,7 @@ against the feasible range, each failure one BlockswapError naming the key and w
 
 from __future__ import annotations
 
-from .blocks import candidate_set, get_block
+from .blocktypes import candidate_set, get_block
 from .datadirs import DATASET_SHAPES, locate_fashion_mnist
 from .errors import BlockswapError
 from .genotype import Genotype

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import unknown_name_message
+from .counting import analytic
 from .errors import BlockswapError
-
-from .scores import PROXY_SIGNS, SCORE_COLUMNS, score_column  # noqa: F401 - re-exported
 from .genotype import Genotype
 from .models import create_model
+from .registry import Registry
+from .scores import PROXY_SIGNS, SCORE_COLUMNS, score_column  # noqa: F401 - re-exported
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 ProxyFn = Callable[[nn.Module, list[Batch], Genotype], float]
@@ -48,7 +48,7 @@ class Proxy:
         return float(self.fn(net, batches, genotype))
 
 
-_PROXIES: dict[str, Proxy] = {}
+PROXIES: Registry[Proxy] = Registry("proxy")
 
 
 def register_proxy(name: str, sign: int, description: str):
@@ -57,29 +57,24 @@ def register_proxy(name: str, sign: int, description: str):
         raise ValueError(f"proxy {name!r} with sign {sign!r}: list it with that sign in scores.PROXY_SIGNS")
 
     def wrap(fn: ProxyFn) -> ProxyFn:
-        if name in _PROXIES:
-            raise ValueError(f"proxy {name!r} registered twice")
-        _PROXIES[name] = Proxy(name, fn, sign, description)
+        PROXIES.add(name, Proxy(name, fn, sign, description))
         return fn
     return wrap
 
 
 def proxy_names() -> list[str]:
-    return list(_PROXIES)
+    return PROXIES.names()
 
 
 def get_proxy(name: str) -> Proxy:
-    try:
-        return _PROXIES[name]
-    except KeyError:
-        raise BlockswapError(unknown_name_message("proxy", name, _PROXIES)) from None
+    return PROXIES.get(name)
 
 
 def parse_proxies(text: str) -> list[Proxy]:
     """'fisher,grad_norm' → proxies, in order; duplicates and empty names are errors."""
     names = [n.strip() for n in text.split(",")]
     if not all(names):
-        raise BlockswapError(f"empty proxy name in {text!r}; valid: {', '.join(_PROXIES)}")
+        raise BlockswapError(f"empty proxy name in {text!r}; valid: {', '.join(PROXIES)}")
     if len(set(names)) != len(names):
         raise BlockswapError(f"proxy named twice in {text!r}")
     return [get_proxy(n) for n in names]
@@ -218,8 +213,6 @@ def naswot(net, batches, genotype=None) -> float:
 
 @register_proxy("params", +1, "parameter count (analytic; needs no network)")
 def params(net, batches, genotype) -> float:
-    from .counting import analytic
-
     return float(analytic(genotype).params)
 
 

@@ -18,11 +18,11 @@ from functools import reduce
 
 import numpy as np
 
-from .blocks import candidate_set
+from .arch import get_architecture
+from .blocktypes import candidate_set
 from .counting import slot_costs
 from .errors import BlockswapError
 from .genotype import Genotype
-from .models import get_architecture
 
 # The exact sampler holds one float64 vector per block over the reachable cost range (in units of
 # the costs' gcd); beyond this many entries it refuses rather than eat the machine's memory.

@@ -1,0 +1,238 @@
+"""Architectures as arithmetic: pre-activation WRN-d-k and torchvision-layout ResNet-18/34 (no torch).
+
+An `Architecture` describes a network family member as a list of substitutable block slots plus a
+fixed stem and head, and gives the analytic params/Ops of each part (the `counting` module adds them
+up; `models` builds the network and the tests check the two against each other).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+from .blocktypes import PER_CONV, BlockType, out_size
+from .errors import BlockswapError
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One substitutable residual block: its input/output widths, stride and input side."""
+
+    index: int
+    group: int
+    cin: int
+    cout: int
+    stride: int
+    size: int
+
+    @property
+    def has_shortcut_conv(self) -> bool:
+        return self.cin != self.cout or self.stride != 1
+
+    @property
+    def out_size(self) -> int:
+        return out_size(self.size, self.stride)
+
+
+class Architecture:
+    """A network family member: its slots, fixed parts and per-block counts (`models` builds it)."""
+
+    name: str
+    default_in_channels: int
+    default_num_classes: int
+    default_image_size: int
+
+    stages: tuple[tuple[int, int, int], ...]  # (blocks, width, stride of the first block) per stage
+
+    def stem_shape(self, image_size: int) -> tuple[int, int]:
+        """(channels, side) of the stem's output."""
+        raise NotImplementedError
+
+    def slots(self, image_size: int) -> list[Slot]:
+        (cin, size), slots = self.stem_shape(image_size), []
+        for g, (n, cout, stride) in enumerate(self.stages):
+            for j in range(n):
+                s = stride if j == 0 else 1
+                slots.append(Slot(len(slots), g, cin, cout, s, size))
+                cin, size = cout, out_size(size, s)
+        return slots
+
+    def build_block(self, slot: Slot, btype: BlockType):
+        """The residual block of `btype` at `slot` as an nn.Module: `models.build_block`, which needs torch.
+
+        Imported here, on first use, so that the core itself loads no torch.
+        """
+        from .models import build_block
+
+        return build_block(self, slot, btype)
+
+    def fixed_params(self, in_channels: int, num_classes: int) -> int:
+        raise NotImplementedError
+
+    def fixed_ops(self, in_channels: int, num_classes: int, image_size: int) -> tuple[int, int]:
+        """(ops, macs) of the stem and head for one image."""
+        raise NotImplementedError
+
+    def block_params(self, slot: Slot, btype: BlockType) -> int:
+        raise NotImplementedError
+
+    def block_macs(self, slot: Slot, btype: BlockType) -> int:
+        raise NotImplementedError
+
+    def block_relus(self, slot: Slot, btype: BlockType) -> int:
+        raise NotImplementedError
+
+    def block_ops(self, slot: Slot, btype: BlockType) -> int:
+        return self.block_macs(slot, btype) + self.block_relus(slot, btype)
+
+    def min_image_size(self) -> int:
+        return 1
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def _branch_params(slot: Slot, btype: BlockType) -> int:
+    """A per-conv branch keeps its middle BN; a per-block module is the whole branch."""
+    if btype.kind == PER_CONV:
+        return btype.params(slot.cin, slot.cout) + 2 * slot.cout + btype.params(slot.cout, slot.cout)
+    return btype.params(slot.cin, slot.cout)
+
+
+def _branch_count(slot: Slot, btype: BlockType, what: str) -> int:
+    """`what` ('macs' or 'relus') of the branch; a per-conv branch has a ReLU between its convs."""
+    count = getattr(btype, what)
+    first = count(slot.cin, slot.cout, slot.stride, slot.size)
+    if btype.kind != PER_CONV:
+        return first
+    middle = slot.cout * slot.out_size ** 2 if what == "relus" else 0
+    return first + middle + count(slot.cout, slot.cout, 1, slot.out_size)
+
+
+def _shortcut_macs(slot: Slot) -> int:
+    return slot.cin * slot.cout * slot.out_size ** 2 if slot.has_shortcut_conv else 0
+
+
+class WRN(Architecture):
+    """Pre-activation wide ResNet WRN-d-k: three groups of n=(d-4)/6 blocks, widths 16k, 32k, 64k."""
+
+    default_in_channels, default_num_classes, default_image_size = 3, 10, 32
+
+    def __init__(self, depth: int, width: int):
+        if depth < 10 or (depth - 4) % 6:
+            raise BlockswapError(f"WRN depth must be 6n+4 with n ≥ 1 (10, 16, 22, 28, 40, …), got {depth}")
+        if width < 1:
+            raise BlockswapError(f"WRN width factor must be ≥ 1, got {width}")
+        self.depth, self.width = depth, width
+        self.name = f"wrn-{depth}-{width}"
+        self.widths = (16 * width, 32 * width, 64 * width)
+        self.stages = tuple(((depth - 4) // 6, w, stride) for w, stride in zip(self.widths, (1, 2, 2)))
+
+    def stem_shape(self, image_size):
+        return 16, image_size
+
+    def fixed_params(self, in_channels, num_classes):
+        c = self.widths[-1]
+        return 9 * in_channels * 16 + 2 * c + c * num_classes + num_classes
+
+    def fixed_ops(self, in_channels, num_classes, image_size):
+        c, final = self.widths[-1], self.slots(image_size)[-1].out_size
+        stem = 9 * in_channels * 16 * image_size ** 2
+        linear = c * num_classes
+        return stem + 2 * c * final ** 2 + linear + num_classes, stem + linear
+
+    def block_params(self, slot, btype):
+        return 2 * slot.cin + _branch_params(slot, btype) + (slot.cin * slot.cout if slot.has_shortcut_conv else 0)
+
+    def block_macs(self, slot, btype):
+        return _branch_count(slot, btype, "macs") + _shortcut_macs(slot)
+
+    def block_relus(self, slot, btype):  # the input BN-ReLU
+        return slot.cin * slot.size ** 2 + _branch_count(slot, btype, "relus")
+
+
+class ResNet(Architecture):
+    """torchvision-layout ResNet with basic blocks: 7×7/2 stem + max-pool, post-activation blocks."""
+
+    default_in_channels, default_num_classes, default_image_size = 3, 1000, 224
+
+    def __init__(self, name: str, layers: tuple[int, ...]):
+        self.name = name
+        self.widths = (64, 128, 256, 512)
+        self.stages = tuple((n, w, 1 if g == 0 else 2) for g, (n, w) in enumerate(zip(layers, self.widths)))
+
+    @staticmethod
+    def _stem_sizes(image_size):
+        conv = (image_size + 2 * 3 - 7) // 2 + 1
+        return conv, (conv + 2 * 1 - 3) // 2 + 1
+
+    def min_image_size(self):
+        return 32
+
+    def stem_shape(self, image_size):
+        return 64, self._stem_sizes(image_size)[1]
+
+    def fixed_params(self, in_channels, num_classes):
+        return 49 * in_channels * 64 + 2 * 64 + 512 * num_classes + num_classes
+
+    def fixed_ops(self, in_channels, num_classes, image_size):
+        conv, _ = self._stem_sizes(image_size)
+        final = self.slots(image_size)[-1].out_size
+        stem = 49 * in_channels * 64 * conv ** 2
+        linear = 512 * num_classes
+        return stem + 64 * conv ** 2 + 512 * final ** 2 + linear + num_classes, stem + linear
+
+    def block_params(self, slot, btype):
+        downsample = slot.cin * slot.cout + 2 * slot.cout if slot.has_shortcut_conv else 0
+        return _branch_params(slot, btype) + 2 * slot.cout + downsample
+
+    def block_macs(self, slot, btype):
+        return _branch_count(slot, btype, "macs") + _shortcut_macs(slot)
+
+    def block_relus(self, slot, btype):  # the ReLU after the residual addition
+        return _branch_count(slot, btype, "relus") + slot.cout * slot.out_size ** 2
+
+
+# --- the registry ------------------------------------------------------------------------------
+# Entries are zero-argument factories; a pattern family's factory gets the regex groups as ints.
+MODELS: Registry[Callable[[], Architecture]] = Registry("model")
+
+
+def register_model(name: str):
+    """Register a fixed architecture factory under `name` (timm style)."""
+    return MODELS.register(name)
+
+
+def register_model_pattern(pattern: str, example: str, hint: str = ""):
+    """Register a parametrised family; the regex groups are passed to the factory as ints."""
+    def wrap(factory):
+        MODELS.add_pattern(pattern, lambda match: functools.partial(factory, *map(int, match.groups())),
+                           example, hint)
+        return factory
+    return wrap
+
+
+@register_model("resnet18")
+def resnet18() -> Architecture:
+    return ResNet("resnet18", (2, 2, 2, 2))
+
+
+@register_model("resnet34")
+def resnet34() -> Architecture:
+    return ResNet("resnet34", (3, 4, 6, 3))
+
+
+@register_model_pattern(r"wrn-(\d+)-(\d+)", "wrn-40-2", "WRNs take any wrn-<depth>-<width> with depth 6n+4.")
+def wrn(depth: int, width: int) -> Architecture:
+    return WRN(depth, width)
+
+
+def model_names() -> list[str]:
+    """Registered names; parametrised families are listed by an example ('wrn-40-2')."""
+    return MODELS.names()
+
+
+def get_architecture(name: str) -> Architecture:
+    return MODELS.get(name)()
