@@ -10,8 +10,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from blockswap import cli, paper, report
+from blockswap import cli, paper
 from blockswap.errors import BlockswapError
+from blockswap.report import correlation, density, results, samples
+from blockswap.report.correlation import ScoresSpec, load_scores, parse_scores_spec
+from blockswap.report.runs import Run, load_run, load_runs
+from blockswap.report.stats import correlate
+from blockswap.report.tables import fmt_budget, latex_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -106,7 +111,7 @@ def test_results_table_values_and_paper_columns(tmp_path, cifar_runs):
 
 
 def test_pareto_figure_series(cifar_runs):
-    rep = report.build_results(report.load_runs(cifar_runs), "cifar10")
+    rep = results.build(load_runs(cifar_runs), "cifar10")
     fig = rep.figures["pareto_params"]
     (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -122,7 +127,7 @@ def test_pareto_figure_series(cifar_runs):
 
 
 def test_results_without_paper_profile(tmp_path, cifar_runs):
-    rep = report.build_results(report.load_runs(cifar_runs), "default")
+    rep = results.build(load_runs(cifar_runs), "default")
     assert not any(c.startswith("paper") for c in rep.frame.columns)
     assert "Paper" not in rep.table.markdown()
 
@@ -136,7 +141,7 @@ def test_results_imagenet_uses_macs_and_table3(tmp_path):
         write_run(tmp_path / "b.json", "blockswap", 29.6, 3_080_000, 1_600_000_000, "B", top5=10.3,
                   macs=800_000_000, model="resnet34", budget="3.1M"),
     ]
-    rep = report.build_results(report.load_runs(paths), "imagenet")
+    rep = results.build(load_runs(paths), "imagenet")
     df = rep.frame.set_index("method")
     assert df.loc["moonshine", "paper_row"] == "ResNet-34-G(N)" and df.loc["moonshine", "paper_top5"] == 10.66
     assert df.loc["blockswap", "budget"] == 3_100_000 and df.loc["blockswap", "paper_macs"] == 812_000_000
@@ -208,12 +213,12 @@ def test_correlation_scatter_panels(tmp_path):
     runs, specs = [], []
     for budget in (200_000, 400_000):
         ids = [f"{budget}_{i}" for i in range(6)]
-        runs += [report.Run(f"{g}.json", "random", budget, "wrn-40-2", None, None, g, (), budget, 1, None, e, None)
+        runs += [Run(f"{g}.json", "random", budget, "wrn-40-2", None, None, g, (), budget, 1, None, e, None)
                  for g, e in zip(ids, errors)]
-        specs += [report.ScoresSpec(budget, k, write_scores(tmp_path / f"s{budget}_{k}.csv", ids,
+        specs += [ScoresSpec(budget, k, write_scores(tmp_path / f"s{budget}_{k}.csv", ids,
                                                             {"fisher": fisher if k == 1 else fisher[::-1]}))
                   for k in (1, 10)]
-    fig = report.build_correlation(specs, runs, "cifar10").figures["fisher_vs_error"]
+    fig = correlation.build(runs, "cifar10", scores=specs).figures["fisher_vs_error"]
     assert len(fig.axes) == 2  # one panel per budget, k=1 (the smallest) by default
     ax = fig.axes[0]
     rho, tau = stats.spearmanr(fisher, errors).statistic, stats.kendalltau(fisher, errors).statistic
@@ -221,7 +226,7 @@ def test_correlation_scatter_panels(tmp_path):
     assert "200K params, k=1" in ax.get_title() and "k=1" in fig.axes[1].get_title()
     points, star = ax.collections  # the random nets, and the one the search would pick
     assert len(points.get_offsets()) == 6 and star.get_offsets().tolist() == [[9.0, 4.2]]
-    fig = report.build_correlation(specs, runs, "default", scatter_k=10).figures["fisher_vs_error"]
+    fig = correlation.build(runs, "default", scores=specs, scatter_k=10).figures["fisher_vs_error"]
     assert "k=10" in fig.axes[0].get_title() and "paper" not in fig.axes[0].get_title()
 
 
@@ -249,7 +254,7 @@ def test_density_table_and_figure(tmp_path):
     check_png(out / "density.png")
     check_pdf(out / "density.pdf")
 
-    rep = report.build_density(report.load_runs(paths), "cifar10")
+    rep = density.build(load_runs(paths), "cifar10")
     (ax,) = rep.figures["density"].axes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["random nets (n=5)", "random nets (KDE)", "BlockSwap pick (4.90%)", "A4B2 (5.10%)",
@@ -280,7 +285,7 @@ def test_samples_table_and_figure(tmp_path):
     check_png(out / "samples.png")
     check_pdf(out / "samples.pdf")
     assert df[df.samples == 1000].iloc[0]["error_mean"] == pytest.approx(np.mean([4.2, 4.3, 4.2]))
-    (ax,) = report.build_samples(report.load_runs(paths), "cifar10").figures["samples"].axes
+    (ax,) = samples.build(load_runs(paths), "cifar10").figures["samples"].axes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["200K params", "400K params",
                                                                   "400K params (paper)"]
     assert ax.get_xscale() == "log"
@@ -302,11 +307,11 @@ def test_bad_inputs_give_one_clear_error(tmp_path, capsys):
     nolabel = tmp_path / "nolabel.json"
     nolabel.write_text(json.dumps({"genotype_id": "x", "params": 1, "ops": 1, "test_top1_error": 1.0}))
     with pytest.raises(BlockswapError, match="nolabel.json: no 'labels'"):
-        report.load_run(str(nolabel))
+        load_run(str(nolabel))
     noerr = tmp_path / "noerr.json"
     noerr.write_text(json.dumps({"labels": {"method": "teacher"}, "genotype_id": "x", "params": 1, "ops": 1}))
     with pytest.raises(BlockswapError, match="noerr.json: 'test_top1_error' must be a finite number"):
-        report.load_run(str(noerr))
+        load_run(str(noerr))
 
     assert run_cli("samples", "--metrics", good, "--out-dir", tmp_path / "o") == 2
     assert "none of the 1 metrics files has labels.method samples" in capsys.readouterr().err
@@ -318,16 +323,16 @@ def test_bad_inputs_give_one_clear_error(tmp_path, capsys):
     noid = tmp_path / "noid.csv"
     noid.write_text("fisher\n1.0\n")
     with pytest.raises(BlockswapError, match="noid.csv: no 'id' column"):
-        report.load_scores(str(noid))
+        load_scores(str(noid))
 
 
 def test_correlate_edge_cases_and_formatting():
-    c = report.correlate([1.0, 2.0], [3.0, 4.0])
+    c = correlate([1.0, 2.0], [3.0, 4.0])
     assert c["n"] == 2 and math.isnan(c["spearman"]) and "need ≥ 3" in c["note"]
-    c = report.correlate([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0])
+    c = correlate([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0])
     assert math.isnan(c["kendall"]) and "constant" in c["note"]
-    c = report.correlate([1.0, float("nan"), 3.0, 4.0, 2.0], [4.0, 9.0, 2.0, 1.0, 3.0])
+    c = correlate([1.0, float("nan"), 3.0, 4.0, 2.0], [4.0, 9.0, 2.0, 1.0, 3.0])
     assert c["n"] == 4 and c["spearman"] == pytest.approx(-1.0)
-    assert report.parse_scores_spec("budget=0.8M,k=100:a:b.csv") == report.ScoresSpec(800_000, 100, "a:b.csv")
-    assert report.latex_text("l2_norm 5% -0.6 ± wrn-40-2") == r"l2\_norm 5\% $-$0.6 $\pm$ wrn-40-2"
-    assert report.fmt_budget(811_400) == "811.4K" and report.fmt_budget(3_100_000) == "3.1M"
+    assert parse_scores_spec("budget=0.8M,k=100:a:b.csv") == ScoresSpec(800_000, 100, "a:b.csv")
+    assert latex_text("l2_norm 5% -0.6 ± wrn-40-2") == r"l2\_norm 5\% $-$0.6 $\pm$ wrn-40-2"
+    assert fmt_budget(811_400) == "811.4K" and fmt_budget(3_100_000) == "3.1M"

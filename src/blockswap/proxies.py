@@ -27,13 +27,7 @@ from torch import nn
 
 from .registry import unknown_name_message
 from .errors import BlockswapError
-
-# The columns of a `blockswap score` CSV besides one per proxy; a proxy named like one gets "_proxy".
-SCORE_COLUMNS = ("id", "params", "ops", "rank", "blocks")
-
-
-def score_column(proxy: str) -> str:
-    return proxy + "_proxy" if proxy in SCORE_COLUMNS else proxy
+from .scores import SCORE_COLUMNS, score_column  # noqa: F401 - the scores CSV's columns, re-exported
 from .genotype import Genotype
 from .models import create_model
 
