@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import subprocess
+import sys
 
 import matplotlib.image
 import numpy as np
@@ -12,11 +14,12 @@ from scipy import stats
 
 from blockswap import cli, paper
 from blockswap.errors import BlockswapError
-from blockswap.report import correlation, density, results, samples
+from blockswap.report import REPORTS, correlation, density, results, samples
 from blockswap.report.correlation import ScoresSpec, load_scores, parse_scores_spec
 from blockswap.report.runs import Run, load_run, load_runs
 from blockswap.report.stats import correlate
 from blockswap.report.tables import fmt_budget, latex_text
+from blockswap.scores import PROXY_SIGNS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -336,3 +339,101 @@ def test_correlate_edge_cases_and_formatting():
     assert parse_scores_spec("budget=0.8M,k=100:a:b.csv") == ScoresSpec(800_000, 100, "a:b.csv")
     assert latex_text("l2_norm 5% -0.6 ± wrn-40-2") == r"l2\_norm 5\% $-$0.6 $\pm$ wrn-40-2"
     assert fmt_budget(811_400) == "811.4K" and fmt_budget(3_100_000) == "3.1M"
+
+
+# --------------------------------------------------------------------------- registry and outputs
+@pytest.fixture
+def small_runs(tmp_path):
+    """Metrics for every report at one budget: random nets with a scores CSV, samples runs, students."""
+    ids = [f"R{i}" for i in range(4)]
+    paths = [write_run(tmp_path / f"r{i}.json", "random", 5.0 + i / 10, 200_000, 5e7, gid, budget=200000)
+             for i, gid in enumerate(ids)]
+    paths += [write_run(tmp_path / "t.json", "teacher", 4.0, 2_243_546, 328_300_000, "T"),
+              write_run(tmp_path / "m.json", "moonshine", 5.1, 200_500, 4e7, "M", budget=200000, block="A4B2"),
+              write_run(tmp_path / "b.json", "blockswap", 4.9, 199_000, 5e7, "B", budget=200000)]
+    paths += [write_run(tmp_path / f"s{n}.json", "samples", 5.2 - n / 100, 200_000, 5e7, f"S{n}", budget=200000,
+                        samples=n) for n in (3, 10)]
+    scores = write_scores(tmp_path / "scores.csv", ids, {"fisher": [4.0, 3.0, 2.0, 1.0]})
+    return paths, {"scores": [f"budget=200000,k=1:{scores}"], "full_search": 100}
+
+
+def test_registry_lists_the_four_reports():
+    assert sorted(REPORTS.names()) == ["correlation", "density", "results", "samples"]
+    with pytest.raises(BlockswapError, match="unknown report 'result'. Did you mean 'results'"):
+        REPORTS.get("result")
+
+
+@pytest.mark.parametrize("name", REPORTS.names())
+def test_each_report_builds_and_writes_its_named_files(tmp_path, small_runs, name):
+    paths, given = small_runs
+    kind = REPORTS.get(name)
+    options = kind.options(given)
+    rep = kind.build(load_runs(paths), "cifar10", **options)
+    assert list(rep.figures) == list(kind.figure_names(options)) and rep.table.rows and len(rep.frame)
+    # The CLI writes exactly the files named, wherever they are, whatever the stem.
+    table = [tmp_path / "t" / "x.md", tmp_path / "t" / "x.tex"]
+    figures = [a for i, f in enumerate(rep.figures) for a in ("--figure", f, tmp_path / "f" / f"{i}.svg")]
+    extra = {"correlation": ["--scores", *given["scores"]], "samples": ["--full-search", 100]}.get(name, [])
+    assert run_cli(name, "--metrics", *paths, *extra, "--paper", "cifar10", "--table", *table, *figures) == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("[tf]/*"))
+    assert written == ["f/{i}.svg".format(i=i) for i in range(len(rep.figures))] + ["t/x.md", "t/x.tex"]
+    assert r"\label{tab:x}" in table[1].read_text() and (tmp_path / "f" / "0.svg").read_text().startswith("<?xml")
+
+
+def test_report_output_mistakes_fail_before_any_work(tmp_path, capsys, cifar_runs):
+    def fails(*argv, says):
+        assert run_cli("results", "--metrics", *cifar_runs, *argv) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+        assert not (tmp_path / "o").exists()
+
+    fails("--paper", "bogus", "--out-dir", tmp_path / "o",
+          says="unknown paper profile (--paper) 'bogus'. Valid: cifar10, imagenet, none.")
+    fails("--out-dir", tmp_path / "o", "--figure", "pareto", tmp_path / "o" / "p.png",
+          says="unknown results figure (--figure NAME FILE…) 'pareto'. Did you mean 'pareto_ops', 'pareto_params'?")
+    fails("--table", tmp_path / "o" / "main.xlsx", "--figure-dir", tmp_path / "o", says="use one of .csv, .md, .tex")
+    fails("--figure-dir", tmp_path / "o", says="give --table FILE")
+    fails("--table", tmp_path / "o" / "main.md", "--figure", "pareto_ops", tmp_path / "o" / "o.png",
+          says="figure 'pareto_params' has no file")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    # An unwritable output is found before the (missing) metrics file is read.
+    assert run_cli("results", "--metrics", tmp_path / "missing.json", "--table", blocker / "main.md",
+                   "--figure-dir", tmp_path / "o") == 2
+    assert "--table" in capsys.readouterr().err
+    assert run_cli("results", "--metrics", tmp_path / "missing.json", "--out-dir", tmp_path / "o",
+                   "--figure", "pareto_ops", blocker / "o.png") == 2
+    assert "--figure-files" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a figure name without files: argparse's usage error, exit 2
+        run_cli("results", "--metrics", *cifar_runs, "--out-dir", tmp_path / "o", "--figure", "pareto_ops")
+    assert run_cli("results", "--metrics", *cifar_runs, "--paper", "CIFAR-10", "--out-dir", tmp_path / "o") == 0
+
+
+def test_metrics_without_a_method_label_are_unlabelled_rows(tmp_path, capsys):
+    """The README's `blockswap report results --metrics */metrics.json --paper cifar10 --out-dir tables`."""
+    paths = []
+    for name, gid, error in (("a", "G1", 4.0), ("b", "G1", 4.2), ("c", "G2", 5.0)):
+        (tmp_path / name).mkdir()
+        paths.append(write_run(tmp_path / name / "metrics.json", "", error, 400_000, 9e7, gid))
+    plain = json.loads(open(paths[-1]).read())  # `blockswap train` without --label writes "labels": {}
+    open(paths[-1], "w").write(json.dumps({**plain, "labels": {}}))
+    paths.append(write_run(tmp_path / "t.json", "teacher", 4.0, 2_243_546, 328_300_000, "T"))
+    assert run_cli("results", "--metrics", *paths, "--paper", "cifar10", "--out-dir", tmp_path / "tables") == 0
+    df = pd.read_csv(tmp_path / "tables" / "main.csv")
+    assert list(df["method"]) == ["teacher", "unlabelled", "unlabelled"]
+    assert list(df["genotype_id"].fillna("")) == ["", "G1", "G2"] and list(df["n"]) == [1, 2, 1]
+    assert df.iloc[1]["error_mean"] == pytest.approx(4.1) and math.isnan(df.iloc[1]["paper_error"])
+    md = (tmp_path / "tables" / "main.md").read_text()
+    assert "| Unlabelled | — | wrn-40-2 (G1) |" in md and "--label method=NAME" in md
+    bad = write_run(tmp_path / "typo.json", "blockswop", 4.0, 1, 1, "X")
+    with pytest.raises(BlockswapError, match="labels.method is 'blockswop'; expected one of teacher, "):
+        load_run(bad)
+
+
+def test_proxy_signs_agree_and_the_report_loads_no_torch():
+    from blockswap.proxies import get_proxy, proxy_names
+
+    assert PROXY_SIGNS == {name: get_proxy(name).sign for name in proxy_names()}
+    code = "import sys, blockswap.report, blockswap.cli; blockswap.cli.build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
