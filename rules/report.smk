@@ -1,4 +1,5 @@
 # Stage 5: tables (CSV, Markdown, LaTeX) and figures (PNG, PDF), with the papers' numbers beside ours.
+# Each rule names its files: --table the table's files, --figure NAME the files of each of the report's figures.
 
 rule report_results:
     conda:
@@ -13,12 +14,11 @@ rule report_results:
         f"{LOGS}/report/results.log",
     params:
         paper=config["paper"],
-        tables=lambda w, output: Path(output.table[0]).parent,
-        figures=lambda w, output: Path(output.figure[0]).parent,
     resources:
         **LIGHT_RESOURCES,
     shell:
-        "blockswap report results --metrics {input} --paper {params.paper} --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
+        "blockswap report results --metrics {input} --paper {params.paper} --table {output.table}"
+        " --figure pareto_params {output.figure} --figure pareto_ops {output.figure_ops} > {log} 2>&1"
 
 
 rule report_correlation:
@@ -35,13 +35,11 @@ rule report_correlation:
     params:
         scores=" ".join(f"--scores {k}:{v}" for k, v in correlation_scores().items()),
         paper=config["paper"],
-        tables=lambda w, output: Path(output.table[0]).parent,
-        figures=lambda w, output: Path(output.figure[0]).parent,
     resources:
         **LIGHT_RESOURCES,
     shell:
         "blockswap report correlation {params.scores} --metrics {input.metrics} --paper {params.paper}"
-        " --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
+        " --table {output.table} --figure fisher_vs_error {output.figure} > {log} 2>&1"
 
 
 rule report_density:
@@ -67,12 +65,11 @@ rule report_density:
         f"{LOGS}/report/density.log",
     params:
         paper=config["paper"],
-        tables=lambda w, output: Path(output.table[0]).parent,
-        figures=lambda w, output: Path(output.figure[0]).parent,
     resources:
         **LIGHT_RESOURCES,
     shell:
-        "blockswap report density --metrics {input} --paper {params.paper} --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
+        "blockswap report density --metrics {input} --paper {params.paper} --table {output.table}"
+        " --figure density {output.figure} > {log} 2>&1"
 
 
 rule report_samples:
@@ -93,10 +90,8 @@ rule report_samples:
     params:
         paper=config["paper"],
         samples=SEARCH["samples"],
-        tables=lambda w, output: Path(output.table[0]).parent,
-        figures=lambda w, output: Path(output.figure[0]).parent,
     resources:
         **LIGHT_RESOURCES,
     shell:
         "blockswap report samples --metrics {input} --full-search {params.samples} --paper {params.paper}"
-        " --out-dir {params.tables} --figure-dir {params.figures} > {log} 2>&1"
+        " --table {output.table} --figure samples {output.figure} > {log} 2>&1"

@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import subprocess
+import sys
 
 import matplotlib.image
 import numpy as np
@@ -10,8 +12,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from blockswap import cli, paper, report
+from blockswap import cli, paper
 from blockswap.errors import BlockswapError
+from blockswap.report import REPORTS, correlation, density, results, samples
+from blockswap.report.correlation import ScoresSpec, load_scores, parse_scores_spec
+from blockswap.report.runs import Run, load_run, load_runs
+from blockswap.report.stats import correlate
+from blockswap.report.tables import fmt_budget, latex_text
+from blockswap.scores import PROXY_SIGNS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -106,7 +114,7 @@ def test_results_table_values_and_paper_columns(tmp_path, cifar_runs):
 
 
 def test_pareto_figure_series(cifar_runs):
-    rep = report.build_results(report.load_runs(cifar_runs), "cifar10")
+    rep = results.build(load_runs(cifar_runs), "cifar10")
     fig = rep.figures["pareto_params"]
     (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -122,7 +130,7 @@ def test_pareto_figure_series(cifar_runs):
 
 
 def test_results_without_paper_profile(tmp_path, cifar_runs):
-    rep = report.build_results(report.load_runs(cifar_runs), "default")
+    rep = results.build(load_runs(cifar_runs), "default")
     assert not any(c.startswith("paper") for c in rep.frame.columns)
     assert "Paper" not in rep.table.markdown()
 
@@ -136,7 +144,7 @@ def test_results_imagenet_uses_macs_and_table3(tmp_path):
         write_run(tmp_path / "b.json", "blockswap", 29.6, 3_080_000, 1_600_000_000, "B", top5=10.3,
                   macs=800_000_000, model="resnet34", budget="3.1M"),
     ]
-    rep = report.build_results(report.load_runs(paths), "imagenet")
+    rep = results.build(load_runs(paths), "imagenet")
     df = rep.frame.set_index("method")
     assert df.loc["moonshine", "paper_row"] == "ResNet-34-G(N)" and df.loc["moonshine", "paper_top5"] == 10.66
     assert df.loc["blockswap", "budget"] == 3_100_000 and df.loc["blockswap", "paper_macs"] == 812_000_000
@@ -208,12 +216,12 @@ def test_correlation_scatter_panels(tmp_path):
     runs, specs = [], []
     for budget in (200_000, 400_000):
         ids = [f"{budget}_{i}" for i in range(6)]
-        runs += [report.Run(f"{g}.json", "random", budget, "wrn-40-2", None, None, g, (), budget, 1, None, e, None)
+        runs += [Run(f"{g}.json", "random", budget, "wrn-40-2", None, None, g, (), budget, 1, None, e, None)
                  for g, e in zip(ids, errors)]
-        specs += [report.ScoresSpec(budget, k, write_scores(tmp_path / f"s{budget}_{k}.csv", ids,
+        specs += [ScoresSpec(budget, k, write_scores(tmp_path / f"s{budget}_{k}.csv", ids,
                                                             {"fisher": fisher if k == 1 else fisher[::-1]}))
                   for k in (1, 10)]
-    fig = report.build_correlation(specs, runs, "cifar10").figures["fisher_vs_error"]
+    fig = correlation.build(runs, "cifar10", scores=specs).figures["fisher_vs_error"]
     assert len(fig.axes) == 2  # one panel per budget, k=1 (the smallest) by default
     ax = fig.axes[0]
     rho, tau = stats.spearmanr(fisher, errors).statistic, stats.kendalltau(fisher, errors).statistic
@@ -221,7 +229,7 @@ def test_correlation_scatter_panels(tmp_path):
     assert "200K params, k=1" in ax.get_title() and "k=1" in fig.axes[1].get_title()
     points, star = ax.collections  # the random nets, and the one the search would pick
     assert len(points.get_offsets()) == 6 and star.get_offsets().tolist() == [[9.0, 4.2]]
-    fig = report.build_correlation(specs, runs, "default", scatter_k=10).figures["fisher_vs_error"]
+    fig = correlation.build(runs, "default", scores=specs, scatter_k=10).figures["fisher_vs_error"]
     assert "k=10" in fig.axes[0].get_title() and "paper" not in fig.axes[0].get_title()
 
 
@@ -249,7 +257,7 @@ def test_density_table_and_figure(tmp_path):
     check_png(out / "density.png")
     check_pdf(out / "density.pdf")
 
-    rep = report.build_density(report.load_runs(paths), "cifar10")
+    rep = density.build(load_runs(paths), "cifar10")
     (ax,) = rep.figures["density"].axes
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["random nets (n=5)", "random nets (KDE)", "BlockSwap pick (4.90%)", "A4B2 (5.10%)",
@@ -280,7 +288,7 @@ def test_samples_table_and_figure(tmp_path):
     check_png(out / "samples.png")
     check_pdf(out / "samples.pdf")
     assert df[df.samples == 1000].iloc[0]["error_mean"] == pytest.approx(np.mean([4.2, 4.3, 4.2]))
-    (ax,) = report.build_samples(report.load_runs(paths), "cifar10").figures["samples"].axes
+    (ax,) = samples.build(load_runs(paths), "cifar10").figures["samples"].axes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["200K params", "400K params",
                                                                   "400K params (paper)"]
     assert ax.get_xscale() == "log"
@@ -302,11 +310,11 @@ def test_bad_inputs_give_one_clear_error(tmp_path, capsys):
     nolabel = tmp_path / "nolabel.json"
     nolabel.write_text(json.dumps({"genotype_id": "x", "params": 1, "ops": 1, "test_top1_error": 1.0}))
     with pytest.raises(BlockswapError, match="nolabel.json: no 'labels'"):
-        report.load_run(str(nolabel))
+        load_run(str(nolabel))
     noerr = tmp_path / "noerr.json"
     noerr.write_text(json.dumps({"labels": {"method": "teacher"}, "genotype_id": "x", "params": 1, "ops": 1}))
     with pytest.raises(BlockswapError, match="noerr.json: 'test_top1_error' must be a finite number"):
-        report.load_run(str(noerr))
+        load_run(str(noerr))
 
     assert run_cli("samples", "--metrics", good, "--out-dir", tmp_path / "o") == 2
     assert "none of the 1 metrics files has labels.method samples" in capsys.readouterr().err
@@ -318,16 +326,114 @@ def test_bad_inputs_give_one_clear_error(tmp_path, capsys):
     noid = tmp_path / "noid.csv"
     noid.write_text("fisher\n1.0\n")
     with pytest.raises(BlockswapError, match="noid.csv: no 'id' column"):
-        report.load_scores(str(noid))
+        load_scores(str(noid))
 
 
 def test_correlate_edge_cases_and_formatting():
-    c = report.correlate([1.0, 2.0], [3.0, 4.0])
+    c = correlate([1.0, 2.0], [3.0, 4.0])
     assert c["n"] == 2 and math.isnan(c["spearman"]) and "need ≥ 3" in c["note"]
-    c = report.correlate([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0])
+    c = correlate([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0])
     assert math.isnan(c["kendall"]) and "constant" in c["note"]
-    c = report.correlate([1.0, float("nan"), 3.0, 4.0, 2.0], [4.0, 9.0, 2.0, 1.0, 3.0])
+    c = correlate([1.0, float("nan"), 3.0, 4.0, 2.0], [4.0, 9.0, 2.0, 1.0, 3.0])
     assert c["n"] == 4 and c["spearman"] == pytest.approx(-1.0)
-    assert report.parse_scores_spec("budget=0.8M,k=100:a:b.csv") == report.ScoresSpec(800_000, 100, "a:b.csv")
-    assert report.latex_text("l2_norm 5% -0.6 ± wrn-40-2") == r"l2\_norm 5\% $-$0.6 $\pm$ wrn-40-2"
-    assert report.fmt_budget(811_400) == "811.4K" and report.fmt_budget(3_100_000) == "3.1M"
+    assert parse_scores_spec("budget=0.8M,k=100:a:b.csv") == ScoresSpec(800_000, 100, "a:b.csv")
+    assert latex_text("l2_norm 5% -0.6 ± wrn-40-2") == r"l2\_norm 5\% $-$0.6 $\pm$ wrn-40-2"
+    assert fmt_budget(811_400) == "811.4K" and fmt_budget(3_100_000) == "3.1M"
+
+
+# --------------------------------------------------------------------------- registry and outputs
+@pytest.fixture
+def small_runs(tmp_path):
+    """Metrics for every report at one budget: random nets with a scores CSV, samples runs, students."""
+    ids = [f"R{i}" for i in range(4)]
+    paths = [write_run(tmp_path / f"r{i}.json", "random", 5.0 + i / 10, 200_000, 5e7, gid, budget=200000)
+             for i, gid in enumerate(ids)]
+    paths += [write_run(tmp_path / "t.json", "teacher", 4.0, 2_243_546, 328_300_000, "T"),
+              write_run(tmp_path / "m.json", "moonshine", 5.1, 200_500, 4e7, "M", budget=200000, block="A4B2"),
+              write_run(tmp_path / "b.json", "blockswap", 4.9, 199_000, 5e7, "B", budget=200000)]
+    paths += [write_run(tmp_path / f"s{n}.json", "samples", 5.2 - n / 100, 200_000, 5e7, f"S{n}", budget=200000,
+                        samples=n) for n in (3, 10)]
+    scores = write_scores(tmp_path / "scores.csv", ids, {"fisher": [4.0, 3.0, 2.0, 1.0]})
+    return paths, {"scores": [f"budget=200000,k=1:{scores}"], "full_search": 100}
+
+
+def test_registry_lists_the_four_reports():
+    assert sorted(REPORTS.names()) == ["correlation", "density", "results", "samples"]
+    with pytest.raises(BlockswapError, match="unknown report 'result'. Did you mean 'results'"):
+        REPORTS.get("result")
+
+
+@pytest.mark.parametrize("name", REPORTS.names())
+def test_each_report_builds_and_writes_its_named_files(tmp_path, small_runs, name):
+    paths, given = small_runs
+    kind = REPORTS.get(name)
+    options = kind.options(given)
+    rep = kind.build(load_runs(paths), "cifar10", **options)
+    assert list(rep.figures) == list(kind.figure_names(options)) and rep.table.rows and len(rep.frame)
+    # The CLI writes exactly the files named, wherever they are, whatever the stem.
+    table = [tmp_path / "t" / "x.md", tmp_path / "t" / "x.tex"]
+    figures = [a for i, f in enumerate(rep.figures) for a in ("--figure", f, tmp_path / "f" / f"{i}.svg")]
+    extra = {"correlation": ["--scores", *given["scores"]], "samples": ["--full-search", 100]}.get(name, [])
+    assert run_cli(name, "--metrics", *paths, *extra, "--paper", "cifar10", "--table", *table, *figures) == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("[tf]/*"))
+    assert written == ["f/{i}.svg".format(i=i) for i in range(len(rep.figures))] + ["t/x.md", "t/x.tex"]
+    assert r"\label{tab:x}" in table[1].read_text() and (tmp_path / "f" / "0.svg").read_text().startswith("<?xml")
+
+
+def test_report_output_mistakes_fail_before_any_work(tmp_path, capsys, cifar_runs):
+    def fails(*argv, says):
+        assert run_cli("results", "--metrics", *cifar_runs, *argv) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+        assert not (tmp_path / "o").exists()
+
+    fails("--paper", "bogus", "--out-dir", tmp_path / "o",
+          says="unknown paper profile (--paper) 'bogus'. Valid: cifar10, imagenet, none.")
+    fails("--out-dir", tmp_path / "o", "--figure", "pareto", tmp_path / "o" / "p.png",
+          says="unknown results figure (--figure NAME FILE…) 'pareto'. Did you mean 'pareto_ops', 'pareto_params'?")
+    fails("--table", tmp_path / "o" / "main.xlsx", "--figure-dir", tmp_path / "o", says="use one of .csv, .md, .tex")
+    fails("--figure-dir", tmp_path / "o", says="give --table FILE")
+    fails("--table", tmp_path / "o" / "main.md", "--figure", "pareto_ops", tmp_path / "o" / "o.png",
+          says="figure 'pareto_params' has no file")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    # An unwritable output is found before the (missing) metrics file is read.
+    assert run_cli("results", "--metrics", tmp_path / "missing.json", "--table", blocker / "main.md",
+                   "--figure-dir", tmp_path / "o") == 2
+    assert "--table" in capsys.readouterr().err
+    assert run_cli("results", "--metrics", tmp_path / "missing.json", "--out-dir", tmp_path / "o",
+                   "--figure", "pareto_ops", blocker / "o.png") == 2
+    assert "--figure-files" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a figure name without files: argparse's usage error, exit 2
+        run_cli("results", "--metrics", *cifar_runs, "--out-dir", tmp_path / "o", "--figure", "pareto_ops")
+    assert run_cli("results", "--metrics", *cifar_runs, "--paper", "CIFAR-10", "--out-dir", tmp_path / "o") == 0
+
+
+def test_metrics_without_a_method_label_are_unlabelled_rows(tmp_path, capsys):
+    """The README's `blockswap report results --metrics */metrics.json --paper cifar10 --out-dir tables`."""
+    paths = []
+    for name, gid, error in (("a", "G1", 4.0), ("b", "G1", 4.2), ("c", "G2", 5.0)):
+        (tmp_path / name).mkdir()
+        paths.append(write_run(tmp_path / name / "metrics.json", "", error, 400_000, 9e7, gid))
+    plain = json.loads(open(paths[-1]).read())  # `blockswap train` without --label writes "labels": {}
+    open(paths[-1], "w").write(json.dumps({**plain, "labels": {}}))
+    paths.append(write_run(tmp_path / "t.json", "teacher", 4.0, 2_243_546, 328_300_000, "T"))
+    assert run_cli("results", "--metrics", *paths, "--paper", "cifar10", "--out-dir", tmp_path / "tables") == 0
+    df = pd.read_csv(tmp_path / "tables" / "main.csv")
+    assert list(df["method"]) == ["teacher", "unlabelled", "unlabelled"]
+    assert list(df["genotype_id"].fillna("")) == ["", "G1", "G2"] and list(df["n"]) == [1, 2, 1]
+    assert df.iloc[1]["error_mean"] == pytest.approx(4.1) and math.isnan(df.iloc[1]["paper_error"])
+    md = (tmp_path / "tables" / "main.md").read_text()
+    assert "| Unlabelled | — | wrn-40-2 (G1) |" in md and "--label method=NAME" in md
+    bad = write_run(tmp_path / "typo.json", "blockswop", 4.0, 1, 1, "X")
+    with pytest.raises(BlockswapError, match="labels.method is 'blockswop'; expected one of teacher, "):
+        load_run(bad)
+
+
+def test_proxy_signs_agree_and_the_report_loads_no_torch():
+    from blockswap.proxies import get_proxy, proxy_names
+
+    assert PROXY_SIGNS == {name: get_proxy(name).sign for name in proxy_names()}
+    code = "import sys, blockswap.report, blockswap.cli; blockswap.cli.build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
