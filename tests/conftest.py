@@ -9,6 +9,10 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from blockswap.datadirs import locate_fashion_mnist
+from blockswap.errors import BlockswapError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,3 +35,11 @@ def write_fashion(root: Path, n_train=7, n_test=3, seed=0) -> dict:
         write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
         out[prefix] = (images, labels)
     return out
+
+
+def require_fashion_mnist() -> Path:
+    """The real Fashion-MNIST folder; its absence fails the test (the test command fetches it first)."""
+    try:
+        return locate_fashion_mnist()
+    except BlockswapError as e:
+        pytest.fail(f"{e} (`make test` does this itself)")

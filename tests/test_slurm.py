@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import require_fashion_mnist  # noqa: E402
 from conftest_slurm import (  # noqa: E402,F401
     REPO,
     SLURM_PROFILE,
@@ -43,7 +44,6 @@ from conftest_slurm import (  # noqa: E402,F401
 SMOKE_SNAKEFILE = REPO / "tests" / "slurm_smoke" / "Snakefile"
 SNAKEFILE = REPO / "Snakefile"
 SLURM_CONFIG = REPO / "tests" / "workflow" / "slurm.yaml"
-FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 # Which resource class (config `resources.<class>`) each rule takes its threads/mem/runtime/gpu from.
 RULE_CLASS = {
@@ -262,8 +262,7 @@ def runs(slurm_cluster, tmp_path_factory):
     run costs little wall time beside it (and its results do not depend on the CPU load).
     Returns (local workdir, SLURM workdir, snakemake's log of the SLURM run, {job id: SLURM job}).
     """
-    if not FASHION.exists():
-        pytest.skip("Fashion-MNIST is not installed (make data / apt-get install dataset-fashion-mnist)")
+    require_fashion_mnist()
     local, remote = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("slurm")
     before = {j.job_id for j in slurm_cluster.jobs()}
     t0 = time.monotonic()

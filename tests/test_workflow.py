@@ -13,11 +13,11 @@ import yaml
 
 from blockswap.counting import analytic
 from blockswap.genotype import Genotype
+from conftest import require_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TEST_CONFIG = ROOT / "tests/workflow/config.yaml"
-FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
 def snakemake(*args, workdir: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -101,8 +101,7 @@ def test_conda_env_carries_the_same_pins():
 # --- an end-to-end run of the reduced config ------------------------------------------------------
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    if not FASHION.exists():
-        pytest.skip("Fashion-MNIST is not installed (make data / apt-get install dataset-fashion-mnist)")
+    require_fashion_mnist()
     workdir = tmp_path_factory.mktemp("workflow")
     config = write_config(workdir / "config.yaml")
     out = snakemake("--cores", 2, "--configfile", config, workdir=workdir, timeout=900)
