@@ -25,6 +25,7 @@ from blockswap import cli
 from blockswap import train as train_module
 from blockswap.data import FASHION_MNIST_DIR
 from blockswap.errors import BlockswapError
+from blockswap.files import write_json
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
 from blockswap.train import (Objective, TrainConfig, at_loss, attention_map, kd_loss, learning_rate, load_model,
@@ -352,3 +353,83 @@ def test_cli_genotype_sources_and_labels(data_dir, reference, tmp_path):
     assert json.loads(out.read_text())["genotype_id"] == picks[1].id
     assert cli.main(["distill", "--genotype", str(nets), "--index", "2", *common,
                      "--checkpoint", str(tmp_path / "n.pt")]) == 2
+
+
+def _distill_args(data_dir, teacher, checkpoint, *extra) -> list[str]:
+    return ["distill", "--model", "wrn-10-1", "--teacher", str(teacher), "--data-dir", data_dir, "--subset", "256",
+            "--test-subset", "100", "--epochs", "1", "--batch-size", "32", "--threads", "1", "--device", "cpu",
+            "--quiet", "--checkpoint", str(checkpoint), *extra]
+
+
+def test_distill_never_overwrites_its_teacher(data_dir, reference, tmp_path, capsys):
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes((reference / "model.pt").read_bytes())
+    link = tmp_path / "link.pt"
+    link.symlink_to(teacher)
+    before = teacher.read_bytes()
+    for option, path in (("--checkpoint", teacher), ("--checkpoint", link), ("--resume", teacher), ("-o", teacher)):
+        checkpoint = path if option == "--checkpoint" else tmp_path / "s.pt"
+        extra = [] if option == "--checkpoint" else [option, str(path)]
+        assert cli.main(_distill_args(data_dir, teacher, checkpoint, *extra)) == 2, option
+        err = capsys.readouterr().err
+        assert "are the same file" in err and "give" in err, err
+    assert teacher.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.pt", "teacher.pt"]
+
+
+def test_resume_refuses_a_retrained_teacher(data_dir, reference, tmp_path, monkeypatch, capsys):
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes((reference / "model.pt").read_bytes())
+    real = train_module.learning_rate
+
+    def signalling(config, epoch, step=0, steps_per_epoch=1):
+        if (epoch, step) == (0, 3):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(config, epoch, step, steps_per_epoch)
+
+    monkeypatch.setattr(train_module, "learning_rate", signalling)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(_distill_args(data_dir, teacher, tmp_path / "s.pt"))
+    assert stopped.value.code == 143
+    monkeypatch.setattr(train_module, "learning_rate", real)
+    resume = tmp_path / "s.pt.resume"
+    assert torch.load(resume, weights_only=True)["teacher_sha256"] == train_module.weights_sha256(
+        torch.load(teacher, weights_only=True)["state_dict"])
+    # The same genotype retrained under the same path: other weights, same id.
+    ckpt = torch.load(teacher, weights_only=True)
+    first = next(k for k in ckpt["state_dict"] if k.endswith("weight"))
+    ckpt["state_dict"][first] = ckpt["state_dict"][first] + 0.01
+    torch.save(ckpt, teacher)
+    assert cli.main(_distill_args(data_dir, teacher, tmp_path / "s.pt")) == 2
+    err = capsys.readouterr().err
+    assert "teacher with other weights" in err and f"delete {resume}" in err
+    assert resume.exists() and not (tmp_path / "s.pt").exists()
+
+
+def test_metrics_never_hold_nan(data_dir, tmp_path, monkeypatch, capsys):
+    with pytest.raises(BlockswapError, match="refusing to write NaN"):
+        write_json(tmp_path / "m.json", {"test_loss": float("nan")})
+    assert not (tmp_path / "m.json").exists()
+    real = train_module.evaluate
+
+    def diverged(*args, **kw):
+        return {**real(*args, **kw), "loss": float("nan")}
+
+    monkeypatch.setattr(train_module, "evaluate", diverged)
+    assert cli.main(_args(data_dir, tmp_path, "--epochs", "1", "--subset", "64")) == 2
+    err = capsys.readouterr().err
+    assert "the test loss became nan after epoch 1" in err and "lower --lr" in err
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_output_mistakes_stop_training_before_the_first_epoch(data_dir, tmp_path, capsys):
+    a_file = tmp_path / "plain"
+    a_file.write_text("")
+    for extra, message in ((["--checkpoint", str(tmp_path)], "is a directory"),
+                           (["-o", str(a_file / "m.json")], "is a file, not a folder"),
+                           (["--epochs", "0"], "epochs must be ≥ 1"),
+                           (["--lr", "nan"], "lr must be")):
+        assert cli.main(_args(data_dir, tmp_path, *extra)) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "epoch 1/" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]

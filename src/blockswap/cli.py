@@ -254,8 +254,10 @@ def _labels(pairs: list[str]) -> dict:
 
 
 def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
-    from .train import Preempted, train
+    from .train import Preempted, check_distinct_files, train
 
+    check_distinct_files({"--checkpoint": args.checkpoint, "-o": args.output, "--teacher": teacher,
+                          "--resume": args.resume or f"{args.checkpoint}.resume"})
     try:
         metrics = train(config, _student(args), out_checkpoint=args.checkpoint, metrics_path=args.output,
                         resume_path=args.resume, teacher=teacher, teacher_genotype=teacher_genotype,
@@ -293,8 +295,6 @@ def cmd_evaluate(args) -> None:
 
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     device = resolve_device(args.device)
-    if args.batch_size < 1:
-        raise BlockswapError("--batch-size must be ≥ 1")
     model, ckpt = load_model(args.checkpoint, device=device)
     genotype = Genotype.from_dict(ckpt["genotype"])
     name = args.dataset or ckpt["config"].get("dataset")
@@ -302,6 +302,9 @@ def cmd_evaluate(args) -> None:
     dataset = load_dataset(name, data_dir, "test", args.test_subset, 0)
     check_fits(genotype, dataset, what=f"{args.checkpoint}: genotype")
     result = evaluate(model, dataset, args.batch_size, device)
+    if not math.isfinite(result["loss"]):
+        raise BlockswapError(f"{args.checkpoint}: the test loss is {result['loss']}; its weights are not usable "
+                             "(a diverged run?)")
     emit({"checkpoint": args.checkpoint, "genotype_id": genotype.id, "model": genotype.model, "dataset": name,
           "split": "test", "examples": result["n"], "test_top1_error": result["top1_error"],
           "test_top5_error": result["top5_error"], "test_loss": result["loss"], **analytic(genotype).to_dict(),
@@ -314,7 +317,7 @@ def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
     which.add_argument("--genotype", help="genotype JSON of the network to train (or a .jsonl with --index)")
     which.add_argument("--model", help="e.g. wrn-16-2: that network with every block --block, shaped for the dataset")
     p.add_argument("--block", help="with --model: the block type of every block (default Conv)")
-    p.add_argument("--index", type=int, help="with --genotype C.jsonl: train its genotype number I (from 0)")
+    p.add_argument("--index", type=int_at_least(0), help="with --genotype C.jsonl: train its genotype number I (from 0)")
     if teacher:
         p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt from `blockswap train`)")
         p.add_argument("--teacher-genotype", help="refuse a teacher checkpoint of any other genotype")
@@ -366,10 +369,11 @@ def add_train_commands(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", help="default: the checkpoint's")
     p.add_argument("--data-dir", help="default: the checkpoint's")
-    p.add_argument("--test-subset", type=int, help="a class-stratified subset of N test examples (default: all)")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--test-subset", type=int_at_least(1),
+                   help="a class-stratified subset of N test examples (default: all)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=500)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int_at_least(1))
     p.add_argument("-o", "--output", help="metrics JSON (default: print)")
     p.set_defaults(func=cmd_evaluate, outputs=("output",))
 

@@ -71,7 +71,15 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Strict JSON: a NaN or infinity is refused (bare NaN is not JSON), with nothing written."""
+    from .errors import BlockswapError
+
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise BlockswapError(f"{path}: refusing to write NaN or infinity into a JSON file; the numbers "
+                             "behind it are not finite (a diverged run?)") from None
+    write_text(path, text + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str):

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -123,6 +124,10 @@ class TrainConfig:
             value = getattr(self, name)
             need(value is None or value >= 1, f"{name} must be ≥ 1, got {value}")
         need(self.seed >= 0 and self.subset_seed >= 0, "seeds must be non-negative")
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            for v in values if isinstance(values, tuple) else (values,):
+                need(not isinstance(v, float) or math.isfinite(v), f"{f.name} must be a finite number, got {v}")
         need(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}")
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
@@ -279,6 +284,28 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return _read(path, "checkpoint", CHECKPOINT_KEYS)
 
 
+def weights_sha256(state_dict: dict) -> str:
+    """A hash of a network's weights: names, dtypes, shapes and bytes of every tensor. It identifies a teacher
+    by what it computes, so re-saving the same weights (other metrics or provenance) keeps the hash."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_distinct_files(paths: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse two roles (e.g. --checkpoint and --teacher) naming one file, also through links or `..`."""
+    named = [(what, Path(p)) for what, p in paths.items() if p is not None]
+    for i, (what_a, a) in enumerate(named):
+        for what_b, b in named[i + 1:]:
+            same = os.path.samefile(a, b) if a.exists() and b.exists() else a.resolve() == b.resolve()
+            if same:
+                raise BlockswapError(f"{what_a} {a} and {what_b} {b} are the same file; "
+                                     f"writing one would destroy the other: give {what_a} another path")
+
+
 def describe(g: Genotype) -> str:
     return f"{g.model} {g.in_channels}×{g.image_size}² {g.num_classes} classes [{','.join(g.blocks)}] (id {g.id})"
 
@@ -329,7 +356,8 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _read_resume(path: Path, genotype: Genotype, config: TrainConfig, teacher_id: str | None) -> dict:
+def _read_resume(path: Path, genotype: Genotype, config: TrainConfig, teacher_id: str | None,
+                 teacher_sha256: str | None = None) -> dict:
     state = _read(path, "resume checkpoint", ("format", "genotype", "config", "epoch", "step"))
     if state["format"] != RESUME_FORMAT:
         raise BlockswapError(f"{path}: resume checkpoint format {state['format']!r}, expected {RESUME_FORMAT!r}")
@@ -346,6 +374,11 @@ def _read_resume(path: Path, genotype: Genotype, config: TrainConfig, teacher_id
     if state.get("teacher_id") != teacher_id:
         raise BlockswapError(f"{path} was written with teacher {state.get('teacher_id')}, "
                              f"this run has {teacher_id}; {fix}")
+    if state.get("teacher_sha256") != teacher_sha256:
+        raise BlockswapError(f"{path} was written while learning from a teacher with other weights (sha256 "
+                             f"{str(state.get('teacher_sha256'))[:12]} there, {teacher_sha256[:12]} now): the "
+                             f"teacher was retrained or replaced since; delete {path} to restart this student "
+                             "from scratch with the new teacher, or put the old teacher back")
     return state
 
 
@@ -464,6 +497,8 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
     device = resolve_device(config.device)
     out_checkpoint = Path(out_checkpoint)
     resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
+    check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path,
+                          "teacher": teacher})
 
     train_set = load_dataset(config.dataset, config.data_dir, "train", config.subset, config.subset_seed)
     test_set = load_dataset(config.dataset, config.data_dir, "test", config.test_subset, config.subset_seed)
@@ -475,7 +510,7 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
         train_set, test_set = train_set.to(device), test_set.to(device)
     augment = default_augment(train_set, True, **({} if config.cutout is None else {"cutout": config.cutout}))
 
-    teacher_net, teacher_info = None, None
+    teacher_net, teacher_info, teacher_sha256 = None, None, None
     if config.uses_teacher:
         if teacher is None:
             raise BlockswapError("AT (at_beta) or KD (kd_alpha) is on but no teacher checkpoint was given")
@@ -486,6 +521,7 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
             raise BlockswapError(f"teacher {teacher} was trained on {tckpt['config'].get('dataset')}, "
                                  f"this run trains on {config.dataset}")
         teacher_net.eval().requires_grad_(False)
+        teacher_sha256 = weights_sha256(tckpt["state_dict"])
         teacher_info = {"checkpoint": str(teacher), "genotype_id": tg.id, "model": tg.model,
                         "params": analytic(tg).params,
                         "test_top1_error": tckpt["metrics"].get("test_top1_error")}
@@ -510,7 +546,7 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
 
     epoch, step, history, tally, elapsed, resumes = 0, 0, [], _Tally(), 0.0, 0
     if resume_path.exists():
-        state = _read_resume(resume_path, genotype, config, teacher_id)
+        state = _read_resume(resume_path, genotype, config, teacher_id, teacher_sha256)
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
@@ -521,7 +557,7 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
 
     def write_resume(at_epoch, at_step, partial):
         _save({"format": RESUME_FORMAT, "genotype": genotype.to_dict(), "config": config.to_dict(),
-               "teacher_id": teacher_id, "epoch": at_epoch, "step": at_step,
+               "teacher_id": teacher_id, "teacher_sha256": teacher_sha256, "epoch": at_epoch, "step": at_step,
                "scheduler": {"schedule": config.schedule, "lr_unit": config.lr_unit, "epoch": at_epoch,
                              "step": at_step},
                "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(device),
@@ -562,6 +598,10 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
             last = epoch + 1 == config.epochs
             test = (evaluate(model, test_set, config.eval_batch_size, device)
                     if last or (epoch + 1) % config.eval_every == 0 else None)
+            if test and not math.isfinite(test["loss"]):
+                raise BlockswapError(f"the test loss became {test['loss']} after epoch {epoch + 1} (lr "
+                                     f"{learning_rate(config, epoch, 0, steps):g}): the run diverged; lower --lr, "
+                                     "or check the data")
             record = {"epoch": epoch + 1, "lr": learning_rate(config, epoch, 0, steps),
                       **{f"train_{k}": v / tally.n for k, v in tally.sums.items()},
                       "train_top1_error": 100.0 * tally.wrong / tally.n,
