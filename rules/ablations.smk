@@ -7,12 +7,14 @@ FIRST_TEACHER = TEACHER_SEEDS[0]
 
 
 rule sample_random_nets:
-    conda:
-        CONDA_ENV
     output:
         f"{R}/ablations/random/budget{{budget}}/nets.jsonl",
     log:
         f"{LOGS}/ablations/random/budget{{budget}}/sample.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
     params:
         model=TEACHER["model"],
         shape=shape_args(),
@@ -22,8 +24,6 @@ rule sample_random_nets:
         candidates=SEARCH["candidates"],
         sampler=SEARCH["sampler"],
         seed=ABLATIONS["random_seed"],
-    resources:
-        **LIGHT_RESOURCES,
     shell:
         "blockswap sample --model {params.model} --budget {wildcards.budget} {params.shape}"
         " --samples {params.nets} --tolerance {params.tolerance} --metric {params.metric}"
@@ -32,8 +32,6 @@ rule sample_random_nets:
 
 
 rule distill_random_net:
-    conda:
-        CONDA_ENV
     input:
         teacher=f"{R}/teachers/seed{FIRST_TEACHER}/model.pt",
         nets=f"{R}/ablations/random/budget{{budget}}/nets.jsonl",
@@ -44,22 +42,23 @@ rule distill_random_net:
         f"{LOGS}/ablations/random/budget{{budget}}/net{{i}}.log",
     benchmark:
         f"{BENCH}/ablations/random/budget{{budget}}/net{{i}}.tsv"
-    params:
-        genotype=lambda w, input: f"--genotype {input.nets} --index {w.i}",
-        labels=lambda w: labels(method="random", budget=w.budget, net=w.i, teacher_seed=FIRST_TEACHER),
-        seed=FIRST_TEACHER,
-        **STUDENT_PARAMS,
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         **STUDENT_RESOURCES,
+    params:
+        **STUDENT_PARAMS,
+        genotype=lambda w, input: f"--genotype {input.nets} --index {w.i}",
+        labels=lambda w: labels(
+            method="random", budget=w.budget, net=w.i, teacher_seed=FIRST_TEACHER
+        ),
+        seed=FIRST_TEACHER,
     shell:
         DISTILL
 
 
 rule score_random_nets:
-    """Every proxy of every random net after k minibatches, from random initialisation."""
-    conda:
-        CONDA_ENV
     input:
         f"{R}/ablations/random/budget{{budget}}/nets.jsonl",
     output:
@@ -68,17 +67,20 @@ rule score_random_nets:
         f"{LOGS}/ablations/random/budget{{budget}}/proxies_k{{k}}.log",
     benchmark:
         f"{BENCH}/ablations/random/budget{{budget}}/proxies_k{{k}}.tsv"
+    """Every proxy of every random net after k minibatches, from random initialisation."""
+    conda:
+        CONDA_ENV
+    threads: res("score", "threads")
+    resources:
+        mem_mb=res("score", "mem_mb"),
+        runtime=res("score", "runtime"),
+        gpu=res("score", "gpu"),
     params:
         proxies=",".join(ABLATIONS["proxies"]),
         data=data_args(),
         batch_size=SEARCH["batch_size"],
         seed=SEARCH["seed"],
         device=config["device"],
-    threads: res("score", "threads")
-    resources:
-        mem_mb=res("score", "mem_mb"),
-        runtime=res("score", "runtime"),
-        gpu=res("score", "gpu"),
     shell:
         "blockswap score {input} --proxy {params.proxies} {params.data} --batch-size {params.batch_size}"
         " --minibatches {wildcards.k} --seed {params.seed} --device {params.device} --threads {threads}"
@@ -86,9 +88,6 @@ rule score_random_nets:
 
 
 rule distill_sample_count:
-    """(c) The top-ranked of the first n candidates, distilled from the first teacher."""
-    conda:
-        CONDA_ENV
     input:
         teacher=f"{R}/teachers/seed{FIRST_TEACHER}/model.pt",
         genotype=f"{R}/search/budget{{budget}}/top{{n}}.json",
@@ -97,13 +96,18 @@ rule distill_sample_count:
         metrics=f"{R}/ablations/samples/budget{{budget}}/n{{n}}/metrics.json",
     log:
         f"{LOGS}/ablations/samples/budget{{budget}}/n{{n}}.log",
-    params:
-        genotype=lambda w, input: f"--genotype {input.genotype}",
-        labels=lambda w: labels(method="samples", budget=w.budget, samples=w.n, teacher_seed=FIRST_TEACHER),
-        seed=FIRST_TEACHER,
-        **STUDENT_PARAMS,
+    """(c) The top-ranked of the first n candidates, distilled from the first teacher."""
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         **STUDENT_RESOURCES,
+    params:
+        **STUDENT_PARAMS,
+        genotype=lambda w, input: f"--genotype {input.genotype}",
+        labels=lambda w: labels(
+            method="samples", budget=w.budget, samples=w.n, teacher_seed=FIRST_TEACHER
+        ),
+        seed=FIRST_TEACHER,
     shell:
         DISTILL

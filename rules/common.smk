@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from blockswap import plan
 from blockswap.errors import BlockswapError
 
+
 def _refuse(message):
     """A profile mistake: one line on stderr and exit status 2 before any job, as the CLI does."""
     print(f"blockswap workflow: invalid configuration: {message}", file=sys.stderr)
@@ -17,7 +18,11 @@ def _refuse(message):
 # A profile given with --configfile stands alone (schema defaults fill the rest); only without one is
 # the embedded default loaded, so a paper profile never inherits the default's small subsets.
 if not config:
-    config.update(yaml.safe_load((Path(workflow.basedir) / "workflow/config/default.yaml").read_text()))
+    config.update(
+        yaml.safe_load(
+            (Path(workflow.basedir) / "workflow/config/default.yaml").read_text()
+        )
+    )
 try:  # the schema fills in defaults too
     validate(config, "../workflow/schemas/config.schema.yaml")
 except WorkflowError as e:  # one line naming the key, not the whole schema
@@ -52,7 +57,9 @@ def _check(check):
 
 
 _check(plan.check_profile)
-if not workflow.dryrun:  # a dry run only shows the DAG, and may be run where the data are not
+if (
+    not workflow.dryrun
+):  # a dry run only shows the DAG, and may be run where the data are not
     _check(plan.check_data)
 
 
@@ -80,7 +87,10 @@ def recipe_args(recipe):
         f"--cutout {recipe['cutout']}",
     ]
     if recipe["schedule"] == "step":
-        args += [f"--milestones {','.join(map(str, recipe['milestones']))}", f"--gamma {recipe['gamma']}"]
+        args += [
+            f"--milestones {','.join(map(str, recipe['milestones']))}",
+            f"--gamma {recipe['gamma']}",
+        ]
     if recipe["train_subset"]:
         args.append(f"--subset {recipe['train_subset']}")
     if recipe["test_subset"]:
@@ -114,12 +124,17 @@ def student_metrics():
     for seed in TEACHER_SEEDS:
         files.append(f"{R}/teachers/seed{seed}/metrics.json")
         for budget in SEARCH["budgets"]:
-            files.append(f"{R}/students/blockswap/budget{budget}/teacher{seed}/metrics.json")
+            files.append(
+                f"{R}/students/blockswap/budget{budget}/teacher{seed}/metrics.json"
+            )
             files += [
                 f"{R}/students/moonshine/budget{budget}/{block}/teacher{seed}/metrics.json"
                 for block in moonshine_blocks(budget)
             ]
-        files += [f"{R}/students/scaled/{m}/teacher{seed}/metrics.json" for m in BASELINES["scaled"]]
+        files += [
+            f"{R}/students/scaled/{m}/teacher{seed}/metrics.json"
+            for m in BASELINES["scaled"]
+        ]
         if BASELINES["mbconv"]:
             files.append(f"{R}/students/mbconv/teacher{seed}/metrics.json")
     return files
@@ -127,7 +142,9 @@ def student_metrics():
 
 def random_net_metrics(budget):
     count = ABLATIONS["random_count"]
-    return [f"{R}/ablations/random/budget{budget}/net{i}/metrics.json" for i in range(count)]
+    return [
+        f"{R}/ablations/random/budget{budget}/net{i}/metrics.json" for i in range(count)
+    ]
 
 
 def all_outputs():
@@ -169,12 +186,16 @@ REPORT = "../workflow/report"
 
 def table_outputs(name, caption, category):
     """CSV, LaTeX and the Markdown table shown in the HTML report."""
-    shown = report(f"{R}/tables/{name}.md", caption=f"{REPORT}/{caption}", category=category)
+    shown = report(
+        f"{R}/tables/{name}.md", caption=f"{REPORT}/{caption}", category=category
+    )
     return [f"{R}/tables/{name}.csv", f"{R}/tables/{name}.tex", shown]
 
 
 def figure_outputs(name, caption, category):
-    shown = report(f"{R}/figures/{name}.png", caption=f"{REPORT}/{caption}", category=category)
+    shown = report(
+        f"{R}/figures/{name}.png", caption=f"{REPORT}/{caption}", category=category
+    )
     return [shown, f"{R}/figures/{name}.pdf"]
 
 

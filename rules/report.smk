@@ -1,9 +1,8 @@
 # Stage 5: tables (CSV, Markdown, LaTeX) and figures (PNG, PDF), with the papers' numbers beside ours.
 # Each rule names its files: --table the table's files, --figure NAME the files of each of the report's figures.
 
+
 rule report_results:
-    conda:
-        CONDA_ENV
     input:
         student_metrics(),
     output:
@@ -12,18 +11,18 @@ rule report_results:
         figure_ops=figure_outputs("pareto_ops", "pareto.rst", "Results"),
     log:
         f"{LOGS}/report/results.log",
-    params:
-        paper=config["paper"],
+    conda:
+        CONDA_ENV
     resources:
         **LIGHT_RESOURCES,
+    params:
+        paper=config["paper"],
     shell:
         "blockswap report results --metrics {input} --paper {params.paper} --table {output.table}"
         " --figure pareto_params {output.figure} --figure pareto_ops {output.figure_ops} > {log} 2>&1"
 
 
 rule report_correlation:
-    conda:
-        CONDA_ENV
     input:
         scores=list(correlation_scores().values()),
         metrics=[f for b in ABLATIONS["random_budgets"] for f in random_net_metrics(b)],
@@ -32,19 +31,19 @@ rule report_correlation:
         figure=figure_outputs("fisher_vs_error", "correlation.rst", "Ablations"),
     log:
         f"{LOGS}/report/correlation.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
     params:
         scores=" ".join(f"--scores {k}:{v}" for k, v in correlation_scores().items()),
         paper=config["paper"],
-    resources:
-        **LIGHT_RESOURCES,
     shell:
         "blockswap report correlation {params.scores} --metrics {input.metrics} --paper {params.paper}"
         " --table {output.table} --figure fisher_vs_error {output.figure} > {log} 2>&1"
 
 
 rule report_density:
-    conda:
-        CONDA_ENV
     input:
         random=[f for b in ABLATIONS["random_budgets"] for f in random_net_metrics(b)],
         single=[
@@ -63,35 +62,40 @@ rule report_density:
         figure=figure_outputs("density", "density.rst", "Ablations"),
     log:
         f"{LOGS}/report/density.log",
-    params:
-        paper=config["paper"],
+    conda:
+        CONDA_ENV
     resources:
         **LIGHT_RESOURCES,
+    params:
+        paper=config["paper"],
     shell:
         "blockswap report density --metrics {input} --paper {params.paper} --table {output.table}"
         " --figure density {output.figure} > {log} 2>&1"
 
 
 rule report_samples:
-    conda:
-        CONDA_ENV
     input:
         [
             f"{R}/ablations/samples/budget{b}/n{n}/metrics.json"
             for b in ABLATIONS["sample_budgets"]
             for n in sample_counts(b)
         ]
-        + [f"{R}/students/blockswap/budget{b}/teacher{FIRST_TEACHER}/metrics.json" for b in ABLATIONS["sample_budgets"]],
+        + [
+            f"{R}/students/blockswap/budget{b}/teacher{FIRST_TEACHER}/metrics.json"
+            for b in ABLATIONS["sample_budgets"]
+        ],
     output:
         table=table_outputs("samples", "samples.rst", "Ablations"),
         figure=figure_outputs("samples", "samples.rst", "Ablations"),
     log:
         f"{LOGS}/report/samples.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
     params:
         paper=config["paper"],
         samples=SEARCH["samples"],
-    resources:
-        **LIGHT_RESOURCES,
     shell:
         "blockswap report samples --metrics {input} --full-search {params.samples} --paper {params.paper}"
         " --table {output.table} --figure samples {output.figure} > {log} 2>&1"

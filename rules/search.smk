@@ -2,12 +2,14 @@
 
 
 rule sample_candidates:
-    conda:
-        CONDA_ENV
     output:
         f"{R}/search/budget{{budget}}/candidates.jsonl",
     log:
         f"{LOGS}/search/budget{{budget}}/sample.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
     params:
         model=TEACHER["model"],
         shape=shape_args(),
@@ -17,8 +19,6 @@ rule sample_candidates:
         candidates=SEARCH["candidates"],
         sampler=SEARCH["sampler"],
         seed=SEARCH["seed"],
-    resources:
-        **LIGHT_RESOURCES,
     shell:
         "blockswap sample --model {params.model} --budget {wildcards.budget} {params.shape}"
         " --samples {params.samples} --tolerance {params.tolerance} --metric {params.metric}"
@@ -27,8 +27,6 @@ rule sample_candidates:
 
 
 rule score_candidates:
-    conda:
-        CONDA_ENV
     input:
         f"{R}/search/budget{{budget}}/candidates.jsonl",
     output:
@@ -37,26 +35,25 @@ rule score_candidates:
         f"{LOGS}/search/budget{{budget}}/score.log",
     benchmark:
         f"{BENCH}/search/budget{{budget}}/score.tsv"
+    conda:
+        CONDA_ENV
+    threads: res("score", "threads")
+    resources:
+        mem_mb=res("score", "mem_mb"),
+        runtime=res("score", "runtime"),
+        gpu=res("score", "gpu"),
     params:
         proxy=SEARCH["proxy"],
         data=data_args(),
         batch_size=SEARCH["batch_size"],
         seed=SEARCH["seed"],
         device=config["device"],
-    threads: res("score", "threads")
-    resources:
-        mem_mb=res("score", "mem_mb"),
-        runtime=res("score", "runtime"),
-        gpu=res("score", "gpu"),
     shell:
         "blockswap score {input} --proxy {params.proxy} {params.data} --batch-size {params.batch_size}"
         " --seed {params.seed} --device {params.device} --threads {threads} -o {output} > {log} 2>&1"
 
 
 rule select_top:
-    """The best-scored candidate among the first n samples (n = all for the main search)."""
-    conda:
-        CONDA_ENV
     input:
         candidates=f"{R}/search/budget{{budget}}/candidates.jsonl",
         scores=f"{R}/search/budget{{budget}}/scores.csv",
@@ -64,10 +61,13 @@ rule select_top:
         f"{R}/search/budget{{budget}}/top{{n}}.json",
     log:
         f"{LOGS}/search/budget{{budget}}/top{{n}}.log",
-    params:
-        proxy=SEARCH["proxy"],
+    """The best-scored candidate among the first n samples (n = all for the main search)."""
+    conda:
+        CONDA_ENV
     resources:
         **LIGHT_RESOURCES,
+    params:
+        proxy=SEARCH["proxy"],
     shell:
         "blockswap select {input.candidates} {input.scores} --proxy {params.proxy} --first {wildcards.n}"
         " -o {output} > {log} 2>&1"

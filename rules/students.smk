@@ -2,8 +2,6 @@
 
 
 rule distill_blockswap:
-    conda:
-        CONDA_ENV
     input:
         teacher=f"{R}/teachers/seed{{seed}}/model.pt",
         genotype=f"{R}/search/budget{{budget}}/top{SEARCH['samples']}.json",
@@ -14,22 +12,23 @@ rule distill_blockswap:
         f"{LOGS}/students/blockswap/budget{{budget}}/teacher{{seed}}.log",
     benchmark:
         f"{BENCH}/students/blockswap/budget{{budget}}/teacher{{seed}}.tsv"
-    params:
-        genotype=lambda w, input: f"--genotype {input.genotype}",
-        labels=lambda w: labels(method="blockswap", budget=w.budget, teacher_seed=w.seed),
-        seed=lambda w: w.seed,
-        **STUDENT_PARAMS,
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         **STUDENT_RESOURCES,
+    params:
+        **STUDENT_PARAMS,
+        genotype=lambda w, input: f"--genotype {input.genotype}",
+        labels=lambda w: labels(
+            method="blockswap", budget=w.budget, teacher_seed=w.seed
+        ),
+        seed=lambda w: w.seed,
     shell:
         DISTILL
 
 
 rule distill_moonshine:
-    """Moonshine: the teacher with every block one cheap type."""
-    conda:
-        CONDA_ENV
     input:
         teacher=f"{R}/teachers/seed{{seed}}/model.pt",
     output:
@@ -39,22 +38,24 @@ rule distill_moonshine:
         f"{LOGS}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}.log",
     benchmark:
         f"{BENCH}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}.tsv"
-    params:
-        genotype=lambda w: f"--model {TEACHER['model']} --block {w.block}",
-        labels=lambda w: labels(method="moonshine", budget=w.budget, block=w.block, teacher_seed=w.seed),
-        seed=lambda w: w.seed,
-        **STUDENT_PARAMS,
+    """Moonshine: the teacher with every block one cheap type."""
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         **STUDENT_RESOURCES,
+    params:
+        **STUDENT_PARAMS,
+        genotype=lambda w: f"--model {TEACHER['model']} --block {w.block}",
+        labels=lambda w: labels(
+            method="moonshine", budget=w.budget, block=w.block, teacher_seed=w.seed
+        ),
+        seed=lambda w: w.seed,
     shell:
         DISTILL
 
 
 rule distill_scaled:
-    """A depth/width-scaled WRN (all standard blocks) as the student."""
-    conda:
-        CONDA_ENV
     input:
         teacher=f"{R}/teachers/seed{{seed}}/model.pt",
     output:
@@ -64,22 +65,22 @@ rule distill_scaled:
         f"{LOGS}/students/scaled/{{model}}/teacher{{seed}}.log",
     benchmark:
         f"{BENCH}/students/scaled/{{model}}/teacher{{seed}}.tsv"
-    params:
-        genotype=lambda w: f"--model {w.model}",
-        labels=lambda w: labels(method="scaled", model=w.model, teacher_seed=w.seed),
-        seed=lambda w: w.seed,
-        **STUDENT_PARAMS,
+    """A depth/width-scaled WRN (all standard blocks) as the student."""
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         **STUDENT_RESOURCES,
+    params:
+        **STUDENT_PARAMS,
+        genotype=lambda w: f"--model {w.model}",
+        labels=lambda w: labels(method="scaled", model=w.model, teacher_seed=w.seed),
+        seed=lambda w: w.seed,
     shell:
         DISTILL
 
 
 rule distill_mbconv:
-    """The teacher architecture with every block an MBConv6 (Table 2's MBConv6 row)."""
-    conda:
-        CONDA_ENV
     input:
         teacher=f"{R}/teachers/seed{{seed}}/model.pt",
     output:
@@ -87,13 +88,16 @@ rule distill_mbconv:
         metrics=f"{R}/students/mbconv/teacher{{seed}}/metrics.json",
     log:
         f"{LOGS}/students/mbconv/teacher{{seed}}.log",
-    params:
-        genotype=f"--model {TEACHER['model']} --block MBConv6",
-        labels=lambda w: labels(method="mbconv", teacher_seed=w.seed),
-        seed=lambda w: w.seed,
-        **STUDENT_PARAMS,
+    """The teacher architecture with every block an MBConv6 (Table 2's MBConv6 row)."""
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         **STUDENT_RESOURCES,
+    params:
+        **STUDENT_PARAMS,
+        genotype=f"--model {TEACHER['model']} --block MBConv6",
+        labels=lambda w: labels(method="mbconv", teacher_seed=w.seed),
+        seed=lambda w: w.seed,
     shell:
         DISTILL

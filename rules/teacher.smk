@@ -2,8 +2,6 @@
 
 
 rule train_teacher:
-    conda:
-        CONDA_ENV
     output:
         checkpoint=f"{R}/teachers/seed{{seed}}/model.pt",
         metrics=f"{R}/teachers/seed{{seed}}/metrics.json",
@@ -11,16 +9,18 @@ rule train_teacher:
         f"{LOGS}/teachers/seed{{seed}}.log",
     benchmark:
         f"{BENCH}/teachers/seed{{seed}}.tsv"
-    params:
-        model=TEACHER["model"],
-        recipe=recipe_args(TEACHER["recipe"]),
-        data=data_args(),
-        device=config["device"],
+    conda:
+        CONDA_ENV
     threads: res("train", "threads")
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
         gpu=res("train", "gpu"),
+    params:
+        model=TEACHER["model"],
+        recipe=recipe_args(TEACHER["recipe"]),
+        data=data_args(),
+        device=config["device"],
     shell:
         "blockswap train --model {params.model} {params.data} {params.recipe} --seed {wildcards.seed}"
         " --device {params.device} --threads {threads} --label method=teacher --label model={params.model}"

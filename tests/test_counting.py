@@ -7,7 +7,7 @@ from torch import nn
 
 from blockswap import counting
 from blockswap.arch import get_architecture
-from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, get_block
+from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
 

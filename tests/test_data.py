@@ -2,7 +2,6 @@
 
 import gzip
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,22 @@ import pytest
 import torch
 
 from blockswap import data
-from conftest import write_fashion, write_idx
-from blockswap.data import (CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_DIR, Augment, TensorDataset,
-                            dataset_names, default_augment, first_batches, iterate_batches, load_dataset,
-                            stratified_subset)
+from blockswap.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    Augment,
+    TensorDataset,
+    dataset_names,
+    default_augment,
+    first_batches,
+    iterate_batches,
+    load_dataset,
+    stratified_subset,
+)
 from blockswap.datadirs import DATASET_SHAPES, locate_fashion_mnist
 from blockswap.errors import BlockswapError
+
+from conftest import write_fashion, write_idx
 
 # torchvision 0.29 deprecates its image codecs in favour of TorchCodec; they still work.
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")

@@ -18,9 +18,9 @@ from blockswap.errors import BlockswapError
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def _fetch(dest: Path, *prefix: str, python: str = sys.executable, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, python, "-m", "blockswap", "data", "fetch", "fashion-mnist", "--dest",
-                           str(dest), "--method", "apt"], capture_output=True, text=True, env=env, timeout=600)
+def _fetch(dest: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "blockswap", "data", "fetch", "fashion-mnist", "--dest",
+                           str(dest), "--method", "apt"], capture_output=True, text=True, timeout=600)
 
 
 def _check_fetched(dest: Path) -> None:
@@ -49,7 +49,8 @@ def test_fetch_into_an_empty_folder(tmp_path):
 def _python_for(user: str) -> str | None:
     """An interpreter `user` may run (the venv's may live under root's 0700 home)."""
     for python in (sys.executable, "/usr/bin/python3"):
-        ok = subprocess.run(["runuser", "-u", user, "--", python, "-c", "import sys; assert sys.version_info >= (3, 11)"],
+        check = "import sys; assert sys.version_info >= (3, 11)"
+        ok = subprocess.run(["runuser", "-u", user, "--", python, "-c", check],
                             capture_output=True)
         if ok.returncode == 0:
             return python
@@ -79,7 +80,10 @@ def _fetch_as(user: str, tmp_path: Path) -> None:
     home.chmod(0o777)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "PYTHONPATH": str(tmp_path / "src")}
     dest = home / "data" / "fashion-mnist"
-    done = _fetch(dest, "runuser", "-u", user, "--", python=python, env=env)
+    # The function `blockswap data fetch` runs (the CLI itself needs the venv's numpy, out of the user's reach).
+    code = "import sys; from blockswap.datadirs import fetch_fashion_mnist; fetch_fashion_mnist(sys.argv[1], 'apt')"
+    done = subprocess.run(["runuser", "-u", user, "--", python, "-c", code, str(dest)], capture_output=True,
+                          text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     _check_fetched(dest)
     assert {p.stat().st_uid for p in dest.iterdir()} == {65534}

@@ -14,7 +14,9 @@ import pytest
 from blockswap import cli
 from blockswap.counting import analytic
 from blockswap.genotype import Genotype
+
 from conftest import ROOT, write_fashion
+
 
 def refused(capsys, *argv) -> str:
     """Run the CLI in-process; assert exit 2 and a one-line message; return it."""

@@ -16,8 +16,16 @@ from blockswap.counting import analytic
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
-from blockswap.proxies import (candidate_seed, fisher_per_block, get_proxy, parse_proxies, proxy_names, rank,
-                               score_candidates)
+from blockswap.proxies import (
+    candidate_seed,
+    fisher_per_block,
+    get_proxy,
+    parse_proxies,
+    proxy_names,
+    rank,
+    score_candidates,
+)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -95,7 +103,7 @@ def test_fisher_leaves_nothing_attached():
     assert _attached(net) == []
     assert [n for n, p in net.named_parameters() if not p.requires_grad] == ["fc.bias"]
     assert all(p.grad is None for p in net.parameters())  # no weight gradients were computed
-    with pytest.raises(Exception):  # a failing forward still detaches everything
+    with pytest.raises(RuntimeError):  # a failing forward still detaches everything
         fisher_per_block(net, [(torch.randn(2, 3, 16, 16), torch.zeros(2, dtype=torch.long))])
     assert _attached(net) == []
     assert [n for n, p in net.named_parameters() if not p.requires_grad] == ["fc.bias"]

@@ -376,7 +376,7 @@ def test_each_report_builds_and_writes_its_named_files(tmp_path, small_runs, nam
     extra = {"correlation": ["--scores", *given["scores"]], "samples": ["--full-search", 100]}.get(name, [])
     assert run_cli(name, "--metrics", *paths, *extra, "--paper", "cifar10", "--table", *table, *figures) == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("[tf]/*"))
-    assert written == ["f/{i}.svg".format(i=i) for i in range(len(rep.figures))] + ["t/x.md", "t/x.tex"]
+    assert written == [f"f/{i}.svg" for i in range(len(rep.figures))] + ["t/x.md", "t/x.tex"]
     assert r"\label{tab:x}" in table[1].read_text() and (tmp_path / "f" / "0.svg").read_text().startswith("<?xml")
 
 

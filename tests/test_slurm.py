@@ -209,7 +209,8 @@ def test_toy_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     logdir = tmp_path / "logs" / "slurm"
     for stem, job_id in recorded.items():
         rule, _, wildcard = stem.partition(".")
-        path = logdir / f"rule_{rule}" / wildcard / f"{job_id}.log" if wildcard else logdir / f"rule_{rule}" / f"{job_id}.log"
+        folder = logdir / f"rule_{rule}" / wildcard if wildcard else logdir / f"rule_{rule}"
+        path = folder / f"{job_id}.log"
         assert path.is_file(), f"missing SLURM log {path}; have {sorted(logdir.rglob('*.log'))}"
 
 

@@ -28,8 +28,7 @@ from blockswap.errors import BlockswapError
 from blockswap.files import write_json
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
-from blockswap.train import (Objective, TrainConfig, at_loss, attention_map, kd_loss, learning_rate, load_model,
-                             train)
+from blockswap.train import Objective, TrainConfig, at_loss, attention_map, kd_loss, learning_rate, load_model, train
 
 EPOCHS = 4
 TIMING = {"seconds", "wall_time_s", "provenance"}  # the only fields allowed to differ between runs

@@ -13,6 +13,7 @@ import yaml
 
 from blockswap.counting import analytic
 from blockswap.genotype import Genotype
+
 from conftest import require_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]

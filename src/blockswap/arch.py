@@ -8,8 +8,8 @@ up; `models` builds the network and the tests check the two against each other).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .blocktypes import PER_CONV, BlockType, out_size
 from .errors import BlockswapError

@@ -14,8 +14,8 @@ Ops follow the papers' convention: conv multiply-adds + the element count of eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import BlockswapError
 from .registry import Registry, unknown_name_message

@@ -12,7 +12,6 @@ import math
 import os
 import re
 import sys
-from pathlib import Path
 
 from . import __version__
 from .errors import BlockswapError
@@ -317,7 +316,8 @@ def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
     which.add_argument("--genotype", help="genotype JSON of the network to train (or a .jsonl with --index)")
     which.add_argument("--model", help="e.g. wrn-16-2: that network with every block --block, shaped for the dataset")
     p.add_argument("--block", help="with --model: the block type of every block (default Conv)")
-    p.add_argument("--index", type=int_at_least(0), help="with --genotype C.jsonl: train its genotype number I (from 0)")
+    p.add_argument("--index", type=int_at_least(0),
+                   help="with --genotype C.jsonl: train its genotype number I (from 0)")
     if teacher:
         p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt from `blockswap train`)")
         p.add_argument("--teacher-genotype", help="refuse a teacher checkpoint of any other genotype")
@@ -380,8 +380,10 @@ def add_train_commands(sub) -> None:
 
 def add_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-channels", type=int_at_least(1), help="input channels (default: the model's, 3)")
-    p.add_argument("--num-classes", type=int_at_least(1), help="classes (default: the model's, 10 for WRN, 1000 for ResNet)")
-    p.add_argument("--image-size", type=int_at_least(1), help="input side in pixels (default: 32 for WRN, 224 for ResNet)")
+    p.add_argument("--num-classes", type=int_at_least(1),
+                   help="classes (default: the model's, 10 for WRN, 1000 for ResNet)")
+    p.add_argument("--image-size", type=int_at_least(1),
+                   help="input side in pixels (default: 32 for WRN, 224 for ResNet)")
 
 
 # --- select --------------------------------------------------------------------------------------

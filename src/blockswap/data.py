@@ -15,16 +15,15 @@ Random numbers are drawn on the CPU and moved to the device, so CPU and GPU runs
 
 from __future__ import annotations
 
-import itertools
-
 import gzip
+import itertools
 import math
 import pickle
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch

@@ -1,4 +1,5 @@
-"""What each dataset is (its input shape), where its files live, and fetching Fashion-MNIST for any user (no root, no torch).
+"""What each dataset is (its input shape), where its files live, and fetching Fashion-MNIST for any user
+(no root, no torch).
 
 Fashion-MNIST is looked for, in order, in: the folder given (`--data-dir`, `dataset.data_dir`);
 `$BLOCKSWAP_DATA_DIR/fashion-mnist`; `data/fashion-mnist` under the working directory and under the

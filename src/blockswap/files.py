@@ -8,11 +8,11 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import __version__
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -43,7 +43,7 @@ class Genotype:
         return get_architecture(self.model)
 
     @classmethod
-    def uniform(cls, model: str, block: str, **kw) -> "Genotype":
+    def uniform(cls, model: str, block: str, **kw) -> Genotype:
         """Every block of `model` one type (a Moonshine single-blocktype student)."""
         arch = get_architecture(model)
         size = kw.get("image_size", arch.default_image_size)
@@ -58,7 +58,7 @@ class Genotype:
         return {k: d[k] for k in FIELDS}
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "genotype") -> "Genotype":
+    def from_dict(cls, d: dict, source: str = "genotype") -> Genotype:
         if not isinstance(d, dict):
             raise BlockswapError(f"{source}: expected a JSON object with fields {', '.join(FIELDS)}")
         unknown = sorted(set(d) - set(FIELDS) - METADATA)

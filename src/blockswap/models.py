@@ -123,7 +123,7 @@ def _postact_block(arch: ResNet, slot: Slot, btype: BlockType) -> nn.Module:
     return PostActBlock(btype, slot)
 
 
-def build_stages(arch: Architecture, genotype: "Genotype", prefix: str) -> dict[str, list[nn.Module]]:
+def build_stages(arch: Architecture, genotype: Genotype, prefix: str) -> dict[str, list[nn.Module]]:
     """The genotype's blocks grouped by stage, named `prefix`1… (block1… for WRN, layer1… for ResNet)."""
     slots = arch.slots(genotype.image_size)
     blocks = [build_block(arch, s, get_block(n)) for n, s in zip(genotype.blocks, slots)]
@@ -132,13 +132,13 @@ def build_stages(arch: Architecture, genotype: "Genotype", prefix: str) -> dict[
 
 
 @functools.singledispatch
-def build_network(arch: Architecture, genotype: "Genotype") -> Network:
+def build_network(arch: Architecture, genotype: Genotype) -> Network:
     """The initialised network of a (validated) genotype of `arch`."""
     raise NotImplementedError(f"no network layout for {arch!r}")
 
 
 @build_network.register(WRN)
-def _build_wrn(arch: WRN, genotype: "Genotype") -> Network:
+def _build_wrn(arch: WRN, genotype: Genotype) -> Network:
     bn, relu = bn_relu(arch.widths[-1])
     stem = {"conv1": nn.Conv2d(genotype.in_channels, 16, 3, 1, 1, bias=False)}
     net = Network(stem, build_stages(arch, genotype, "block"), {"bn": bn, "relu": relu}, arch.widths[-1],
@@ -148,7 +148,7 @@ def _build_wrn(arch: WRN, genotype: "Genotype") -> Network:
 
 
 @build_network.register(ResNet)
-def _build_resnet(arch: ResNet, genotype: "Genotype") -> Network:
+def _build_resnet(arch: ResNet, genotype: Genotype) -> Network:
     stem = {"conv1": nn.Conv2d(genotype.in_channels, 64, 7, 2, 3, bias=False), "bn1": nn.BatchNorm2d(64),
             "relu": nn.ReLU(), "maxpool": nn.MaxPool2d(3, 2, 1)}
     net = Network(stem, build_stages(arch, genotype, "layer"), {}, arch.widths[-1], genotype.num_classes,
@@ -157,7 +157,7 @@ def _build_resnet(arch: ResNet, genotype: "Genotype") -> Network:
     return net
 
 
-def create_model(genotype: "Genotype", device: str | torch.device | None = None) -> Network:
+def create_model(genotype: Genotype, device: str | torch.device | None = None) -> Network:
     """Build the network of a (validated) genotype, on `device` if given."""
     net = build_network(get_architecture(genotype.model), genotype)
     return net.to(device) if device is not None else net

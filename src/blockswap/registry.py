@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Callable, Generic, ItemsView, Iterator, TypeVar
+from collections.abc import Callable, ItemsView, Iterator
+from typing import Generic, TypeVar
 
 from .errors import BlockswapError
 

@@ -44,7 +44,7 @@ class CostTable:
 
     @classmethod
     def build(cls, model: str, candidates="blockswap", metric: str = "params", in_channels: int | None = None,
-              num_classes: int | None = None, image_size: int | None = None) -> "CostTable":
+              num_classes: int | None = None, image_size: int | None = None) -> CostTable:
         arch = get_architecture(model)
         in_channels = in_channels or arch.default_in_channels
         num_classes = num_classes or arch.default_num_classes

@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import random
@@ -161,7 +160,7 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -202,7 +201,7 @@ class Objective:
     kd_temperature: float = 4.0
 
     @classmethod
-    def from_config(cls, c: TrainConfig) -> "Objective":
+    def from_config(cls, c: TrainConfig) -> Objective:
         return cls(c.at_beta if c.uses_at else (), c.kd_alpha, c.kd_temperature)
 
     def betas(self, points: int) -> tuple[float, ...]:

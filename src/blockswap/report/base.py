@@ -10,9 +10,9 @@ folder, where they get default names (see `plan_outputs`).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .. import paper
 from ..errors import BlockswapError
@@ -28,18 +28,18 @@ PROFILES = (*paper.ROWS, "none")  # --paper: the profiles whose published number
 @dataclass
 class Report:
     """A built report: a DataFrame for the CSV, a formatted table for Markdown/LaTeX, matplotlib Figures."""
-    frame: "pd.DataFrame"  # noqa: F821 - the CSV, plain numbers
+    frame: pd.DataFrame  # noqa: F821 - the CSV, plain numbers
     table: Table
     figures: dict  # figure name → matplotlib Figure
     notes: list[str] = field(default_factory=list)
 
-    def write(self, outputs: "Outputs") -> list[str]:
+    def write(self, outputs: Outputs) -> list[str]:
         """Every file of `outputs`, each atomically; the LaTeX label is the .tex file's stem."""
         written = []
         for path in outputs.table:
             fmt = path.suffix.lstrip(".")
             text = {"csv": lambda: self.frame.to_csv(index=False, na_rep=""), "md": self.table.markdown,
-                    "tex": lambda: self.table.latex(path.stem)}[fmt]()
+                    "tex": lambda stem=path.stem: self.table.latex(stem)}[fmt]()
             write_text(path, text)
             written.append(path)
         for name, paths in outputs.figures.items():
