@@ -1,4 +1,4 @@
-# The README's two commands: `make run` (install + the default workflow) and `make test`.
+# The README's two commands: `make run` (install + the default workflow) and `make test` (lint + tests).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -24,7 +24,7 @@ run: install data
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(PROFILE).yaml
 	$(BIN)/snakemake --cores 1 --configfile workflow/config/$(PROFILE).yaml --report results/$(PROFILE)/report.html
 
-test: install data
+test: install data lint
 	$(BIN)/pytest -q
 
 lint: install
