@@ -263,16 +263,22 @@ def test_sigterm_writes_checkpoint_exits_143_and_resumes(data_dir, reference, tm
     _assert_same_run(tmp_path, reference)
 
 
-def test_mid_epoch_stop_resumes_exactly(data_dir, reference, tmp_path, monkeypatch):
-    """SIGTERM at a known step (sent from inside the loop) and resume in-process: same result."""
+def _sigterm_at(monkeypatch, at_epoch: int, at_step: int):
+    """SIGTERM this process when training reaches (epoch, step); returns the real learning_rate."""
     real = train_module.learning_rate
 
     def signalling(config, epoch, step=0, steps_per_epoch=1):
-        if (epoch, step) == (1, 5):
+        if (epoch, step) == (at_epoch, at_step):
             os.kill(os.getpid(), signal.SIGTERM)
         return real(config, epoch, step, steps_per_epoch)
 
     monkeypatch.setattr(train_module, "learning_rate", signalling)
+    return real
+
+
+def test_mid_epoch_stop_resumes_exactly(data_dir, reference, tmp_path, monkeypatch):
+    """SIGTERM at a known step (sent from inside the loop) and resume in-process: same result."""
+    real = _sigterm_at(monkeypatch, 1, 5)
     with pytest.raises(SystemExit) as stopped:
         cli.main(_args(data_dir, tmp_path))
     assert stopped.value.code == 143
@@ -379,14 +385,7 @@ def test_distill_never_overwrites_its_teacher(data_dir, reference, tmp_path, cap
 def test_resume_refuses_a_retrained_teacher(data_dir, reference, tmp_path, monkeypatch, capsys):
     teacher = tmp_path / "teacher.pt"
     teacher.write_bytes((reference / "model.pt").read_bytes())
-    real = train_module.learning_rate
-
-    def signalling(config, epoch, step=0, steps_per_epoch=1):
-        if (epoch, step) == (0, 3):
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(config, epoch, step, steps_per_epoch)
-
-    monkeypatch.setattr(train_module, "learning_rate", signalling)
+    real = _sigterm_at(monkeypatch, 0, 3)
     with pytest.raises(SystemExit) as stopped:
         cli.main(_distill_args(data_dir, teacher, tmp_path / "s.pt"))
     assert stopped.value.code == 143

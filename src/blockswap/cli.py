@@ -253,10 +253,8 @@ def _labels(pairs: list[str]) -> dict:
 
 
 def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
-    from .train import Preempted, check_distinct_files, train
+    from .train import Preempted, train
 
-    check_distinct_files({"--checkpoint": args.checkpoint, "-o": args.output, "--teacher": teacher,
-                          "--resume": args.resume or f"{args.checkpoint}.resume"})
     try:
         metrics = train(config, _student(args), out_checkpoint=args.checkpoint, metrics_path=args.output,
                         resume_path=args.resume, teacher=teacher, teacher_genotype=teacher_genotype,

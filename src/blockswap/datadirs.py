@@ -69,8 +69,9 @@ def fashion_mnist_dirs() -> list[Path]:
     if os.environ.get("BLOCKSWAP_DATA_DIR"):
         dirs.append(Path(os.environ["BLOCKSWAP_DATA_DIR"]) / "fashion-mnist")
     dirs.append(Path.cwd() / PROJECT_SUBDIR)
-    if _checkout_root():
-        dirs.append(_checkout_root() / PROJECT_SUBDIR)
+    checkout = _checkout_root()
+    if checkout:
+        dirs.append(checkout / PROJECT_SUBDIR)
     dirs.append(DEBIAN_DIR)
     return list(dict.fromkeys(dirs))
 
