@@ -59,6 +59,7 @@ rule distill_random_net:
 
 
 rule score_random_nets:
+    """Every proxy of every random net after k minibatches, from random initialisation."""
     input:
         f"{R}/ablations/random/budget{{budget}}/nets.jsonl",
     output:
@@ -67,7 +68,6 @@ rule score_random_nets:
         f"{LOGS}/ablations/random/budget{{budget}}/proxies_k{{k}}.log",
     benchmark:
         f"{BENCH}/ablations/random/budget{{budget}}/proxies_k{{k}}.tsv"
-    """Every proxy of every random net after k minibatches, from random initialisation."""
     conda:
         CONDA_ENV
     threads: res("score", "threads")
@@ -88,6 +88,7 @@ rule score_random_nets:
 
 
 rule distill_sample_count:
+    """(c) The top-ranked of the first n candidates, distilled from the first teacher."""
     input:
         teacher=f"{R}/teachers/seed{FIRST_TEACHER}/model.pt",
         genotype=f"{R}/search/budget{{budget}}/top{{n}}.json",
@@ -96,7 +97,6 @@ rule distill_sample_count:
         metrics=f"{R}/ablations/samples/budget{{budget}}/n{{n}}/metrics.json",
     log:
         f"{LOGS}/ablations/samples/budget{{budget}}/n{{n}}.log",
-    """(c) The top-ranked of the first n candidates, distilled from the first teacher."""
     conda:
         CONDA_ENV
     threads: res("train", "threads")

@@ -57,9 +57,11 @@ def _check(check):
 
 
 _check(plan.check_profile)
-if (
-    not workflow.dryrun
-):  # a dry run only shows the DAG, and may be run where the data are not
+
+
+# Only a run that executes jobs needs the data (a dry run, --lint or --report may run where they are not):
+# checked once the DAG is built, before the first job.
+onstart:
     _check(plan.check_data)
 
 

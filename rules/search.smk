@@ -54,6 +54,7 @@ rule score_candidates:
 
 
 rule select_top:
+    """The best-scored candidate among the first n samples (n = all for the main search)."""
     input:
         candidates=f"{R}/search/budget{{budget}}/candidates.jsonl",
         scores=f"{R}/search/budget{{budget}}/scores.csv",
@@ -61,7 +62,6 @@ rule select_top:
         f"{R}/search/budget{{budget}}/top{{n}}.json",
     log:
         f"{LOGS}/search/budget{{budget}}/top{{n}}.log",
-    """The best-scored candidate among the first n samples (n = all for the main search)."""
     conda:
         CONDA_ENV
     resources:

@@ -29,6 +29,7 @@ rule distill_blockswap:
 
 
 rule distill_moonshine:
+    """Moonshine: the teacher with every block one cheap type."""
     input:
         teacher=f"{R}/teachers/seed{{seed}}/model.pt",
     output:
@@ -38,7 +39,6 @@ rule distill_moonshine:
         f"{LOGS}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}.log",
     benchmark:
         f"{BENCH}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}.tsv"
-    """Moonshine: the teacher with every block one cheap type."""
     conda:
         CONDA_ENV
     threads: res("train", "threads")
@@ -56,6 +56,7 @@ rule distill_moonshine:
 
 
 rule distill_scaled:
+    """A depth/width-scaled WRN (all standard blocks) as the student."""
     input:
         teacher=f"{R}/teachers/seed{{seed}}/model.pt",
     output:
@@ -65,7 +66,6 @@ rule distill_scaled:
         f"{LOGS}/students/scaled/{{model}}/teacher{{seed}}.log",
     benchmark:
         f"{BENCH}/students/scaled/{{model}}/teacher{{seed}}.tsv"
-    """A depth/width-scaled WRN (all standard blocks) as the student."""
     conda:
         CONDA_ENV
     threads: res("train", "threads")
@@ -81,6 +81,7 @@ rule distill_scaled:
 
 
 rule distill_mbconv:
+    """The teacher architecture with every block an MBConv6 (Table 2's MBConv6 row)."""
     input:
         teacher=f"{R}/teachers/seed{{seed}}/model.pt",
     output:
@@ -88,7 +89,6 @@ rule distill_mbconv:
         metrics=f"{R}/students/mbconv/teacher{{seed}}/metrics.json",
     log:
         f"{LOGS}/students/mbconv/teacher{{seed}}.log",
-    """The teacher architecture with every block an MBConv6 (Table 2's MBConv6 row)."""
     conda:
         CONDA_ENV
     threads: res("train", "threads")

@@ -156,3 +156,18 @@ def test_bad_profile_stops_the_workflow_before_any_job(tmp_path, profile, messag
     assert lines == [f"blockswap workflow: invalid configuration: {lines[0].split(': ', 2)[2]}"]
     assert message in lines[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_missing_data_stops_a_real_run_before_any_job_but_not_a_dry_run(tmp_path):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    config = tmp_path / "profile.yaml"
+    config.write_text(f"name: nodata\nresults_dir: {tmp_path / 'results'}\ndataset: {{data_dir: {empty}}}\n")
+    snakemake = [Path(sys.executable).parent / "snakemake", "--cores", "1", "--configfile", str(config)]
+    for dry in (["-n"], ["--lint"]):  # showing or linting the DAG needs no data
+        assert subprocess.run(snakemake + dry, cwd=ROOT, capture_output=True, text=True, timeout=120).returncode == 0
+    done = subprocess.run(snakemake, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"blockswap workflow: invalid configuration: dataset: Fashion-MNIST file {empty}")
+    assert not (tmp_path / "results").exists()
