@@ -6,6 +6,7 @@ import yaml
 from snakemake.utils import validate
 
 from blockswap import plan
+from blockswap.recipe import recipe_flags
 from blockswap.errors import BlockswapError
 
 
@@ -46,6 +47,7 @@ STUDENT = config["student"]
 BASELINES = config["baselines"]
 ABLATIONS = config["ablations"]
 TEACHER_SEEDS = TEACHER["seeds"]
+FIRST_TEACHER = TEACHER_SEEDS[0]  # the ablations' teacher
 SHAPE = {k: DATASET[k] for k in ("in_channels", "num_classes", "image_size")}
 
 
@@ -77,34 +79,6 @@ def data_args():
     return d + (f" --data-dir {DATASET['data_dir']}" if DATASET["data_dir"] else "")
 
 
-def recipe_args(recipe):
-    """Command-line flags of a training recipe (only what that job uses, so edits rerun only it)."""
-    args = [
-        f"--epochs {recipe['epochs']}",
-        f"--batch-size {recipe['batch_size']}",
-        f"--lr {recipe['lr']}",
-        f"--momentum {recipe['momentum']}",
-        f"--weight-decay {recipe['weight_decay']}",
-        f"--schedule {recipe['schedule']}",
-        f"--cutout {recipe['cutout']}",
-    ]
-    if recipe["schedule"] == "step":
-        args += [
-            f"--milestones {','.join(map(str, recipe['milestones']))}",
-            f"--gamma {recipe['gamma']}",
-        ]
-    if recipe["train_subset"]:
-        args.append(f"--subset {recipe['train_subset']}")
-    if recipe["test_subset"]:
-        args.append(f"--test-subset {recipe['test_subset']}")
-    return " ".join(args)
-
-
-def distill_args():
-    d = STUDENT["distillation"]
-    return f"--at-beta {d['at_beta']} --kd-alpha {d['kd_alpha']} --kd-temperature {d['kd_temperature']}"
-
-
 def res(kind, key):
     return config["resources"][kind][key]
 
@@ -120,33 +94,81 @@ def sample_counts(budget):
     return plan.sample_counts(config, budget)
 
 
-def student_metrics():
-    """Every trained student's metrics file, grouped for the main table."""
+# Input functions of the report rules. They name other rules' outputs (rules.x), which exist only
+# once all the rules are read, so Snakemake calls them later, when it builds the DAG.
+
+
+def moonshine_metrics(budget, seed):
+    return expand(
+        rules.distill_moonshine.output.metrics,
+        budget=budget,
+        block=moonshine_blocks(budget),
+        seed=seed,
+    )
+
+
+def student_metrics(wildcards):
+    """Every teacher's and student's metrics file, grouped by teacher for the main table."""
     files = []
     for seed in TEACHER_SEEDS:
-        files.append(f"{R}/teachers/seed{seed}/metrics.json")
+        files += expand(rules.train_teacher.output.metrics, seed=seed)
         for budget in SEARCH["budgets"]:
-            files.append(
-                f"{R}/students/blockswap/budget{budget}/teacher{seed}/metrics.json"
+            files += expand(
+                rules.distill_blockswap.output.metrics, budget=budget, seed=seed
             )
-            files += [
-                f"{R}/students/moonshine/budget{budget}/{block}/teacher{seed}/metrics.json"
-                for block in moonshine_blocks(budget)
-            ]
-        files += [
-            f"{R}/students/scaled/{m}/teacher{seed}/metrics.json"
-            for m in BASELINES["scaled"]
-        ]
+            files += moonshine_metrics(budget, seed)
+        files += expand(
+            rules.distill_scaled.output.metrics, model=BASELINES["scaled"], seed=seed
+        )
         if BASELINES["mbconv"]:
-            files.append(f"{R}/students/mbconv/teacher{seed}/metrics.json")
+            files += expand(rules.distill_mbconv.output.metrics, seed=seed)
     return files
 
 
-def random_net_metrics(budget):
-    count = ABLATIONS["random_count"]
-    return [
-        f"{R}/ablations/random/budget{budget}/net{i}/metrics.json" for i in range(count)
-    ]
+def random_net_metrics(wildcards):
+    return expand(
+        rules.distill_random_net.output.metrics,
+        budget=ABLATIONS["random_budgets"],
+        i=range(ABLATIONS["random_count"]),
+    )
+
+
+def correlation_scores():
+    """{"budget=B,k=K": proxy scores file}; expand lists both in the same order."""
+    grid = {"budget": ABLATIONS["random_budgets"], "k": ABLATIONS["minibatches"]}
+    return dict(
+        zip(
+            expand("budget={budget},k={k}", **grid),
+            expand(rules.score_random_nets.output, **grid),
+        )
+    )
+
+
+def density_metrics(wildcards):
+    """The random nets, then the first teacher's Moonshine and BlockSwap students at their budgets."""
+    budgets = [b for b in ABLATIONS["random_budgets"] if b in SEARCH["budgets"]]
+    return {
+        "random": random_net_metrics(wildcards),
+        "single": [f for b in budgets for f in moonshine_metrics(b, FIRST_TEACHER)],
+        "blockswap": expand(
+            rules.distill_blockswap.output.metrics, budget=budgets, seed=FIRST_TEACHER
+        ),
+    }
+
+
+def sample_count_metrics(wildcards):
+    """The top-of-n students, then the first teacher's BlockSwap students at the same budgets."""
+    budgets = ABLATIONS["sample_budgets"]
+    files = []
+    for budget in budgets:
+        files += expand(
+            rules.distill_sample_count.output.metrics,
+            budget=budget,
+            n=sample_counts(budget),
+        )
+    return files + expand(
+        rules.distill_blockswap.output.metrics, budget=budgets, seed=FIRST_TEACHER
+    )
 
 
 def all_outputs():
@@ -158,23 +180,10 @@ def all_outputs():
     return outs
 
 
-# Every student is distilled the same way; rules differ only in where the genotype comes from.
-STUDENT_PARAMS = {
-    "recipe": recipe_args(STUDENT["recipe"]),
-    "distill": distill_args(),
-    "data": data_args(),
-    "device": config["device"],
-}
 LIGHT_RESOURCES = {"mem_mb": res("light", "mem_mb"), "runtime": res("light", "runtime")}
-STUDENT_RESOURCES = {
-    "mem_mb": res("train", "mem_mb"),
-    "runtime": res("train", "runtime"),
-    "gpu": res("train", "gpu"),
-}
-DISTILL = (
-    "blockswap distill {params.genotype} --teacher {input.teacher} {params.data} {params.recipe}"
-    " {params.distill} --seed {params.seed} --device {params.device} --threads {threads} {params.labels}"
-    " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
+TRAIN_RESOURCES, SCORE_RESOURCES = (
+    {key: res(kind, key) for key in ("mem_mb", "runtime", "gpu")}
+    for kind in ("train", "score")
 )
 
 
@@ -199,11 +208,3 @@ def figure_outputs(name, caption, category):
         f"{R}/figures/{name}.png", caption=f"{REPORT}/{caption}", category=category
     )
     return [shown, f"{R}/figures/{name}.pdf"]
-
-
-def correlation_scores():
-    return {
-        f"budget={b},k={k}": f"{R}/ablations/random/budget{b}/proxies_k{k}.csv"
-        for b in ABLATIONS["random_budgets"]
-        for k in ABLATIONS["minibatches"]
-    }

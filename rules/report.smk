@@ -4,7 +4,7 @@
 
 rule report_results:
     input:
-        student_metrics(),
+        student_metrics,
     output:
         table=table_outputs("main", "main.rst", "Results"),
         figure=figure_outputs("pareto_params", "pareto.rst", "Results"),
@@ -24,8 +24,8 @@ rule report_results:
 
 rule report_correlation:
     input:
-        scores=list(correlation_scores().values()),
-        metrics=[f for b in ABLATIONS["random_budgets"] for f in random_net_metrics(b)],
+        scores=lambda w: list(correlation_scores().values()),
+        metrics=random_net_metrics,
     output:
         table=table_outputs("proxy_correlation", "correlation.rst", "Ablations"),
         figure=figure_outputs("fisher_vs_error", "correlation.rst", "Ablations"),
@@ -36,7 +36,9 @@ rule report_correlation:
     resources:
         **LIGHT_RESOURCES,
     params:
-        scores=" ".join(f"--scores {k}:{v}" for k, v in correlation_scores().items()),
+        scores=lambda w: " ".join(
+            f"--scores {k}:{v}" for k, v in correlation_scores().items()
+        ),
         paper=config["paper"],
     shell:
         "blockswap report correlation {params.scores} --metrics {input.metrics} --paper {params.paper}"
@@ -45,18 +47,7 @@ rule report_correlation:
 
 rule report_density:
     input:
-        random=[f for b in ABLATIONS["random_budgets"] for f in random_net_metrics(b)],
-        single=[
-            f"{R}/students/moonshine/budget{b}/{block}/teacher{FIRST_TEACHER}/metrics.json"
-            for b in ABLATIONS["random_budgets"]
-            if b in SEARCH["budgets"]
-            for block in moonshine_blocks(b)
-        ],
-        blockswap=[
-            f"{R}/students/blockswap/budget{b}/teacher{FIRST_TEACHER}/metrics.json"
-            for b in ABLATIONS["random_budgets"]
-            if b in SEARCH["budgets"]
-        ],
+        unpack(density_metrics),
     output:
         table=table_outputs("density", "density.rst", "Ablations"),
         figure=figure_outputs("density", "density.rst", "Ablations"),
@@ -75,15 +66,7 @@ rule report_density:
 
 rule report_samples:
     input:
-        [
-            f"{R}/ablations/samples/budget{b}/n{n}/metrics.json"
-            for b in ABLATIONS["sample_budgets"]
-            for n in sample_counts(b)
-        ]
-        + [
-            f"{R}/students/blockswap/budget{b}/teacher{FIRST_TEACHER}/metrics.json"
-            for b in ABLATIONS["sample_budgets"]
-        ],
+        sample_count_metrics,
     output:
         table=table_outputs("samples", "samples.rst", "Ablations"),
         figure=figure_outputs("samples", "samples.rst", "Ablations"),

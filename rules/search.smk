@@ -28,7 +28,7 @@ rule sample_candidates:
 
 rule score_candidates:
     input:
-        f"{R}/search/budget{{budget}}/candidates.jsonl",
+        rules.sample_candidates.output,
     output:
         f"{R}/search/budget{{budget}}/scores.csv",
     log:
@@ -39,25 +39,25 @@ rule score_candidates:
         CONDA_ENV
     threads: res("score", "threads")
     resources:
-        mem_mb=res("score", "mem_mb"),
-        runtime=res("score", "runtime"),
-        gpu=res("score", "gpu"),
+        **SCORE_RESOURCES,
     params:
         proxy=SEARCH["proxy"],
         data=data_args(),
         batch_size=SEARCH["batch_size"],
+        minibatches=1,  # the search ranks after one minibatch
         seed=SEARCH["seed"],
         device=config["device"],
     shell:
         "blockswap score {input} --proxy {params.proxy} {params.data} --batch-size {params.batch_size}"
-        " --seed {params.seed} --device {params.device} --threads {threads} -o {output} > {log} 2>&1"
+        " --minibatches {params.minibatches} --seed {params.seed} --device {params.device}"
+        " --threads {threads} -o {output} > {log} 2>&1"
 
 
 rule select_top:
     """The best-scored candidate among the first n samples (n = all for the main search)."""
     input:
-        candidates=f"{R}/search/budget{{budget}}/candidates.jsonl",
-        scores=f"{R}/search/budget{{budget}}/scores.csv",
+        candidates=rules.sample_candidates.output,
+        scores=rules.score_candidates.output,
     output:
         f"{R}/search/budget{{budget}}/top{{n}}.json",
     log:

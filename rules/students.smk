@@ -1,10 +1,15 @@
 # Stage 3: students distilled from every teacher — BlockSwap's pick and the baselines.
+# The other distill rules (here and in ablations.smk) are `use rule` variants of distill_blockswap:
+# its command, with their own files and params genotype (where the net comes from), labels and seed.
+# distill_blockswap has no docstring, as variants without one of their own would inherit it.
 
 
 rule distill_blockswap:
     input:
-        teacher=f"{R}/teachers/seed{{seed}}/model.pt",
-        genotype=f"{R}/search/budget{{budget}}/top{SEARCH['samples']}.json",
+        teacher=rules.train_teacher.output.checkpoint,
+        genotype=expand(
+            rules.select_top.output, n=SEARCH["samples"], allow_missing=True
+        ),
     output:
         checkpoint=f"{R}/students/blockswap/budget{{budget}}/teacher{{seed}}/model.pt",
         metrics=f"{R}/students/blockswap/budget{{budget}}/teacher{{seed}}/metrics.json",
@@ -16,22 +21,27 @@ rule distill_blockswap:
         CONDA_ENV
     threads: res("train", "threads")
     resources:
-        **STUDENT_RESOURCES,
+        **TRAIN_RESOURCES,
     params:
-        **STUDENT_PARAMS,
+        recipe=recipe_flags(STUDENT["recipe"]),
+        distill=recipe_flags(STUDENT["distillation"]),
+        data=data_args(),
+        device=config["device"],
         genotype=lambda w, input: f"--genotype {input.genotype}",
         labels=lambda w: labels(
             method="blockswap", budget=w.budget, teacher_seed=w.seed
         ),
         seed=lambda w: w.seed,
     shell:
-        DISTILL
+        "blockswap distill {params.genotype} --teacher {input.teacher} {params.data} {params.recipe}"
+        " {params.distill} --seed {params.seed} --device {params.device} --threads {threads} {params.labels}"
+        " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 
 
-rule distill_moonshine:
+use rule distill_blockswap as distill_moonshine with:
     """Moonshine: the teacher with every block one cheap type."""
     input:
-        teacher=f"{R}/teachers/seed{{seed}}/model.pt",
+        teacher=rules.train_teacher.output.checkpoint,
     output:
         checkpoint=f"{R}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}/model.pt",
         metrics=f"{R}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}/metrics.json",
@@ -39,26 +49,17 @@ rule distill_moonshine:
         f"{LOGS}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}.log",
     benchmark:
         f"{BENCH}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}.tsv"
-    conda:
-        CONDA_ENV
-    threads: res("train", "threads")
-    resources:
-        **STUDENT_RESOURCES,
     params:
-        **STUDENT_PARAMS,
         genotype=lambda w: f"--model {TEACHER['model']} --block {w.block}",
         labels=lambda w: labels(
             method="moonshine", budget=w.budget, block=w.block, teacher_seed=w.seed
         ),
-        seed=lambda w: w.seed,
-    shell:
-        DISTILL
 
 
-rule distill_scaled:
+use rule distill_blockswap as distill_scaled with:
     """A depth/width-scaled WRN (all standard blocks) as the student."""
     input:
-        teacher=f"{R}/teachers/seed{{seed}}/model.pt",
+        teacher=rules.train_teacher.output.checkpoint,
     output:
         checkpoint=f"{R}/students/scaled/{{model}}/teacher{{seed}}/model.pt",
         metrics=f"{R}/students/scaled/{{model}}/teacher{{seed}}/metrics.json",
@@ -66,38 +67,22 @@ rule distill_scaled:
         f"{LOGS}/students/scaled/{{model}}/teacher{{seed}}.log",
     benchmark:
         f"{BENCH}/students/scaled/{{model}}/teacher{{seed}}.tsv"
-    conda:
-        CONDA_ENV
-    threads: res("train", "threads")
-    resources:
-        **STUDENT_RESOURCES,
     params:
-        **STUDENT_PARAMS,
         genotype=lambda w: f"--model {w.model}",
         labels=lambda w: labels(method="scaled", model=w.model, teacher_seed=w.seed),
-        seed=lambda w: w.seed,
-    shell:
-        DISTILL
 
 
-rule distill_mbconv:
+use rule distill_blockswap as distill_mbconv with:
     """The teacher architecture with every block an MBConv6 (Table 2's MBConv6 row)."""
     input:
-        teacher=f"{R}/teachers/seed{{seed}}/model.pt",
+        teacher=rules.train_teacher.output.checkpoint,
     output:
         checkpoint=f"{R}/students/mbconv/teacher{{seed}}/model.pt",
         metrics=f"{R}/students/mbconv/teacher{{seed}}/metrics.json",
     log:
         f"{LOGS}/students/mbconv/teacher{{seed}}.log",
-    conda:
-        CONDA_ENV
-    threads: res("train", "threads")
-    resources:
-        **STUDENT_RESOURCES,
+    benchmark:
+        f"{BENCH}/students/mbconv/teacher{{seed}}.tsv"
     params:
-        **STUDENT_PARAMS,
         genotype=f"--model {TEACHER['model']} --block MBConv6",
         labels=lambda w: labels(method="mbconv", teacher_seed=w.seed),
-        seed=lambda w: w.seed,
-    shell:
-        DISTILL

@@ -13,12 +13,10 @@ rule train_teacher:
         CONDA_ENV
     threads: res("train", "threads")
     resources:
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
-        gpu=res("train", "gpu"),
+        **TRAIN_RESOURCES,
     params:
         model=TEACHER["model"],
-        recipe=recipe_args(TEACHER["recipe"]),
+        recipe=recipe_flags(TEACHER["recipe"]),
         data=data_args(),
         device=config["device"],
     shell:

@@ -7,7 +7,7 @@ import pytest
 
 from blockswap.errors import BlockswapError
 
-CORE = ["registry", "errors", "files", "blocktypes", "arch", "genotype", "counting", "sampling", "scores",
+CORE = ["registry", "errors", "files", "recipe", "blocktypes", "arch", "genotype", "counting", "sampling", "scores",
         "datadirs", "plan", "paper"]
 
 

@@ -1,12 +1,9 @@
 """Fisher potential against a direct computation of BlockSwap Eq. 2, the proxy registry, and `score`."""
 
 import csv
-import gzip
 import json
 import math
-import struct
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,6 +22,8 @@ from blockswap.proxies import (
     rank,
     score_candidates,
 )
+
+from conftest import write_fashion
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -167,19 +166,9 @@ def test_scores_are_reproducible_and_seeded_per_candidate():
 
 
 # --------------------------------------------------------------------------------------------------- CLI
-def write_fashion(root, n=48, seed=0):
-    """A tiny Fashion-MNIST in the real IDX format (train split only is read by `score`)."""
-    rng = np.random.default_rng(seed)
-    for prefix in ("train", "t10k"):
-        for kind, arr in (("images", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
-                          ("labels", rng.integers(0, 10, n, dtype=np.uint8))):
-            raw = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
-            (root / f"{prefix}-{kind}-idx{arr.ndim}-ubyte.gz").write_bytes(gzip.compress(raw))
-
-
 @pytest.fixture
 def score_setup(tmp_path):
-    write_fashion(tmp_path)
+    write_fashion(tmp_path, n_train=48, n_test=48)
     cands = tmp_path / "cands.jsonl"
     gs = [Genotype("wrn-10-1", b, in_channels=1, num_classes=10, image_size=28)
           for b in [("Conv",) * 3, ("ConvB2",) * 3, ("DConvA2", "G2B2", "Conv"), ("G2B2",) * 3]]

@@ -5,12 +5,10 @@ epoch), one thread. They read real Fashion-MNIST when it is installed, otherwise
 same format, so the tests never skip.
 """
 
-import gzip
 import json
 import math
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -23,23 +21,23 @@ import torch.nn.functional as F
 
 from blockswap import cli
 from blockswap import train as train_module
-from blockswap.data import FASHION_MNIST_DIR
+from blockswap.checkpoint import load_model
+from blockswap.datadirs import locate_fashion_mnist
 from blockswap.errors import BlockswapError
 from blockswap.files import write_json
 from blockswap.genotype import Genotype
+from blockswap.losses import Objective, at_loss, attention_map, kd_loss
 from blockswap.models import create_model
-from blockswap.train import Objective, TrainConfig, at_loss, attention_map, kd_loss, learning_rate, load_model, train
+from blockswap.recipe import TrainConfig, learning_rate
+from blockswap.train import train
+
+from conftest import write_idx
 
 EPOCHS = 4
 TIMING = {"seconds", "wall_time_s", "provenance"}  # the only fields allowed to differ between runs
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.tobytes()))
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _restore_threads():
     """Training sets torch's thread count (to 1 here); give later test modules their default back."""
@@ -50,15 +48,17 @@ def _restore_threads():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> str:
-    if Path(FASHION_MNIST_DIR, "t10k-labels-idx1-ubyte.gz").is_file():
-        return FASHION_MNIST_DIR
+    try:
+        return str(locate_fashion_mnist())
+    except BlockswapError:
+        pass
     root = tmp_path_factory.mktemp("fashion")  # synthetic stand-in: class k images are brighter with k
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 600), ("t10k", 300)):
         labels = np.arange(n, dtype=np.uint8) % 10
         images = (rng.integers(0, 100, (n, 28, 28)) + 15 * labels[:, None, None]).astype(np.uint8)
-        _write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
-        _write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return str(root)
 
 

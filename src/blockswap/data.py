@@ -135,6 +135,18 @@ def load_dataset(name: str, data_dir=None, split: str = "train", subset: int | N
     return ds if subset is None else ds.select(stratified_subset(ds.labels, subset, seed))
 
 
+def check_fits(genotype, dataset: Dataset, what: str = "genotype") -> None:
+    """A genotype's input shape and classes must be the dataset's."""
+    want = {"in_channels": dataset.in_channels, "image_size": dataset.image_size,
+            "num_classes": dataset.num_classes}
+    bad = [f"{k} {getattr(genotype, k)} (dataset: {v})" for k, v in want.items() if getattr(genotype, k) != v]
+    if bad:
+        raise BlockswapError(f"{what} {genotype.id} ({genotype.model}) is shaped for another dataset than "
+                             f"{dataset.name}: {', '.join(bad)}; make it with "
+                             f"--in-channels {want['in_channels']} --image-size {want['image_size']} "
+                             f"--num-classes {want['num_classes']}")
+
+
 def stratified_subset(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     """Sorted indices of K examples, each class getting its proportional share (largest remainders)."""
     n = len(labels)

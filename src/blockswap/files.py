@@ -55,6 +55,19 @@ def check_output(path: str | os.PathLike, what: str = "output") -> None:
                              "choose another output path") from None
 
 
+def check_distinct_files(paths: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse two roles (e.g. --checkpoint and --teacher) naming one file, also through links or `..`."""
+    from .errors import BlockswapError
+
+    named = [(what, Path(p)) for what, p in paths.items() if p is not None]
+    for i, (what_a, a) in enumerate(named):
+        for what_b, b in named[i + 1:]:
+            same = os.path.samefile(a, b) if a.exists() and b.exists() else a.resolve() == b.resolve()
+            if same:
+                raise BlockswapError(f"{what_a} {a} and {what_b} {b} are the same file; "
+                                     f"writing one would destroy the other: give {what_a} another path")
+
+
 def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> None:
     """As `check_output`, for a folder that files will be written into."""
     from .errors import BlockswapError

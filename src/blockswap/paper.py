@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .sampling import TOLERANCE
+
 SOURCE = "Turner et al., BlockSwap, ICLR 2020 (arXiv 1906.04113)"
-TOLERANCE = 0.025  # relative budget tolerance when matching a run to a paper row
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _norm_model(name: str | None) -> str | None:
     return None if name is None else str(name).lower().replace("_", "-")
 
 
-def near(value: float | None, target: float, tolerance: float = TOLERANCE) -> bool:
+def near(value: float | None, target: float, tolerance: float = TOLERANCE) -> bool:  # the search's window
     return value is not None and abs(value - target) <= tolerance * target
 
 

@@ -26,6 +26,8 @@ from .genotype import Genotype
 
 # The exact sampler holds one float64 vector per block over the reachable cost range (in units of
 # the costs' gcd); beyond this many entries it refuses rather than eat the machine's memory.
+# BlockSwap keeps a candidate whose count lies strictly within ±2.5% of the budget (spec §1).
+TOLERANCE = 0.025
 MAX_DP_ENTRIES = 20_000_000
 
 
@@ -90,7 +92,7 @@ def _check_feasible(table: CostTable, budget: float, tolerance: float, n: int = 
             f"candidate set: students range from {fmin:,} to {fmax:,} {table.metric}")
 
 
-def sample_reference(table: CostTable, budget: float, n: int, seed: int = 0, tolerance: float = 0.025,
+def sample_reference(table: CostTable, budget: float, n: int, seed: int = 0, tolerance: float = TOLERANCE,
                      max_proposals: int = 50_000_000, chunk: int = 65536) -> tuple[list[Genotype], int]:
     """The paper's rejection sampler. Returns (genotypes, proposals drawn)."""
     _check_feasible(table, budget, tolerance, n)
@@ -137,7 +139,7 @@ def _completion_counts(table: CostTable, lo: float, hi: float):
     return scaled, counts
 
 
-def count_in_budget(table: CostTable, budget: float, tolerance: float = 0.025) -> float:
+def count_in_budget(table: CostTable, budget: float, tolerance: float = TOLERANCE) -> float:
     """How many genotypes lie in the budget window (float: it can exceed 2**63)."""
     _check_feasible(table, budget, tolerance)
     _, counts = _completion_counts(table, *window(budget, tolerance))
@@ -145,7 +147,7 @@ def count_in_budget(table: CostTable, budget: float, tolerance: float = 0.025) -
 
 
 def sample_exact(table: CostTable, budget: float, n: int, seed: int = 0,
-                 tolerance: float = 0.025) -> list[Genotype]:
+                 tolerance: float = TOLERANCE) -> list[Genotype]:
     """Exactly uniform over the in-budget genotypes, without rejection."""
     _check_feasible(table, budget, tolerance, n)
     scaled, counts = _completion_counts(table, *window(budget, tolerance))
@@ -171,7 +173,7 @@ def sample_exact(table: CostTable, budget: float, n: int, seed: int = 0,
 SAMPLERS = ("exact", "reference")
 
 
-def sample(model: str, budget: float, n: int, seed: int = 0, tolerance: float = 0.025, metric: str = "params",
+def sample(model: str, budget: float, n: int, seed: int = 0, tolerance: float = TOLERANCE, metric: str = "params",
            candidates="blockswap", sampler: str = "exact", **shape) -> list[Genotype]:
     table = CostTable.build(model, candidates, metric, **shape)
     if sampler == "exact":

@@ -8,6 +8,12 @@ or registered with another sign; the workflow's config check reads the names fro
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+
+from .errors import BlockswapError
+
 # The columns of a `blockswap score` CSV besides one per proxy.
 SCORE_COLUMNS = ("id", "params", "ops", "rank", "blocks")
 
@@ -24,3 +30,41 @@ def score_column(proxy: str) -> str:
 def proxy_of_column(column: str) -> str:
     """The proxy a (non-fixed) CSV column holds: the inverse of `score_column`."""
     return column[: -len("_proxy")] if column.endswith("_proxy") else column
+
+
+def format_scores(rows: list[dict], proxies: list[str]) -> str:
+    """The CSV text of scored candidates: each row {id, params, ops, scores: {proxy: value}, rank, blocks}."""
+    header = ["id", "params", "ops", *[score_column(p) for p in proxies], "rank", "blocks"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for r in sorted(rows, key=lambda r: r["rank"]):  # best first
+        writer.writerow([r["id"], r["params"], r["ops"], *[repr(r["scores"][p]) for p in proxies], r["rank"],
+                         " ".join(r["blocks"])])
+    return buf.getvalue()
+
+
+def read_scores(path: str | os.PathLike) -> tuple[list[dict], dict[str, str]]:
+    """A scores CSV → (rows with the proxy columns as floats, {proxy: column}), or one clear error."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows, columns = list(reader), reader.fieldnames or []
+    except FileNotFoundError:
+        raise BlockswapError(f"{path}: scores file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise BlockswapError(f"{path}: not a readable scores CSV ({str(e).splitlines()[0]})") from None
+    if "id" not in columns:
+        raise BlockswapError(f"{path}: no 'id' column (expected the CSV of `blockswap score`)")
+    if not rows:
+        raise BlockswapError(f"{path}: no candidates")
+    proxies = {proxy_of_column(c): c for c in columns if c not in SCORE_COLUMNS}
+    if not proxies:
+        raise BlockswapError(f"{path}: no proxy columns besides {', '.join(SCORE_COLUMNS)}")
+    for row in rows:
+        for col in proxies.values():
+            try:
+                row[col] = float(row[col])
+            except (ValueError, TypeError):
+                raise BlockswapError(f"{path}: column {col!r} is not numeric ({row[col]!r})") from None
+    return rows, proxies

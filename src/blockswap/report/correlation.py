@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import paper
 from ..errors import BlockswapError
-from ..scores import PROXY_SIGNS, SCORE_COLUMNS, proxy_of_column
+from ..scores import PROXY_SIGNS, read_scores
 from .base import Report, register
 from .figures import new_figure
 from .runs import Run, group_runs, parse_count, select
@@ -48,25 +48,8 @@ def load_scores(path: str):
     """A `blockswap score` CSV → (DataFrame indexed by id, {proxy: column})."""
     import pandas as pd
 
-    try:
-        df = pd.read_csv(path, dtype={"id": str})
-    except FileNotFoundError:
-        raise BlockswapError(f"{path}: scores file not found") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise BlockswapError(f"{path}: not a readable scores CSV ({str(e).splitlines()[0]})") from None
-    if "id" not in df.columns:
-        raise BlockswapError(f"{path}: no 'id' column (expected the CSV of `blockswap score`)")
-    proxies = {proxy_of_column(c): c for c in df.columns if c not in SCORE_COLUMNS}
-    if not proxies:
-        raise BlockswapError(f"{path}: no proxy columns besides {', '.join(SCORE_COLUMNS)}")
-    for col in proxies.values():
-        try:
-            df[col] = pd.to_numeric(df[col])
-        except (ValueError, TypeError):
-            raise BlockswapError(f"{path}: column {col!r} is not numeric") from None
-    if df.empty:
-        raise BlockswapError(f"{path}: no candidates")
-    return df.drop_duplicates("id").set_index("id"), proxies
+    rows, proxies = read_scores(path)
+    return pd.DataFrame(rows).drop_duplicates("id").set_index("id"), proxies
 
 
 def add_arguments(parser) -> None:

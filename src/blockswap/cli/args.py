@@ -1,0 +1,82 @@
+"""What every command shares: one-line usage errors, argument types, and writing the answer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from ..files import write_json, write_text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (and exit status 2, as argparse's own)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_at_least(low: int):
+    """An argparse type: an integer ≥ `low`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be ≥ {low}, got {value}")
+        return value
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (nan, inf and negatives are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    value = positive_number(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+    return value
+
+
+def number_list(cast):
+    """An argparse type: comma-separated numbers."""
+    def parse(text: str) -> list:
+        try:
+            return [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    return parse
+
+
+def emit(obj, output: str | None) -> None:
+    """Write JSON to `output` atomically, or print it."""
+    if output:
+        write_json(output, obj)
+    else:
+        print(json.dumps(obj, indent=2))
+
+
+def write_jsonl(records: list[dict], output: str | None) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    if output:
+        write_text(output, text)
+    else:
+        print(text, end="")
+
+
+def add_shape_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--in-channels", type=int_at_least(1), help="input channels (default: the model's, 3)")
+    p.add_argument("--num-classes", type=int_at_least(1),
+                   help="classes (default: the model's, 10 for WRN, 1000 for ResNet)")
+    p.add_argument("--image-size", type=int_at_least(1),
+                   help="input side in pixels (default: 32 for WRN, 224 for ResNet)")

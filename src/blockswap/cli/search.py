@@ -1,0 +1,230 @@
+"""Commands on genotypes and searches: count, genotype import-legacy, data fetch, sample, score, select."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import BlockswapError
+from ..files import write_json, write_text
+from ..registry import unknown_name_message
+from ..sampling import TOLERANCE
+from .args import add_shape_args, emit, fraction, int_at_least, positive_number, write_jsonl
+
+
+# --- count ---------------------------------------------------------------------------------------
+def cmd_count(args) -> None:
+    from .. import counting
+    from ..genotype import load
+
+    g = load(args.genotype, args.index)
+    counts = counting.analytic(g).to_dict()
+    if args.measure:
+        from ..models import create_model
+
+        measured = counting.measured(create_model(g), g).to_dict()
+        if measured != counts:  # a disagreement is a bug in this package, not a user error
+            raise AssertionError(f"analytic {counts} != measured {measured}")
+    emit(counts, args.output)
+
+
+# --- genotype ------------------------------------------------------------------------------------
+def cmd_import_legacy(args) -> None:
+    from ..counting import analytic
+    from ..genotype import import_legacy_csv
+
+    rows = import_legacy_csv(args.csv, args.model, num_classes=args.num_classes, in_channels=args.in_channels,
+                             image_size=args.image_size)
+    if args.output and not args.output.endswith(".jsonl") and len(rows) == 1:
+        emit(rows[0][0].to_dict(), args.output)
+        return
+    if args.output and not args.output.endswith(".jsonl"):
+        raise BlockswapError(f"{args.csv} holds {len(rows)} genotypes: name a .jsonl output to keep them all")
+    write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict(), "legacy": extra} for g, extra in rows],
+                args.output)
+
+
+# --- data --------------------------------------------------------------------------------------
+def cmd_data_fetch(args) -> None:
+    from ..datadirs import ensure_fashion_mnist, fetch_fashion_mnist
+
+    log = lambda text: print(text, file=sys.stderr)  # noqa: E731 - stdout carries the JSON answer
+    if args.dest:
+        folder = fetch_fashion_mnist(args.dest, args.method, log)
+    else:
+        folder = ensure_fashion_mnist(method=args.method, log=log)
+    emit({"dataset": args.dataset, "data_dir": str(folder)}, None)
+
+
+def add_data_commands(sub) -> None:
+    from ..datadirs import METHODS, PROJECT_SUBDIR
+
+    p = sub.add_parser("data", help="find or fetch datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    q = dsub.add_parser("fetch", help="find Fashion-MNIST, or fetch it (no root needed) and check it")
+    q.add_argument("dataset", choices=("fashion-mnist",),
+                   help="the one dataset that can be fetched (CIFAR-10 and ImageNet: see the README)")
+    q.add_argument("--dest", help=f"fetch into this folder even if a standard place has the files "
+                                  f"(default: use a standard place, else fetch into {PROJECT_SUBDIR})")
+    q.add_argument("--method", choices=METHODS, default="auto",
+                   help="apt: unprivileged apt-get download + dpkg-deb -x; http: the dataset's site; auto: both")
+    q.set_defaults(func=cmd_data_fetch, output_dirs=("dest",))
+
+
+# --- sample --------------------------------------------------------------------------------------
+def cmd_sample(args) -> None:
+    from ..counting import analytic
+    from ..sampling import sample
+
+    genotypes = sample(args.model, args.budget, args.samples, seed=args.seed, tolerance=args.tolerance,
+                       metric=args.metric, candidates=args.candidates, sampler=args.sampler,
+                       in_channels=args.in_channels, num_classes=args.num_classes, image_size=args.image_size)
+    write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict()} for g in genotypes], args.output)
+
+
+# --- score ---------------------------------------------------------------------------------------
+def load_candidates(path: str) -> list:
+    """Genotypes of a candidates .jsonl (one object per line; metadata keys ignored)."""
+    from ..genotype import Genotype, load_records
+
+    out = [Genotype.from_dict(d, source=f"{path}, line {n}") for n, d in enumerate(load_records(path), start=1)]
+    if not out:
+        raise BlockswapError(f"{path}: no candidates (expected one genotype JSON object per line)")
+    return out
+
+
+def cmd_score(args) -> None:
+    import torch
+
+    from ..counting import analytic
+    from ..data import check_fits, first_batches, load_dataset
+    from ..engine import resolve_device
+    from ..proxies import parse_proxies, rank, score_candidates
+    from ..scores import format_scores
+
+    genotypes = load_candidates(args.candidates)
+    proxies = parse_proxies(args.proxy)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(args.dataset, args.data_dir, split="train")
+    for i, g in enumerate(genotypes):
+        check_fits(g, ds, what=f"{args.candidates}: candidate {i + 1}")
+    if len(ds) // args.batch_size < args.minibatches:
+        raise BlockswapError(f"{args.dataset} has only {len(ds) // args.batch_size} batches of {args.batch_size}; "
+                             "lower --minibatches")
+
+    def batches(seed: int) -> list:
+        return first_batches(ds, args.batch_size, seed, args.minibatches)
+
+    if args.fresh_batch:  # the original code's behaviour: a new augmented minibatch per candidate
+        batch = lambda index, candidate_seed: batches(candidate_seed)  # noqa: E731
+    else:
+        batch = batches(args.seed)
+    # One process per thread of the allocation, at most two (more gained nothing on 2-core machines).
+    workers = args.workers or (min(2, args.threads or 2) if device.type == "cpu" else 1)
+    scores = score_candidates(genotypes, proxies, batch, args.seed, minibatches=args.minibatches,
+                              device=device, workers=workers, progress=not args.quiet)
+
+    first = proxies[0]
+    ranks = rank([s[first.name] for s in scores], first.sign)
+    rows = [{"id": g.id, "params": analytic(g).params, "ops": analytic(g).ops, "scores": score, "rank": r,
+             "blocks": g.blocks} for g, score, r in zip(genotypes, scores, ranks)]
+    text = format_scores(rows, [p.name for p in proxies])
+    if args.output:
+        write_text(args.output, text)
+    else:
+        print(text, end="")
+    if args.best:
+        write_json(args.best, genotypes[ranks.index(1)].to_dict())
+
+
+# --- select --------------------------------------------------------------------------------------
+def cmd_select(args) -> None:
+    """The best-ranked candidate among the first n of a candidates file, by a scores CSV."""
+    from ..scores import PROXY_SIGNS, read_scores, score_column
+
+    if args.proxy not in PROXY_SIGNS:
+        raise BlockswapError(unknown_name_message("proxy", args.proxy, PROXY_SIGNS))
+    sign = PROXY_SIGNS[args.proxy]
+    candidates = load_candidates(args.candidates)[: args.first]
+    rows, _ = read_scores(args.scores)
+    column = score_column(args.proxy)
+    if column not in rows[0]:
+        raise BlockswapError(f"{args.scores}: no column {column!r} (a `blockswap score --proxy {args.proxy}` "
+                             "output)")
+    scores = {row["id"]: row[column] for row in rows}
+    missing = [g.id for g in candidates if g.id not in scores]
+    if missing:
+        raise BlockswapError(f"{args.scores} has no score for candidate {missing[0]} of {args.candidates}; "
+                             "were they scored from this candidates file?")
+    best = max(candidates, key=lambda g: sign * scores[g.id])  # ties: the earliest sample wins
+    emit(best.to_dict(), args.output)
+
+
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("count", help="params and Ops of a genotype")
+    p.add_argument("genotype", help="genotype JSON file (or a candidates .jsonl with --index)")
+    p.add_argument("--index", type=int_at_least(0), help="with a .jsonl: count its genotype number I (from 0)")
+    p.add_argument("--measure", action="store_true", help="also build the network and check the counts on it")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=cmd_count, outputs=("output",))
+
+    p = sub.add_parser("genotype", help="genotype utilities")
+    gsub = p.add_subparsers(dest="genotype_command", required=True, metavar="SUBCOMMAND")
+    q = gsub.add_parser("import-legacy", help="convert an original BlockSwap genotype CSV")
+    q.add_argument("csv")
+    q.add_argument("--model", required=True, help="e.g. wrn-40-2 or resnet34")
+    add_shape_args(q)
+    q.add_argument("-o", "--output", help="OUT.json for a one-row CSV, or OUT.jsonl for all rows")
+    q.set_defaults(func=cmd_import_legacy, outputs=("output",))
+
+    p = sub.add_parser("sample", help="sample student genotypes within a budget")
+    p.add_argument("--model", required=True)
+    p.add_argument("--budget", type=positive_number, required=True, help="target params (or Ops with --metric ops)")
+    p.add_argument("--tolerance", type=fraction, default=TOLERANCE,
+                   help=f"accept strictly within ±this fraction (default {TOLERANCE})")
+    p.add_argument("--metric", choices=("params", "ops"), default="params")
+    p.add_argument("--samples", type=int_at_least(1), default=1000)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--candidates", default="blockswap",
+                   help="candidate set: blockswap (23 types), paper (21), moonshine, all, or a comma list")
+    p.add_argument("--sampler", choices=("exact", "reference"), default="exact",
+                   help="exact: uniform over the in-budget set without rejection; reference: the paper's")
+    add_shape_args(p)
+    p.add_argument("-o", "--output", help="candidates .jsonl (one genotype per line)")
+    p.set_defaults(func=cmd_sample, outputs=("output",))
+
+    p = sub.add_parser("score", help="rank candidate genotypes by zero-cost proxies (Fisher potential)")
+    p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
+    p.add_argument("--proxy", default="fisher",
+                   help="comma list, the first one ranks: fisher, grad_norm, snip, synflow, naswot, l2_norm, "
+                        "params, train_accuracy, train_loss")
+    p.add_argument("--dataset", required=True, help="fashion-mnist, cifar10 or imagenet")
+    p.add_argument("--data-dir", help="dataset folder (default: the dataset's standard place, if any)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=128,
+                   help="minibatch size (the training batch size)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="picks the minibatch and every candidate's init")
+    p.add_argument("--minibatches", type=int_at_least(1), default=1,
+                   help="k: Fisher summed over k minibatches; training proxies take k SGD steps")
+    p.add_argument("--fresh-batch", action="store_true",
+                   help="a new augmented minibatch per candidate (the original code) instead of one fixed batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int_at_least(1), help="torch intra-op threads in all (default: torch's choice)")
+    p.add_argument("--workers", type=int_at_least(1),
+                   help="processes scoring candidates in parallel, CPU only (default: min(2, --threads) on CPU, "
+                        "1 on CUDA)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", help="scores .csv (default: print)")
+    p.add_argument("--best", help="also write the top-ranked genotype to this JSON file")
+    p.set_defaults(func=cmd_score, outputs=("output", "best"))
+
+    add_data_commands(sub)
+    p = sub.add_parser("select", help="the best-scored candidate among the first n samples")
+    p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
+    p.add_argument("scores", help="scores CSV from `blockswap score`")
+    p.add_argument("--proxy", default="fisher", help="the proxy column that ranks them")
+    p.add_argument("--first", type=int_at_least(1), required=True, help="consider only the first n candidates")
+    p.add_argument("-o", "--output", help="genotype JSON of the pick")
+    p.set_defaults(func=cmd_select, outputs=("output",))

@@ -1,0 +1,163 @@
+"""train, distill, evaluate. The training options are built from `recipe.TrainConfig`'s fields: their names,
+defaults and help are stated there once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+from ..errors import BlockswapError
+from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
+from .args import emit, int_at_least, number_list
+
+PARSERS = {"int_list": number_list(int), "float_list": number_list(float)}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_setting(p: argparse.ArgumentParser, name: str, default=None) -> None:
+    """One TrainConfig field as an option; `default` replaces the field's own where a command differs."""
+    f = FIELDS[name]
+    value = f.default if default is None else default
+    kind = f.metadata["type"] or type(value)
+    text = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    p.add_argument(_flag(name), type=PARSERS.get(kind, kind), default=list(value) if isinstance(value, tuple)
+                   else value, choices=f.metadata.get("choices"),
+                   help=f.metadata["help"] + ("" if value is None else f" (default {text})"))
+
+
+def config_from_args(args, fields) -> TrainConfig:
+    return TrainConfig(**{name: getattr(args, name) for name in fields}, progress=not args.quiet)
+
+
+def _student(args):
+    """--genotype G.json, --genotype C.jsonl --index I (0-based), or --model M [--block B] (a model name)."""
+    from ..genotype import load
+
+    if args.model:
+        if args.index is not None:
+            raise BlockswapError("--index goes with --genotype C.jsonl")
+        return args.model
+    if args.block:
+        raise BlockswapError("--block goes with --model (every block of that model one type)")
+    return load(args.genotype, args.index)
+
+
+def _labels(pairs: list[str]) -> dict:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BlockswapError(f"--label {pair!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
+    from ..train import Preempted, train
+
+    try:
+        metrics = train(config, _student(args), out_checkpoint=args.checkpoint, metrics_path=args.output,
+                        resume_path=args.resume, teacher=teacher, teacher_genotype=teacher_genotype,
+                        block=args.block or "Conv", labels=_labels(args.label))
+    except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
+        print(f"blockswap {args.command}: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_status) from None
+    if not args.output:
+        print(json.dumps(metrics, indent=2))
+
+
+def cmd_train(args) -> None:
+    _run_training(args, config_from_args(args, args.settings))
+
+
+def cmd_distill(args) -> None:
+    from ..genotype import load
+
+    config = config_from_args(args, args.settings)
+    if not config.uses_teacher:
+        raise BlockswapError("distill needs --at-beta > 0 or --kd-alpha > 0; use `blockswap train` without a teacher")
+    expect = load(args.teacher_genotype) if args.teacher_genotype else None
+    _run_training(args, config, teacher=args.teacher, teacher_genotype=expect)
+
+
+def cmd_evaluate(args) -> None:
+    import torch
+
+    from ..checkpoint import load_model
+    from ..counting import analytic
+    from ..data import check_fits, load_dataset
+    from ..engine import evaluate, resolve_device
+    from ..files import provenance
+    from ..genotype import Genotype
+
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    device = resolve_device(args.device)
+    model, ckpt = load_model(args.checkpoint, device=device)
+    genotype = Genotype.from_dict(ckpt["genotype"])
+    name = args.dataset or ckpt["config"].get("dataset")
+    data_dir = args.data_dir if args.data_dir is not None else ckpt["config"].get("data_dir")
+    dataset = load_dataset(name, data_dir, "test", args.test_subset, 0)
+    check_fits(genotype, dataset, what=f"{args.checkpoint}: genotype")
+    result = evaluate(model, dataset, args.batch_size, device)
+    if not math.isfinite(result["loss"]):
+        raise BlockswapError(f"{args.checkpoint}: the test loss is {result['loss']}; its weights are not usable "
+                             "(a diverged run?)")
+    emit({"checkpoint": args.checkpoint, "genotype_id": genotype.id, "model": genotype.model, "dataset": name,
+          "split": "test", "examples": result["n"], "test_top1_error": result["top1_error"],
+          "test_top5_error": result["top5_error"], "test_loss": result["loss"], **analytic(genotype).to_dict(),
+          "provenance": provenance({"checkpoint": args.checkpoint, "dataset": name,
+                                    "test_subset": args.test_subset}, None, str(device))}, args.output)
+
+
+def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--genotype", help="genotype JSON of the network to train (or a .jsonl with --index)")
+    which.add_argument("--model", help="e.g. wrn-16-2: that network with every block --block, shaped for the dataset")
+    p.add_argument("--block", help="with --model: the block type of every block (default Conv)")
+    p.add_argument("--index", type=int_at_least(0),
+                   help="with --genotype C.jsonl: train its genotype number I (from 0)")
+    settings = [name for name, f in FIELDS.items() if f.metadata["cli"]]
+    if teacher:
+        p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt from `blockswap train`)")
+        p.add_argument("--teacher-genotype", help="refuse a teacher checkpoint of any other genotype")
+        for name in DISTILL_FIELDS:
+            add_setting(p, name, DISTILL_DEFAULTS[name])
+        settings += DISTILL_FIELDS
+    for name in FIELDS:
+        if FIELDS[name].metadata["cli"]:
+            add_setting(p, name)
+    p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch still)")
+    p.add_argument("-o", "--output", help="metrics JSON (default: print)")
+    p.add_argument("--checkpoint", required=True, help="final checkpoint .pt, written when training is done")
+    p.add_argument("--resume", help="resume checkpoint (default: <checkpoint>.resume)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="copied into the metrics' labels (repeatable), e.g. method=blockswap budget=200k")
+    p.set_defaults(settings=tuple(settings), outputs=("output", "checkpoint", "resume"))
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("train", help="train a network from scratch (a teacher, or a student alone)")
+    _add_training_args(p, teacher=False)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("distill", help="train a student with attention transfer / KD from a teacher")
+    _add_training_args(p, teacher=True)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5 test error of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", help="default: the checkpoint's")
+    p.add_argument("--data-dir", help="default: the checkpoint's")
+    p.add_argument("--test-subset", type=int_at_least(1),
+                   help="a class-stratified subset of N test examples (default: all)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=500)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int_at_least(1))
+    p.add_argument("-o", "--output", help="metrics JSON (default: print)")
+    p.set_defaults(func=cmd_evaluate, outputs=("output",))

@@ -1,0 +1,97 @@
+"""The training engine: one SGD step, one epoch, evaluation, and the device a run uses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import Tally
+from .data import iterate_batches
+from .errors import BlockswapError
+from .losses import Objective
+from .models import Network
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto', 'cpu', 'cuda' or 'cuda:N' → a usable torch.device, or one clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BlockswapError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BlockswapError(f"device {name!r} asked for, but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Objective, images: torch.Tensor,
+               labels: torch.Tensor, lr: float, teacher: Network | None = None) -> dict[str, float]:
+    """One SGD step at `lr`; returns the loss, its unweighted parts and the count of wrong top-1 predictions.
+    A non-finite loss is returned without stepping, so that the caller can stop with the weights intact."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    t_logits = t_points = None
+    if teacher is not None:
+        with torch.no_grad():
+            t_logits, t_points = teacher(images)
+    logits, points = model(images)
+    loss, parts = objective(logits, points, labels, t_logits, t_points)
+    wrong = (logits.argmax(1) != labels).sum()
+    # One host sync per step for all the numbers.
+    numbers = torch.stack([t.detach().double() for t in (loss, *parts.values(), wrong)]).tolist()
+    values = dict(zip(["loss", *parts, "wrong"], numbers))
+    if math.isfinite(values["loss"]):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return values
+
+
+def train_one_epoch(model: Network, optimizer: torch.optim.Optimizer, objective: Objective,
+                    batches: Iterable, lr_at: Callable[[int], float], tally: Tally, *, epoch: int, step: int = 0,
+                    teacher: Network | None = None, stop: list | tuple = (), bar=None) -> int:
+    """Train on `batches` (those of `epoch` from `step` on), adding to `tally`. Returns the step reached: the
+    epoch's end, or earlier as soon as `stop` is non-empty (a stop signal arrived)."""
+    model.train()
+    for images, targets in batches:
+        if stop:
+            break
+        lr = lr_at(step)
+        values = train_step(model, optimizer, objective, images, targets, lr, teacher)
+        if not math.isfinite(values["loss"]):
+            raise BlockswapError(f"the training loss became {values['loss']} in epoch {epoch + 1}, step "
+                                 f"{step + 1} (lr {lr:g}); lower --lr, or check the data")
+        tally.add(values, int(values.pop("wrong")), len(targets))
+        step += 1
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
+    return step
+
+
+@torch.no_grad()
+def evaluate(model: Network, dataset, batch_size: int = 500, device=None) -> dict:
+    """Top-1/top-5 error (%) and mean cross-entropy on `dataset`, in eval mode, without augmentation."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    k = min(5, dataset.num_classes)
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    wrong1 = torch.zeros((), dtype=torch.long, device=device)
+    wrong5 = torch.zeros((), dtype=torch.long, device=device)
+    try:
+        for images, labels in iterate_batches(dataset, batch_size, train=False, device=device):
+            logits, _ = model(images)
+            loss += F.cross_entropy(logits, labels, reduction="sum").double()
+            hits = logits.topk(k, 1).indices == labels[:, None]
+            wrong1 += (~hits[:, 0]).sum()
+            wrong5 += (~hits.any(1)).sum()
+    finally:
+        model.train(was_training)
+    n = len(dataset)
+    return {"top1_error": 100.0 * wrong1.item() / n, "top5_error": 100.0 * wrong5.item() / n,
+            "loss": loss.item() / n, "n": n}

@@ -1,0 +1,149 @@
+"""Every training setting, defined once: `TrainConfig` (torch-free).
+
+The CLI's training options, their defaults and help are built from these fields (`cli.training`); the
+workflow passes a profile's recipe through whole (`recipe_flags`); the schema's recipe defaults are
+tested against them. A field's `metadata["cli"]` is False where the CLI spells it otherwise
+(`progress` is `--quiet`) or a command adds it itself (the distillation fields, on `distill` only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from .errors import BlockswapError
+
+SCHEDULES = ("cosine", "step")
+LR_UNITS = ("epoch", "iteration")
+DISTILL_FIELDS = ("at_beta", "kd_alpha", "kd_temperature")
+# Settings that do not change what is computed: a resumed run may change them.
+RUN_ONLY = frozenset({"device", "threads", "progress", "data_dir"})
+
+
+def setting(default, help: str, type=None, cli: bool = True, **extra):
+    """A TrainConfig field: its default, its help text and (for lists and optional numbers) its parser type."""
+    return field(default=default, metadata={"help": help, "type": type, "cli": cli, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a run; saved in checkpoints and metrics. Errors are percentages."""
+    dataset: str = setting("fashion-mnist", "fashion-mnist, cifar10 or imagenet")
+    data_dir: str | None = setting(None, "dataset folder (default: the dataset's standard place, if any)", str)
+    subset: int | None = setting(None, "train on a class-stratified subset of N examples (default: all)", int)
+    test_subset: int | None = setting(None, "test on a class-stratified subset of N examples (default: all)", int)
+    # Fixed apart from `seed`, so that runs with other seeds see the same data.
+    subset_seed: int = setting(0, "seed of the class-stratified subsets")
+    epochs: int = setting(200, "training epochs (the papers' CIFAR recipe: 200)")
+    batch_size: int = setting(128, "minibatch size")
+    eval_batch_size: int = setting(500, "test batch size (does not change the result)")
+    lr: float = setting(0.1, "initial SGD learning rate")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(5e-4, "L2 weight decay of every parameter")
+    crs_ratio: float | None = setting(None, "CRS-wd: multiply the weight decay by this compression ratio", float)
+    schedule: str = setting("cosine", "cosine to 0 at the end of the last epoch, or step (×gamma at milestones)",
+                            choices=SCHEDULES)
+    milestones: tuple[int, ...] = setting((60, 120, 160), "epochs where the step schedule multiplies the lr by "
+                                          "--gamma", "int_list")
+    gamma: float = setting(0.2, "step-schedule factor")
+    lr_unit: str = setting("epoch", "change the lr once per epoch (the reference code) or every step",
+                           choices=LR_UNITS)
+    cutout: int | None = setting(None, "Cutout square side (default: the dataset's recipe, 16 on CIFAR-10, "
+                                 "0 = off)", int)
+    at_beta: tuple[float, ...] = setting((), "AT weight β, one value or one per attention point (0: no AT)",
+                                         "float_list", cli=False)
+    kd_alpha: float = setting(0.0, "KD mixing: (1-α)·CE + α·KD (0: no KD)", cli=False)
+    kd_temperature: float = setting(4.0, "KD temperature T", cli=False)
+    eval_every: int = setting(1, "test every N epochs (the last one always)")
+    seed: int = setting(0, "seed of the initialisation, batch order and augmentation")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    threads: int | None = setting(None, "torch threads (default: the CPUs this job may use)", int)
+    progress: bool = setting(True, "a progress bar per epoch", cli=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        beta = self.at_beta
+        object.__setattr__(self, "at_beta", (float(beta),) if isinstance(beta, (int, float)) else
+                           tuple(float(b) for b in beta))
+        self._validate()
+
+    def _validate(self):
+        def need(ok, msg):
+            if not ok:
+                raise BlockswapError(msg)
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+            need(getattr(self, name) >= 1, f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("subset", "test_subset", "threads"):
+            value = getattr(self, name)
+            need(value is None or value >= 1, f"{name} must be ≥ 1, got {value}")
+        need(self.seed >= 0 and self.subset_seed >= 0, "seeds must be non-negative")
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            for v in values if isinstance(values, tuple) else (values,):
+                need(not isinstance(v, float) or math.isfinite(v), f"{f.name} must be a finite number, got {v}")
+        need(self.lr > 0, f"lr must be a positive number, got {self.lr}")
+        need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
+        need(self.crs_ratio is None or self.crs_ratio > 0, f"crs_ratio must be > 0, got {self.crs_ratio}")
+        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        need(self.lr_unit in LR_UNITS, f"lr_unit must be one of {', '.join(LR_UNITS)}, got {self.lr_unit!r}")
+        need(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),
+             f"milestones must be increasing positive epochs, got {list(self.milestones)}")
+        need(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
+        need(self.cutout is None or self.cutout >= 0, f"cutout must be ≥ 0, got {self.cutout}")
+        need(all(b >= 0 for b in self.at_beta), f"at_beta values must be ≥ 0, got {list(self.at_beta)}")
+        need(0 <= self.kd_alpha <= 1, f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        need(self.kd_temperature > 0, f"kd_temperature must be > 0, got {self.kd_temperature}")
+        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+             f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    @property
+    def uses_at(self) -> bool:
+        return any(b > 0 for b in self.at_beta)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.uses_at or self.kd_alpha > 0
+
+    @property
+    def effective_weight_decay(self) -> float:
+        return self.weight_decay * (self.crs_ratio or 1.0)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        unknown = sorted(set(d) - set(FIELDS))
+        if unknown:
+            raise BlockswapError(f"unknown training setting {unknown[0]!r}")
+        return cls(**d)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# What `blockswap distill` uses where the user says nothing: BlockSwap's β = 1000 at every point, no KD.
+DISTILL_DEFAULTS = {"at_beta": (1000.0,), "kd_alpha": 0.0, "kd_temperature": 4.0}
+
+
+def learning_rate(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """The learning rate of `step` of `epoch` (both from 0)."""
+    t = epoch + (step / steps_per_epoch if config.lr_unit == "iteration" else 0.0)
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * t / config.epochs))
+    return config.lr * config.gamma ** sum(t >= m for m in config.milestones)
+
+
+def recipe_flags(recipe: dict) -> str:
+    """A profile's recipe (keys = TrainConfig fields) as `blockswap train` options; null values are left out,
+    so the command's default (the dataset's recipe, the whole split) applies."""
+    flags = []
+    for key, value in recipe.items():
+        if key not in FIELDS:
+            raise BlockswapError(f"unknown training setting {key!r}")
+        if value is None:
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        flags.append(f"--{key.replace('_', '-')} {text}")
+    return " ".join(flags)

@@ -1,0 +1,79 @@
+"""One source for every training setting: `recipe.TrainConfig` gives the CLI its options and defaults, the
+workflow's recipe flags, and the schema's recipe defaults."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from blockswap.cli import build_parser
+from blockswap.cli.training import config_from_args
+from blockswap.errors import BlockswapError
+from blockswap.recipe import DISTILL_DEFAULTS, FIELDS, TrainConfig, recipe_flags
+from blockswap.sampling import TOLERANCE
+
+from conftest import ROOT
+
+
+def _config(argv: list[str]) -> TrainConfig:
+    args = build_parser().parse_args(argv)
+    return config_from_args(args, args.settings)
+
+
+def test_cli_defaults_are_the_config_defaults():
+    assert _config(["train", "--model", "wrn-16-1", "--checkpoint", "m.pt"]) == TrainConfig()
+    distill = _config(["distill", "--model", "wrn-16-1", "--teacher", "t.pt", "--checkpoint", "m.pt"])
+    assert distill == TrainConfig(**DISTILL_DEFAULTS)
+    assert distill.at_beta == (1000.0,) and distill.kd_alpha == 0.0
+    quiet = _config(["train", "--model", "wrn-16-1", "--checkpoint", "m.pt", "--quiet"])
+    assert quiet == TrainConfig(progress=False)
+
+
+def test_every_cli_setting_has_an_option_with_help():
+    for command in ("train", "distill"):
+        sub = build_parser()._subparsers._group_actions[0].choices[command]
+        options = {a.dest: a for a in sub._actions}
+        teacher = ["--teacher", "t"] if command == "distill" else []
+        settings = sub.parse_args(["--model", "m", "--checkpoint", "c", *teacher]).settings
+        cli = {n for n, f in FIELDS.items() if f.metadata["cli"]}
+        assert set(settings) == (cli | set(DISTILL_DEFAULTS) if command == "distill" else cli)
+        for name in settings:
+            assert options[name].help.startswith(FIELDS[name].metadata["help"]), name
+    assert all(f.metadata["help"] for f in FIELDS.values())
+
+
+def test_recipe_flags_round_trip_through_the_cli():
+    recipe = {"epochs": 7, "batch_size": 32, "lr": 0.05, "schedule": "step", "milestones": [2, 5], "gamma": 0.1,
+              "cutout": None, "subset": 4000, "test_subset": None, "lr_unit": "iteration", "weight_decay": 1e-4}
+    flags = recipe_flags(recipe)
+    assert "--cutout" not in flags and "--test-subset" not in flags  # null: the command's default
+    assert "--milestones 2,5" in flags
+    got = _config(["train", "--model", "wrn-16-1", "--checkpoint", "m.pt", *flags.split()])
+    want = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items() if v is not None}
+    assert got == dataclasses.replace(TrainConfig(), **want)
+    distill = {"at_beta": [750.0, 750.0, 750.0, 750.0], "kd_alpha": 0.5, "kd_temperature": 2.0}
+    got = _config(["distill", "--model", "wrn-16-1", "--teacher", "t.pt", "--checkpoint", "m.pt",
+                   *recipe_flags(distill).split()])
+    assert (got.at_beta, got.kd_alpha, got.kd_temperature) == ((750.0,) * 4, 0.5, 2.0)
+    with pytest.raises(BlockswapError, match="unknown training setting 'train_subset'"):
+        recipe_flags({"train_subset": 10})
+
+
+def test_schema_recipe_defaults_are_the_config_defaults():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["definitions"]
+    for section, defaults in (("recipe", {}), ("distillation", DISTILL_DEFAULTS)):
+        for key, spec in schema[section]["properties"].items():
+            assert key in FIELDS, f"schema {section}.{key} is not a TrainConfig field"
+            want = defaults.get(key, FIELDS[key].default)
+            want = list(want) if isinstance(want, tuple) else want
+            got = spec["default"]
+            if isinstance(want, list) and len(want) == 1 and not isinstance(got, list):
+                got = [got]  # one β for every attention point
+            assert got == want, f"schema {section}.{key} default {got!r}, TrainConfig {want!r}"
+
+
+def test_shared_constants_are_stated_once():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    assert schema["search"]["properties"]["tolerance"]["default"] == TOLERANCE
+    args = build_parser().parse_args(["sample", "--model", "wrn-16-1", "--budget", "20000"])
+    assert args.tolerance == TOLERANCE
