@@ -146,6 +146,100 @@ def _epoch_record(config: TrainConfig, epoch: int, steps: int, tally: Tally, tes
             "test_top5_error": test and test["top5_error"], "seconds": seconds}
 
 
+def _datasets(config: TrainConfig, genotype: Genotype | str, block: str, device: torch.device):
+    """(train set, test set, the genotype - built for the data from a model name -, train augmentation)."""
+    train_set = load_dataset(config.dataset, config.data_dir, "train", config.subset, config.subset_seed)
+    test_set = load_dataset(config.dataset, config.data_dir, "test", config.test_subset, config.subset_seed)
+    if isinstance(genotype, str):
+        genotype = Genotype.uniform(genotype, block, in_channels=train_set.in_channels,
+                                    num_classes=train_set.num_classes, image_size=train_set.image_size)
+    check_fits(genotype, train_set)
+    if len(train_set) < config.batch_size:
+        raise BlockswapError(f"{len(train_set)} training examples are fewer than batch size {config.batch_size}")
+    if device.type == "cuda" and hasattr(train_set, "to"):  # in-memory sets live on the GPU: no copies
+        train_set, test_set = train_set.to(device), test_set.to(device)
+    augment = default_augment(train_set, True, **({} if config.cutout is None else {"cutout": config.cutout}))
+    return train_set, test_set, genotype, augment
+
+
+@dataclass
+class _Run:
+    """What a run works with once it is set up; `epoch` trains one epoch and writes the resume file."""
+    config: TrainConfig
+    model: Network
+    optimizer: torch.optim.Optimizer
+    objective: Objective
+    tutor: Teacher | None
+    train_set: object
+    test_set: object
+    augment: object
+    device: torch.device
+    resume: ResumeFile
+    progress: Progress
+    started: float  # perf_counter at the start of this attempt
+
+    @property
+    def steps(self) -> int:
+        return len(self.train_set) // self.config.batch_size
+
+    def elapsed(self) -> float:
+        """Wall time of all attempts."""
+        return self.progress.elapsed_s + time.perf_counter() - self.started
+
+    def epoch(self, stop: list) -> None:
+        """Train the current epoch (from its saved step), test if due, save; raise Preempted on `stop`."""
+        config, progress, steps = self.config, self.progress, self.steps
+        epoch, tick = progress.epoch, time.perf_counter()
+        batches = iterate_batches(self.train_set, config.batch_size, train=True, seed=config.seed, epoch=epoch,
+                                  device=self.device, augment=self.augment)
+        for _ in range(progress.step):  # mid-epoch resume: replay the random draws of the finished steps
+            next(batches)
+        bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
+                   leave=False, disable=not config.progress, dynamic_ncols=True)
+        progress.step = train_one_epoch(
+            self.model, self.optimizer, self.objective, batches, lambda s: learning_rate(config, epoch, s, steps),
+            progress.tally, epoch=epoch, step=progress.step, teacher=self.tutor and self.tutor.net, stop=stop,
+            bar=bar)
+        bar.close()
+        if progress.step < steps:  # stopped mid-epoch
+            progress.tally.seconds += time.perf_counter() - tick
+            self.resume.save(self.model, self.optimizer, progress, self.elapsed(), True, self.device)
+            raise Preempted(stop[0], self.resume.path, epoch, progress.step)
+
+        last = epoch + 1 == config.epochs
+        test = (evaluate(self.model, self.test_set, config.eval_batch_size, self.device)
+                if last or (epoch + 1) % config.eval_every == 0 else None)
+        record = _epoch_record(config, epoch, steps, progress.tally, test,
+                               progress.tally.seconds + time.perf_counter() - tick)
+        progress.history.append(record)
+        progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
+        self.resume.save(self.model, self.optimizer, progress, self.elapsed(), False, self.device)
+        tested = (f"test error {record['test_top1_error']:.2f}% (top-5 {record['test_top5_error']:.2f}%)"
+                  if test else "not tested")
+        _log(f"epoch {epoch + 1}/{config.epochs}: lr {record['lr']:.4g} loss {record['train_loss']:.4f} "
+             f"train error {record['train_top1_error']:.2f}% {tested} [{record['seconds']:.1f}s]")
+        if stop and not last:
+            raise Preempted(stop[0], self.resume.path, epoch + 1, 0)
+
+    def metrics(self, labels: dict, betas: list, threads: int) -> dict:
+        config, genotype, final = self.config, self.resume.genotype, self.progress.history[-1]
+        wall = self.elapsed()
+        prov = provenance(config.to_dict(), config.seed, str(self.device), wall)
+        prov.update(threads=threads, resumes=self.progress.resumes)
+        return {
+            "labels": dict(labels), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
+            **analytic(genotype).to_dict(),
+            "dataset": config.dataset, "train_examples": len(self.train_set), "test_examples": len(self.test_set),
+            "teacher": self.tutor and self.tutor.info,
+            "objective": {"at_beta": betas, "kd_alpha": config.kd_alpha,
+                          "kd_temperature": config.kd_temperature if config.kd_alpha else None},
+            "effective_weight_decay": config.effective_weight_decay,
+            "epochs": self.progress.history,
+            **{k: final[k] for k in ("test_top1_error", "test_top5_error", "test_loss", "train_top1_error")},
+            "wall_time_s": wall, "provenance": prov,
+        }
+
+
 def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str | os.PathLike,
           metrics_path: str | os.PathLike | None = None, resume_path: str | os.PathLike | None = None,
           teacher: str | os.PathLike | None = None, teacher_genotype: Genotype | None = None,
@@ -165,20 +259,8 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
     resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path,
                           "teacher": teacher})
-
-    train_set = load_dataset(config.dataset, config.data_dir, "train", config.subset, config.subset_seed)
-    test_set = load_dataset(config.dataset, config.data_dir, "test", config.test_subset, config.subset_seed)
-    if isinstance(genotype, str):
-        genotype = Genotype.uniform(genotype, block, in_channels=train_set.in_channels,
-                                    num_classes=train_set.num_classes, image_size=train_set.image_size)
-    check_fits(genotype, train_set)
-    if device.type == "cuda" and hasattr(train_set, "to"):  # in-memory sets live on the GPU: no copies
-        train_set, test_set = train_set.to(device), test_set.to(device)
-    augment = default_augment(train_set, True, **({} if config.cutout is None else {"cutout": config.cutout}))
+    train_set, test_set, genotype, augment = _datasets(config, genotype, block, device)
     tutor = load_teacher(teacher, config, train_set, device, expect=teacher_genotype)
-    steps = len(train_set) // config.batch_size
-    if steps == 0:
-        raise BlockswapError(f"{len(train_set)} training examples are fewer than batch size {config.batch_size}")
 
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -191,67 +273,21 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.effective_weight_decay)
     resume = ResumeFile(resume_path, genotype, config, tutor and tutor.info["genotype_id"], tutor and tutor.sha256)
-    progress = Progress()
-    if resume_path.exists():
-        progress = resume.load(model, optimizer)
-        _log(f"resuming from {resume_path}: epoch {progress.epoch + 1}, step {progress.step} of {steps}")
-    elapsed = lambda: progress.elapsed_s + time.perf_counter() - started  # noqa: E731 - all attempts
-
+    run = _Run(config, model, optimizer, objective, tutor, train_set, test_set, augment, device, resume,
+               resume.load(model, optimizer) if resume_path.exists() else Progress(), started)
+    if run.progress.resumes:
+        _log(f"resuming from {resume_path}: epoch {run.progress.epoch + 1}, step {run.progress.step} of {run.steps}")
     _log(f"training {genotype.model} {genotype.id} ({analytic(genotype).params:,} params) on {len(train_set)} "
-         f"{config.dataset} examples, {config.epochs} epochs of {steps} steps, {device}, {threads} threads"
+         f"{config.dataset} examples, {config.epochs} epochs of {run.steps} steps, {device}, {threads} threads"
          + (f", teacher {tutor.info['model']} {tutor.info['genotype_id']}" if tutor else ""))
     with _stop_requests() as stop:
-        while progress.epoch < config.epochs:
-            epoch, tick = progress.epoch, time.perf_counter()
-            batches = iterate_batches(train_set, config.batch_size, train=True, seed=config.seed, epoch=epoch,
-                                      device=device, augment=augment)
-            for _ in range(progress.step):  # mid-epoch resume: replay the random draws of the finished steps
-                next(batches)
-            bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       file=sys.stderr, leave=False, disable=not config.progress, dynamic_ncols=True)
-            progress.step = train_one_epoch(
-                model, optimizer, objective, batches, lambda s, e=epoch: learning_rate(config, e, s, steps),
-                progress.tally, epoch=epoch, step=progress.step, teacher=tutor and tutor.net, stop=stop, bar=bar)
-            bar.close()
-            if progress.step < steps:  # stopped mid-epoch
-                progress.tally.seconds += time.perf_counter() - tick
-                resume.save(model, optimizer, progress, elapsed(), True, device)
-                raise Preempted(stop[0], resume_path, epoch, progress.step)
+        while run.progress.epoch < config.epochs:
+            run.epoch(stop)
 
-            last = epoch + 1 == config.epochs
-            test = (evaluate(model, test_set, config.eval_batch_size, device)
-                    if last or (epoch + 1) % config.eval_every == 0 else None)
-            record = _epoch_record(config, epoch, steps, progress.tally, test,
-                                   progress.tally.seconds + time.perf_counter() - tick)
-            progress.history.append(record)
-            progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
-            resume.save(model, optimizer, progress, elapsed(), False, device)
-            tested = (f"test error {record['test_top1_error']:.2f}% (top-5 {record['test_top5_error']:.2f}%)"
-                      if test else "not tested")
-            _log(f"epoch {epoch + 1}/{config.epochs}: lr {record['lr']:.4g} loss {record['train_loss']:.4f} "
-                 f"train error {record['train_top1_error']:.2f}% {tested} [{record['seconds']:.1f}s]")
-            if stop and not last:
-                raise Preempted(stop[0], resume_path, epoch + 1, 0)
-
-    wall = elapsed()
-    final = progress.history[-1]
-    prov = provenance(config.to_dict(), config.seed, str(device), wall)
-    prov.update(threads=threads, resumes=progress.resumes)
-    metrics = {
-        "labels": dict(labels or {}), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
-        **analytic(genotype).to_dict(),
-        "dataset": config.dataset, "train_examples": len(train_set), "test_examples": len(test_set),
-        "teacher": tutor and tutor.info,
-        "objective": {"at_beta": betas, "kd_alpha": config.kd_alpha,
-                      "kd_temperature": config.kd_temperature if config.kd_alpha else None},
-        "effective_weight_decay": config.effective_weight_decay,
-        "epochs": progress.history,
-        **{k: final[k] for k in ("test_top1_error", "test_top5_error", "test_loss", "train_top1_error")},
-        "wall_time_s": wall, "provenance": prov,
-    }
+    metrics = run.metrics(labels or {}, betas, threads)
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save({"genotype": genotype.to_dict(), "config": config.to_dict(), "state_dict": state_dict,
-          "metrics": metrics, "provenance": prov}, out_checkpoint)
+          "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint)
     if metrics_path:
         write_json(metrics_path, metrics)
     resume_path.unlink(missing_ok=True)

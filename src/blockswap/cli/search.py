@@ -6,8 +6,10 @@ import sys
 
 from ..errors import BlockswapError
 from ..files import write_json, write_text
+from ..recipe import FIELDS
 from ..registry import unknown_name_message
 from ..sampling import TOLERANCE
+from ..scores import PROXY_SIGNS
 from .args import add_shape_args, emit, fraction, int_at_least, positive_number, write_jsonl
 
 
@@ -141,7 +143,7 @@ def cmd_score(args) -> None:
 # --- select --------------------------------------------------------------------------------------
 def cmd_select(args) -> None:
     """The best-ranked candidate among the first n of a candidates file, by a scores CSV."""
-    from ..scores import PROXY_SIGNS, read_scores, score_column
+    from ..scores import read_scores, score_column
 
     if args.proxy not in PROXY_SIGNS:
         raise BlockswapError(unknown_name_message("proxy", args.proxy, PROXY_SIGNS))
@@ -159,8 +161,6 @@ def cmd_select(args) -> None:
                              "were they scored from this candidates file?")
     best = max(candidates, key=lambda g: sign * scores[g.id])  # ties: the earliest sample wins
     emit(best.to_dict(), args.output)
-
-
 
 
 def add_commands(sub) -> None:
@@ -196,15 +196,26 @@ def add_commands(sub) -> None:
     p.add_argument("-o", "--output", help="candidates .jsonl (one genotype per line)")
     p.set_defaults(func=cmd_sample, outputs=("output",))
 
+    add_score_command(sub)
+    add_data_commands(sub)
+    p = sub.add_parser("select", help="the best-scored candidate among the first n samples")
+    p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
+    p.add_argument("scores", help="scores CSV from `blockswap score`")
+    p.add_argument("--proxy", default="fisher", help="the proxy column that ranks them")
+    p.add_argument("--first", type=int_at_least(1), required=True, help="consider only the first n candidates")
+    p.add_argument("-o", "--output", help="genotype JSON of the pick")
+    p.set_defaults(func=cmd_select, outputs=("output",))
+
+
+def add_score_command(sub) -> None:
     p = sub.add_parser("score", help="rank candidate genotypes by zero-cost proxies (Fisher potential)")
     p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
     p.add_argument("--proxy", default="fisher",
-                   help="comma list, the first one ranks: fisher, grad_norm, snip, synflow, naswot, l2_norm, "
-                        "params, train_accuracy, train_loss")
+                   help=f"comma list, the first one ranks: {', '.join(PROXY_SIGNS)}")
     p.add_argument("--dataset", required=True, help="fashion-mnist, cifar10 or imagenet")
     p.add_argument("--data-dir", help="dataset folder (default: the dataset's standard place, if any)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=128,
-                   help="minibatch size (the training batch size)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=FIELDS["batch_size"].default,
+                   help="minibatch size: the training batch size, as the paper scores (default %(default)s)")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="picks the minibatch and every candidate's init")
     p.add_argument("--minibatches", type=int_at_least(1), default=1,
                    help="k: Fisher summed over k minibatches; training proxies take k SGD steps")
@@ -220,11 +231,3 @@ def add_commands(sub) -> None:
     p.add_argument("--best", help="also write the top-ranked genotype to this JSON file")
     p.set_defaults(func=cmd_score, outputs=("output", "best"))
 
-    add_data_commands(sub)
-    p = sub.add_parser("select", help="the best-scored candidate among the first n samples")
-    p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
-    p.add_argument("scores", help="scores CSV from `blockswap score`")
-    p.add_argument("--proxy", default="fisher", help="the proxy column that ranks them")
-    p.add_argument("--first", type=int_at_least(1), required=True, help="consider only the first n candidates")
-    p.add_argument("-o", "--output", help="genotype JSON of the pick")
-    p.set_defaults(func=cmd_select, outputs=("output",))
