@@ -43,7 +43,7 @@ rule score_candidates:
     params:
         proxy=SEARCH["proxy"],
         data=data_args(),
-        batch_size=SEARCH["batch_size"],
+        batch_size=plan.scoring_batch(config),
         minibatches=1,  # the search ranks after one minibatch
         seed=SEARCH["seed"],
         device=config["device"],

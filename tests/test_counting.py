@@ -10,6 +10,7 @@ from blockswap.arch import get_architecture
 from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
+from blockswap.report.tables import fmt_scaled
 
 # Spec §3: WRN-40-2 with every block one type (whole network, head included).
 ALL_ONE_TYPE_WRN_40_2 = {
@@ -42,7 +43,10 @@ def test_table2_counts(model, block, k_params, m_ops):
 
 def test_wrn_40_2_exact_and_plain_macs():
     c = counting.analytic(Genotype.uniform("wrn-40-2", "Conv"))
-    assert (c.params, c.ops, c.macs) == (2_243_546, 328_312_074, 327_599_360)
+    # Ops = MACs + linear bias adds + skeleton ReLU inputs (18 pre-activations, 18 middles, the head's).
+    relus = sum(s.cin * s.size ** 2 + s.cout * s.out_size ** 2 for s in get_architecture("wrn-40-2").slots(32))
+    assert c.ops == c.macs + 10 + relus + 128 * 8 * 8
+    assert (c.params, c.ops, c.macs) == (2_243_546, 328_303_882, 327_599_360)
     assert round(c.macs / 1e6, 1) == 327.6
 
 
@@ -56,9 +60,34 @@ def test_all_mbconv6():
         expected += 6 * i * i + 12 * i + 9 * 6 * i + 12 * i + 6 * i * o + 2 * o + 2 * i
         expected += i * o if s.has_shortcut_conv else 0
     assert c.params == expected == 1_500_986
-    # The paper prints 1,500.9K / 231.7M; its counter skips MBConv's ReLU6 (see blocks.py).
+    # The paper prints 1,500.9K / 231.7M: MBConv6's inner ReLUs are not counted (counting.py).
     assert abs(c.params / 1e3 - 1500.9) < 0.1
-    assert abs(c.ops / 1e6 - 231.7) < 0.1
+    assert round(c.ops / 1e6, 1) == 231.7
+
+
+# The genotypes released with the BlockSwap code (genotypes/bs*.csv) and their Table 2 (params K, Ops M).
+RELEASED_CIFAR = {
+    (162.2, 33.9): "A2B2 G16B2 G8B4 DConv DConv A4B2 DConvG4 DConvG4 DConvG2 G2B4 A8B2 G4B2 G16B2 G2B4 G8B4 G2B2 "
+                   "G4B4 ConvB4",
+    (217.0, 38.8): "A16B2 A16B2 ConvB4 DConv G16B2 DConv A8B2 ConvB2 G2B2 DConvG16 G4B2 G8B2 DConvG2 A16B2 A8B2 "
+                   "A16B2 A8B2 G4B2",
+    (289.2, 65.9): "DConvA16 DConvA2 DConvG4 DConvA2 A8B2 ConvB4 DConvA2 ConvB2 G4B2 DConvG8 DConvA16 A16B2 "
+                   "DConvG2 G16B2 DConvG4 G8B2 G2B2 G8B2",
+    (404.2, 92.8): "Conv DConvG16 DConv DConvA2 ConvB2 DConvA8 DConvG2 DConvG16 DConvA8 DConvA16 DConvG8 DConvA4 "
+                   "DConvG4 DConvG4 A4B2 DConvG8 DConvG8 G16B2",
+    (556.0, 89.5): "DConvG16 G8B2 DConvA2 DConv DConvG16 DConvG4 ConvB4 G16B2 DConvA4 DConvG8 A2B2 A4B2 DConvG2 "
+                   "DConvA2 DConvG16 DConvG2 DConvG16 DConvG2",
+    (811.4, 132.5): "ConvB4 Conv A16B2 DConvA4 DConvA8 ConvB4 DConvA4 Conv DConvA16 DConvA2 Conv DConvG16 DConvG8 "
+                    "DConvA2 DConvA2 G8B2 G4B2 DConvA8",
+}
+
+
+@pytest.mark.parametrize("row,blocks", RELEASED_CIFAR.items(), ids=[f"{k}K" for k, _ in RELEASED_CIFAR])
+def test_released_genotypes_print_table2_exactly(row, blocks):
+    g = Genotype("wrn-40-2", tuple(blocks.split()))
+    c = counting.analytic(g)
+    assert (fmt_scaled(c.params, 1e3, 1), fmt_scaled(c.ops, 1e6, 1)) == tuple(map(str, row))
+    assert counting.measured(create_model(g), g) == c
 
 
 @pytest.mark.parametrize("name,factory,params", [

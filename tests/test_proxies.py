@@ -21,6 +21,7 @@ from blockswap.proxies import (
     proxy_names,
     rank,
     score_candidates,
+    train_k_steps,
 )
 
 from conftest import write_fashion
@@ -118,6 +119,25 @@ def test_fisher_on_post_activation_resnet():
     assert _attached(net) == []
 
 
+def test_resnet_probe_reads_the_branch_output_after_its_last_bn():
+    """Spec §5: in the post-activation layout the branch's output is bn2's; a probe before bn2 would see an
+    activation whose scale train-mode BN removes."""
+    torch.manual_seed(0)
+    net = create_model(Genotype.uniform("resnet18", "Conv", num_classes=10, image_size=32)).train()
+    block, seen = net.layer2[0], {}
+    block.probe.register_forward_hook(lambda m, i, o: seen.setdefault("probe", o))
+    block.bn2.register_forward_hook(lambda m, i, o: seen.setdefault("bn2", o))
+    net(torch.randn(4, 3, 32, 32))
+    assert torch.equal(seen["probe"], seen["bn2"])
+    # Scaling the branch's last conv leaves its BN output, hence the probe's Fisher, unchanged.
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(10, (4,))
+    before = fisher_per_block(net, [(x, y)])
+    with torch.no_grad():
+        block.conv2.weight.mul_(10)
+    after = fisher_per_block(net, [(x, y)])
+    assert torch.allclose(before, after, rtol=1e-3)
+
+
 def test_every_registered_proxy_gives_a_finite_float():
     g, _ = tiny()
     b = batch(n=16)
@@ -131,6 +151,43 @@ def test_every_registered_proxy_gives_a_finite_float():
         _, net = tiny()  # a fresh one each: proxies may train, cast or rescale their network
         get_proxy(name)(net, [b], g)
         assert _attached(net) == [], name
+
+
+def test_train_k_steps_measures_each_pass_before_its_step():
+    """Spec §5: Fisher and grad norms are taken during k SGD steps, each before its step; ℓ2 after them."""
+    b1, b2 = batch(n=16, seed=1), batch(n=16, seed=2)
+    g, net = tiny()
+    measured = train_k_steps(net, [b1, b2])
+    # By hand: pass 1 at the initial weights, one SGD step on it, pass 2 at the stepped weights.
+    _, ref = tiny()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    fisher, grads, correct = 0.0, 0.0, 0
+    for x, y in (b1, b2):
+        fisher += float(fisher_per_block(ref, [(x, y)]).sum())
+        opt.zero_grad()
+        logits = ref(x)[0]
+        F.cross_entropy(logits, y).backward()
+        grads += sum(float(m.weight.grad.double().norm()) for m in ref.modules()
+                     if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+        correct += int((logits.argmax(1) == y).sum())
+        opt.step()
+    assert measured["fisher"] == pytest.approx(fisher, rel=1e-5)
+    assert measured["grad_norm"] == pytest.approx(grads, rel=1e-6)
+    assert measured["train_accuracy"] == correct / 32
+    for a, b in zip(net.parameters(), ref.parameters()):  # both ended at the same stepped weights
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_every_metric_changes_with_k_but_k1_fisher_is_the_search():
+    g, _ = tiny()
+    batches = [batch(n=16, seed=s) for s in range(4)]
+    names = ["fisher", "grad_norm", "l2_norm", "train_accuracy", "snip"]
+    k1 = score_candidates([g], names, batches, seed=0, minibatches=1)[0]
+    k4 = score_candidates([g], names, batches, seed=0, minibatches=4)[0]
+    for name in ("fisher", "grad_norm", "l2_norm", "snip"):
+        assert k1[name] != k4[name], name
+    search = score_candidates([g], ["fisher"], batches, seed=0, minibatches=1)[0]["fisher"]
+    assert k1["fisher"] == pytest.approx(search, rel=1e-6)  # with weight gradients or without: one value
 
 
 def test_signs_and_ranking():

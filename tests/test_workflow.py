@@ -79,6 +79,15 @@ def test_default_profile_dag(tmp_path):
     assert jobs["train_teacher"] == 2 and jobs["distill_random_net"] == 40 and jobs["score_random_nets"] == 4
 
 
+def test_proxies_score_on_the_students_training_batch(tmp_path):
+    """Spec §5: the proxies' minibatch is the training batch - the default profile's students train at 32."""
+    out = snakemake("-n", "-p", workdir=tmp_path)
+    scores = [line for line in out.stdout.splitlines() if "blockswap score " in line]
+    assert scores and all("--batch-size 32 " in line for line in scores), scores[:1]
+    students = yaml.safe_load((ROOT / "workflow/config/default.yaml").read_text())["student"]["recipe"]
+    assert students["batch_size"] == 32 and students["lr_unit"] == "iteration"
+
+
 @pytest.mark.parametrize("overrides,message", [
     ({"search.bugdets": [1000]}, "bugdets"),
     ({"search.budgets": [10_000_000]}, "search.budgets: budget 10,000,000 is outside the feasible range"),

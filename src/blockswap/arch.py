@@ -82,6 +82,7 @@ class Architecture:
         raise NotImplementedError
 
     def block_relus(self, slot: Slot, btype: BlockType) -> int:
+        """Elements entering the block's skeleton ReLUs (not those inside a cheap module: spec §4)."""
         raise NotImplementedError
 
     def block_ops(self, slot: Slot, btype: BlockType) -> int:
@@ -101,14 +102,15 @@ def _branch_params(slot: Slot, btype: BlockType) -> int:
     return btype.params(slot.cin, slot.cout)
 
 
-def _branch_count(slot: Slot, btype: BlockType, what: str) -> int:
-    """`what` ('macs' or 'relus') of the branch; a per-conv branch has a ReLU between its convs."""
-    count = getattr(btype, what)
-    first = count(slot.cin, slot.cout, slot.stride, slot.size)
+def _branch_macs(slot: Slot, btype: BlockType) -> int:
     if btype.kind != PER_CONV:
-        return first
-    middle = slot.cout * slot.out_size ** 2 if what == "relus" else 0
-    return first + middle + count(slot.cout, slot.cout, 1, slot.out_size)
+        return btype.macs(slot.cin, slot.cout, slot.stride, slot.size)
+    return btype.macs(slot.cin, slot.cout, slot.stride, slot.size) + btype.macs(slot.cout, slot.cout, 1, slot.out_size)
+
+
+def _middle_relu(slot: Slot, btype: BlockType) -> int:
+    """A per-conv branch keeps the skeleton's ReLU between its two convs; a per-block module has none of it."""
+    return slot.cout * slot.out_size ** 2 if btype.kind == PER_CONV else 0
 
 
 def _shortcut_macs(slot: Slot) -> int:
@@ -141,16 +143,16 @@ class WRN(Architecture):
         c, final = self.widths[-1], self.slots(image_size)[-1].out_size
         stem = 9 * in_channels * 16 * image_size ** 2
         linear = c * num_classes
-        return stem + 2 * c * final ** 2 + linear + num_classes, stem + linear
+        return stem + c * final ** 2 + linear + num_classes, stem + linear  # + the head's ReLU
 
     def block_params(self, slot, btype):
         return 2 * slot.cin + _branch_params(slot, btype) + (slot.cin * slot.cout if slot.has_shortcut_conv else 0)
 
     def block_macs(self, slot, btype):
-        return _branch_count(slot, btype, "macs") + _shortcut_macs(slot)
+        return _branch_macs(slot, btype) + _shortcut_macs(slot)
 
     def block_relus(self, slot, btype):  # the input BN-ReLU
-        return slot.cin * slot.size ** 2 + _branch_count(slot, btype, "relus")
+        return slot.cin * slot.size ** 2 + _middle_relu(slot, btype)
 
 
 class ResNet(Architecture):
@@ -179,20 +181,19 @@ class ResNet(Architecture):
 
     def fixed_ops(self, in_channels, num_classes, image_size):
         conv, _ = self._stem_sizes(image_size)
-        final = self.slots(image_size)[-1].out_size
         stem = 49 * in_channels * 64 * conv ** 2
         linear = 512 * num_classes
-        return stem + 64 * conv ** 2 + 512 * final ** 2 + linear + num_classes, stem + linear
+        return stem + 64 * conv ** 2 + linear + num_classes, stem + linear  # + the stem's ReLU
 
     def block_params(self, slot, btype):
         downsample = slot.cin * slot.cout + 2 * slot.cout if slot.has_shortcut_conv else 0
         return _branch_params(slot, btype) + 2 * slot.cout + downsample
 
     def block_macs(self, slot, btype):
-        return _branch_count(slot, btype, "macs") + _shortcut_macs(slot)
+        return _branch_macs(slot, btype) + _shortcut_macs(slot)
 
     def block_relus(self, slot, btype):  # the ReLU after the residual addition
-        return _branch_count(slot, btype, "relus") + slot.cout * slot.out_size ** 2
+        return _middle_relu(slot, btype) + slot.cout * slot.out_size ** 2
 
 
 # --- the registry ------------------------------------------------------------------------------

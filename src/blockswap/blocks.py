@@ -6,6 +6,7 @@ A per-conv type's module replaces one 3×3 conv; a per-block type's module is th
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
 from .blocktypes import PER_BLOCK, BlockType
@@ -24,8 +25,21 @@ def conv_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+class InnerReLU(nn.Module):
+    """The ReLU inside a cheap module. Not an nn.ReLU, so the Ops counter skips it, as the papers' counter
+    skipped the activations their cheap modules applied as functions (see `counting`)."""
+
+    def forward(self, x):
+        return F.relu(x)
+
+
 def bn_relu(channels: int) -> list[nn.Module]:
+    """BN and the skeleton's ReLU (counted in Ops)."""
     return [nn.BatchNorm2d(channels), nn.ReLU(inplace=False)]
+
+
+def _bn_inner_relu(channels: int) -> list[nn.Module]:
+    return [nn.BatchNorm2d(channels), InnerReLU()]
 
 
 def build_module(btype: BlockType, cin: int, cout: int, stride: int) -> nn.Module:
@@ -38,17 +52,17 @@ def build_module(btype: BlockType, cin: int, cout: int, stride: int) -> nn.Modul
     if btype.expansion:
         h = btype.expansion * cin
         return nn.Sequential(
-            nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
-            nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+            nn.Conv2d(cin, h, 1, bias=False), *_bn_inner_relu(h),
+            nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), *_bn_inner_relu(h),
             nn.Conv2d(h, cout, 1, bias=False), nn.BatchNorm2d(cout))
     if btype.kind == PER_BLOCK:
         m = cout // btype.reduction
         return nn.Sequential(
-            nn.Conv2d(cin, m, 1, bias=False), *bn_relu(m),
-            nn.Conv2d(m, m, 3, stride, 1, groups=int(btype.groups(m)), bias=False), *bn_relu(m),
+            nn.Conv2d(cin, m, 1, bias=False), *_bn_inner_relu(m),
+            nn.Conv2d(m, m, 3, stride, 1, groups=int(btype.groups(m)), bias=False), *_bn_inner_relu(m),
             nn.Conv2d(m, cout, 1, bias=False))
     if btype.separable:
         return nn.Sequential(
-            nn.Conv2d(cin, cin, 3, stride, 1, groups=int(btype.groups(cin)), bias=False), *bn_relu(cin),
+            nn.Conv2d(cin, cin, 3, stride, 1, groups=int(btype.groups(cin)), bias=False), *_bn_inner_relu(cin),
             nn.Conv2d(cin, cout, 1, bias=False))
     return nn.Conv2d(cin, cout, k, stride, pad, dilation=d, bias=False)

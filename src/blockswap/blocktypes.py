@@ -9,7 +9,8 @@ function of the width, or a bottleneck with a reduction factor and such a groupe
 Each entry knows its analytic params and Ops for a given (in, out, stride, input size); `blocks`
 builds its module (`BlockType.build`) and `counting` checks the counts against the built modules.
 
-Ops follow the papers' convention: conv multiply-adds + the element count of every ReLU input.
+A module's Ops are its multiply-adds: the activations inside a cheap module are not counted (spec §4;
+`counting` states the rule).
 """
 
 from __future__ import annotations
@@ -90,21 +91,6 @@ class BlockType:
         if self.separable:
             return k2 * cin * (cin // int(self.groups(cin))) * hw_out + cin * cout * hw_out
         return k2 * cin * cout * hw_out
-
-    def relus(self, cin: int, cout: int, stride: int, size: int) -> int:
-        """Elements entering the module's own ReLUs."""
-        hw_in, hw_out = size * size, out_size(size, stride) ** 2
-        if self.expansion:
-            # MBConv uses ReLU6, which the papers' Ops counter does not count (that is how their
-            # all-MBConv6 WRN-40-2 comes to 231.7M Ops); see counting.py.
-            return 0
-        if self.kind == PER_BLOCK:
-            return cout // self.reduction * (hw_in + hw_out)
-        return cin * hw_out if self.separable else 0
-
-    def ops(self, cin: int, cout: int, stride: int, size: int) -> int:
-        """The papers' Ops: multiply-adds + ReLU input elements."""
-        return self.macs(cin, cout, stride, size) + self.relus(cin, cout, stride, size)
 
     # --- module factory -------------------------------------------------------------------------
     def build(self, cin: int, cout: int, stride: int):

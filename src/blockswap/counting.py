@@ -1,7 +1,16 @@
 """Params and the papers' Ops, analytically from a genotype (no torch; `measure` counts a built network).
 
-Ops (spec §4) = conv multiply-adds + linear multiply-adds + linear bias adds + the element count of
-every ReLU input + the element count of the final average-pool input, for one image.
+Ops (spec §4) = conv multiply-adds + linear multiply-adds + linear bias adds + the element count entering
+each ReLU of the network's *skeleton* (each block's pre-activation ReLU, the ReLU between the two convs
+of a per-conv block, a ResNet block's ReLU after the addition, the stem's and the head's), for one image.
+Two things are not counted, because the papers' counter never saw them: activations *inside* a cheap
+module (between a grouped conv and its 1×1, a bottleneck's, MBConv6's) - it counted ReLU modules only,
+and the cheap modules applied their activations as functions - and the final average pool, which the
+reference WRN applies as a function too. Built networks follow the same line: skeleton ReLUs are
+`nn.ReLU` modules, a cheap module's are `blocks.InnerReLU`, which `measure` does not count.
+With this rule the released CIFAR genotypes and the teacher, scaled-WRN and MBConv6 rows reproduce
+Table 2's Ops exactly; counting the pool's input (8,192 per image on WRN-40-2) would print 66.0M for
+the 289.2K genotype (paper 65.9M) and 231.8M for MBConv6 (paper 231.7M).
 MACs = conv + linear multiply-adds only (the ImageNet tables' convention).
 The two ways must agree exactly; the tests check it for every block type at every position.
 """

@@ -1,7 +1,8 @@
 """Params, Ops and MACs of a built network, counted by forward hooks (the check on `counting.analytic`).
 
-Same conventions as `counting` (spec §4): Ops = conv + linear multiply-adds + linear bias adds + the
-element count of every ReLU input + the element count of the final average-pool input, for one image.
+Same conventions as `counting` (spec §4), where the rule is stated: Ops = conv + linear multiply-adds +
+linear bias adds + the element count entering every `nn.ReLU` (the skeleton's; a cheap module's
+`blocks.InnerReLU` is not one), for one image.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def measured(model: nn.Module, g: Genotype) -> Counts:
 def measure(module: nn.Module, input_shape: tuple[int, ...]) -> Counts:
     """Parameters summed; Ops/MACs by forward hooks on one zero input of `input_shape`.
 
-    Exactly nn.ReLU counts as a ReLU: MBConv's ReLU6 does not, as in the papers' counter.
+    Exactly nn.ReLU counts as a ReLU: the InnerReLU of cheap modules does not, as in the papers' counter.
     """
     params = sum(p.numel() for p in module.parameters())
     totals = {"macs": 0, "other": 0}
@@ -34,11 +35,10 @@ def measure(module: nn.Module, input_shape: tuple[int, ...]) -> Counts:
         totals["macs"] += m.in_features * m.out_features
         totals["other"] += m.out_features if m.bias is not None else 0
 
-    def on_elementwise(m, inp, out):  # ReLU and the final average pool: count input elements
+    def on_relu(m, inp, out):
         totals["other"] += inp[0][0].numel()
 
-    hooks = {nn.Conv2d: on_conv, nn.Linear: on_linear, nn.ReLU: on_elementwise,
-             nn.AdaptiveAvgPool2d: on_elementwise}
+    hooks = {nn.Conv2d: on_conv, nn.Linear: on_linear, nn.ReLU: on_relu}
     handles = [m.register_forward_hook(hooks[type(m)]) for m in module.modules() if type(m) in hooks]
     was_training = module.training
     try:

@@ -73,6 +73,12 @@ def _check_budgets(config: dict) -> None:
             raise BlockswapError(f"ablations.sample_budgets: {b} is not one of search.budgets")
 
 
+def scoring_batch(config: dict) -> int:
+    """The proxies' minibatch size: search.batch_size, else the students' training batch (spec §5: the paper
+    scores on a minibatch of the training batch size)."""
+    return config["search"]["batch_size"] or config["student"]["recipe"]["batch_size"]
+
+
 def check_profile(config: dict) -> None:
     """Every cross-key check of a schema-validated profile; raises BlockswapError naming the key."""
     _check_names(config)

@@ -2,14 +2,20 @@
 
 Each proxy is `fn(net, batches, genotype) -> float` on a freshly initialised network in train mode,
 registered with the sign that makes "higher = better": `sign * value` is what ranking sorts on.
-`batches` holds the k minibatches of a run (`minibatches=k`); Fisher accumulates over all of them,
-the training proxies take one SGD step per batch, every other proxy uses the first batch only.
+
+"After k minibatches" (spec §5, Table 1): every metric is measured on a network being trained. From its
+random initialisation it takes k SGD steps, one per minibatch (`train_k_steps`: lr 0.1, momentum 0.9,
+weight decay 5e-4). The *trajectory* metrics are taken during those steps, each before its step: Fisher
+accumulates Δ over the k passes, grad_norm sums the weight-gradient norms over the k steps, training
+accuracy and loss are those of the k minibatches as they are trained on. Every other metric (ℓ2 norm,
+SNIP, SynFlow, NASWOT) is a function of the weights and is measured after the k steps (SNIP and NASWOT
+on the first minibatch). k = 1 Fisher - the search itself - is one forward/backward at initialisation,
+computed from activation gradients only (`fisher_per_block`).
 
 Reproducibility: every candidate is initialised from `candidate_seed(seed, genotype.id)` — from its
 content, not its position — so a rerun, a reordered file or a different worker count gives the same
 initialisation (float results can still differ in the last bits between thread counts).
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -26,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import InnerReLU
 from .counting import analytic
 from .errors import BlockswapError
 from .genotype import Genotype
@@ -43,6 +50,7 @@ class Proxy:
     fn: ProxyFn
     sign: int  # +1: higher raw value is better; -1: lower is better
     description: str
+    trajectory: bool = False  # taken during the k steps (else: a function of the weights after them)
 
     def __call__(self, net: nn.Module, batches: list[Batch], genotype: Genotype) -> float:
         return float(self.fn(net, batches, genotype))
@@ -51,13 +59,14 @@ class Proxy:
 PROXIES: Registry[Proxy] = Registry("proxy")
 
 
-def register_proxy(name: str, sign: int, description: str):
-    """Decorator: register `fn(net, batches, genotype) -> float` as proxy `name`."""
+def register_proxy(name: str, sign: int, description: str, trajectory: bool = False):
+    """Decorator: register `fn(net, batches, genotype) -> float` as proxy `name`; `trajectory`: one of
+    the quantities `train_k_steps` measures (the function then returns that measurement)."""
     if PROXY_SIGNS.get(name) != sign:
         raise ValueError(f"proxy {name!r} with sign {sign!r}: list it with that sign in scores.PROXY_SIGNS")
 
     def wrap(fn: ProxyFn) -> ProxyFn:
-        PROXIES.add(name, Proxy(name, fn, sign, description))
+        PROXIES.add(name, Proxy(name, fn, sign, description, trajectory))
         return fn
     return wrap
 
@@ -109,8 +118,58 @@ def _probed(net: nn.Module):
             p.requires_grad_(True)
 
 
+def _delta(acts: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Δ_block of one pass (float64): Σ_c 1/(2N) Σ_n (Σ_ij a·g)²; einsum contracts H, W without a·g."""
+    per_nc = [torch.einsum("nchw,nchw->nc", a, g).double() for a, g in zip(acts, grads)]
+    return torch.stack([s.pow(2).sum() for s in per_nc]).cpu() / (2 * len(acts[0]))
+
+
+# The original ablation code's optimiser for "after k minibatches of training".
+K_STEP_SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
+
+
+def train_k_steps(net: nn.Module, batches: Sequence[Batch]) -> dict[str, float]:
+    """One SGD step per minibatch from the net's current weights (spec §5); returns what the steps measure,
+    each before its step: fisher (Δ summed over the passes), grad_norm (Σ over steps of Σ_W ‖∂L/∂W‖),
+    train_accuracy and train_loss (of the minibatches as they are trained on). `net` ends stepped."""
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), **K_STEP_SGD)
+    weights = _weights(net)
+    acts: list[torch.Tensor] = []
+
+    def keep(module, inputs, output):
+        output.retain_grad()
+        acts.append(output)
+
+    fisher = torch.zeros(len(net.blocks), dtype=torch.float64)
+    grad_norm = correct = loss_sum = count = 0.0
+    handles = [b.probe.register_forward_hook(keep) for b in net.blocks]
+    try:
+        with torch.enable_grad():
+            for x, y in batches:
+                acts.clear()
+                opt.zero_grad(set_to_none=True)
+                logits, _ = net(x)
+                loss = F.cross_entropy(logits, y)
+                loss.backward()
+                with torch.no_grad():
+                    fisher += _delta(acts, [a.grad for a in acts])
+                    grad_norm += float(sum(w.grad.double().norm() for w in weights))
+                    correct += float((logits.argmax(1) == y).sum())
+                    loss_sum += float(loss) * len(y)
+                    count += len(y)
+                opt.step()
+    finally:
+        for h in handles:
+            h.remove()
+        acts.clear()
+    return {"fisher": float(fisher.sum()), "grad_norm": grad_norm, "train_accuracy": correct / count,
+            "train_loss": loss_sum / count}
+
+
 def fisher_per_block(net: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
-    """Δ_block (float64, one per block in forward order), summed over `batches`.
+    """Δ_block (float64, one per block in forward order) at the net's current weights, summed over `batches`,
+    from activation gradients only (no weight gradients, no step).
 
     Δ_block = Σ_c 1/(2N) Σ_n (Σ_ij a_ncij g_ncij)², a = probe output, g = ∂L/∂a, L = batch-mean CE.
     """
@@ -121,18 +180,19 @@ def fisher_per_block(net: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
             acts.clear()
             logits, _ = net(x)
             grads = torch.autograd.grad(F.cross_entropy(logits, y), acts)
-            with torch.no_grad():  # einsum contracts H, W without materialising a·g; squares in float64
-                per_nc = [torch.einsum("nchw,nchw->nc", a, g).double() for a, g in zip(acts, grads)]
-                total += torch.stack([s.pow(2).sum() for s in per_nc]).cpu() / (2 * len(x))
-            del logits, grads, per_nc
+            with torch.no_grad():
+                total += _delta(acts, grads)
+            del logits, grads
             acts.clear()  # drop the graph before the next batch
     return total
 
 
 @register_proxy("fisher", +1, "Fisher potential: Σ over blocks of Δ at the residual-branch output "
-                              "(BlockSwap Eq. 2-3), summed over the k minibatches")
+                              "(BlockSwap Eq. 2-3), summed over the k passes of k SGD steps", trajectory=True)
 def fisher_potential(net, batches, genotype=None) -> float:
-    return float(fisher_per_block(net, batches).sum())
+    if len(batches) == 1:  # the search: one pass at initialisation, activation gradients suffice
+        return float(fisher_per_block(net, batches).sum())
+    return train_k_steps(net, batches)["fisher"]
 
 
 # ------------------------------------------------------------------------------ other zero-cost proxies
@@ -149,18 +209,20 @@ def _weight_grads(net: nn.Module, batch: Batch) -> list[torch.Tensor]:
         return list(torch.autograd.grad(F.cross_entropy(net(x)[0], y), weights))
 
 
-@register_proxy("grad_norm", +1, "Σ over conv/linear weights of ‖∂L/∂W‖₂ (first minibatch)")
+@register_proxy("grad_norm", +1, "Σ over the k steps of Σ over conv/linear weights of ‖∂L/∂W‖₂",
+                trajectory=True)
 def grad_norm(net, batches, genotype=None) -> float:
-    return float(sum(g.double().norm() for g in _weight_grads(net, batches[0])))
+    return train_k_steps(net, batches)["grad_norm"]
 
 
-@register_proxy("snip", +1, "SNIP saliency Σ|W ⊙ ∂L/∂W| over conv/linear weights (first minibatch)")
+@register_proxy("snip", +1, "SNIP saliency Σ|W ⊙ ∂L/∂W| over conv/linear weights, after the k steps "
+                            "(first minibatch)")
 def snip(net, batches, genotype=None) -> float:
     grads = _weight_grads(net, batches[0])
     return float(sum((w.detach() * g).double().abs().sum() for w, g in zip(_weights(net), grads)))
 
 
-@register_proxy("l2_norm", +1, "Σ over conv/linear weights of ‖W‖₂ at initialisation (data-free)")
+@register_proxy("l2_norm", +1, "Σ over conv/linear weights of ‖W‖₂ after the k steps")
 def l2_norm(net, batches=None, genotype=None) -> float:
     return float(sum(w.detach().double().norm() for w in _weights(net)))
 
@@ -200,7 +262,7 @@ def naswot(net, batches, genotype=None) -> float:
         s = c.sum(1, keepdim=True)
         kernel.add_((2 * c @ c.T - s - s.T + c.shape[1]).double())
 
-    handles = [m.register_forward_hook(add) for m in net.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
+    handles = [m.register_forward_hook(add) for m in net.modules() if isinstance(m, (nn.ReLU, InnerReLU))]  # every ReLU
     try:
         net.train()
         with torch.no_grad():
@@ -216,34 +278,16 @@ def params(net, batches, genotype) -> float:
     return float(analytic(genotype).params)
 
 
-def _train_then_eval(net: nn.Module, batches: Sequence[Batch]) -> tuple[float, float]:
-    """One SGD step per batch (WRN recipe: lr 0.1, momentum 0.9, wd 5e-4), then (accuracy, mean loss)
-    on those same batches, in train mode (BN batch statistics, as during the steps)."""
-    net.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    with torch.enable_grad():
-        for x, y in batches:
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x)[0], y).backward()
-            opt.step()
-    correct = loss = count = 0
-    with torch.no_grad():
-        for x, y in batches:
-            logits = net(x)[0]
-            correct += int((logits.argmax(1) == y).sum())
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            count += len(y)
-    return correct / count, loss / count
-
-
-@register_proxy("train_accuracy", +1, "training accuracy on the k minibatches after k SGD steps on them")
+@register_proxy("train_accuracy", +1, "training accuracy on the k minibatches as they are trained on",
+                trajectory=True)
 def train_accuracy(net, batches, genotype=None) -> float:
-    return _train_then_eval(net, batches)[0]
+    return train_k_steps(net, batches)["train_accuracy"]
 
 
-@register_proxy("train_loss", -1, "mean cross-entropy on the k minibatches after k SGD steps (lower is better)")
+@register_proxy("train_loss", -1, "mean cross-entropy on the k minibatches as they are trained on (lower is "
+                                  "better)", trajectory=True)
 def train_loss(net, batches, genotype=None) -> float:
-    return _train_then_eval(net, batches)[1]
+    return train_k_steps(net, batches)["train_loss"]
 
 
 # --------------------------------------------------------------------------------------------- scoring
@@ -279,12 +323,12 @@ def score_one(genotype: Genotype, proxies: Sequence[Proxy], batch: BatchSource, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cseed)
         net = create_model(genotype, device)
-        pristine = copy.deepcopy(net) if len(proxies) > 1 else None
-        out = {}
-        for j, proxy in enumerate(proxies):
-            # Proxies may train, rescale or cast their network: each after the first gets a copy.
-            out[proxy.name] = proxy(net if j == 0 else copy.deepcopy(pristine), batches, genotype)
-    return out
+        if minibatches == 1 and all(p.name in ("fisher", "params") for p in proxies):
+            return {p.name: p(net, batches, genotype) for p in proxies}  # the search: no step needed
+        measured = train_k_steps(net, batches)  # `net` now holds the weights after the k steps
+        # Weight-state proxies may rescale or cast their network: each gets its own copy.
+        return {p.name: measured[p.name] if p.trajectory else p(copy.deepcopy(net), batches[:1], genotype)
+                for p in proxies}
 
 
 _WORKER: dict = {}

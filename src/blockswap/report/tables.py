@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from .stats import missing
 
@@ -70,7 +71,14 @@ def fmt_budget(b) -> str:
 
 
 def fmt_scaled(x, scale: float, digits: int) -> str:
-    return "—" if missing(x) else f"{x / scale:.{digits}f}"
+    """x/scale to `digits` decimals; an exact count rounds half to even, as the papers print them
+    (217,050 params → 217.0K, 404,250 → 404.2K), not through a binary float (which gives 217.1)."""
+    if missing(x):
+        return "—"
+    if float(x).is_integer():
+        exact = Decimal(int(x)) / Decimal(int(scale))
+        return str(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_EVEN))
+    return f"{x / scale:.{digits}f}"
 
 
 def profile_note(profile: str) -> str:
