@@ -52,20 +52,62 @@ use rule score_candidates as score_random_nets with:
         minibatches=lambda w: w.k,
 
 
+# (c) An independent search of n samples per (n, search seed), so each point of the curve is a mean over
+# searches, not one pick among nested prefixes of a single search.
+SAMPLE_SEARCH = f"{R}/ablations/samples/budget{{budget}}/n{{n}}/search{{search}}"
+
+
+use rule sample_candidates as sample_n_candidates with:
+    output:
+        f"{SAMPLE_SEARCH}/candidates.jsonl",
+    log:
+        f"{LOGS}/ablations/samples/budget{{budget}}/n{{n}}/search{{search}}/sample.log",
+    params:
+        samples=lambda w: w.n,
+        seed=lambda w: plan.sample_search_seed(w.n, w.search),
+
+
+use rule score_candidates as score_n_candidates with:
+    input:
+        rules.sample_n_candidates.output,
+    output:
+        f"{SAMPLE_SEARCH}/scores.csv",
+    log:
+        f"{LOGS}/ablations/samples/budget{{budget}}/n{{n}}/search{{search}}/score.log",
+    benchmark:
+        f"{BENCH}/ablations/samples/budget{{budget}}/n{{n}}/search{{search}}/score.tsv"
+    params:
+        seed=lambda w: plan.sample_search_seed(w.n, w.search),
+
+
+use rule select_top as select_n_top with:
+    input:
+        candidates=rules.sample_n_candidates.output,
+        scores=rules.score_n_candidates.output,
+    output:
+        f"{SAMPLE_SEARCH}/top.json",
+    log:
+        f"{LOGS}/ablations/samples/budget{{budget}}/n{{n}}/search{{search}}/top.log",
+
+
 use rule distill_blockswap as distill_sample_count with:
-    """(c) The top-ranked of the first n candidates, distilled from the first teacher."""
+    """(c) The pick of an independent search of n samples, distilled from the first teacher."""
     input:
         teacher=FIRST_TEACHER_CHECKPOINT,
-        genotype=rules.select_top.output,
+        genotype=rules.select_n_top.output,
     output:
-        checkpoint=f"{R}/ablations/samples/budget{{budget}}/n{{n}}/model.pt",
-        metrics=f"{R}/ablations/samples/budget{{budget}}/n{{n}}/metrics.json",
+        checkpoint=f"{SAMPLE_SEARCH}/model.pt",
+        metrics=f"{SAMPLE_SEARCH}/metrics.json",
     log:
-        f"{LOGS}/ablations/samples/budget{{budget}}/n{{n}}.log",
+        f"{LOGS}/ablations/samples/budget{{budget}}/n{{n}}/search{{search}}/distill.log",
     benchmark:
-        f"{BENCH}/ablations/samples/budget{{budget}}/n{{n}}.tsv"
+        f"{BENCH}/ablations/samples/budget{{budget}}/n{{n}}/search{{search}}/distill.tsv"
     params:
         labels=lambda w: labels(
-            method="samples", budget=w.budget, samples=w.n, teacher_seed=FIRST_TEACHER
+            method="samples",
+            budget=w.budget,
+            samples=w.n,
+            search_seed=w.search,
+            teacher_seed=FIRST_TEACHER,
         ),
         seed=FIRST_TEACHER,

@@ -98,11 +98,15 @@ def sample_counts(budget):
 # once all the rules are read, so Snakemake calls them later, when it builds the DAG.
 
 
-def moonshine_metrics(budget, seed):
+def density_blocks(budget):
+    return plan.density_blocks(config, budget, SINGLE_TYPE_COSTS)
+
+
+def moonshine_metrics(budget, seed, blocks=None):
     return expand(
         rules.distill_moonshine.output.metrics,
         budget=budget,
-        block=moonshine_blocks(budget),
+        block=moonshine_blocks(budget) if blocks is None else blocks,
         seed=seed,
     )
 
@@ -122,6 +126,32 @@ def student_metrics(wildcards):
         )
         if BASELINES["mbconv"]:
             files += expand(rules.distill_mbconv.output.metrics, seed=seed)
+        files += control_metrics(seed)
+    return files
+
+
+def control_metrics(seed):
+    """The controls of one teacher seed's students (baselines.controls)."""
+    files = []
+    for budget in SEARCH["budgets"]:
+        blocks = moonshine_blocks(budget)
+        if "kd" in BASELINES["controls"]:
+            files += expand(
+                rules.distill_moonshine_kd.output.metrics,
+                budget=budget,
+                block=blocks,
+                seed=seed,
+            )
+        if "scratch" in BASELINES["controls"]:
+            files += expand(
+                rules.train_blockswap_scratch.output.metrics, budget=budget, seed=seed
+            )
+            files += expand(
+                rules.train_moonshine_scratch.output.metrics,
+                budget=budget,
+                block=blocks,
+                seed=seed,
+            )
     return files
 
 
@@ -145,11 +175,17 @@ def correlation_scores():
 
 
 def density_metrics(wildcards):
-    """The random nets, then the first teacher's Moonshine and BlockSwap students at their budgets."""
-    budgets = [b for b in ABLATIONS["random_budgets"] if b in SEARCH["budgets"]]
+    """Figure 2 at each random-net budget: the random nets, the single-blocktype nets around the budget and
+    the Fisher pick of a search at it, all taught by the first teacher (as the random nets are).
+    """
+    budgets = ABLATIONS["random_budgets"]
     return {
         "random": random_net_metrics(wildcards),
-        "single": [f for b in budgets for f in moonshine_metrics(b, FIRST_TEACHER)],
+        "single": [
+            f
+            for b in budgets
+            for f in moonshine_metrics(b, FIRST_TEACHER, density_blocks(b))
+        ],
         "blockswap": expand(
             rules.distill_blockswap.output.metrics, budget=budgets, seed=FIRST_TEACHER
         ),
@@ -165,14 +201,24 @@ def sample_count_metrics(wildcards):
             rules.distill_sample_count.output.metrics,
             budget=budget,
             n=sample_counts(budget),
+            search=ABLATIONS["sample_seeds"],
         )
     return files + expand(
         rules.distill_blockswap.output.metrics, budget=budgets, seed=FIRST_TEACHER
     )
 
 
+def claims_metrics(wildcards):
+    """Every run the claims compare: the students and controls, random nets, Figure 2's and (c)'s nets."""
+    files = student_metrics(wildcards)
+    if ABLATIONS["random_count"]:
+        files += [f for group in density_metrics(wildcards).values() for f in group]
+    files += sample_count_metrics(wildcards) if ABLATIONS["sample_budgets"] else []
+    return list(dict.fromkeys(files))
+
+
 def all_outputs():
-    outs = [f"{R}/tables/main.md", f"{R}/tables/main.csv"]
+    outs = [f"{R}/tables/claims.md", f"{R}/tables/main.md", f"{R}/tables/main.csv"]
     if ABLATIONS["random_count"] and ABLATIONS["random_budgets"]:
         outs += [f"{R}/tables/proxy_correlation.md", f"{R}/tables/density.md"]
     if ABLATIONS["sample_budgets"]:

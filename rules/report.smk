@@ -82,3 +82,24 @@ rule report_samples:
     shell:
         "blockswap report samples --metrics {input} --full-search {params.samples} --paper {params.paper}"
         " --table {output.table} --figure samples {output.figure} > {log} 2>&1"
+
+
+rule report_claims:
+    """The papers' claims tested on every run of the profile, with 95% intervals: the report's first table."""
+    input:
+        scores=lambda w: list(correlation_scores().values()),
+        metrics=claims_metrics,
+    output:
+        table=table_outputs("claims", "claims.rst", "Claims"),
+    log:
+        f"{LOGS}/report/claims.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
+    params:
+        scores=rules.report_correlation.params.scores,
+        paper=config["paper"],
+    shell:
+        "blockswap report claims {params.scores} --metrics {input.metrics} --paper {params.paper}"
+        " --table {output.table} > {log} 2>&1"

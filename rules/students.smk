@@ -86,3 +86,67 @@ use rule distill_blockswap as distill_mbconv with:
     params:
         genotype=f"--model {TEACHER['model']} --block MBConv6",
         labels=lambda w: labels(method="mbconv", teacher_seed=w.seed),
+
+
+# Controls (baselines.controls): the same students with KD instead of AT, or without a teacher.
+use rule distill_moonshine as distill_moonshine_kd with:
+    output:
+        checkpoint=f"{R}/students/moonshine_kd/budget{{budget}}/{{block}}/teacher{{seed}}/model.pt",
+        metrics=f"{R}/students/moonshine_kd/budget{{budget}}/{{block}}/teacher{{seed}}/metrics.json",
+    log:
+        f"{LOGS}/students/moonshine_kd/budget{{budget}}/{{block}}/teacher{{seed}}.log",
+    benchmark:
+        f"{BENCH}/students/moonshine_kd/budget{{budget}}/{{block}}/teacher{{seed}}.tsv"
+    params:
+        distill=recipe_flags({"at_beta": 0, **BASELINES["kd"]}),
+        labels=lambda w: labels(
+            method="moonshine_kd", budget=w.budget, block=w.block, teacher_seed=w.seed
+        ),
+
+
+rule train_blockswap_scratch:
+    """The BlockSwap pick trained on the data alone, one run per teacher seed."""
+    input:
+        genotype=rules.distill_blockswap.input.genotype,
+    output:
+        checkpoint=f"{R}/students/blockswap_scratch/budget{{budget}}/seed{{seed}}/model.pt",
+        metrics=f"{R}/students/blockswap_scratch/budget{{budget}}/seed{{seed}}/metrics.json",
+    log:
+        f"{LOGS}/students/blockswap_scratch/budget{{budget}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/students/blockswap_scratch/budget{{budget}}/seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: res("train", "threads")
+    resources:
+        **TRAIN_RESOURCES,
+    params:
+        recipe=recipe_flags(STUDENT["recipe"]),
+        data=data_args(),
+        device=config["device"],
+        genotype=lambda w, input: f"--genotype {input.genotype}",
+        labels=lambda w: labels(
+            method="blockswap_scratch", budget=w.budget, seed=w.seed
+        ),
+    shell:
+        "blockswap train {params.genotype} {params.data} {params.recipe} --seed {wildcards.seed}"
+        " --device {params.device} --threads {threads} {params.labels}"
+        " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
+
+
+use rule train_blockswap_scratch as train_moonshine_scratch with:
+    """A Moonshine student trained on the data alone."""
+    input:
+        [],
+    output:
+        checkpoint=f"{R}/students/moonshine_scratch/budget{{budget}}/{{block}}/seed{{seed}}/model.pt",
+        metrics=f"{R}/students/moonshine_scratch/budget{{budget}}/{{block}}/seed{{seed}}/metrics.json",
+    log:
+        f"{LOGS}/students/moonshine_scratch/budget{{budget}}/{{block}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/students/moonshine_scratch/budget{{budget}}/{{block}}/seed{{seed}}.tsv"
+    params:
+        genotype=lambda w: f"--model {TEACHER['model']} --block {w.block}",
+        labels=lambda w: labels(
+            method="moonshine_scratch", budget=w.budget, block=w.block, seed=w.seed
+        ),

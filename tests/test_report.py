@@ -17,7 +17,7 @@ from blockswap.errors import BlockswapError
 from blockswap.report import REPORTS, correlation, density, results, samples
 from blockswap.report.correlation import ScoresSpec, load_scores, parse_scores_spec
 from blockswap.report.runs import Run, load_run, load_runs
-from blockswap.report.stats import correlate
+from blockswap.report.stats import bootstrap_correlation, correlate, difference_ci, mean_ci, verdict
 from blockswap.report.tables import fmt_budget, latex_text
 from blockswap.scores import PROXY_SIGNS
 
@@ -195,13 +195,16 @@ def test_correlation_matches_scipy_and_paper(tmp_path):
             assert row["spearman_p"] == pytest.approx(stats.spearmanr(values, errors).pvalue)
             assert row["sign"] == 1
             assert row["paper_spearman"] == paper.TABLE1[(proxy, budget, k)]
+            assert row["spearman_lo"] < row["spearman"] < row["spearman_hi"]
+            assert row["kendall_lo"] < row["kendall"] < row["kendall_hi"]
     tiny = df[df.budget == 800_000].iloc[0]
     assert tiny["n"] == 2 and math.isnan(tiny["spearman"]) and math.isnan(tiny["kendall"])
     assert "only 2 paired values" in tiny["note"]
 
     md = (out / "proxy_correlation.md").read_text()
     rho = df[(df.proxy == "fisher") & (df.budget == 200_000) & (df.k == 1)].iloc[0]
-    assert f"{rho['spearman']:.2f} / {rho['kendall']:.2f} (-0.602)" in md
+    assert (f"{rho['spearman']:.2f} [{rho['spearman_lo']:.2f}, {rho['spearman_hi']:.2f}] / {rho['kendall']:.2f} "
+            "(-0.602)") in md
     assert "| l2_norm (+) |" in md and "only 2 paired values" in md
     assert md.index("l2_norm (+)") < md.index("fisher (+)")  # Table 1's row order
     tex = (out / "proxy_correlation.tex").read_text()
@@ -238,8 +241,11 @@ def test_density_table_and_figure(tmp_path):
     rand = [4.8, 5.0, 5.2, 5.4, 5.6]
     paths = [write_run(tmp_path / f"r{i}.json", "random", e, 200_000, 5e7, f"R{i}", budget=200000)
              for i, e in enumerate(rand)]
-    paths += [write_run(tmp_path / f"m{s}.json", "moonshine", e, 201_000, 5e7, "M", block="A4B2", seed=s)
-              for s, e in enumerate((5.0, 5.2))]  # no budget label: matched by params within 2.5 %
+    # Matched by the budget they were trained for (their label), however far their params are from it.
+    paths += [write_run(tmp_path / f"m{s}.json", "moonshine", e, 214_106, 5e7, "M", block="A4B2", seed=s,
+                        budget=200000) for s, e in enumerate((5.0, 5.2))]
+    paths.append(write_run(tmp_path / "m9.json", "moonshine", 4.0, 201_000, 5e7, "M9", block="G8B2",
+                           budget=400000))  # trained for a budget without random nets: not drawn
     paths.append(write_run(tmp_path / "b.json", "blockswap", 4.9, 199_000, 5e7, "B", budget=200000))
     paths.append(write_run(tmp_path / "t.json", "teacher", 4.0, 2_000_000, 3e8, "T"))  # not drawn
     out = tmp_path / "out"
@@ -262,8 +268,9 @@ def test_density_table_and_figure(tmp_path):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["random nets (n=5)", "random nets (KDE)", "BlockSwap pick (4.90%)", "A4B2 (5.10%)",
                       "paper: A4B2 (5.00%)"]
-    vertical = [ln for ln in ax.lines if len(set(ln.get_xdata())) == 1]
-    assert sorted(ln.get_xdata()[0] for ln in vertical) == pytest.approx([4.9, 5.0, 5.1])
+    vertical = {ln.get_xdata()[0]: ln.get_linestyle() for ln in ax.lines if len(set(ln.get_xdata())) == 1}
+    assert vertical == {4.9: "--", 5.1: ":", 5.0: "-."}  # pick dashed, ours dotted as in the paper, paper's
+    assert rep.notes == [f"{tmp_path / 'm9.json'}: labelled budget 400000 has no random nets; not shown."]
 
 
 # ---------------------------------------------------------------------------------------- samples
@@ -357,8 +364,8 @@ def small_runs(tmp_path):
     return paths, {"scores": [f"budget=200000,k=1:{scores}"], "full_search": 100}
 
 
-def test_registry_lists_the_four_reports():
-    assert sorted(REPORTS.names()) == ["correlation", "density", "results", "samples"]
+def test_registry_lists_the_five_reports():
+    assert sorted(REPORTS.names()) == ["claims", "correlation", "density", "results", "samples"]
     with pytest.raises(BlockswapError, match="unknown report 'result'. Did you mean 'results'"):
         REPORTS.get("result")
 
@@ -373,11 +380,14 @@ def test_each_report_builds_and_writes_its_named_files(tmp_path, small_runs, nam
     # The CLI writes exactly the files named, wherever they are, whatever the stem.
     table = [tmp_path / "t" / "x.md", tmp_path / "t" / "x.tex"]
     figures = [a for i, f in enumerate(rep.figures) for a in ("--figure", f, tmp_path / "f" / f"{i}.svg")]
-    extra = {"correlation": ["--scores", *given["scores"]], "samples": ["--full-search", 100]}.get(name, [])
+    extra = {"correlation": ["--scores", *given["scores"]], "claims": ["--scores", *given["scores"]],
+             "samples": ["--full-search", 100]}.get(name, [])
     assert run_cli(name, "--metrics", *paths, *extra, "--paper", "cifar10", "--table", *table, *figures) == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("[tf]/*"))
     assert written == [f"f/{i}.svg" for i in range(len(rep.figures))] + ["t/x.md", "t/x.tex"]
-    assert r"\label{tab:x}" in table[1].read_text() and (tmp_path / "f" / "0.svg").read_text().startswith("<?xml")
+    assert r"\label{tab:x}" in table[1].read_text()
+    if rep.figures:
+        assert (tmp_path / "f" / "0.svg").read_text().startswith("<?xml")
 
 
 def test_report_output_mistakes_fail_before_any_work(tmp_path, capsys, cifar_runs):
@@ -437,3 +447,63 @@ def test_proxy_signs_agree_and_the_report_loads_no_torch():
     code = "import sys, blockswap.report, blockswap.cli; blockswap.cli.build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def test_intervals_cover_known_effects_and_verdicts():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=40)
+    strong = bootstrap_correlation(x, -x + 0.3 * rng.normal(size=40))
+    assert strong["spearman_hi"] < 0 and strong["kendall_hi"] < 0
+    assert verdict(strong["spearman_lo"], strong["spearman_hi"]) == "supported"
+    null = bootstrap_correlation(x, rng.normal(size=40))
+    assert null["spearman_lo"] < 0 < null["spearman_hi"]
+    assert verdict(null["spearman_lo"], null["spearman_hi"]) == "inconclusive"
+    assert verdict(0.1, 0.4) == "not supported (the reverse)" and verdict(0.1, 0.4, claimed=+1) == "supported"
+    assert verdict(math.nan, math.nan).startswith("inconclusive")
+    mean, lo, hi = mean_ci([1.0, 2.0, 3.0])  # t(0.975, 2) = 4.303: 2 ± 4.303·1/√3
+    assert (mean, lo, hi) == pytest.approx((2.0, 2 - 4.303 / 3 ** 0.5, 2 + 4.303 / 3 ** 0.5), abs=1e-3)
+    d, lo, hi = difference_ci([1.0, 1.1, 0.9, 1.0], [2.0, 2.1, 1.9, 2.0])
+    assert d == pytest.approx(-1.0) and lo < -1.0 < hi < 0
+
+
+# ----------------------------------------------------------------------------------------------- claims
+def test_claims_table_verdicts_on_known_effects(tmp_path):
+    w = lambda name, *a, **kw: write_run(tmp_path / f"{name}.json", *a, **kw)  # noqa: E731
+    rand = [5.0 + 0.1 * i for i in range(10)]
+    paths = [w(f"r{i}", "random", e, 200_000, 5e7, f"R{i}", budget=200000, teacher_seed=0)
+             for i, e in enumerate(rand)]
+    picks, singles, alone = (4.0, 4.1, 4.2), (4.6, 4.5, 4.8), (5.0, 5.2, 5.1)
+    for s in range(3):
+        paths.append(w(f"b{s}", "blockswap", picks[s], 199_000, 5e7, "B", budget=200000, teacher_seed=s))
+        paths.append(w(f"m{s}", "moonshine", singles[s], 214_106, 5e7, "M", budget=200000, block="A4B2",
+                       teacher_seed=s))
+        paths.append(w(f"x{s}", "blockswap_scratch", alone[s], 199_000, 5e7, "B", budget=200000, seed=s))
+    paths += [w(f"w{s}", "scaled", e, 250_000, 6e7, "W", model="wrn-16-1", teacher_seed=s)
+              for s, e in enumerate((4.05, 4.25))]
+    paths += [w(f"s{n}_{s}", "samples", e, 199_000, 5e7, f"S{n}{s}", budget=200000, samples=n, search_seed=s)
+              for n, errs in ((10, (4.9, 4.7)), (30, (4.5, 4.6))) for s, e in enumerate(errs)]
+    scores = write_scores(tmp_path / "s.csv", [f"R{i}" for i in range(10)], {"fisher": [-e for e in rand]})
+    out = tmp_path / "out"
+    assert run_cli("claims", "--scores", f"budget=200K,k=1:{scores}", "--metrics", *paths, "--out-dir", out) == 0
+    df = pd.read_csv(out / "claims.csv")
+    got = {row.claim.split(" (")[0]: row for row in df.itertuples()}
+    fisher = got["Fisher potential ranks nets"]
+    assert fisher.estimate == pytest.approx(-1.0) and fisher.verdict == "supported" and fisher.n == 10
+    vs_random = got["The Fisher pick beats the random nets' mean"]
+    assert vs_random.estimate == pytest.approx(4.1 - np.mean(rand)) and vs_random.verdict == "supported"
+    assert "beats 100% of 10 random nets" in vs_random.setting
+    # Paired by teacher seed: differences −0.6, −0.4, −0.6 → mean −0.533 ± t(0.975, 2)·0.1155/√3.
+    single = got["Mixed blocks beat the best single blocktype at equal budget"]
+    assert (single.estimate, single.ci_lo, single.ci_hi) == pytest.approx((-0.5333, -0.8202, -0.2465), abs=1e-3)
+    assert single.verdict == "supported" and single.n == 3 and "A4B2" in single.setting
+    scaled = got["BlockSwap beats depth/width scaling with no more params"]  # −0.05, −0.15 over 2 seeds
+    assert scaled.estimate == pytest.approx(-0.1) and scaled.verdict == "inconclusive"
+    distil = got["Distillation with AT beats training the same student without a teacher"]
+    assert distil.estimate == pytest.approx(-1.0) and distil.verdict == "supported"
+    samples = got["More samples find a better net"]
+    assert samples.estimate == pytest.approx(-0.25) and samples.verdict == "supported"
+    md = (out / "claims.md").read_text()
+    # Noise floor: the pooled std of the nets trained with several seeds (B, M, B-scratch, W, each by method).
+    groups = [picks, singles, alone, (4.05, 4.25)]
+    pooled = np.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in groups) / sum(len(g) - 1 for g in groups))
+    assert f"pooled std of {pooled:.2f} points (4 nets)" in md

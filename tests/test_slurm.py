@@ -49,11 +49,13 @@ SLURM_CONFIG = REPO / "tests" / "workflow" / "slurm.yaml"
 RULE_CLASS = {
     "train_teacher": "train", "distill_blockswap": "train", "distill_moonshine": "train",
     "distill_scaled": "train", "distill_mbconv": "train", "distill_random_net": "train",
-    "distill_sample_count": "train",
-    "score_candidates": "score", "score_random_nets": "score",
+    "distill_sample_count": "train", "distill_moonshine_kd": "train", "train_blockswap_scratch": "train",
+    "train_moonshine_scratch": "train",
+    "score_candidates": "score", "score_random_nets": "score", "score_n_candidates": "score",
     "sample_candidates": "light", "select_top": "light", "sample_random_nets": "light",
+    "sample_n_candidates": "light", "select_n_top": "light",
     "report_results": "light", "report_correlation": "light", "report_density": "light",
-    "report_samples": "light",
+    "report_samples": "light", "report_claims": "light",
 }
 # Metrics fields that differ between two runs of the same job (timings, host, git SHA, resumes).
 TIMING_KEYS = ("wall_time_s", "provenance")
@@ -302,8 +304,8 @@ def test_workflow_through_slurm_equals_local_run(slurm_cluster, runs):
     rules = sorted(re.match(r"rule_([a-z_]+?)(?:_wildcards_.*)?$", j.comment).group(1) for j in jobs.values())
     assert rules == sorted([
         "train_teacher", "sample_candidates", "score_candidates", "select_top", "distill_blockswap",
-        "distill_moonshine", "sample_random_nets", "distill_random_net", "distill_random_net",
-        "score_random_nets", "report_results", "report_correlation", "report_density"]), rules
+        "distill_moonshine", "distill_moonshine", "sample_random_nets", "distill_random_net", "distill_random_net",
+        "score_random_nets", "report_results", "report_correlation", "report_density", "report_claims"]), rules
 
     # The sbatch calls carry the config's resources (threads -> --cpus-per-task, no GPU on CPU).
     resources = yaml.safe_load(SLURM_CONFIG.read_text())["resources"]
@@ -318,7 +320,7 @@ def test_workflow_through_slurm_equals_local_run(slurm_cluster, runs):
     assert _outputs(remote) == _outputs(local)
     names = _outputs(local)
     metrics = sorted(n for n in names if n.endswith("metrics.json"))
-    assert len(metrics) == 5, metrics  # teacher, BlockSwap, Moonshine, 2 random nets
+    assert len(metrics) == 6, metrics  # teacher, BlockSwap, 2 Moonshine, 2 random nets
     for name in metrics:
         assert _comparable_metrics(remote / name) == _comparable_metrics(local / name), name
     for name in sorted(n for n in names if n.endswith("model.pt")):

@@ -56,14 +56,19 @@ def test_lint_is_clean():
 
 def test_cifar10_profile_dag():
     jobs = planned_jobs("--configfile", ROOT / "workflow/config/cifar10.yaml")
-    # 3 teachers; 6 budgets × (sample, score); top-of-1000 per budget + top-of-10/100 at 404.2K;
-    # per teacher: 6 BlockSwap students, 10 Moonshine (closest per budget + A4B2 where it fits and
-    # differs), 3 scaled WRNs, 1 MBConv6; 3 budgets × 100 random nets and 3 × 3 proxy scorings.
+    # 3 teachers; 6 budgets × (sample, score, pick of 1000); per teacher: 6 BlockSwap students, 10 Moonshine
+    # (closest per budget + A4B2 where it fits and differs), 3 scaled WRNs, 1 MBConv6; 3 budgets × 100
+    # random nets and 3 × 3 proxy scorings. Figure 2, from the first teacher at the random nets' budgets
+    # 200K/400K/800K: 3 more searches and picks, and the single-type nets around each budget: G8B2, A4B2 |
+    # DConvG4, A4B2, DConvA16 | DConvG16, A4B2, DConvA4 (8 nets). §4.3 at 404.2K: independent searches of
+    # 10 and 100 samples, 3 seeds each, each pick trained.
     assert jobs == {
-        "train_teacher": 3, "sample_candidates": 6, "score_candidates": 6, "select_top": 8,
-        "distill_blockswap": 18, "distill_moonshine": 30, "distill_scaled": 9, "distill_mbconv": 3,
-        "sample_random_nets": 3, "distill_random_net": 300, "score_random_nets": 9, "distill_sample_count": 2,
-        "report_results": 1, "report_correlation": 1, "report_density": 1, "report_samples": 1, "all": 1}
+        "train_teacher": 3, "sample_candidates": 9, "score_candidates": 9, "select_top": 9,
+        "distill_blockswap": 21, "distill_moonshine": 38, "distill_scaled": 9, "distill_mbconv": 3,
+        "sample_random_nets": 3, "distill_random_net": 300, "score_random_nets": 9,
+        "sample_n_candidates": 6, "score_n_candidates": 6, "select_n_top": 6, "distill_sample_count": 6,
+        "report_results": 1, "report_correlation": 1, "report_density": 1, "report_samples": 1, "report_claims": 1,
+        "all": 1}
 
 
 def test_imagenet_profile_dag():
@@ -71,6 +76,16 @@ def test_imagenet_profile_dag():
     # One ResNet-34 teacher; 3.1M and 8.1M searches; ResNet-34-G(N) fits both budgets, G(4) the 8.1M.
     assert jobs == {"train_teacher": 1, "sample_candidates": 2, "score_candidates": 2, "select_top": 2,
                     "distill_blockswap": 2, "distill_moonshine": 3, "distill_scaled": 1, "report_results": 1,
+                    "report_claims": 1, "all": 1}
+
+
+def test_moonshine_profile_dag():
+    jobs = planned_jobs("--configfile", ROOT / "workflow/config/moonshine.yaml")
+    # 3 teachers; 19 single-blocktype students per teacher, each with AT, with KD and without a teacher;
+    # one BlockSwap search at 2.1M whose pick is trained with AT and without a teacher.
+    assert jobs == {"train_teacher": 3, "distill_moonshine": 57, "distill_moonshine_kd": 57,
+                    "train_moonshine_scratch": 57, "sample_candidates": 1, "score_candidates": 1, "select_top": 1,
+                    "distill_blockswap": 3, "train_blockswap_scratch": 3, "report_results": 1, "report_claims": 1,
                     "all": 1}
 
 
@@ -141,7 +156,7 @@ def test_end_to_end_outputs(finished_run):
 
     main = (r / "tables/main.csv").read_text().splitlines()
     assert len(main) == 4  # header + teacher, BlockSwap and the Moonshine student
-    for name in ("main", "proxy_correlation", "density", "samples"):
+    for name in ("claims", "main", "proxy_correlation", "density", "samples"):
         for ext in ("csv", "md", "tex"):
             assert (r / f"tables/{name}.{ext}").stat().st_size > 0
     for fig in ("pareto_params", "pareto_ops", "fisher_vs_error", "density", "samples"):
@@ -159,13 +174,15 @@ def test_incremental_reruns_touch_only_what_changed(finished_run, tmp_path):
     assert planned_jobs("--configfile", config, workdir=workdir) == {}
     edits = {
         # a new minibatch count: one more proxy scoring per random-net budget, and the table
-        "ablations.minibatches": ([1, 3], {"score_random_nets": 1, "report_correlation": 1, "all": 1}),
+        "ablations.minibatches": ([1, 3], {"score_random_nets": 1, "report_correlation": 1, "report_claims": 1,
+                                           "all": 1}),
         # a second teacher seed: its teacher and its students; ablations stay on the first teacher
         "teacher.seeds": ([0, 1], {"train_teacher": 1, "distill_blockswap": 1, "distill_moonshine": 1,
-                                   "report_results": 1, "all": 1}),
-        # one more ablation (c) point: one pick and its student
-        "ablations.sample_counts": ([3, 5], {"select_top": 1, "distill_sample_count": 1, "report_samples": 1,
-                                             "all": 1}),
+                                   "report_results": 1, "report_claims": 1, "all": 1}),
+        # one more ablation (c) point: an independent search, pick and student per search seed (2)
+        "ablations.sample_counts": ([3, 5], {"sample_n_candidates": 2, "score_n_candidates": 2,
+                                             "select_n_top": 2, "distill_sample_count": 2, "report_samples": 1,
+                                             "report_claims": 1, "all": 1}),
     }
     for key, (value, expected) in edits.items():
         edited = write_config(tmp_path / f"{key}.yaml", **{key: value})

@@ -121,6 +121,23 @@ def moonshine_blocks(config: dict, budget: int, costs: dict[str, int] | None = N
     return list(dict.fromkeys(chosen))
 
 
+def density_blocks(config: dict, budget: int, costs: dict[str, int] | None = None) -> list[str]:
+    """Figure 2's single-blocktype nets at a random-net budget: the closest type under the budget and the
+    closest over it (the paper's own example, all-BG(2,4) = A4B2 at 200K, is 7% over), and the
+    configured Moonshine types that fit."""
+    costs = single_type_costs(config) if costs is None else costs
+    over = {n: c for n, c in costs.items() if c > budget}
+    closest_over = [min(over, key=over.get)] if over and config["baselines"]["moonshine_closest"] else []
+    return list(dict.fromkeys(moonshine_blocks(config, budget, costs) + closest_over))
+
+
+def sample_search_seed(n: int, search: int) -> int:
+    """The sampling and scoring seed of ablation (c)'s search `search` of `n` samples: distinct for every
+    (n, search), so the searches at different n share no samples (a seed shared across n would make the
+    smaller search a prefix of the larger one)."""
+    return 1_000_000 + 1000 * int(n) + int(search)
+
+
 def sample_counts(config: dict, budget: int) -> list[int]:
     """Sample counts of ablation (c) at `budget`, below the full search (which is the last point)."""
     ablations = config["ablations"]

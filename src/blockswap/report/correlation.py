@@ -12,7 +12,7 @@ from ..scores import PROXY_SIGNS, read_scores
 from .base import Report, register
 from .figures import new_figure
 from .runs import Run, group_runs, parse_count, select
-from .stats import correlate, mean_std, missing
+from .stats import bootstrap_correlation, correlate, mean_std, missing
 from .tables import Table, fmt, fmt_budget, frame_of
 
 TABLE1_ORDER = ("train_accuracy", "l2_norm", "grad_norm", "fisher")
@@ -89,7 +89,8 @@ def build(runs: list[Run], profile: str | None, *, scores, scatter_proxy: str = 
         loaded[spec] = (df, proxies, ids)
         errors = [error_of[i] for i in ids]
         for proxy, col in proxies.items():
-            c = correlate(df.loc[ids, col].to_numpy(dtype=float), errors)
+            values = df.loc[ids, col].to_numpy(dtype=float)
+            c = {**correlate(values, errors), **bootstrap_correlation(values, errors)}
             if c["note"]:
                 notes.append(f"{proxy}, {fmt_budget(spec.budget)}, k={spec.k}: {c['note']}.")
             records.append({"proxy": proxy, "sign": PROXY_SIGNS.get(proxy), "budget": spec.budget, "k": spec.k,
@@ -107,7 +108,7 @@ def _proxy_order(names) -> list[str]:
 def _cell(r: dict | None) -> str:
     if r is None:
         return "—"
-    text = f"{fmt(r['spearman'])} / {fmt(r['kendall'])}"
+    text = f"{fmt(r['spearman'])} [{fmt(r['spearman_lo'])}, {fmt(r['spearman_hi'])}] / {fmt(r['kendall'])}"
     return text + (f" ({r['paper_spearman']:.3f})" if not missing(r["paper_spearman"]) else "")
 
 
@@ -121,9 +122,12 @@ def _table(records, notes) -> Table:
                     + [_cell(cell.get((proxy, b, k))) for b, k in columns])
     header = ["Proxy (sign)"] + [f"{fmt_budget(b)}, k={k}" for b, k in columns]
     has_paper = any(not missing(r["paper_spearman"]) for r in records)
-    caption = ("Spearman ρ / Kendall τ of each proxy's raw value with trained test error, per budget and "
-               "k minibatches" + (" (paper's ρ, Table 1, in brackets)" if has_paper else ""))
-    lead = ["Sign: + means higher is better, so a good proxy has ρ < 0 with error (− : the reverse)."]
+    caption = ("Spearman ρ [95% bootstrap interval] / Kendall τ of each proxy's raw value with trained test "
+               "error, per budget and k minibatches" + (" (paper's ρ, Table 1, in parentheses)" if has_paper
+                                                        else ""))
+    lead = ["Sign: + means higher is better, so a good proxy has ρ < 0 with error (− : the reverse).",
+            "An interval that contains 0 means the runs cannot tell the proxy from chance; the CSV has τ's "
+            "interval and both p-values."]
     return Table(header, rows, "l" + "r" * len(columns), caption, lead + notes)
 
 

@@ -10,7 +10,7 @@ from .. import paper
 from ..errors import BlockswapError
 from .base import Report, register
 from .figures import new_figure
-from .runs import Run, budget_near, group_runs, select
+from .runs import Run, group_runs, select
 from .stats import mean_std, missing
 from .tables import Table, fmt, fmt_budget, fmt_pm, frame_of
 
@@ -25,16 +25,16 @@ def _net_label(r: Run) -> str:
 
 
 def _marked(runs: list[Run], budgets: list[int], notes: list[str]) -> dict:
-    """{budget: {(method, label): runs}} of the single-blocktype nets and BlockSwap picks near a budget."""
+    """{budget: {(method, label): runs}} of the single-blocktype nets and BlockSwap picks trained for a
+    random-net budget - matched by their budget label (what they were trained for), not by params."""
     marked: dict = {}
     for r in runs:
         if r.method not in SINGLE + ("blockswap",):
             continue
-        b = r.budget if r.budget in budgets else budget_near(r.budget or r.params, budgets)
-        if b is None:
-            notes.append(f"{r.path}: no random nets within 2.5% of its budget; not shown.")
+        if r.budget not in budgets:
+            notes.append(f"{r.path}: labelled budget {r.budget} has no random nets; not shown.")
             continue
-        marked.setdefault(b, {}).setdefault((r.method, _net_label(r)), []).append(r)
+        marked.setdefault(r.budget, {}).setdefault((r.method, _net_label(r)), []).append(r)
     return marked
 
 
@@ -123,14 +123,15 @@ def density_figure(by_budget: dict, records: list[dict]):
             if r["net"] is None:
                 continue
             pick = r["method"] == "blockswap"
+            # Dotted lines for the single-blocktype nets, as in the paper's Figure 2; dashed for the pick.
             handles.append(ax.axvline(r["error"], color="black" if pick else colours[(i + 1) % len(colours)],
-                                      linestyle="--" if pick else "-", linewidth=1.8,
+                                      linestyle="--" if pick else ":", linewidth=1.8,
                                       label=f"{r['net']} ({r['error']:.2f}%)"))
             i += not pick
         p = rows[0]
         if not missing(p["paper_single_blocktype"]):
             block = p["paper_single_blocktype_block"]
-            handles.append(ax.axvline(p["paper_single_blocktype"], color="gray", linestyle=":", linewidth=1.8,
+            handles.append(ax.axvline(p["paper_single_blocktype"], color="gray", linestyle="-.", linewidth=1.5,
                                       label=f"paper: {block or 'single-blocktype'} "
                                             f"({p['paper_single_blocktype']:.2f}%)"))
         ax.set_title(f"{fmt_budget(b)} params")

@@ -10,9 +10,12 @@ from ..errors import BlockswapError
 from ..files import read_json
 
 UNLABELLED = "unlabelled"  # a metrics file whose labels name no method (trained without --label method=…)
-METHODS = ("teacher", "scaled", "mbconv", "moonshine", "blockswap", "random", "samples", UNLABELLED)
+METHODS = ("teacher", "scaled", "mbconv", "moonshine", "moonshine_kd", "moonshine_scratch", "blockswap",
+           "blockswap_scratch", "random", "samples", UNLABELLED)
 METHOD_LABEL = {"teacher": "Teacher", "scaled": "Scaled WRN/ResNet", "mbconv": "MBConv6",
-                "moonshine": "Moonshine (single block type)", "blockswap": "BlockSwap", "random": "Random mix",
+                "moonshine": "Moonshine (single block type)", "moonshine_kd": "Moonshine, KD instead of AT",
+                "moonshine_scratch": "Moonshine, no teacher", "blockswap": "BlockSwap",
+                "blockswap_scratch": "BlockSwap pick, no teacher", "random": "Random mix",
                 "samples": "BlockSwap pick (n samples)", UNLABELLED: "Unlabelled"}
 LABEL_HINT = "label runs at training time with --label method=NAME"
 
@@ -33,6 +36,7 @@ class Run:
     macs: int | None
     error: float
     top5: float | None
+    seed: int | None = None  # labels.teacher_seed, else labels.seed (a student without a teacher): pairs runs
 
 
 def parse_count(value) -> int:
@@ -97,7 +101,18 @@ def load_run(path: str) -> Run:
         samples=count_label("samples"), id=run_id, blocks=tuple(genotype.get("blocks") or ()),
         params=int(_number(d, "params", path)), ops=int(_number(d, "ops", path)),
         macs=None if d.get("macs") is None else int(_number(d, "macs", path)),
-        error=float(_number(d, "test_top1_error", path)), top5=_number(d, "test_top5_error", path, required=False))
+        error=float(_number(d, "test_top1_error", path)), top5=_number(d, "test_top5_error", path, required=False),
+        seed=_seed(labels, path))
+
+
+def _seed(labels: dict, path: str) -> int | None:
+    value = labels.get("teacher_seed", labels.get("seed"))
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BlockswapError(f"{path}: labels.teacher_seed/seed must be an integer, got {value!r}") from None
 
 
 def load_runs(paths: list[str]) -> list[Run]:

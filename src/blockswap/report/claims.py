@@ -1,0 +1,171 @@
+"""The papers' claims, each tested on our runs: the paper's evidence, our estimate with its 95% interval, and
+a verdict - supported (the interval lies on the claimed side of 0), not supported (on the other side) or
+inconclusive (it contains 0, or there are too few runs for an interval).
+
+Every comparison is a difference of test errors in points (negative = the claim's winner is better):
+paired by seed (teacher seed, or the student's own seed for runs without a teacher) where both sides have
+the seed, with a t-interval over the pairs; otherwise unpaired, with a bootstrap interval. The noise floor -
+the pooled std of one net trained with several seeds - is shown beside the effects.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import paper
+from .base import Report, register
+from .correlation import _specs, load_scores
+from .runs import Run, group_runs
+from .stats import bootstrap_correlation, correlate, difference_ci, mean_ci, mean_std, missing, verdict
+from .tables import Table, fmt, fmt_budget, frame_of
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--scores", nargs="+", action="extend", metavar="budget=B,k=K:PATH",
+                        help="the random nets' `blockswap score` CSVs, as for the correlation report")
+
+
+def _row(claim: str, setting: str, est: float, lo: float, hi: float, n: int, paper_text: str = "—",
+         claimed: int = -1) -> dict:
+    return {"claim": claim, "setting": setting, "paper": paper_text, "estimate": est, "ci_lo": lo, "ci_hi": hi,
+            "n": n, "verdict": verdict(lo, hi, claimed) if not missing(est) else "not run"}
+
+
+def _compare(a: list[Run], b: list[Run]) -> tuple[float, float, float, int]:
+    """mean error of `a` − mean error of `b`: paired by seed where ≥ 2 seeds match, else unpaired."""
+    by_seed_a = {r.seed: r.error for r in a if r.seed is not None}
+    by_seed_b = {r.seed: r.error for r in b if r.seed is not None}
+    common = sorted(set(by_seed_a) & set(by_seed_b))
+    if len(common) >= 2:
+        return (*mean_ci(by_seed_a[s] - by_seed_b[s] for s in common), len(common))
+    return (*difference_ci([r.error for r in a], [r.error for r in b]), len(a) + len(b))
+
+
+def _fisher_rows(runs, scores, profile) -> list[dict]:
+    error_of = {i: mean_std(r.error for r in rs)[0]
+                for i, rs in group_runs([r for r in runs if r.method == "random"], lambda r: r.id).items()}
+    rows = []
+    for spec in _specs(scores) if scores else []:
+        df, proxies = load_scores(spec.path)
+        ids = [i for i in df.index if i in error_of]
+        if "fisher" not in proxies or not ids:
+            continue
+        values, errors = df.loc[ids, proxies["fisher"]].to_numpy(dtype=float), [error_of[i] for i in ids]
+        c, ci = correlate(values, errors), bootstrap_correlation(values, errors)
+        rho = paper.table1_rho(profile, "fisher", spec.budget, spec.k)
+        rows.append(_row("Fisher potential ranks nets (Spearman ρ with error < 0)",
+                         f"{fmt_budget(spec.budget)}, k={spec.k}", c["spearman"], ci["spearman_lo"],
+                         ci["spearman_hi"], c["n"], "—" if rho is None else f"ρ = {rho:.3f} (Table 1)"))
+    return rows
+
+
+def _pick_vs_random_rows(runs) -> list[dict]:
+    rows = []
+    random = group_runs([r for r in runs if r.method == "random"], lambda r: r.budget)
+    picks = group_runs([r for r in runs if r.method == "blockswap"], lambda r: r.budget)
+    for b in sorted(set(random) & set(picks)):
+        errors = np.array([r.error for r in random[b]])
+        d, lo, hi = difference_ci([r.error for r in picks[b]], errors)
+        beaten = float(np.mean(errors > np.mean([r.error for r in picks[b]])))
+        row = _row("The Fisher pick beats the random nets' mean", fmt_budget(b), d, lo, hi,
+                   len(picks[b]) + len(errors))
+        row["setting"] += f" (beats {100 * beaten:.0f}% of {len(errors)} random nets)"
+        rows.append(row)
+    return rows
+
+
+def _pick_vs_single_rows(runs, profile) -> list[dict]:
+    rows = []
+    picks = group_runs([r for r in runs if r.method == "blockswap"], lambda r: r.budget)
+    singles = group_runs([r for r in runs if r.method == "moonshine"], lambda r: (r.budget, r.block))
+    for b in sorted(picks):
+        at_b = {block: rs for (budget, block), rs in singles.items() if budget == b}
+        if not at_b:
+            continue
+        block, best = min(at_b.items(), key=lambda kv: mean_std(r.error for r in kv[1])[0])
+        d, lo, hi, n = _compare(picks[b], best)
+        single, curve = paper.figure2(profile, b) or {}, paper.samples_curve(profile, b) or {}
+        text = (f"{curve[max(curve)]:.2f} vs {single['single_blocktype_error']:.2f} (§4.3)"
+                if curve and single.get("single_blocktype_error") else "—")
+        rows.append(_row("Mixed blocks beat the best single blocktype at equal budget",
+                         f"{fmt_budget(b)}: BlockSwap − {block}", d, lo, hi, n, text))
+    return rows
+
+
+def _pick_vs_scaled_rows(runs) -> list[dict]:
+    rows = []
+    picks = group_runs([r for r in runs if r.method == "blockswap"], lambda r: r.budget)
+    for model, scaled in group_runs([r for r in runs if r.method == "scaled"], lambda r: r.model).items():
+        size = np.mean([r.params for r in scaled])
+        fitting = [b for b, rs in picks.items() if np.mean([r.params for r in rs]) <= size]
+        if not fitting:
+            continue
+        b = max(fitting)  # the largest BlockSwap net with no more params than the scaled one
+        d, lo, hi, n = _compare(picks[b], scaled)
+        rows.append(_row("BlockSwap beats depth/width scaling with no more params",
+                         f"BlockSwap {fmt_budget(b)} − {model} ({size / 1e3:.1f}K)", d, lo, hi, n))
+    return rows
+
+
+def _distillation_rows(runs) -> list[dict]:
+    rows = []
+    for taught, alone, what in (("blockswap", "blockswap_scratch", "BlockSwap pick"),
+                                ("moonshine", "moonshine_scratch", "Moonshine")):
+        a = group_runs([r for r in runs if r.method == taught], lambda r: (r.budget, r.block))
+        s = group_runs([r for r in runs if r.method == alone], lambda r: (r.budget, r.block))
+        for key in sorted(set(a) & set(s), key=str):
+            d, lo, hi, n = _compare(a[key], s[key])
+            name = f"{what} {fmt_budget(key[0]) if key[0] else ''} {key[1] or ''}".strip()
+            rows.append(_row("Distillation with AT beats training the same student without a teacher",
+                             f"{name}: AT − no teacher", d, lo, hi, n,
+                             "Moonshine: AT and KD beat training alone" if taught == "moonshine" else "—"))
+    return rows
+
+
+def _samples_rows(runs, profile) -> list[dict]:
+    rows = []
+    for b, rs in group_runs([r for r in runs if r.method == "samples"], lambda r: r.budget).items():
+        by_n = group_runs(rs, lambda r: r.samples)
+        if len(by_n) < 2:
+            continue
+        few, many = min(by_n), max(by_n)
+        d, lo, hi = difference_ci([r.error for r in by_n[many]], [r.error for r in by_n[few]])
+        curve = paper.samples_curve(profile, b) or {}
+        text = (f"{curve[max(curve)]:.2f} after {max(curve)} vs {curve[min(curve)]:.2f} after {min(curve)} (§4.3)"
+                if curve else "—")
+        rows.append(_row("More samples find a better net", f"{fmt_budget(b)}: {many} − {few} samples", d, lo, hi,
+                         len(by_n[many]) + len(by_n[few]), text))
+    return rows
+
+
+def noise_floor(runs: list[Run]) -> tuple[float, int]:
+    """Pooled sample std of the same genotype (same method and id) trained with several seeds, and the
+    number of such nets."""
+    groups = [rs for rs in group_runs(runs, lambda r: (r.method, r.id)).values() if len(rs) >= 2]
+    if not groups:
+        return math.nan, 0
+    pooled = sum((len(rs) - 1) * np.var([r.error for r in rs], ddof=1) for rs in groups)
+    return float(math.sqrt(pooled / sum(len(rs) - 1 for rs in groups))), len(groups)
+
+
+@register("claims", help="the papers' claims: the paper's evidence, ours with a 95% interval, and a verdict",
+          table="claims", figures=(), add_arguments=add_arguments)
+def build(runs: list[Run], profile: str | None, *, scores=None) -> Report:
+    """One row per testable claim and setting; rows for claims without the runs they need are left out."""
+    records = (_fisher_rows(runs, scores, profile) + _pick_vs_random_rows(runs) + _pick_vs_single_rows(runs, profile)
+               + _pick_vs_scaled_rows(runs) + _distillation_rows(runs) + _samples_rows(runs, profile))
+    floor, nets = noise_floor(runs)
+    notes = [f"Noise floor: the same net trained with several seeds differs by a pooled std of {fmt(floor)} "
+             f"points ({nets} nets); an effect smaller than that needs many runs to show."] if nets else []
+    return Report(frame_of(records, ints=("n",)), _table(records, notes), {}, notes)
+
+
+def _table(records, notes) -> Table:
+    rows = [[r["claim"], r["setting"], r["paper"],
+             f"{fmt(r['estimate'])} [{fmt(r['ci_lo'])}, {fmt(r['ci_hi'])}]", str(r["n"]), r["verdict"]]
+            for r in records]
+    caption = ("The papers' claims on our runs: estimate [95% interval] and verdict (error differences in "
+               "points, negative = the claim's winner is better; ρ for the Fisher rows)")
+    return Table(["Claim", "Setting", "Paper", "Ours [95% CI]", "n", "Verdict"], rows, "lllrrl", caption, notes)
