@@ -478,6 +478,8 @@ def test_claims_table_verdicts_on_known_effects(tmp_path):
         paths.append(w(f"m{s}", "moonshine", singles[s], 214_106, 5e7, "M", budget=200000, block="A4B2",
                        teacher_seed=s))
         paths.append(w(f"x{s}", "blockswap_scratch", alone[s], 199_000, 5e7, "B", budget=200000, seed=s))
+    # A single type trained with one teacher only (Figure 2's extra nets) is not "the best single type".
+    paths.append(w("g", "moonshine", 3.0, 189_914, 5e7, "G", budget=200000, block="G8B2", teacher_seed=0))
     paths += [w(f"w{s}", "scaled", e, 250_000, 6e7, "W", model="wrn-16-1", teacher_seed=s)
               for s, e in enumerate((4.05, 4.25))]
     paths += [w(f"s{n}_{s}", "samples", e, 199_000, 5e7, f"S{n}{s}", budget=200000, samples=n, search_seed=s)
@@ -490,7 +492,9 @@ def test_claims_table_verdicts_on_known_effects(tmp_path):
     fisher = got["Fisher potential ranks nets"]
     assert fisher.estimate == pytest.approx(-1.0) and fisher.verdict == "supported" and fisher.n == 10
     vs_random = got["The Fisher pick beats the random nets' mean"]
-    assert vs_random.estimate == pytest.approx(4.1 - np.mean(rand)) and vs_random.verdict == "supported"
+    # Only the pick taught by the random nets' teacher (seed 0) is compared with them.
+    assert vs_random.estimate == pytest.approx(4.0 - np.mean(rand)) and vs_random.verdict == "supported"
+    assert vs_random.n == 11
     assert "beats 100% of 10 random nets" in vs_random.setting
     # Paired by teacher seed: differences −0.6, −0.4, −0.6 → mean −0.533 ± t(0.975, 2)·0.1155/√3.
     single = got["Mixed blocks beat the best single blocktype at equal budget"]
@@ -507,3 +511,10 @@ def test_claims_table_verdicts_on_known_effects(tmp_path):
     groups = [picks, singles, alone, (4.05, 4.25)]
     pooled = np.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in groups) / sum(len(g) - 1 for g in groups))
     assert f"pooled std of {pooled:.2f} points (4 nets)" in md
+
+
+def test_a_single_run_varies_by_the_noise_floor():
+    d, lo, hi = difference_ci([5.0], [1.0, 1.0, 1.0])
+    assert d == 4.0 and math.isnan(lo) and math.isnan(hi)  # one run alone shows no noise: no interval
+    d, lo, hi = difference_ci([5.0], [1.0, 1.0, 1.0], single_std=1.0)
+    assert (lo, hi) == pytest.approx((4.0 - 1.96, 4.0 + 1.96), abs=0.1)

@@ -16,18 +16,15 @@ from .args import emit, int_at_least, number_list
 PARSERS = {"int_list": number_list(int), "float_list": number_list(float)}
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def add_setting(p: argparse.ArgumentParser, name: str, default=None) -> None:
     """One TrainConfig field as an option; `default` replaces the field's own where a command differs."""
     f = FIELDS[name]
     value = f.default if default is None else default
     kind = f.metadata["type"] or type(value)
-    text = ",".join(map(str, value)) if isinstance(value, tuple) else value
-    p.add_argument(_flag(name), type=PARSERS.get(kind, kind), default=list(value) if isinstance(value, tuple)
-                   else value, choices=f.metadata.get("choices"),
+    listed = isinstance(value, tuple)
+    text = ",".join(map(str, value)) if listed else value
+    p.add_argument("--" + name.replace("_", "-"), type=PARSERS.get(kind, kind),
+                   default=list(value) if listed else value, choices=f.metadata.get("choices"),
                    help=f.metadata["help"] + ("" if value is None else f" (default {text})"))
 
 
@@ -122,16 +119,15 @@ def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
     p.add_argument("--block", help="with --model: the block type of every block (default Conv)")
     p.add_argument("--index", type=int_at_least(0),
                    help="with --genotype C.jsonl: train its genotype number I (from 0)")
-    settings = [name for name, f in FIELDS.items() if f.metadata["cli"]]
     if teacher:
         p.add_argument("--teacher", required=True, help="teacher checkpoint (.pt from `blockswap train`)")
         p.add_argument("--teacher-genotype", help="refuse a teacher checkpoint of any other genotype")
         for name in DISTILL_FIELDS:
             add_setting(p, name, DISTILL_DEFAULTS[name])
-        settings += DISTILL_FIELDS
-    for name in FIELDS:
-        if FIELDS[name].metadata["cli"]:
-            add_setting(p, name)
+    settings = [name for name, f in FIELDS.items() if f.metadata["cli"]]
+    for name in settings:
+        add_setting(p, name)
+    settings += DISTILL_FIELDS if teacher else ()
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch still)")
     p.add_argument("-o", "--output", help="metrics JSON (default: print)")
     p.add_argument("--checkpoint", required=True, help="final checkpoint .pt, written when training is done")

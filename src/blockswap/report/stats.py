@@ -101,19 +101,26 @@ def mean_ci(values) -> tuple[float, float, float]:
     return float(a.mean()), float(a.mean()) - half, float(a.mean()) + half
 
 
-def difference_ci(a, b, resamples: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
-    """mean(a) − mean(b) with a percentile bootstrap 95% interval, each group resampled on its own (a group
-    of one run does not vary: its own noise is then missing from the interval; NaN bounds with < 3 runs)."""
+def difference_ci(a, b, resamples: int = BOOTSTRAP, seed: int = 0,
+                  single_std: float | None = None) -> tuple[float, float, float]:
+    """mean(a) − mean(b) with a percentile bootstrap 95% interval, each group resampled on its own. A group
+    of one run cannot show its own noise: with `single_std` (the noise floor) it varies by that normal std,
+    without it the bounds are NaN."""
     a = np.asarray([v for v in a if not missing(v)], dtype=float)
     b = np.asarray([v for v in b if not missing(v)], dtype=float)
     if a.size == 0 or b.size == 0:
         return math.nan, math.nan, math.nan
     d = float(a.mean() - b.mean())
-    if a.size + b.size < 3:
-        return d, math.nan, math.nan
     rng = np.random.default_rng(seed)
-    ma = a[rng.integers(0, a.size, (resamples, a.size))].mean(1)
-    mb = b[rng.integers(0, b.size, (resamples, b.size))].mean(1)
+
+    def means(x: np.ndarray) -> np.ndarray | None:
+        if x.size > 1:
+            return x[rng.integers(0, x.size, (resamples, x.size))].mean(1)
+        return None if missing(single_std) else x[0] + rng.normal(0.0, single_std, resamples)
+
+    ma, mb = means(a), means(b)
+    if ma is None or mb is None:
+        return d, math.nan, math.nan
     tail = 100 * (1 - LEVEL) / 2
     lo, hi = np.percentile(ma - mb, [tail, 100 - tail])
     return d, float(lo), float(hi)

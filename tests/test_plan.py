@@ -1,0 +1,43 @@
+"""The workflow's domain decisions, made in the package: which baselines a budget gets, the proxies' batch,
+the seeds of the sample-count searches."""
+
+import yaml
+from snakemake.utils import validate
+
+from blockswap import plan
+from blockswap.counting import analytic
+from blockswap.genotype import Genotype
+
+from conftest import ROOT
+
+
+def profile(name: str, **overrides) -> dict:
+    config = yaml.safe_load((ROOT / f"workflow/config/{name}.yaml").read_text())
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))  # fills the schema's defaults
+    return config
+
+
+def test_density_nets_bracket_the_budget():
+    config = profile("cifar10")
+    # Spec §3: G8B2 189,914 is the closest type under 200K; A4B2 214,106 (the paper's own example) over it.
+    assert plan.density_blocks(config, 200_000) == ["G8B2", "A4B2"]
+    costs = plan.single_type_costs(config)
+    for budget in (200_000, 400_000, 800_000):
+        blocks = plan.density_blocks(config, budget, costs)
+        under = max(c for c in costs.values() if c <= budget)
+        over = min(c for c in costs.values() if c > budget)
+        assert {costs[b] for b in blocks} >= {under, over}
+        assert costs[blocks[0]] == under == analytic(Genotype.uniform("wrn-40-2", blocks[0])).params
+
+
+def test_proxies_score_on_the_students_batch_unless_told():
+    assert plan.scoring_batch(profile("default")) == 32  # the students' batch
+    assert plan.scoring_batch(profile("default", search={"batch_size": 100})) == 100
+    assert plan.scoring_batch(profile("cifar10")) == 128 and plan.scoring_batch(profile("imagenet")) == 256
+
+
+def test_sample_count_searches_share_no_seed():
+    seeds = {plan.sample_search_seed(n, s) for n in (10, 30, 100, 1000) for s in range(5)}
+    assert len(seeds) == 20 and 0 not in seeds  # nor the main search's default seed
