@@ -38,7 +38,7 @@ from .errors import BlockswapError
 from .genotype import Genotype
 from .models import create_model
 from .registry import Registry
-from .scores import PROXY_SIGNS, SCORE_COLUMNS, score_column  # noqa: F401 - re-exported
+from .scores import PROXY_SIGNS
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 ProxyFn = Callable[[nn.Module, list[Batch], Genotype], float]
