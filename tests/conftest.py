@@ -6,6 +6,8 @@ pytest's default "prepend" import mode puts tests/ on sys.path, so modules impor
 
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,15 @@ def write_fashion(root: Path, n_train=7, n_test=3, seed=0) -> dict:
         write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
         out[prefix] = (images, labels)
     return out
+
+
+def python_for(user: str) -> str | None:
+    """An interpreter `user` may run (the venv's may live under root's 0700 home)."""
+    for python in (sys.executable, "/usr/bin/python3"):
+        check = "import sys; assert sys.version_info >= (3, 11)"
+        if subprocess.run(["runuser", "-u", user, "--", python, "-c", check], capture_output=True).returncode == 0:
+            return python
+    return None
 
 
 def require_fashion_mnist() -> Path:

@@ -15,6 +15,8 @@ from blockswap import datadirs
 from blockswap.datadirs import FASHION_MNIST_FILES, fashion_mnist_dirs, locate_fashion_mnist, verify
 from blockswap.errors import BlockswapError
 
+from conftest import python_for
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -46,17 +48,6 @@ def test_fetch_into_an_empty_folder(tmp_path):
     assert again.returncode == 0 and "already in" in again.stderr
 
 
-def _python_for(user: str) -> str | None:
-    """An interpreter `user` may run (the venv's may live under root's 0700 home)."""
-    for python in (sys.executable, "/usr/bin/python3"):
-        check = "import sys; assert sys.version_info >= (3, 11)"
-        ok = subprocess.run(["runuser", "-u", user, "--", python, "-c", check],
-                            capture_output=True)
-        if ok.returncode == 0:
-            return python
-    return None
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="runs as root only, to switch to an unprivileged user "
                                               "(as a non-root user the test above is already unprivileged)")
 def test_fetch_as_an_unprivileged_user():
@@ -71,7 +62,7 @@ def test_fetch_as_an_unprivileged_user():
 
 
 def _fetch_as(user: str, tmp_path: Path) -> None:
-    python = _python_for(user)
+    python = python_for(user)
     assert python, f"no Python ≥ 3.11 that user {user} may run"
     # The data step needs only the standard library: a copy of the package the user can read is enough.
     shutil.copytree(SRC / "blockswap", tmp_path / "src" / "blockswap", ignore=shutil.ignore_patterns("__pycache__"))

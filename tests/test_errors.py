@@ -4,9 +4,11 @@ work: bad numbers, unwritable outputs, files of the wrong kind, workflow profile
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from blockswap import cli
 from blockswap.counting import analytic
 from blockswap.genotype import Genotype
 
-from conftest import ROOT, write_fashion
+from conftest import ROOT, python_for, write_fashion
 
 
 def refused(capsys, *argv) -> str:
@@ -70,12 +72,38 @@ def test_outputs_checked_before_any_work(capsys, tmp_path, candidates):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "plain-file"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder: see the test below")
 def test_read_only_folder_is_refused(capsys, tmp_path, candidates):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     err = refused(capsys, "count", str(candidates), "--index", "0", "-o", str(locked / "sub" / "c.json"))
     assert f"cannot write into {locked}" in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs as root only, to switch to an ordinary user (the test above "
+                                              "covers a non-root run)")
+def test_read_only_folder_is_refused_for_an_ordinary_user():
+    """The check every command runs on its outputs before any work, as a user without root."""
+    user, python = "nobody", python_for("nobody")
+    assert python, "no Python ≥ 3.11 that user nobody may run"
+    top = Path(tempfile.mkdtemp(prefix="blockswap-user-"))
+    try:
+        top.chmod(0o755)
+        shutil.copytree(ROOT / "src" / "blockswap", top / "src" / "blockswap",
+                        ignore=shutil.ignore_patterns("__pycache__"))  # files.py needs the standard library only
+        locked = top / "locked"
+        locked.mkdir(mode=0o555)
+        code = ("import sys\nfrom blockswap.errors import BlockswapError\nfrom blockswap.files import check_output\n"
+                "try:\n    check_output(sys.argv[1], '--output')\nexcept BlockswapError as e:\n"
+                "    print(e)\n    sys.exit(2)")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(top / "src")}
+        done = subprocess.run(["runuser", "-u", user, "--", python, "-c", code, str(locked / "sub" / "c.json")],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stdout.strip().startswith(f"--output {locked / 'sub' / 'c.json'}: cannot write into {locked}")
+        assert sorted(p.name for p in locked.iterdir()) == []
+    finally:
+        shutil.rmtree(top)
 
 
 def test_a_jsonl_needs_an_index_that_count_has(capsys, candidates):
