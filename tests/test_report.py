@@ -506,6 +506,8 @@ def test_claims_table_verdicts_on_known_effects(tmp_path):
     assert distil.estimate == pytest.approx(-1.0) and distil.verdict == "supported"
     samples = got["More samples find a better net"]
     assert samples.estimate == pytest.approx(-0.25) and samples.verdict == "supported"
+    assert run_cli("claims", "--metrics", *paths[-2:], "--out-dir", tmp_path / "none") == 2  # two samples runs
+    assert not (tmp_path / "none").exists()
     md = (out / "claims.md").read_text()
     # Noise floor: the pooled std of the nets trained with several seeds (B, M, B-scratch, W, each by method).
     groups = [picks, singles, alone, (4.05, 4.25)]

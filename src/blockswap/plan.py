@@ -134,7 +134,7 @@ def density_blocks(config: dict, budget: int, costs: dict[str, int] | None = Non
 def sample_search_seed(n: int, search: int) -> int:
     """The sampling and scoring seed of ablation (c)'s search `search` of `n` samples: distinct for every
     (n, search), so the searches at different n share no samples (a seed shared across n would make the
-    smaller search a prefix of the larger one)."""
+    smaller search a prefix of the larger one). Distinct as long as search seeds stay below 1000."""
     return 1_000_000 + 1000 * int(n) + int(search)
 
 

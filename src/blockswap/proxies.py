@@ -16,6 +16,7 @@ Reproducibility: every candidate is initialised from `candidate_seed(seed, genot
 content, not its position — so a rerun, a reordered file or a different worker count gives the same
 initialisation (float results can still differ in the last bits between thread counts).
 """
+
 from __future__ import annotations
 
 import contextlib

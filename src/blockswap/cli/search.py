@@ -129,8 +129,9 @@ def cmd_score(args) -> None:
 
     first = proxies[0]
     ranks = rank([s[first.name] for s in scores], first.sign)
-    rows = [{"id": g.id, "params": analytic(g).params, "ops": analytic(g).ops, "scores": score, "rank": r,
-             "blocks": g.blocks} for g, score, r in zip(genotypes, scores, ranks)]
+    counts = [analytic(g) for g in genotypes]
+    rows = [{"id": g.id, "params": c.params, "ops": c.ops, "scores": score, "rank": r, "blocks": g.blocks}
+            for g, c, score, r in zip(genotypes, counts, scores, ranks)]
     text = format_scores(rows, [p.name for p in proxies])
     if args.output:
         write_text(args.output, text)

@@ -16,10 +16,11 @@ import math
 import numpy as np
 
 from .. import paper
+from ..errors import BlockswapError
 from .base import Report, register
-from .correlation import _specs, load_scores
+from .correlation import correlations
 from .runs import Run, group_runs
-from .stats import bootstrap_correlation, correlate, difference_ci, mean_ci, mean_std, missing, verdict
+from .stats import difference_ci, mean_ci, mean_std, missing, verdict
 from .tables import Table, fmt, fmt_budget, frame_of
 
 
@@ -53,21 +54,13 @@ def _same_teachers(runs: list[Run], like: list[Run]) -> list[Run]:
 
 
 def _fisher_rows(runs, scores, profile) -> list[dict]:
-    error_of = {i: mean_std(r.error for r in rs)[0]
-                for i, rs in group_runs([r for r in runs if r.method == "random"], lambda r: r.id).items()}
-    rows = []
-    for spec in _specs(scores) if scores else []:
-        df, proxies = load_scores(spec.path)
-        ids = [i for i in df.index if i in error_of]
-        if "fisher" not in proxies or not ids:
-            continue
-        values, errors = df.loc[ids, proxies["fisher"]].to_numpy(dtype=float), [error_of[i] for i in ids]
-        c, ci = correlate(values, errors), bootstrap_correlation(values, errors)
-        rho = paper.table1_rho(profile, "fisher", spec.budget, spec.k)
-        rows.append(_row("Fisher potential ranks nets (Spearman ρ with error < 0)",
-                         f"{fmt_budget(spec.budget)}, k={spec.k}", c["spearman"], ci["spearman_lo"],
-                         ci["spearman_hi"], c["n"], "—" if rho is None else f"ρ = {rho:.3f} (Table 1)"))
-    return rows
+    random = [r for r in runs if r.method == "random"]
+    if not scores or not random:
+        return []
+    return [_row("Fisher potential ranks nets (Spearman ρ with error < 0)", f"{fmt_budget(c['budget'])}, k={c['k']}",
+                 c["spearman"], c["spearman_lo"], c["spearman_hi"], c["n"],
+                 "—" if c["paper_spearman"] is None else f"ρ = {c['paper_spearman']:.3f} (Table 1)")
+            for c in correlations(random, scores, profile)[0] if c["proxy"] == "fisher"]
 
 
 def _pick_vs_random_rows(runs, floor: float) -> list[dict]:
@@ -172,6 +165,10 @@ def build(runs: list[Run], profile: str | None, *, scores=None) -> Report:
     records = (_fisher_rows(runs, scores, profile) + _pick_vs_random_rows(runs, floor)
                + _pick_vs_single_rows(runs, profile) + _pick_vs_scaled_rows(runs) + _distillation_rows(runs)
                + _samples_rows(runs, profile))
+    if not records:
+        raise BlockswapError(f"no claim can be tested on these {len(runs)} metrics files: the claims compare "
+                             "BlockSwap students (labels.method blockswap) with random nets, Moonshine students, "
+                             "scaled nets and no-teacher controls of the same budget, or picks after n samples")
     notes = [f"Noise floor: the same net trained with several seeds differs by a pooled std of {fmt(floor)} "
              f"points ({nets} nets); an effect smaller than that needs many runs to show."] if nets else []
     return Report(frame_of(records, ints=("n",)), _table(records, notes), {}, notes)

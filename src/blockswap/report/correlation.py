@@ -59,7 +59,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scatter-k", type=int, help="k of the scatter figure (default: the smallest)")
 
 
-def _specs(scores) -> list[ScoresSpec]:
+def scores_specs(scores) -> list[ScoresSpec]:
     specs = [s if isinstance(s, ScoresSpec) else parse_scores_spec(s) for s in scores or ()]
     if not specs:
         raise BlockswapError("no --scores files given")
@@ -68,19 +68,12 @@ def _specs(scores) -> list[ScoresSpec]:
     return sorted(specs, key=lambda s: (s.budget, s.k))
 
 
-@register("correlation", help="Table 1: Spearman/Kendall of each proxy with trained error, and a scatter",
-          table="proxy_correlation", figures=("{scatter_proxy}_vs_error",), add_arguments=add_arguments)
-def build(runs: list[Run], profile: str | None, *, scores, scatter_proxy: str = "fisher",
-          scatter_k: int | None = None) -> Report:
-    """ρ and τ of each proxy's raw value with the trained error of the same genotype id (random nets).
-
-    scores: ScoresSpec or 'budget=B,k=K:PATH' strings, one per (budget, k).
-    """
-    specs = _specs(scores)
-    runs = select(runs, ("random",), "correlation")
+def correlations(runs: list[Run], scores, profile: str | None) -> tuple[list, list, dict, dict]:
+    """(one record per proxy, budget and k - ρ, τ, their intervals and p-values, the paper's ρ -, notes,
+    the loaded scores per spec, {genotype id: mean trained error}) of the random nets `runs`."""
     error_of = {i: mean_std(r.error for r in rs)[0] for i, rs in group_runs(runs, lambda r: r.id).items()}
     records, notes, loaded = [], [], {}
-    for spec in specs:
+    for spec in scores_specs(scores):
         df, proxies = load_scores(spec.path)
         ids = [i for i in df.index if i in error_of]
         if not ids:
@@ -95,6 +88,18 @@ def build(runs: list[Run], profile: str | None, *, scores, scatter_proxy: str = 
                 notes.append(f"{proxy}, {fmt_budget(spec.budget)}, k={spec.k}: {c['note']}.")
             records.append({"proxy": proxy, "sign": PROXY_SIGNS.get(proxy), "budget": spec.budget, "k": spec.k,
                             **c, "paper_spearman": paper.table1_rho(profile, proxy, spec.budget, spec.k)})
+    return records, notes, loaded, error_of
+
+
+@register("correlation", help="Table 1: Spearman/Kendall of each proxy with trained error, and a scatter",
+          table="proxy_correlation", figures=("{scatter_proxy}_vs_error",), add_arguments=add_arguments)
+def build(runs: list[Run], profile: str | None, *, scores, scatter_proxy: str = "fisher",
+          scatter_k: int | None = None) -> Report:
+    """ρ and τ of each proxy's raw value with the trained error of the same genotype id (random nets).
+
+    scores: ScoresSpec or 'budget=B,k=K:PATH' strings, one per (budget, k).
+    """
+    records, notes, loaded, error_of = correlations(select(runs, ("random",), "correlation"), scores, profile)
     frame = frame_of(records, ints=("sign", "budget", "k", "n"))
     fig = scatter_figure(loaded, error_of, scatter_proxy, scatter_k, profile)
     return Report(frame, _table(records, notes), {f"{scatter_proxy}_vs_error": fig}, notes)
