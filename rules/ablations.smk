@@ -3,10 +3,6 @@
 #   (c) error of the top-ranked candidate after n samples (§4.3)
 # Ablation nets learn from the first teacher with the students' recipe.
 
-FIRST_TEACHER_CHECKPOINT = expand(
-    rules.train_teacher.output.checkpoint, seed=FIRST_TEACHER
-)
-
 
 use rule sample_candidates as sample_random_nets with:
     output:

@@ -48,6 +48,9 @@ BASELINES = config["baselines"]
 ABLATIONS = config["ablations"]
 TEACHER_SEEDS = TEACHER["seeds"]
 FIRST_TEACHER = TEACHER_SEEDS[0]  # the ablations' teacher
+# The BlockSwap pick's extra seeds under the first teacher (its first run is seeded like that teacher).
+REPEAT_SEEDS = [s for s in STUDENT["repeat_seeds"] if s != FIRST_TEACHER]
+SCRATCH_SEEDS = list(dict.fromkeys(TEACHER_SEEDS + REPEAT_SEEDS))
 SHAPE = {k: DATASET[k] for k in ("in_channels", "num_classes", "image_size")}
 
 
@@ -59,6 +62,11 @@ def _check(check):
 
 
 _check(plan.check_profile)
+
+
+wildcard_constraints:
+    budget=r"\d+",
+    seed=r"\d+",  # keeps teacher{seed}/ from also matching teacher0/seed1/
 
 
 # Only a run that executes jobs needs the data (a dry run, --lint or --report may run where they are not):
@@ -121,6 +129,12 @@ def student_metrics(wildcards):
                 rules.distill_blockswap.output.metrics, budget=budget, seed=seed
             )
             files += moonshine_metrics(budget, seed)
+            if seed == FIRST_TEACHER:
+                files += expand(
+                    rules.distill_blockswap_repeat.output.metrics,
+                    budget=budget,
+                    seed=REPEAT_SEEDS,
+                )
         files += expand(
             rules.distill_scaled.output.metrics, model=BASELINES["scaled"], seed=seed
         )
@@ -131,7 +145,8 @@ def student_metrics(wildcards):
 
 
 def control_metrics(seed):
-    """The controls of one teacher seed's students (baselines.controls)."""
+    """The controls of one teacher seed's students (baselines.controls); the first teacher's also hold the
+    no-teacher runs of the pick's repeat seeds."""
     files = []
     for budget in SEARCH["budgets"]:
         blocks = moonshine_blocks(budget)
@@ -144,7 +159,9 @@ def control_metrics(seed):
             )
         if "scratch" in BASELINES["controls"]:
             files += expand(
-                rules.train_blockswap_scratch.output.metrics, budget=budget, seed=seed
+                rules.train_blockswap_scratch.output.metrics,
+                budget=budget,
+                seed=[seed] + (REPEAT_SEEDS if seed == FIRST_TEACHER else []),
             )
             files += expand(
                 rules.train_moonshine_scratch.output.metrics,

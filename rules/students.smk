@@ -3,6 +3,10 @@
 # its command, with their own files and params genotype (where the net comes from), labels and seed.
 # distill_blockswap has no docstring, as variants without one of their own would inherit it.
 
+FIRST_TEACHER_CHECKPOINT = expand(
+    rules.train_teacher.output.checkpoint, seed=FIRST_TEACHER
+)
+
 
 rule distill_blockswap:
     input:
@@ -36,6 +40,27 @@ rule distill_blockswap:
         "blockswap distill {params.genotype} --teacher {input.teacher} {params.data} {params.recipe}"
         " {params.distill} --seed {params.seed} --device {params.device} --threads {threads} {params.labels}"
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
+
+
+use rule distill_blockswap as distill_blockswap_repeat with:
+    """The BlockSwap pick distilled from the first teacher again, with another seed (student.repeat_seeds)."""
+    input:
+        teacher=FIRST_TEACHER_CHECKPOINT,
+        genotype=rules.distill_blockswap.input.genotype,
+    output:
+        checkpoint=f"{R}/students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}/model.pt",
+        metrics=f"{R}/students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}/metrics.json",
+    log:
+        f"{LOGS}/students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}.tsv"
+    params:
+        labels=lambda w: labels(
+            method="blockswap",
+            budget=w.budget,
+            teacher_seed=FIRST_TEACHER,
+            seed=w.seed,
+        ),
 
 
 use rule distill_blockswap as distill_moonshine with:

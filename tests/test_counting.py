@@ -170,3 +170,16 @@ def test_dilated_2x2_keeps_spatial_size():
     logits, points = create_model(g)(torch.zeros(2, 3, 32, 32))
     assert [p.shape[-1] for p in points] == [32, 16, 8]
     assert counting.analytic(g) == counting.measured(create_model(g), g)
+
+
+def test_resnet18_half_width_comparator():
+    """Table 3's ResNet-18-0.5: every width halved, stem included; the built net's measured counts equal the
+    analytic ones, and its state dict has ResNet-18's keys at half the channels."""
+    g = Genotype.uniform("resnet18-0.5", "Conv")
+    net, full = create_model(g), create_model(Genotype.uniform("resnet18", "Conv"))
+    assert counting.measured(net, g) == counting.analytic(g)
+    assert (counting.analytic(g).params, counting.analytic(g).macs) == (3_055_880, 483_149_824)
+    half, whole = net.state_dict(), full.state_dict()
+    assert list(half) == list(whole)
+    assert half["conv1.weight"].shape == (32, 3, 7, 7) and half["fc.weight"].shape == (1000, 256)
+    assert half["layer4.1.conv2.weight"].shape == (256, 256, 3, 3)

@@ -33,7 +33,7 @@ def test_density_nets_bracket_the_budget():
 
 
 def test_proxies_score_on_the_students_batch_unless_told():
-    assert plan.scoring_batch(profile("default")) == 32  # the students' batch
+    assert plan.scoring_batch(profile("default")) == 16  # the students' batch
     assert plan.scoring_batch(profile("default", search={"batch_size": 100})) == 100
     assert plan.scoring_batch(profile("cifar10")) == 128 and plan.scoring_batch(profile("imagenet")) == 256
 

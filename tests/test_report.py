@@ -16,7 +16,7 @@ from blockswap import cli, paper
 from blockswap.errors import BlockswapError
 from blockswap.report import REPORTS, correlation, density, results, samples
 from blockswap.report.correlation import ScoresSpec, load_scores, parse_scores_spec
-from blockswap.report.runs import Run, load_run, load_runs
+from blockswap.report.runs import METHOD_LABEL, METHODS, UNLABELLED, Run, load_run, load_runs
 from blockswap.report.stats import bootstrap_correlation, correlate, difference_ci, mean_ci, verdict
 from blockswap.report.tables import fmt_budget, latex_text
 from blockswap.scores import PROXY_SIGNS
@@ -127,6 +127,15 @@ def test_pareto_figure_series(cifar_runs):
     bs = next(c for c in hollow if c.get_label() == "BlockSwap (paper)")
     assert bs.get_offsets().tolist() == [[404_200, 4.21]]
     assert rep.figures["pareto_ops"].axes[0].get_xlabel().startswith("Ops")
+
+
+def test_pareto_figure_draws_every_method(tmp_path):
+    """One run of every method a metrics file can name: each is a series of its own in the legend."""
+    NAMED = [m for m in METHODS if m != UNLABELLED]  # noqa: N806
+    paths = [write_run(tmp_path / f"{m}.json", m, 5.0 + i / 10, 10_000 * (i + 1), 1e6 * (i + 1), f"G{i}",
+                       budget=40000, block="A4B2") for i, m in enumerate(NAMED)]
+    (ax,) = results.build(load_runs(paths), "default").figures["pareto_params"].axes
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == sorted(METHOD_LABEL[m] for m in NAMED)
 
 
 def test_results_without_paper_profile(tmp_path, cifar_runs):
@@ -520,3 +529,28 @@ def test_a_single_run_varies_by_the_noise_floor():
     assert d == 4.0 and math.isnan(lo) and math.isnan(hi)  # one run alone shows no noise: no interval
     d, lo, hi = difference_ci([5.0], [1.0, 1.0, 1.0], single_std=1.0)
     assert (lo, hi) == pytest.approx((4.0 - 1.96, 4.0 + 1.96), abs=0.1)
+
+
+def test_claims_with_one_teacher_pair_student_seeds(tmp_path):
+    """The default profile's design: one teacher; the pick repeated with student seeds 0-2 and trained
+    without a teacher with the same seeds (paired by seed); a single type trained once, compared unpaired
+    with its one run varying by the noise floor (the picks' pooled std)."""
+    w = lambda name, *a, **kw: write_run(tmp_path / f"{name}.json", *a, **kw)  # noqa: E731
+    picks, alone = (4.0, 4.3, 4.2), (5.0, 5.2, 5.4)
+    paths = [w("b0", "blockswap", picks[0], 39_000, 5e6, "B", budget=40000, teacher_seed=0)]
+    paths += [w(f"b{s}", "blockswap", picks[s], 39_000, 5e6, "B", budget=40000, teacher_seed=0, seed=s)
+              for s in (1, 2)]
+    paths += [w(f"x{s}", "blockswap_scratch", alone[s], 39_000, 5e6, "B", budget=40000, seed=s) for s in range(3)]
+    paths.append(w("m", "moonshine", 4.9, 38_000, 5e6, "M", budget=40000, block="A4B2", teacher_seed=0))
+    out = tmp_path / "out"
+    assert run_cli("claims", "--metrics", *paths, "--out-dir", out) == 0
+    got = {row.claim.split(" (")[0]: row for row in pd.read_csv(out / "claims.csv").itertuples()}
+    distil = got["Distillation with AT beats training the same student without a teacher"]
+    # Differences −1.0, −0.9, −1.2 → mean −1.033 ± t(0.975, 2)·0.1528/√3.
+    assert (distil.estimate, distil.ci_lo, distil.ci_hi) == pytest.approx((-1.0333, -1.4128, -0.6539), abs=1e-3)
+    assert distil.n == 3 and distil.verdict == "supported"
+    single = got["Mixed blocks beat the best single blocktype at equal budget"]
+    assert single.estimate == pytest.approx(np.mean(picks) - 4.9) and single.n == 4
+    floor = np.sqrt((2 * np.var(picks, ddof=1) + 2 * np.var(alone, ddof=1)) / 4)
+    assert single.ci_lo < single.estimate - floor < single.estimate + floor < single.ci_hi  # a lone run's noise
+    assert single.verdict == "supported"

@@ -47,7 +47,8 @@ SLURM_CONFIG = REPO / "tests" / "workflow" / "slurm.yaml"
 
 # Which resource class (config `resources.<class>`) each rule takes its threads/mem/runtime/gpu from.
 RULE_CLASS = {
-    "train_teacher": "train", "distill_blockswap": "train", "distill_moonshine": "train",
+    "train_teacher": "train", "distill_blockswap": "train", "distill_blockswap_repeat": "train",
+    "distill_moonshine": "train",
     "distill_scaled": "train", "distill_mbconv": "train", "distill_random_net": "train",
     "distill_sample_count": "train", "distill_moonshine_kd": "train", "train_blockswap_scratch": "train",
     "train_moonshine_scratch": "train",

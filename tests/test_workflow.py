@@ -90,17 +90,40 @@ def test_moonshine_profile_dag():
 
 
 def test_default_profile_dag(tmp_path):
+    """One teacher and one budget: 14 random nets, the pick with 3 seeds and its no-teacher control with the
+    same 3, the closest single types under and over the budget, WRN-10-1 and the closest type without a
+    teacher."""
     jobs = planned_jobs(workdir=tmp_path)
-    assert jobs["train_teacher"] == 2 and jobs["distill_random_net"] == 40 and jobs["score_random_nets"] == 4
+    assert jobs == {"train_teacher": 1, "sample_candidates": 1, "score_candidates": 1, "select_top": 1,
+                    "distill_blockswap": 1, "distill_blockswap_repeat": 2, "train_blockswap_scratch": 3,
+                    "distill_moonshine": 2, "train_moonshine_scratch": 1, "distill_scaled": 1,
+                    "sample_random_nets": 1, "distill_random_net": 14, "score_random_nets": 2,
+                    "report_results": 1, "report_correlation": 1, "report_density": 1, "report_claims": 1,
+                    "all": 1}
+
+
+def test_fmnist_profile_dag():
+    """2 teachers × 2 budgets: per teacher a pick, the closest single type (+ the type over 40K for Figure 2,
+    first teacher only), WRN-10-1, the KD and no-teacher controls; the pick repeated with seeds 1 and 2 under
+    the first teacher (and without a teacher); 24 random nets scored at k = 1/10/100; §4.3 at 40K with
+    3 independent searches each of 10 and 100 samples."""
+    jobs = planned_jobs("--configfile", ROOT / "workflow/config/fmnist.yaml")
+    assert jobs == {"train_teacher": 2, "sample_candidates": 2, "score_candidates": 2, "select_top": 2,
+                    "distill_blockswap": 4, "distill_blockswap_repeat": 4, "train_blockswap_scratch": 6,
+                    "distill_moonshine": 5, "distill_moonshine_kd": 4, "train_moonshine_scratch": 4,
+                    "distill_scaled": 2, "sample_random_nets": 1, "distill_random_net": 24, "score_random_nets": 3,
+                    "sample_n_candidates": 6, "score_n_candidates": 6, "select_n_top": 6, "distill_sample_count": 6,
+                    "report_results": 1, "report_correlation": 1, "report_density": 1, "report_samples": 1,
+                    "report_claims": 1, "all": 1}
 
 
 def test_proxies_score_on_the_students_training_batch(tmp_path):
-    """Spec §5: the proxies' minibatch is the training batch - the default profile's students train at 32."""
+    """Spec §5: the proxies' minibatch is the training batch - the default profile's students train at 16."""
     out = snakemake("-n", "-p", workdir=tmp_path)
     scores = [line for line in out.stdout.splitlines() if "blockswap score " in line]
-    assert scores and all("--batch-size 32 " in line for line in scores), scores[:1]
+    assert scores and all("--batch-size 16 " in line for line in scores), scores[:1]
     students = yaml.safe_load((ROOT / "workflow/config/default.yaml").read_text())["student"]["recipe"]
-    assert students["batch_size"] == 32 and students["lr_unit"] == "iteration"
+    assert students["batch_size"] == 16 and students["lr_unit"] == "iteration"
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -153,6 +176,9 @@ def test_end_to_end_outputs(finished_run):
         assert key in teacher["provenance"]
     student = json.loads((r / "students/blockswap/budget20000/teacher0/metrics.json").read_text())
     assert student["genotype"]["blocks"] == top["blocks"] and student["teacher"] is not None
+    repeat = json.loads((r / "students/blockswap/budget20000/teacher0/seed1/metrics.json").read_text())
+    assert repeat["genotype"]["blocks"] == top["blocks"] and repeat["provenance"]["seed"] == 1
+    assert repeat["labels"] == {"method": "blockswap", "budget": "20000", "teacher_seed": "0", "seed": "1"}
 
     main = (r / "tables/main.csv").read_text().splitlines()
     assert len(main) == 4  # header + teacher, BlockSwap and the Moonshine student

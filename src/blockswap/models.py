@@ -151,7 +151,8 @@ def _build_wrn(arch: WRN, genotype: Genotype) -> Network:
 
 @build_network.register(ResNet)
 def _build_resnet(arch: ResNet, genotype: Genotype) -> Network:
-    stem = {"conv1": nn.Conv2d(genotype.in_channels, 64, 7, 2, 3, bias=False), "bn1": nn.BatchNorm2d(64),
+    width = arch.widths[0]
+    stem = {"conv1": nn.Conv2d(genotype.in_channels, width, 7, 2, 3, bias=False), "bn1": nn.BatchNorm2d(width),
             "relu": nn.ReLU(), "maxpool": nn.MaxPool2d(3, 2, 1)}
     net = Network(stem, build_stages(arch, genotype, "layer"), {}, arch.widths[-1], genotype.num_classes,
                   pool_name="avgpool")

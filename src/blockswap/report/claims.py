@@ -3,9 +3,10 @@ a verdict - supported (the interval lies on the claimed side of 0), not supporte
 inconclusive (it contains 0, or there are too few runs for an interval).
 
 Every comparison is a difference of test errors in points (negative = the claim's winner is better),
-between runs taught by the same teachers: paired by seed (teacher seed, or the student's own seed for runs
-without a teacher) with a t-interval over the pairs; against the random nets (one teacher, many nets) and
-between sample counts, unpaired, with a bootstrap interval. The noise floor - the pooled std of one net
+between runs taught by the same teachers: paired by seed (the student's seed, which is its teacher's when
+a profile trains one student per teacher) with a t-interval when two pairs or more exist; otherwise - against
+the random nets (one teacher, many nets), between sample counts, or a lone run - unpaired, with a bootstrap
+interval in which a lone run varies by the noise floor. The noise floor - the pooled std of one net
 trained with several seeds - is shown beside the effects.
 """
 
@@ -35,22 +36,27 @@ def _row(claim: str, setting: str, est: float, lo: float, hi: float, n: int, pap
             "n": n, "verdict": verdict(lo, hi, claimed) if not missing(est) else "not run"}
 
 
-def _compare(a: list[Run], b: list[Run]) -> tuple[float, float, float, int]:
-    """mean error of `a` − mean error of `b` over the seeds both have, paired (a t-interval over the pairs);
-    unpaired (bootstrap) only when neither side names seeds. One common seed gives no interval."""
-    by_seed_a = {r.seed: r.error for r in a if r.seed is not None}
-    by_seed_b = {r.seed: r.error for r in b if r.seed is not None}
+def _compare(a: list[Run], b: list[Run], floor: float) -> tuple[float, float, float, int]:
+    """mean error of `a` − mean error of `b`: paired by seed (a t-interval over the pairs) when they share
+    two seeds or more; otherwise unpaired (bootstrap), a side of one run varying by the noise floor."""
+    by_seed_a, by_seed_b = _mean_by_seed(a), _mean_by_seed(b)
     common = sorted(set(by_seed_a) & set(by_seed_b))
-    if common:
+    if len(common) >= 2:
         return (*mean_ci(by_seed_a[s] - by_seed_b[s] for s in common), len(common))
-    return (*difference_ci([r.error for r in a], [r.error for r in b]), len(a) + len(b))
+    return (*difference_ci([r.error for r in a], [r.error for r in b], single_std=floor), len(a) + len(b))
+
+
+def _mean_by_seed(runs: list[Run]) -> dict[int, float]:
+    """Mean error per seed (two teachers may each teach a student of the same seed)."""
+    return {seed: mean_std(r.error for r in rs)[0]
+            for seed, rs in group_runs([r for r in runs if r.seed is not None], lambda r: r.seed).items()}
 
 
 def _same_teachers(runs: list[Run], like: list[Run]) -> list[Run]:
-    """The runs taught by the teachers (seeds) of `like`: a comparison across teachers would add their
+    """The runs taught by the teachers of `like`: a comparison across teachers would add their
     difference to the effect."""
-    seeds = {r.seed for r in like}
-    return [r for r in runs if r.seed in seeds]
+    teachers = {r.teacher_seed for r in like}
+    return [r for r in runs if r.teacher_seed in teachers]
 
 
 def _fisher_rows(runs, scores, profile) -> list[dict]:
@@ -80,19 +86,20 @@ def _pick_vs_random_rows(runs, floor: float) -> list[dict]:
     return rows
 
 
-def _pick_vs_single_rows(runs, profile) -> list[dict]:
+def _pick_vs_single_rows(runs, profile, floor) -> list[dict]:
     rows = []
     picks = group_runs([r for r in runs if r.method == "blockswap"], lambda r: r.budget)
     singles = group_runs([r for r in runs if r.method == "moonshine"], lambda r: (r.budget, r.block))
     for b in sorted(picks):
         # The best single type among those trained with every teacher the picks had: a type trained once
         # would win by its luck as often as by its merit.
-        seeds = {r.seed for r in picks[b]}
-        at_b = {block: rs for (budget, block), rs in singles.items() if budget == b and seeds <= {r.seed for r in rs}}
+        teachers = {r.teacher_seed for r in picks[b]}
+        at_b = {block: rs for (budget, block), rs in singles.items()
+                if budget == b and teachers <= {r.teacher_seed for r in rs}}
         if not at_b:
             continue
         block, best = min(at_b.items(), key=lambda kv: mean_std(r.error for r in kv[1])[0])
-        d, lo, hi, n = _compare(picks[b], best)
+        d, lo, hi, n = _compare(picks[b], best, floor)
         single, curve = paper.figure2(profile, b) or {}, paper.samples_curve(profile, b) or {}
         text = (f"{curve[max(curve)]:.2f} vs {single['single_blocktype_error']:.2f} (§4.3)"
                 if curve and single.get("single_blocktype_error") else "—")
@@ -101,7 +108,7 @@ def _pick_vs_single_rows(runs, profile) -> list[dict]:
     return rows
 
 
-def _pick_vs_scaled_rows(runs) -> list[dict]:
+def _pick_vs_scaled_rows(runs, floor) -> list[dict]:
     rows = []
     picks = group_runs([r for r in runs if r.method == "blockswap"], lambda r: r.budget)
     for model, scaled in group_runs([r for r in runs if r.method == "scaled"], lambda r: r.model).items():
@@ -110,20 +117,20 @@ def _pick_vs_scaled_rows(runs) -> list[dict]:
         if not fitting:
             continue
         b = max(fitting)  # the largest BlockSwap net with no more params than the scaled one
-        d, lo, hi, n = _compare(picks[b], scaled)
+        d, lo, hi, n = _compare(picks[b], scaled, floor)
         rows.append(_row("BlockSwap beats depth/width scaling with no more params",
                          f"BlockSwap {fmt_budget(b)} − {model} ({size / 1e3:.1f}K)", d, lo, hi, n))
     return rows
 
 
-def _distillation_rows(runs) -> list[dict]:
+def _distillation_rows(runs, floor) -> list[dict]:
     rows = []
     for taught, alone, what in (("blockswap", "blockswap_scratch", "BlockSwap pick"),
                                 ("moonshine", "moonshine_scratch", "Moonshine")):
         a = group_runs([r for r in runs if r.method == taught], lambda r: (r.budget, r.block))
         s = group_runs([r for r in runs if r.method == alone], lambda r: (r.budget, r.block))
         for key in sorted(set(a) & set(s), key=str):
-            d, lo, hi, n = _compare(a[key], s[key])
+            d, lo, hi, n = _compare(a[key], s[key], floor)
             name = f"{what} {fmt_budget(key[0]) if key[0] else ''} {key[1] or ''}".strip()
             rows.append(_row("Distillation with AT beats training the same student without a teacher",
                              f"{name}: AT − no teacher", d, lo, hi, n,
@@ -163,7 +170,8 @@ def build(runs: list[Run], profile: str | None, *, scores=None) -> Report:
     """One row per testable claim and setting; rows for claims without the runs they need are left out."""
     floor, nets = noise_floor(runs)
     records = (_fisher_rows(runs, scores, profile) + _pick_vs_random_rows(runs, floor)
-               + _pick_vs_single_rows(runs, profile) + _pick_vs_scaled_rows(runs) + _distillation_rows(runs)
+               + _pick_vs_single_rows(runs, profile, floor) + _pick_vs_scaled_rows(runs, floor)
+               + _distillation_rows(runs, floor)
                + _samples_rows(runs, profile))
     if not records:
         raise BlockswapError(f"no claim can be tested on these {len(runs)} metrics files: the claims compare "

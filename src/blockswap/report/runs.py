@@ -36,7 +36,8 @@ class Run:
     macs: int | None
     error: float
     top5: float | None
-    seed: int | None = None  # labels.teacher_seed, else labels.seed (a student without a teacher): pairs runs
+    seed: int | None = None  # labels.seed (the student's), else labels.teacher_seed: pairs runs
+    teacher_seed: int | None = None  # labels.teacher_seed; None for a run without a teacher
 
 
 def parse_count(value) -> int:
@@ -102,17 +103,21 @@ def load_run(path: str) -> Run:
         params=int(_number(d, "params", path)), ops=int(_number(d, "ops", path)),
         macs=None if d.get("macs") is None else int(_number(d, "macs", path)),
         error=float(_number(d, "test_top1_error", path)), top5=_number(d, "test_top5_error", path, required=False),
-        seed=_seed(labels, path))
+        seed=_seed(labels, "seed", path), teacher_seed=_seed(labels, "teacher_seed", path))
 
 
-def _seed(labels: dict, path: str) -> int | None:
-    value = labels.get("teacher_seed", labels.get("seed"))
+def _seed(labels: dict, key: str, path: str) -> int | None:
+    """labels[key] as an integer; labels.seed falls back to labels.teacher_seed (one student per teacher,
+    seeded like it)."""
+    value = labels.get(key)
+    if value in (None, "") and key == "seed":
+        return _seed(labels, "teacher_seed", path)
     if value in (None, ""):
         return None
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise BlockswapError(f"{path}: labels.teacher_seed/seed must be an integer, got {value!r}") from None
+        raise BlockswapError(f"{path}: labels.{key} must be an integer, got {value!r}") from None
 
 
 def load_runs(paths: list[str]) -> list[Run]:
