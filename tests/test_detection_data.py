@@ -137,6 +137,10 @@ def test_training_items_leave_out_crowds_and_flip_by_seed(mini):
     again.set_epoch(5)
     ds.set_epoch(5)
     assert torch.equal(again[0][1]["boxes"], ds[0][1]["boxes"])
+    never = CocoDetection(images, instances, train=True, seed=3, flip=0.0)
+    for epoch in range(8):
+        never.set_epoch(epoch)
+        assert never[0][1]["boxes"][0].tolist() == [2, 3, 12, 13]
 
 
 def test_batches_group_by_orientation_and_collate_keeps_lists(tmp_path):

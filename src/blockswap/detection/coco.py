@@ -34,18 +34,22 @@ from .instances import decode, load_instances, to_rle
 
 
 class CocoDetection(torch.utils.data.Dataset):
-    """The images of `annotation_file` (paths relative to `images_dir`); train=True flips half of them.
+    """The images of `annotation_file` (paths relative to `images_dir`); train=True mirrors each image (its
+    boxes and masks too) with probability `flip` — 0.5, the standard detection augmentation; 0 where the
+    objects have a handedness to keep (Fashion-MNIST's shoes all face left).
 
     The flip of item i depends only on (seed, epoch, i) — call `set_epoch` each epoch — so that a resumed
-    run and any number of DataLoader workers see the same images.
+    run and any number of DataLoader workers see the same images. (Workers hold a copy of the dataset, so
+    a loader with persistent_workers would keep the epoch it started with: make the loader per epoch.)
     """
 
     def __init__(self, images_dir: str | os.PathLike, annotation_file: str | os.PathLike, train: bool = False,
-                 *, seed: int = 0):
+                 *, seed: int = 0, flip: float = 0.5):
         self.coco = load_instances(annotation_file)
         self.images_dir = Path(images_dir)
         self.train = train
         self.seed = seed
+        self.flip = flip
         self.epoch = 0
         self.category_ids = sorted(self.coco.cats)
         self.label_of = {c: i + 1 for i, c in enumerate(self.category_ids)}
@@ -94,7 +98,7 @@ class CocoDetection(torch.utils.data.Dataset):
             else:
                 x1, y1, x2, y2 = box.tolist()
                 mask[int(y1): int(np.ceil(y2)), int(x1): int(np.ceil(x2))] = 1
-        if self.train and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
+        if self.train and np.random.default_rng([self.seed, self.epoch, index]).random() < self.flip:
             image, masks = image.flip(-1), masks.flip(-1)
             boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
         target = {
