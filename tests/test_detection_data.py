@@ -265,6 +265,11 @@ def test_reader_errors_name_the_file(mini, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(BlockswapError, match=r"bad\.json: annotation 1: RLE size \[32, 32\] is not the image's"):
         CocoDetection(images, tmp_path / "bad.json")
+    data = mini_coco()
+    data["images"][2]["width"] = 21
+    (tmp_path / "wide.json").write_text(json.dumps(data))
+    with pytest.raises(BlockswapError, match=r"c\.png is 20×20 pixels but its annotations say 21×20"):
+        CocoDetection(images, tmp_path / "wide.json")[2]
 
 
 # ------------------------------------------------------------------------------------ the embedded set
@@ -357,3 +362,12 @@ def test_make_set_refuses_a_folder_with_files(tmp_path, capsys):
     assert main(["detect", "make-set", "--train-images", "1", "--val-images", "1", "-o", str(tmp_path / "set")]) == 2
     assert "is not an empty folder" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "set").iterdir()] == ["keep.txt"]
+
+
+def test_make_set_that_fails_leaves_nothing(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "new" / "set"
+    assert main(["detect", "make-set", "--train-images", "1", "--val-images", "1", "--data-dir",
+                 str(tmp_path / "empty"), "-o", str(out)]) == 2
+    assert "Fashion-MNIST file" in capsys.readouterr().err
+    assert list((tmp_path / "new").iterdir()) == []  # neither the folder nor its temporary twin
