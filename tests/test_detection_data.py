@@ -257,19 +257,19 @@ def test_evaluate_errors_are_one_line_and_exit_2(mini, tmp_path, capsys, case, m
 
 def test_reader_errors_name_the_file(mini, tmp_path):
     images, instances, _ = mini
-    with pytest.raises(BlockswapError, match=r"c\.png not found \(1 of the 3 images"):
-        (images / "c.png").unlink()
-        CocoDetection(images, instances)
-    data = mini_coco()
-    data["annotations"][1]["segmentation"]["size"] = [32, 32]
-    (tmp_path / "bad.json").write_text(json.dumps(data))
-    with pytest.raises(BlockswapError, match=r"bad\.json: annotation 1: RLE size \[32, 32\] is not the image's"):
-        CocoDetection(images, tmp_path / "bad.json")
     data = mini_coco()
     data["images"][2]["width"] = 21
     (tmp_path / "wide.json").write_text(json.dumps(data))
     with pytest.raises(BlockswapError, match=r"c\.png is 20×20 pixels but its annotations say 21×20"):
         CocoDetection(images, tmp_path / "wide.json")[2]
+    data = mini_coco()
+    data["annotations"][1]["segmentation"]["size"] = [32, 32]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(BlockswapError, match=r"bad\.json: annotation 1: RLE size \[32, 32\] is not the image's"):
+        CocoDetection(images, tmp_path / "bad.json")
+    (images / "c.png").unlink()
+    with pytest.raises(BlockswapError, match=r"c\.png not found \(1 of the 3 images"):
+        CocoDetection(images, instances)
 
 
 # ------------------------------------------------------------------------------------ the embedded set
