@@ -42,7 +42,7 @@ def cmd_make_set(args) -> None:
 
 
 def add_make_set(dsub) -> None:
-    from ..detection.embedded import CANVAS_SIZE, MIN_CANVAS_SIZE
+    from ..detection.embedded import CANVAS_SIZE, MIN_CANVAS_FOR_LARGE, MIN_CANVAS_SIZE
 
     q = dsub.add_parser("make-set", help="the embedded detection set: Fashion-MNIST garments on canvases, as COCO",
                         description="Writes FOLDER/instances_{train,val}.json and FOLDER/{train,val}/*.png "
@@ -55,7 +55,8 @@ def add_make_set(dsub) -> None:
     q.add_argument("--val-images", type=int_at_least(1), required=True, help="validation canvases")
     q.add_argument("--seed", type=int_at_least(0), default=0, help="the same seed writes byte-identical files")
     q.add_argument("--canvas-size", type=int_at_least(MIN_CANVAS_SIZE), default=CANVAS_SIZE,
-                   help=f"canvas side in pixels (default {CANVAS_SIZE}; large objects, over 96², need ≥ 128)")
+                   help=f"canvas side in pixels (default {CANVAS_SIZE}; large objects, over 96², need "
+                        f"≥ {MIN_CANVAS_FOR_LARGE})")
     q.add_argument("-o", "--output", required=True, metavar="FOLDER", help="a new (or empty) folder")
     q.set_defaults(func=cmd_make_set, output_dirs=("output",))
 

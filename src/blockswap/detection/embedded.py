@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -40,7 +41,7 @@ from ..files import atomic_dir
 from .instances import rle_for_json
 
 CANVAS_SIZE = 160
-MIN_CANVAS_SIZE = 64
+MIN_CANVAS_SIZE = 64  # below it a medium item (≥ 32²) leaves little room for the others
 ITEMS_PER_CANVAS = (2, 6)
 MASK_THRESHOLD = 32
 MIN_VISIBLE = 0.5
@@ -51,6 +52,7 @@ SMALL, LARGE = 32**2, 96**2  # COCO's area ranges: small < 32², large > 96²
 AREA_RANGES = {"small": (10**2, SMALL), "medium": (SMALL, LARGE), "large": (1.5 * LARGE, None)}
 RANGE_WEIGHTS = {"small": 0.40, "medium": 0.35, "large": 0.25}
 LARGE_CANVAS_SHARE = 0.8  # the largest target area, as a share of the canvas
+MIN_CANVAS_FOR_LARGE = math.ceil(math.sqrt(AREA_RANGES["large"][0] / LARGE_CANVAS_SHARE))  # 132 pixels
 SPLITS = {"train": "train", "val": "test"}  # set split → Fashion-MNIST split
 LICENSE = {"id": 1, "name": "MIT License", "url": "https://github.com/zalandoresearch/fashion-mnist"}
 
@@ -60,37 +62,44 @@ def build_embedded_set(output: str | os.PathLike, *, train_images: int, val_imag
     """Write the set into the new (or empty) folder `output`, atomically; returns the counts per split."""
     if canvas_size < MIN_CANVAS_SIZE:
         raise BlockswapError(f"canvas size {canvas_size} is below {MIN_CANVAS_SIZE} pixels")
-    from ..data import FASHION_MNIST_CLASSES, load_dataset
-
     summary = {"folder": str(output), "seed": seed, "canvas_size": canvas_size}
     with atomic_dir(output) as folder:
         for split_code, (split, count) in enumerate((("train", train_images), ("val", val_images))):
-            source = load_dataset("fashion-mnist", data_dir, split=SPLITS[split])
-            items, labels = source.images[:, 0].numpy(), source.labels.numpy()
-            usable = np.flatnonzero((items >= MASK_THRESHOLD).mean(axis=(1, 2)) >= MIN_FILL)
             rng = np.random.default_rng([seed, split_code])
-            (folder / split).mkdir()
-            images, annotations = [], []
-            for image_id in range(1, count + 1):
-                canvas, instances = compose_canvas(items, labels, usable, rng, canvas_size)
-                file_name = f"{split}/{image_id:06d}.png"
-                Image.fromarray(canvas).save(folder / file_name, format="PNG")
-                images.append({"id": image_id, "file_name": file_name, "width": canvas_size,
-                               "height": canvas_size, "license": LICENSE["id"]})
-                for inst in instances:
-                    annotations.append({"id": len(annotations) + 1, "image_id": image_id, **inst})
-            categories = [{"id": k + 1, "name": name, "supercategory": "fashion"}
-                          for k, name in enumerate(FASHION_MNIST_CLASSES)]
-            info = {"description": f"blockswap embedded detection set: Fashion-MNIST {SPLITS[split]}-split items "
-                                   f"on {canvas_size}×{canvas_size} canvases",
-                    "version": __version__, "contributor": "blockswap", "url": LICENSE["url"], "seed": seed,
-                    "canvas_size": canvas_size, "mask_threshold": MASK_THRESHOLD, "min_visible": MIN_VISIBLE}
-            data = {"info": info, "licenses": [LICENSE], "images": images, "annotations": annotations,
-                    "categories": categories}
+            data = _write_split(folder, split, count, rng, canvas_size, data_dir)
+            data["info"]["seed"] = seed
             (folder / f"instances_{split}.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")
-            summary[split] = {"images": count, "annotations": len(annotations),
-                              **area_range_counts(a["area"] for a in annotations)}
+            summary[split] = {"images": count, "annotations": len(data["annotations"]),
+                              **area_range_counts(a["area"] for a in data["annotations"])}
     return summary
+
+
+def _write_split(folder: Path, split: str, count: int, rng: np.random.Generator, canvas_size: int,
+                 data_dir) -> dict:
+    """Write the split's canvases as PNG files under folder/split; returns its COCO instances."""
+    from ..data import FASHION_MNIST_CLASSES, load_dataset
+
+    source = load_dataset("fashion-mnist", data_dir, split=SPLITS[split])
+    items, labels = source.images[:, 0].numpy(), source.labels.numpy()
+    usable = np.flatnonzero((items >= MASK_THRESHOLD).mean(axis=(1, 2)) >= MIN_FILL)
+    (folder / split).mkdir()
+    images, annotations = [], []
+    for image_id in range(1, count + 1):
+        canvas, instances = compose_canvas(items, labels, usable, rng, canvas_size)
+        file_name = f"{split}/{image_id:06d}.png"
+        Image.fromarray(canvas).save(folder / file_name, format="PNG")
+        images.append({"id": image_id, "file_name": file_name, "width": canvas_size, "height": canvas_size,
+                       "license": LICENSE["id"]})
+        annotations += [{"id": len(annotations) + k + 1, "image_id": image_id, **inst}
+                        for k, inst in enumerate(instances)]
+    info = {"description": f"blockswap embedded detection set: Fashion-MNIST {SPLITS[split]}-split items on "
+                           f"{canvas_size}×{canvas_size} canvases",
+            "version": __version__, "contributor": "blockswap", "url": LICENSE["url"],
+            "canvas_size": canvas_size, "mask_threshold": MASK_THRESHOLD, "min_visible": MIN_VISIBLE}
+    categories = [{"id": k + 1, "name": name, "supercategory": "fashion"}
+                  for k, name in enumerate(FASHION_MNIST_CLASSES)]
+    return {"info": info, "licenses": [LICENSE], "images": images, "annotations": annotations,
+            "categories": categories}
 
 
 def area_range_counts(areas) -> dict:
@@ -132,7 +141,7 @@ def settle(placed: list[dict], canvas_size: int) -> tuple[np.ndarray, list[dict]
 def _place(item: np.ndarray, rng: np.random.Generator, canvas_size: int, allow_large: bool) -> dict:
     """The item resized to a target area in a randomly drawn COCO area range, at a random position."""
     largest = LARGE_CANVAS_SHARE * canvas_size**2
-    ranges = [r for r in AREA_RANGES if r != "large" or (allow_large and largest > AREA_RANGES["large"][0])]
+    ranges = [r for r in AREA_RANGES if r != "large" or (allow_large and canvas_size >= MIN_CANVAS_FOR_LARGE)]
     weights = np.array([RANGE_WEIGHTS[r] for r in ranges])
     chosen = ranges[rng.choice(len(ranges), p=weights / weights.sum())]
     low, high = AREA_RANGES[chosen]
