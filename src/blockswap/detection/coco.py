@@ -11,8 +11,9 @@ Item i is `(image, target)`:
                    only) gets its box filled, so a Mask R-CNN batch never lacks a mask
           image_id int, the image's COCO id;  area float32 N (COCO's);  iscrowd int64 N
 Crowd regions are left out of training targets (train=True), as torchvision's references do: a crowd box
-marks many objects, so as one positive it would teach the wrong box. Evaluation keeps them: COCOeval reads
-the ground truth from `.coco`, where a detection on a crowd region is ignored instead of counted false.
+marks many objects, so as one positive it would teach the wrong box. With train=False they stay (iscrowd 1),
+and evaluation keeps them: COCOeval reads the ground truth from `.coco`, where a detection on a crowd region
+is ignored instead of counted false.
 Boxes are clipped to the image, and one with no width or height left is dropped (with its mask): torchvision's
 detectors refuse degenerate boxes in training, and no detection can overlap an empty box anyway.
 
