@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +33,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; it becomes `path` only if the block succeeds. An existing
+    `path` must be an empty folder (replaced in the same step); one with files in it is refused."""
+    from .errors import BlockswapError
+
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise BlockswapError(f"{path} already exists and is not an empty folder; remove it or choose another")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
+        os.rename(tmp, path)  # rename(2) replaces an empty folder atomically
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def check_output(path: str | os.PathLike, what: str = "output") -> None:
