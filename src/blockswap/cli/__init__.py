@@ -12,7 +12,7 @@ import sys
 from .. import __version__
 from ..errors import BlockswapError
 from ..files import check_output, check_output_dir
-from . import reports, search, training
+from . import detect_train, reports, search, training
 from .args import Parser
 
 
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for commands in (search, training, reports):
         commands.add_commands(sub)
+    detect = sub.add_parser("detect", help="detection transfer: train and evaluate detectors")
+    detect_train.add_train_command(detect.add_subparsers(dest="detect_command", required=True, metavar="COMMAND"))
     return parser
 
 

@@ -1,0 +1,199 @@
+"""The detection run: train a detector epoch by epoch with exact resume, then write its checkpoint and metrics.
+
+The resume file (default `<checkpoint>.resume`) is one flat dict rewritten atomically after every epoch:
+model, optimizer, scheduler (the position the lr function is evaluated at), epoch, RNG states, the epochs'
+records and the run's identity - genotype, detector settings, training settings (`engine.RUN_ONLY` aside)
+and the sha256 of the classification weights it started from, if any. A resume refuses a file whose
+identity differs. A run killed at any point restarts from its last finished epoch and ends with bitwise
+the weights of an uninterrupted run on the same device and thread count: the batch order depends only on
+(seed, epoch) and every random draw (the RPN's sampling, the dataset's flips) comes from the restored
+generators. The final checkpoint and the metrics appear only once training is complete; the resume file
+is then deleted.
+
+Metrics (JSON, and the checkpoint's "metrics"): labels, genotype_id, genotype, detector (its settings),
+settings (training), backbone_params (the body without its classifier), detector_params, train_images,
+val_images, epochs (per epoch: epoch, lr of its last step, train_loss = the sum of the losses and
+train_<name> per loss, bbox_AP / segm_AP when evaluated, seconds), bbox and segm (the final COCO AP dicts,
+0–1 scale), detections, wall_time_s and provenance (+ threads, resumes, init).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..checkpoint import _rng_state, _set_rng_state, describe, load_checkpoint, read, save, weights_sha256
+from ..engine import resolve_device
+from ..errors import BlockswapError
+from ..files import check_distinct_files, provenance, write_json
+from ..genotype import Genotype
+from .detectors import DetectorConfig, build_detector
+from .engine import RUN_ONLY, DetectTrainConfig, batch_order, evaluate, learning_rate, load_batches, train_one_epoch
+
+RESUME_FORMAT = "blockswap-detect-resume-1"
+CHECKPOINT_KEYS = ("genotype", "detector", "config", "state_dict", "metrics", "provenance")
+
+
+def _log(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def check_identity(path, saved: dict, genotype: Genotype, detector: DetectorConfig,
+                   config: DetectTrainConfig | None = None, init_sha256: str | None = None, fix: str = "") -> None:
+    """Refuse a checkpoint `saved` of another genotype, detector or (if given) training settings/initialisation."""
+    was = Genotype.from_dict(saved["genotype"], source=f"{path} (genotype)")
+    if was != genotype:
+        raise BlockswapError(f"{path} holds {describe(was)}, but this run has {describe(genotype)}{fix}")
+    pairs = [("detector", saved["detector"], detector.to_dict(), ())]
+    if config is not None:
+        pairs.append(("training", saved["config"], config.to_dict(), RUN_ONLY))
+    for what, there, now, free in pairs:
+        diffs = [f"{k}: {there.get(k)!r} there, {now[k]!r} now" for k in now
+                 if k not in free and there.get(k) != now[k]]
+        if diffs:
+            raise BlockswapError(f"{path} was written with other {what} settings ({'; '.join(diffs)}){fix}")
+    if config is not None and saved.get("init_sha256") != init_sha256:
+        raise BlockswapError(f"{path} started from other initial weights (sha256 {str(saved.get('init_sha256'))[:12]} "
+                             f"there, {str(init_sha256)[:12]} now){fix}")
+
+
+def _init_sha256(init) -> str | None:
+    return None if init is None else weights_sha256(load_checkpoint(init)["state_dict"])
+
+
+def load_detector(path, device=None):
+    """(detector with the final checkpoint's weights, the checkpoint)."""
+    ckpt = read(path, "detection checkpoint", CHECKPOINT_KEYS)
+    genotype = Genotype.from_dict(ckpt["genotype"], source=f"{path} (genotype)")
+    model = build_detector(genotype, DetectorConfig.from_dict(ckpt["detector"]))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise BlockswapError(f"{path}: its weights do not fit its detector ({str(e).splitlines()[0]})") from None
+    return (model.to(device) if device is not None else model), ckpt
+
+
+def _record(epoch: int, lr: float, losses: dict, ap: dict | None, seconds: float) -> dict:
+    return {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in losses.items()},
+            **{f"{kind}_AP": ap[kind]["AP"] for kind in ("bbox", "segm") if ap and kind in ap}, "seconds": seconds}
+
+
+def _log_epoch(record: dict, epochs: int) -> None:
+    losses = " ".join(f"{k[6:]} {v:.4f}" for k, v in record.items() if k.startswith("train_") and k != "train_loss")
+    ap = " ".join(f"{k} {record[k]:.4f}" for k in ("bbox_AP", "segm_AP") if k in record) or "not evaluated"
+    _log(f"epoch {record['epoch']}/{epochs}: lr {record['lr']:.4g} loss {record['train_loss']:.4f} ({losses}) "
+         f"{ap} [{record['seconds']:.1f}s]")
+
+
+def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, train_set, val_set=None, *,
+          out_checkpoint: str | os.PathLike, metrics_path: str | os.PathLike | None = None,
+          resume_path: str | os.PathLike | None = None, init: str | os.PathLike | None = None,
+          labels: dict | None = None) -> dict:
+    """Train the detector of `genotype` on `train_set` ((image, target) items), evaluating on `val_set`
+    (a COCO dataset; None: no evaluation). `init`: a classification checkpoint of the same genotype for the
+    body. Resumes from `resume_path` (default `<out_checkpoint>.resume`) if it exists; returns the metrics."""
+    started = time.perf_counter()
+    threads = config.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    device = resolve_device(config.device)
+    out_checkpoint = Path(out_checkpoint)
+    resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
+    check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path, "init": init})
+    if len(train_set) == 0:
+        raise BlockswapError("the training set has no images")
+    init_sha256 = _init_sha256(init)
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)  # seeds CUDA too
+    model = build_detector(genotype, detector, init).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    epoch, history, elapsed, resumes = 0, [], 0.0, 0
+    if resume_path.exists():
+        state = read(resume_path, "resume checkpoint", ("format", "genotype", "detector", "config", "epoch"))
+        if state["format"] != RESUME_FORMAT:
+            raise BlockswapError(f"{resume_path}: resume checkpoint format {state['format']!r}, expected "
+                                 f"{RESUME_FORMAT!r}")
+        check_identity(resume_path, state, genotype, detector, config, init_sha256,
+                       f"; delete {resume_path} to start afresh, or pass --resume with another path")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        epoch, history, elapsed = state["epoch"], list(state["history"]), state["elapsed_s"]
+        resumes = state["resumes"] + 1
+        _log(f"resuming from {resume_path} at epoch {epoch + 1}")
+    _log(f"training {detector.detector} on {genotype.model} {genotype.id} ({len(train_set)} images, {config.epochs} "
+         f"epochs of {len(batch_order(len(train_set), config.batch_size, 0, 0))} steps, {device}, {threads} threads)")
+
+    while epoch < config.epochs:
+        tick = time.perf_counter()
+        order = batch_order(len(train_set), config.batch_size, config.seed, epoch)
+        bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, leave=False,
+                   disable=not config.progress, dynamic_ncols=True)
+        steps = len(order)
+        losses = train_one_epoch(model, optimizer, load_batches(train_set, order, config.workers),
+                                 partial(learning_rate, config, epoch, steps_per_epoch=steps), device,
+                                 epoch=epoch, bar=bar)
+        bar.close()
+        last = epoch + 1 == config.epochs
+        ap = (evaluate(model, val_set, config.eval_batch_size, device, config.workers)
+              if val_set is not None and (last or (epoch + 1) % config.eval_every == 0) else None)
+        history.append(_record(epoch, learning_rate(config, epoch, steps - 1, steps), losses, ap,
+                               time.perf_counter() - tick))
+        epoch += 1
+        save({"format": RESUME_FORMAT, "genotype": genotype.to_dict(), "detector": detector.to_dict(),
+              "config": config.to_dict(), "init_sha256": init_sha256, "model": model.state_dict(),
+              "optimizer": optimizer.state_dict(), "scheduler": {"schedule": config.schedule, "epoch": epoch},
+              "epoch": epoch, "rng": _rng_state(device), "history": history,
+              "elapsed_s": elapsed + time.perf_counter() - started, "resumes": resumes}, resume_path)
+        _log_epoch(history[-1], config.epochs)
+
+    wall = elapsed + time.perf_counter() - started
+    prov = provenance({"detector": detector.to_dict(), **config.to_dict()}, config.seed, str(device), wall)
+    prov.update(threads=threads, resumes=resumes, init=None if init is None else str(init))
+    metrics = {"labels": dict(labels or {}), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
+               "detector": detector.to_dict(), "settings": config.to_dict(),
+               "backbone_params": sum(p.numel() for p in model.backbone.body.parameters()),
+               "detector_params": sum(p.numel() for p in model.parameters()),
+               "train_images": len(train_set), "val_images": None if val_set is None else len(val_set),
+               "epochs": history, **(ap or {}), "wall_time_s": wall, "provenance": prov}
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save({"genotype": genotype.to_dict(), "detector": detector.to_dict(), "config": config.to_dict(),
+          "state_dict": state_dict, "metrics": metrics, "provenance": prov}, out_checkpoint)
+    if metrics_path:
+        write_json(metrics_path, metrics)
+    resume_path.unlink(missing_ok=True)
+    return metrics
+
+
+def test_only(checkpoint: str | os.PathLike, val_set, config: DetectTrainConfig, genotype: Genotype | None = None,
+              detector: DetectorConfig | None = None, metrics_path: str | os.PathLike | None = None) -> dict:
+    """COCO AP of a final detection checkpoint on `val_set`; refuses one of another genotype or detector
+    where those are given."""
+    started = time.perf_counter()
+    threads = config.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    device = resolve_device(config.device)
+    model, ckpt = load_detector(checkpoint, device)
+    saved_genotype = Genotype.from_dict(ckpt["genotype"])
+    if genotype is not None:
+        check_identity(checkpoint, ckpt, genotype, detector or DetectorConfig.from_dict(ckpt["detector"]))
+    ap = evaluate(model, val_set, config.eval_batch_size, device, config.workers)
+    wall = time.perf_counter() - started
+    prov = provenance({"checkpoint": str(checkpoint), "eval_batch_size": config.eval_batch_size}, None, str(device),
+                      wall)
+    metrics = {"checkpoint": str(checkpoint), "genotype_id": saved_genotype.id, "genotype": ckpt["genotype"],
+               "detector": ckpt["detector"], "val_images": len(val_set), **ap, "wall_time_s": wall,
+               "provenance": prov}
+    if metrics_path:
+        write_json(metrics_path, metrics)
+    return metrics
