@@ -60,12 +60,12 @@ def _labels(pairs: list[str]) -> dict:
     return labels
 
 
-def _dataset(images, annotations, what: str, train: bool):
+def _dataset(images, annotations, what: str, train: bool, seed: int = 0):
     from ..detection.coco import CocoDetection
 
     if (images is None) != (annotations is None):
         raise BlockswapError(f"--{what}-images and --{what}-annotations go together")
-    return None if images is None else CocoDetection(images, annotations, train=train)
+    return None if images is None else CocoDetection(images, annotations, train=train, seed=seed)
 
 
 def cmd_detect_train(args) -> None:
@@ -88,6 +88,7 @@ def cmd_detect_train(args) -> None:
         detector = _detector_settings(args, saved.num_classes) if genotype is not None else None
         metrics = test_only(args.checkpoint, val_set, config, genotype, detector, args.output)
     else:
+        from ..detection.coco import aspect_ratio_batches
         from ..detection.train import train
 
         if genotype is None:
@@ -95,7 +96,7 @@ def cmd_detect_train(args) -> None:
         check_output(args.checkpoint, "--checkpoint")
         if args.train_images is None:
             raise BlockswapError("training needs --train-images and --train-annotations")
-        train_set = _dataset(args.train_images, args.train_annotations, "train", train=True)
+        train_set = _dataset(args.train_images, args.train_annotations, "train", train=True, seed=config.seed)
         val_set = _dataset(args.val_images, args.val_annotations, "val", train=False)
         categories = list(train_set.category_ids)
         if val_set is not None and list(val_set.category_ids) != categories:
@@ -108,7 +109,7 @@ def cmd_detect_train(args) -> None:
                                  "plus the background")
         metrics = train(genotype, detector, config, train_set, val_set, out_checkpoint=args.checkpoint,
                         metrics_path=args.output, resume_path=args.resume, init=args.init,
-                        labels=_labels(args.label))
+                        labels=_labels(args.label), batches=aspect_ratio_batches)
     if not args.output:
         print(json.dumps(metrics, indent=2))
 

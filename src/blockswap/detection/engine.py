@@ -5,8 +5,9 @@ The recipe's defaults are torchvision's Mask R-CNN schedule (26 epochs; SGD, mom
 min(1000, steps − 1) steps from 0.001·lr). The lr is a pure function of (epoch, step), so a resumed run
 needs no scheduler object: the resume file records the position only.
 
-The batch order of an epoch depends only on (seed, epoch). Random augmentation is the dataset's (a flip
-drawn from torch's global generator, whose state the resume file restores).
+The batch order of an epoch depends only on (seed, epoch). Random augmentation is the dataset's: COCO's flip
+depends on (seed, epoch, index) through its `set_epoch`, called before each epoch; another dataset drawing
+from torch's global generator is reproduced too, as the resume file restores that generator's state.
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ def learning_rate(config: DetectTrainConfig, epoch: int, step: int, steps_per_ep
 
 
 # ------------------------------------------------------------------------------------------------ batches
-def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The epoch's batches of dataset indices: a permutation drawn from (seed, epoch) alone, last batch short."""
+def batch_order(dataset, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:
+    """The epoch's batches of dataset indices: a permutation drawn from (seed, epoch) alone, last batch short.
+    (COCO data has its own, grouped by aspect ratio: `coco.aspect_ratio_batches`, with this signature.)"""
+    n = len(dataset)
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=generator).tolist()
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
@@ -176,14 +179,20 @@ def predict(model, dataset, batch_size: int, device, workers: int = 0) -> Iterat
         model.train(was_training)
 
 
+def predicts_masks(model) -> bool:
+    roi_heads = getattr(model, "roi_heads", None)
+    return roi_heads is not None and roi_heads.has_mask()
+
+
 def evaluate(model, dataset, batch_size: int, device, workers: int = 0) -> dict:
     """COCO AP of the model's predictions on `dataset` (a `coco.CocoDetection`): {"bbox": …, "segm": …}
-    (segm for a model that predicts masks), each with AP, AP50, AP75, APs, APm, APl on COCOeval's 0–1 scale,
-    plus "detections": how many were scored."""
+    (segm for a model that predicts masks, also when it finds nothing), each with AP, AP50, AP75, APs, APm,
+    APl on COCOeval's 0–1 scale, plus "detections": how many were scored."""
     from .evaluate import coco_evaluate, predictions_from_outputs
 
     predictions = []
     for outputs, targets in predict(model, dataset, batch_size, device, workers):
         predictions += predictions_from_outputs(outputs, [int(t["image_id"]) for t in targets],
                                                 dataset.category_ids)
-    return {**coco_evaluate(dataset.coco, predictions), "detections": len(predictions)}
+    kinds = ["bbox", "segm"] if predicts_masks(model) else ["bbox"]
+    return {**coco_evaluate(dataset.coco, predictions, kinds), "detections": len(predictions)}

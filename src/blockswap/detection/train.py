@@ -96,10 +96,11 @@ def _log_epoch(record: dict, epochs: int) -> None:
 def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, train_set, val_set=None, *,
           out_checkpoint: str | os.PathLike, metrics_path: str | os.PathLike | None = None,
           resume_path: str | os.PathLike | None = None, init: str | os.PathLike | None = None,
-          labels: dict | None = None) -> dict:
+          labels: dict | None = None, batches=batch_order) -> dict:
     """Train the detector of `genotype` on `train_set` ((image, target) items), evaluating on `val_set`
     (a COCO dataset; None: no evaluation). `init`: a classification checkpoint of the same genotype for the
-    body. Resumes from `resume_path` (default `<out_checkpoint>.resume`) if it exists; returns the metrics."""
+    body. `batches(train_set, batch_size, seed=, epoch=)` lists an epoch's batches of indices. Resumes from
+    `resume_path` (default `<out_checkpoint>.resume`) if it exists; returns the metrics."""
     started = time.perf_counter()
     threads = config.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
@@ -132,11 +133,13 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
         resumes = state["resumes"] + 1
         _log(f"resuming from {resume_path} at epoch {epoch + 1}")
     _log(f"training {detector.detector} on {genotype.model} {genotype.id} ({len(train_set)} images, {config.epochs} "
-         f"epochs of {len(batch_order(len(train_set), config.batch_size, 0, 0))} steps, {device}, {threads} threads)")
+         f"epochs, {device}, {threads} threads)")
 
     while epoch < config.epochs:
         tick = time.perf_counter()
-        order = batch_order(len(train_set), config.batch_size, config.seed, epoch)
+        if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
+            train_set.set_epoch(epoch)
+        order = batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
         bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, leave=False,
                    disable=not config.progress, dynamic_ncols=True)
         steps = len(order)
