@@ -269,3 +269,55 @@ def test_detection_fisher_is_finite_deterministic_and_tells_genotypes_apart():
     assert detection_fisher(dconv, images, targets, config, seed=0) != first
     per_block = detection_fisher_per_block(dconv, images, targets, config)
     assert per_block.shape == (8,) and torch.all(per_block >= 0)
+
+
+# ------------------------------------------------------------------------------------------- the command
+def _write_coco(folder, n, seed):
+    """`n` PNG canvases of `Rectangles` and their COCO instances file (polygons; category ids 0 and 7)."""
+    import json
+
+    from PIL import Image
+
+    data, images, annotations = Rectangles(n, seed=seed), [], []
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    for i, (image, target) in enumerate(data.items):
+        name = f"img/{seed}_{i}.png"
+        Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy()).save(folder / name)
+        images.append({"id": 10 * i, "file_name": name, "width": CANVAS, "height": CANVAS})
+        for (x0, y0, x1, y1), label in zip(target["boxes"].tolist(), target["labels"].tolist()):
+            annotations.append({"id": len(annotations), "image_id": 10 * i, "category_id": (0, 7)[label - 1],
+                                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
+                                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
+    path = folder / f"instances_{seed}.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 0, "name": "red"}, {"id": 7, "name": "green"}]}))
+    return path
+
+
+def test_detect_train_then_test_only(tmp_path, capsys):
+    import json
+
+    pytest.importorskip("blockswap.detection.coco")
+    train_json, val_json = _write_coco(tmp_path, 4, seed=0), _write_coco(tmp_path, 2, seed=1)
+    data = ["--train-images", str(tmp_path), "--train-annotations", str(train_json), "--val-images", str(tmp_path),
+            "--val-annotations", str(val_json)]
+    run = ["detect", "train", "--model", "resnet18", "--detector", "maskrcnn", "--slim", str(CANVAS), "--epochs", "1",
+           "--batch-size", "2", "--lr", "0.005", "--warmup-iters", "1", "--threads", "1", "--device", "cpu", "--quiet",
+           "--checkpoint", str(tmp_path / "m.pt")]
+    assert main(run + data + ["-o", str(tmp_path / "metrics.json"), "--label", "method=blockswap"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["detector"]["num_classes"] == 3 and metrics["detector"]["fpn_channels"] == 64
+    assert set(metrics["bbox"]) == set(metrics["segm"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    assert metrics["labels"] == {"method": "blockswap"} and metrics["provenance"]["seed"] == 0
+    assert metrics["backbone_params"] == 11_689_512 - 513_000  # torchvision's ResNet-18 without its fc
+    assert set(metrics["epochs"][0]) >= {"train_loss_mask", "bbox_AP", "segm_AP"}
+    assert not (tmp_path / "m.pt.resume").exists()
+
+    test = ["detect", "train", "--test-only", "--checkpoint", str(tmp_path / "m.pt"), "--threads", "1",
+            "--device", "cpu", "--eval-batch-size", "2"]
+    assert main(test + data[4:] + ["-o", str(tmp_path / "test.json")]) == 0
+    again = json.loads((tmp_path / "test.json").read_text())
+    assert again["bbox"] == metrics["bbox"] and again["segm"] == metrics["segm"]
+    capsys.readouterr()
+    assert main(test + data[4:] + ["--model", "resnet18", "--slim", str(CANVAS), "--detector", "fasterrcnn"]) == 2
+    assert "other detector settings (detector: 'maskrcnn' there, 'fasterrcnn' now" in capsys.readouterr().err

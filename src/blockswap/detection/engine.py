@@ -2,8 +2,9 @@
 
 The recipe's defaults are torchvision's Mask R-CNN schedule (26 epochs; SGD, momentum 0.9, weight decay
 1e-4, lr 0.02 for 16 images a step, ×0.1 at epochs 16 and 22; a linear warm-up over the first
-min(1000, steps − 1) steps from 0.001·lr). The lr is a pure function of (epoch, step), so a resumed run
-needs no scheduler object: the resume file records the position only.
+min(1000, steps − 1) steps from 0.001·lr). Another batch size wants the lr scaled with it (0.00125 per
+image). The lr is a pure function of (epoch, step), so a resumed run needs no scheduler object: the resume
+file records the position only.
 
 The batch order of an epoch depends only on (seed, epoch). Random augmentation is the dataset's: COCO's flip
 depends on (seed, epoch, index) through its `set_epoch`, called before each epoch; another dataset drawing
@@ -30,8 +31,9 @@ RUN_ONLY = frozenset({"device", "threads", "progress"})
 class DetectTrainConfig:
     """How a detector is trained; saved with its checkpoints and metrics."""
     epochs: int = setting(26, "training epochs (torchvision's Mask R-CNN schedule: 26)")
-    batch_size: int = setting(2, "images per step (torchvision: 2 per GPU, 16 over 8 GPUs)")
-    lr: float = setting(0.02, "peak SGD learning rate (torchvision: 0.02 for 16 images per step)")
+    batch_size: int = setting(16, "images per step (torchvision and the paper: 16, 2 on each of 8 GPUs)")
+    lr: float = setting(0.02, "peak SGD learning rate; scale it with the batch size (torchvision: 0.02 for 16 "
+                        "images; from scratch on the slim preset, 0.02 with 4 images diverges)")
     momentum: float = setting(0.9, "SGD momentum")
     weight_decay: float = setting(1e-4, "L2 weight decay of every parameter")
     schedule: str = setting("step", "step (×gamma at milestones) or cosine (to 0 at the last epoch), per epoch",
