@@ -4,7 +4,9 @@ Everything runs on tiny synthetic images (64 px, a few coloured rectangles with 
 preset, so the whole file takes seconds on one core.
 """
 
+import contextlib
 import math
+import signal
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from blockswap.detection.fisher import detection_fisher, detection_fisher_per_bl
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
+from blockswap.train import Preempted
 
 CANVAS = 64
 
@@ -100,9 +103,8 @@ def test_norm_settings():
         build_body(g, "gn", gn_groups=32)
     sync = build_body(RESNET18, "syncbn")
     assert sum(isinstance(m, nn.SyncBatchNorm) for m in sync.modules()) == 1 + 8 * 2 + 3  # stem, blocks, shortcuts
-    frozen = build_body(RESNET18, "frozen_bn")
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())
-    assert sum(p.numel() for p in frozen.parameters()) < sum(p.numel() for p in build_body(RESNET18).parameters())
+    with pytest.raises(BlockswapError, match="frozen_bn keeps the statistics of trained weights"):
+        build_body(RESNET18, "frozen_bn")
     with pytest.raises(BlockswapError, match="needs a ResNet genotype"):
         build_body(Genotype.uniform("wrn-16-1", "Conv"))
 
@@ -211,6 +213,44 @@ def test_resume_after_an_interruption_ends_equal_to_an_uninterrupted_run(tmp_pat
     assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"] for e in whole["epochs"]]
 
 
+class StopAfter(list):
+    """A stop-request list that turns true (SIGTERM received) after `checks` checks."""
+
+    def __init__(self, checks: int):
+        super().__init__([signal.SIGTERM])
+        self.checks = checks
+
+    def __bool__(self):
+        self.checks -= 1
+        return self.checks < 0
+
+
+def test_a_preempted_run_resumes_mid_epoch_to_the_same_weights(tmp_path, monkeypatch):
+    data, detector = Rectangles(6, train=True), slim("retinanet")
+    whole = detection_train.train(RESNET18, detector, RUN, data, out_checkpoint=tmp_path / "whole.pt")
+
+    @contextlib.contextmanager
+    def stops_in_epoch_2():
+        yield StopAfter(4)  # epoch 1 checks before its 3 batches and after them; the 5th check, at its end, stops
+
+    monkeypatch.setattr(detection_train, "_stop_requests", stops_in_epoch_2)
+    with pytest.raises(Preempted, match="stopped by SIGTERM in epoch 2 after 0 steps") as e:
+        detection_train.train(RESNET18, detector, RUN, data, out_checkpoint=tmp_path / "cut.pt")
+    assert e.value.exit_status == 128 + signal.SIGTERM
+    assert torch.load(tmp_path / "cut.pt.resume", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(detection_train, "_stop_requests", lambda: contextlib.nullcontext(StopAfter(1)))
+    with pytest.raises(Preempted, match="in epoch 2 after 1 steps"):
+        detection_train.train(RESNET18, detector, RUN, data, out_checkpoint=tmp_path / "cut.pt")
+    state = torch.load(tmp_path / "cut.pt.resume", weights_only=True)
+    assert (state["epoch"], state["step"], state["resumes"]) == (1, 1, 1)
+    monkeypatch.setattr(detection_train, "_stop_requests", lambda: contextlib.nullcontext([]))
+    resumed = detection_train.train(RESNET18, detector, RUN, data, out_checkpoint=tmp_path / "cut.pt")
+    a, b = _weights(tmp_path / "whole.pt"), _weights(tmp_path / "cut.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [e["train_loss"] for e in resumed["epochs"]] == pytest.approx([e["train_loss"] for e in whole["epochs"]],
+                                                                          rel=1e-12)
+
+
 def _classification_checkpoint(path, genotype):
     torch.manual_seed(3)
     net = create_model(genotype)
@@ -224,7 +264,9 @@ def test_backbone_from_a_classification_checkpoint(tmp_path):
     body = build_body(RESNET18, init=tmp_path / "cls.pt")
     assert torch.equal(body.layer3[1].conv2.weight, net.layer3[1].conv2.weight)
     frozen = build_body(RESNET18, "frozen_bn", init=tmp_path / "cls.pt")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())
     assert torch.equal(frozen.layer1[0].bn1.running_var, net.layer1[0].bn1.running_var)
+    assert sum(p.numel() for p in frozen.parameters()) < sum(p.numel() for p in body.parameters())
 
 
 def test_a_bad_or_mismatched_checkpoint_is_one_line(tmp_path):

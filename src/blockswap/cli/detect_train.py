@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 from ..errors import BlockswapError
 from .args import int_at_least
-from .training import PARSERS
+from .training import PARSERS, _labels
 
 
 def _add_option(p: argparse.ArgumentParser, f: dataclasses.Field, given_only: bool) -> None:
@@ -50,16 +51,6 @@ def _genotype(args):
     return load(args.genotype, args.index) if args.genotype else None
 
 
-def _labels(pairs: list[str]) -> dict:
-    labels = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BlockswapError(f"--label {pair!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
-
-
 def _dataset(images, annotations, what: str, train: bool, seed: int = 0):
     from ..detection.coco import CocoDetection
 
@@ -88,11 +79,16 @@ def cmd_detect_train(args) -> None:
         detector = _detector_settings(args, saved.num_classes) if genotype is not None else None
         metrics = test_only(args.checkpoint, val_set, config, genotype, detector, args.output)
     else:
+        from ..detection.backbone import check_resnet, init_weights
         from ..detection.coco import aspect_ratio_batches
         from ..detection.train import train
+        from ..train import Preempted
 
         if genotype is None:
             raise BlockswapError("name the backbone: --genotype G.json or --model resnet34 [--block B]")
+        check_resnet(genotype)
+        if args.init:
+            init_weights(genotype, args.init)
         check_output(args.checkpoint, "--checkpoint")
         if args.train_images is None:
             raise BlockswapError("training needs --train-images and --train-annotations")
@@ -107,9 +103,13 @@ def cmd_detect_train(args) -> None:
         if detector.num_classes < len(categories) + 1:
             raise BlockswapError(f"--num-classes {detector.num_classes} is too few for {len(categories)} categories "
                                  "plus the background")
-        metrics = train(genotype, detector, config, train_set, val_set, out_checkpoint=args.checkpoint,
-                        metrics_path=args.output, resume_path=args.resume, init=args.init,
-                        labels=_labels(args.label), batches=aspect_ratio_batches)
+        try:
+            metrics = train(genotype, detector, config, train_set, val_set, out_checkpoint=args.checkpoint,
+                            metrics_path=args.output, resume_path=args.resume, init=args.init,
+                            labels=_labels(args.label), batches=aspect_ratio_batches)
+        except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
+            print(f"blockswap detect train: {e}", file=sys.stderr)
+            raise SystemExit(e.exit_status) from None
     if not args.output:
         print(json.dumps(metrics, indent=2))
 

@@ -23,7 +23,7 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from ..arch import ResNet
-from ..checkpoint import describe, load_checkpoint
+from ..checkpoint import describe, load_checkpoint, weights_sha256
 from ..errors import BlockswapError
 from ..genotype import Genotype
 from ..models import Network, PostActBlock, create_model
@@ -89,14 +89,26 @@ def apply_norm(body: nn.Module, norm: str, gn_groups: int = 32) -> nn.Module:
     return body
 
 
-def load_body_weights(body: Network, genotype: Genotype, path: str | os.PathLike) -> None:
-    """Initialise `body` from a classification checkpoint of the same network (its classifier aside)."""
+def init_weights(genotype: Genotype, path: str | os.PathLike) -> dict:
+    """The body's weights in classification checkpoint `path`, refused unless it holds the same network (its
+    classifier, image size and class count aside)."""
+    check_resnet(genotype)
     ckpt = load_checkpoint(path)
     saved = Genotype.from_dict(ckpt["genotype"], source=f"{path} (genotype)")
     if (saved.model, saved.blocks, saved.in_channels) != (genotype.model, genotype.blocks, genotype.in_channels):
         raise BlockswapError(f"{path} holds {describe(saved)}; the backbone is {describe(genotype)}: "
                              "initialise from a checkpoint of the same blocks")
-    weights = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith(CLASSIFIER_PREFIXES)}
+    return {k: v for k, v in ckpt["state_dict"].items() if not k.startswith(CLASSIFIER_PREFIXES)}
+
+
+def init_weights_sha256(genotype: Genotype, path: str | os.PathLike) -> str:
+    """The identity of the weights a run starts from (checked as `init_weights` does)."""
+    return weights_sha256(init_weights(genotype, path))
+
+
+def load_body_weights(body: Network, genotype: Genotype, path: str | os.PathLike) -> None:
+    """Initialise `body` from a classification checkpoint of the same network (its classifier aside)."""
+    weights = init_weights(genotype, path)
     own = {k for k in body.state_dict() if not k.startswith(CLASSIFIER_PREFIXES)}
     if set(weights) != own:
         odd = sorted(set(weights) ^ own)[0]
@@ -114,6 +126,9 @@ def build_body(genotype: Genotype, norm: str = "bn", gn_groups: int = 32,
     check_resnet(genotype)
     if norm not in NORMS:
         raise BlockswapError(f"unknown norm {norm!r}; valid: {', '.join(NORMS)}")
+    if norm == "frozen_bn" and init is None:
+        raise BlockswapError("frozen_bn keeps the statistics of trained weights: give a classification checkpoint "
+                             "to start from (--init), or train the norms (bn, syncbn, gn)")
     body = create_model(genotype)
     if init is not None:
         load_body_weights(body, genotype, init)

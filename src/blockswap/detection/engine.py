@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checkpoint import Tally
 from ..errors import BlockswapError
 from ..recipe import SCHEDULES, setting
 
@@ -41,6 +42,8 @@ class DetectTrainConfig:
     milestones: tuple[int, ...] = setting((16, 22), "epochs where the step schedule multiplies the lr by gamma",
                                           "int_list")
     gamma: float = setting(0.1, "step-schedule factor")
+    clip_grad_norm: float | None = setting(None, "clip the gradients' global ℓ2 norm to this before each step "
+                                           "(default: no clipping, as torchvision)", float)
     warmup_iters: int = setting(1000, "linear warm-up steps at the start of the first epoch (0: none)")
     warmup_factor: float = setting(0.001, "the warm-up starts at this fraction of the lr")
     eval_every: int = setting(1, "evaluate on the validation set every N epochs (the last one always)")
@@ -64,8 +67,9 @@ class DetectTrainConfig:
         need(self.warmup_iters >= 0 and self.workers >= 0 and self.seed >= 0,
              "warmup_iters, workers and seed must be ≥ 0")
         need(self.threads is None or self.threads >= 1, f"threads must be ≥ 1, got {self.threads}")
-        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_factor"):
-            need(math.isfinite(getattr(self, name)), f"{name} must be a finite number, got {getattr(self, name)}")
+        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_factor", "clip_grad_norm"):
+            value = getattr(self, name)
+            need(value is None or math.isfinite(value), f"{name} must be a finite number, got {value}")
         need(self.lr > 0, f"lr must be a positive number, got {self.lr}")
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
@@ -73,6 +77,8 @@ class DetectTrainConfig:
         need(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),
              f"milestones must be increasing positive epochs, got {list(self.milestones)}")
         need(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
+        need(self.clip_grad_norm is None or self.clip_grad_norm > 0,
+             f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
         need(0 < self.warmup_factor <= 1, f"warmup_factor must be in (0, 1], got {self.warmup_factor}")
         need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
              f"device must be auto, cpu or cuda[:N], got {self.device!r}")
@@ -106,11 +112,16 @@ def learning_rate(config: DetectTrainConfig, epoch: int, step: int, steps_per_ep
 
 
 # ------------------------------------------------------------------------------------------------ batches
+def epoch_seed(seed: int, epoch: int) -> int:
+    """One number from (seed, epoch): the seed of that epoch's batch order and data workers."""
+    return seed * 100_003 + epoch
+
+
 def batch_order(dataset, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:
     """The epoch's batches of dataset indices: a permutation drawn from (seed, epoch) alone, last batch short.
     (COCO data has its own, grouped by aspect ratio: `coco.aspect_ratio_batches`, with this signature.)"""
     n = len(dataset)
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
     order = torch.randperm(n, generator=generator).tolist()
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
@@ -121,11 +132,14 @@ def _as_lists(items):
     return list(images), list(targets)
 
 
-def load_batches(dataset, batches: Sequence[Sequence[int]], workers: int = 0) -> Iterable:
-    """(images, targets) per batch of indices, read in `workers` processes (0: here)."""
+def load_batches(dataset, batches: Sequence[Sequence[int]], workers: int = 0, seed: int = 0, epoch: int = 0
+                 ) -> Iterable:
+    """(images, targets) per batch of indices, read in `workers` processes (0: here). The workers' seeds come
+    from (seed, epoch), not from torch's global generator, whose draws stay the training's own."""
     if workers == 0:
         return (_as_lists([dataset[i] for i in batch]) for batch in batches)
-    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_as_lists)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_as_lists,
+                                       generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
 
 
 def to_device(images, targets, device) -> tuple[list, list]:
@@ -137,13 +151,20 @@ def to_device(images, targets, device) -> tuple[list, list]:
 
 # ----------------------------------------------------------------------------------------------- training
 def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, lr_at: Callable[[int], float],
-                    device, *, epoch: int, bar=None) -> dict[str, float]:
-    """One pass over `batches` (SGD at `lr_at(step)`); returns the image-weighted mean of each loss and of
-    their sum ("loss"). A non-finite loss stops the run before its step, with the weights intact."""
+                    device, tally: Tally, *, epoch: int, step: int = 0, stop: list | tuple = (),
+                    clip_grad_norm: float | None = None, bar=None) -> int:
+    """Train on `batches` (those of `epoch` from `step` on) with SGD at `lr_at(step)`, the gradients' norm
+    clipped to `clip_grad_norm` if given, adding each loss and their sum ("loss"), image-weighted, to `tally`.
+    Returns the step reached: the epoch's end, or earlier as soon as `stop` is non-empty (checked before a
+    batch is read, so that no draw is made for it). A non-finite loss stops the run before its step, with
+    the weights intact."""
     model.train()
-    sums: dict[str, float] = {}
-    seen = 0
-    for step, (images, targets) in enumerate(batches):
+    batches = iter(batches)
+    while not stop:
+        try:
+            images, targets = next(batches)
+        except StopIteration:
+            break
         lr = lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -157,14 +178,15 @@ def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, 
                                  f"(lr {lr:g}; {parts}); lower --lr or raise --warmup-iters")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         optimizer.step()
-        for k, v in values.items():
-            sums[k] = sums.get(k, 0.0) + v * len(images)
-        seen += len(images)
+        tally.add(values, 0, len(images))
+        step += 1
         if bar is not None:
             bar.update()
             bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
-    return {k: v / seen for k, v in sums.items()}
+    return step
 
 
 @torch.no_grad()

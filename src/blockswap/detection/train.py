@@ -1,14 +1,17 @@
 """The detection run: train a detector epoch by epoch with exact resume, then write its checkpoint and metrics.
 
-The resume file (default `<checkpoint>.resume`) is one flat dict rewritten atomically after every epoch:
-model, optimizer, scheduler (the position the lr function is evaluated at), epoch, RNG states, the epochs'
-records and the run's identity - genotype, detector settings, training settings (`engine.RUN_ONLY` aside)
-and the sha256 of the classification weights it started from, if any. A resume refuses a file whose
-identity differs. A run killed at any point restarts from its last finished epoch and ends with bitwise
-the weights of an uninterrupted run on the same device and thread count: the batch order depends only on
-(seed, epoch) and every random draw (the RPN's sampling, the dataset's flips) comes from the restored
-generators. The final checkpoint and the metrics appear only once training is complete; the resume file
-is then deleted.
+The resume file (default `<checkpoint>.resume`) is one flat dict rewritten atomically after every epoch,
+and mid-epoch when SIGTERM/SIGUSR1 asks the job to stop (SLURM preemption or time limit; the step in flight
+is finished first, then `train.Preempted` is raised and the command exits 128 + signal): model, optimizer,
+scheduler (the position the lr function is evaluated at), epoch and step, RNG states, the epochs' records,
+the unfinished epoch's loss sums, and the run's identity - genotype, detector settings, training settings
+(`engine.RUN_ONLY` aside) and the sha256 of the classification weights it started from, if any. A resume
+refuses a file whose identity differs. A stopped run (SIGKILL included: it restarts from its last finished
+epoch) ends with bitwise the weights of an uninterrupted run on the same device and thread count: the
+batch order depends only on (seed, epoch), a resumed epoch skips the batches it trained on without reading
+them, and every random draw (the RPN's sampling, the dataset's flips) comes from the restored generators
+or from (seed, epoch, index). The final checkpoint and the metrics appear only once training is complete;
+the resume file is then deleted.
 
 Metrics (JSON, and the checkpoint's "metrics"): labels, genotype_id, genotype, detector (its settings),
 settings (training), backbone_params (the body without its classifier), detector_params, train_images,
@@ -19,6 +22,7 @@ train_<name> per loss, bbox_AP / segm_AP when evaluated, seconds), bbox and segm
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import sys
@@ -30,11 +34,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import _rng_state, _set_rng_state, describe, load_checkpoint, read, save, weights_sha256
+from ..checkpoint import Progress, Tally, _rng_state, _set_rng_state, describe, read, save
 from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
 from ..genotype import Genotype
+from ..train import Preempted, _stop_requests
+from .backbone import init_weights_sha256
 from .detectors import DetectorConfig, build_detector
 from .engine import RUN_ONLY, DetectTrainConfig, batch_order, evaluate, learning_rate, load_batches, train_one_epoch
 
@@ -65,10 +71,6 @@ def check_identity(path, saved: dict, genotype: Genotype, detector: DetectorConf
                              f"there, {str(init_sha256)[:12]} now){fix}")
 
 
-def _init_sha256(init) -> str | None:
-    return None if init is None else weights_sha256(load_checkpoint(init)["state_dict"])
-
-
 def load_detector(path, device=None):
     """(detector with the final checkpoint's weights, the checkpoint)."""
     ckpt = read(path, "detection checkpoint", CHECKPOINT_KEYS)
@@ -93,6 +95,30 @@ def _log_epoch(record: dict, epochs: int) -> None:
          f"{ap} [{record['seconds']:.1f}s]")
 
 
+def _save_resume(path, genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, init_sha256,
+                 model, optimizer, progress: Progress, elapsed_s: float, device) -> None:
+    save({"format": RESUME_FORMAT, "genotype": genotype.to_dict(), "detector": detector.to_dict(),
+          "config": config.to_dict(), "init_sha256": init_sha256, "model": model.state_dict(),
+          "optimizer": optimizer.state_dict(),
+          "scheduler": {"schedule": config.schedule, "epoch": progress.epoch, "step": progress.step},
+          "epoch": progress.epoch, "step": progress.step, "rng": _rng_state(device),
+          "history": progress.history, "tally": dataclasses.asdict(progress.tally), "elapsed_s": elapsed_s,
+          "resumes": progress.resumes}, path)
+
+
+def _load_resume(path, genotype, detector, config, init_sha256, model, optimizer) -> Progress:
+    state = read(path, "resume checkpoint", ("format", "genotype", "detector", "config", "epoch", "step"))
+    if state["format"] != RESUME_FORMAT:
+        raise BlockswapError(f"{path}: resume checkpoint format {state['format']!r}, expected {RESUME_FORMAT!r}")
+    check_identity(path, state, genotype, detector, config, init_sha256,
+                   f"; delete {path} to start afresh, or pass --resume with another path")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"])
+    return Progress(state["epoch"], state["step"], list(state["history"]), Tally(**state["tally"]),
+                    state["elapsed_s"], state["resumes"] + 1)
+
+
 def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, train_set, val_set=None, *,
           out_checkpoint: str | os.PathLike, metrics_path: str | os.PathLike | None = None,
           resume_path: str | os.PathLike | None = None, init: str | os.PathLike | None = None,
@@ -100,7 +126,8 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
     """Train the detector of `genotype` on `train_set` ((image, target) items), evaluating on `val_set`
     (a COCO dataset; None: no evaluation). `init`: a classification checkpoint of the same genotype for the
     body. `batches(train_set, batch_size, seed=, epoch=)` lists an epoch's batches of indices. Resumes from
-    `resume_path` (default `<out_checkpoint>.resume`) if it exists; returns the metrics."""
+    `resume_path` (default `<out_checkpoint>.resume`) if it exists; returns the metrics. SIGTERM/SIGUSR1
+    end the step in flight, write the resume file and raise `Preempted`."""
     started = time.perf_counter()
     threads = config.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
@@ -110,7 +137,7 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path, "init": init})
     if len(train_set) == 0:
         raise BlockswapError("the training set has no images")
-    init_sha256 = _init_sha256(init)
+    init_sha256 = None if init is None else init_weights_sha256(genotype, init)
 
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -118,57 +145,60 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
     model = build_detector(genotype, detector, init).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    epoch, history, elapsed, resumes = 0, [], 0.0, 0
+    progress = Progress()
     if resume_path.exists():
-        state = read(resume_path, "resume checkpoint", ("format", "genotype", "detector", "config", "epoch"))
-        if state["format"] != RESUME_FORMAT:
-            raise BlockswapError(f"{resume_path}: resume checkpoint format {state['format']!r}, expected "
-                                 f"{RESUME_FORMAT!r}")
-        check_identity(resume_path, state, genotype, detector, config, init_sha256,
-                       f"; delete {resume_path} to start afresh, or pass --resume with another path")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
-        epoch, history, elapsed = state["epoch"], list(state["history"]), state["elapsed_s"]
-        resumes = state["resumes"] + 1
-        _log(f"resuming from {resume_path} at epoch {epoch + 1}")
+        progress = _load_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer)
+        _log(f"resuming from {resume_path}: epoch {progress.epoch + 1}, step {progress.step}")
     _log(f"training {detector.detector} on {genotype.model} {genotype.id} ({len(train_set)} images, {config.epochs} "
          f"epochs, {device}, {threads} threads)")
 
-    while epoch < config.epochs:
-        tick = time.perf_counter()
-        if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
-            train_set.set_epoch(epoch)
-        order = batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
-        bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, leave=False,
-                   disable=not config.progress, dynamic_ncols=True)
-        steps = len(order)
-        losses = train_one_epoch(model, optimizer, load_batches(train_set, order, config.workers),
-                                 partial(learning_rate, config, epoch, steps_per_epoch=steps), device,
-                                 epoch=epoch, bar=bar)
-        bar.close()
-        last = epoch + 1 == config.epochs
-        ap = (evaluate(model, val_set, config.eval_batch_size, device, config.workers)
-              if val_set is not None and (last or (epoch + 1) % config.eval_every == 0) else None)
-        history.append(_record(epoch, learning_rate(config, epoch, steps - 1, steps), losses, ap,
-                               time.perf_counter() - tick))
-        epoch += 1
-        save({"format": RESUME_FORMAT, "genotype": genotype.to_dict(), "detector": detector.to_dict(),
-              "config": config.to_dict(), "init_sha256": init_sha256, "model": model.state_dict(),
-              "optimizer": optimizer.state_dict(), "scheduler": {"schedule": config.schedule, "epoch": epoch},
-              "epoch": epoch, "rng": _rng_state(device), "history": history,
-              "elapsed_s": elapsed + time.perf_counter() - started, "resumes": resumes}, resume_path)
-        _log_epoch(history[-1], config.epochs)
+    def save_resume():
+        _save_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer, progress,
+                     progress.elapsed_s + time.perf_counter() - started, device)
 
-    wall = elapsed + time.perf_counter() - started
+    with _stop_requests() as stop:
+        ap = None
+        while progress.epoch < config.epochs:
+            epoch, tick = progress.epoch, time.perf_counter()
+            if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
+                train_set.set_epoch(epoch)
+            order = batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
+            steps = len(order)
+            bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
+                       leave=False, disable=not config.progress, dynamic_ncols=True)
+            # A resumed epoch skips the batches already trained on: their indices are known, nothing is read.
+            progress.step = train_one_epoch(
+                model, optimizer, load_batches(train_set, order[progress.step:], config.workers, config.seed, epoch),
+                partial(learning_rate, config, epoch, steps_per_epoch=steps), device, progress.tally, epoch=epoch,
+                step=progress.step, stop=stop, clip_grad_norm=config.clip_grad_norm, bar=bar)
+            bar.close()
+            progress.tally.seconds += time.perf_counter() - tick
+            if progress.step < steps:  # stopped mid-epoch
+                save_resume()
+                raise Preempted(stop[0], resume_path, epoch, progress.step)
+            last = epoch + 1 == config.epochs
+            tick = time.perf_counter()
+            ap = (evaluate(model, val_set, config.eval_batch_size, device, config.workers)
+                  if val_set is not None and (last or (epoch + 1) % config.eval_every == 0) else None)
+            tally = progress.tally
+            progress.history.append(_record(epoch, learning_rate(config, epoch, steps - 1, steps),
+                                            {k: v / tally.n for k, v in tally.sums.items()}, ap,
+                                            tally.seconds + time.perf_counter() - tick))
+            progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
+            save_resume()
+            _log_epoch(progress.history[-1], config.epochs)
+            if stop and not last:
+                raise Preempted(stop[0], resume_path, epoch + 1, 0)
+
+    wall = progress.elapsed_s + time.perf_counter() - started
     prov = provenance({"detector": detector.to_dict(), **config.to_dict()}, config.seed, str(device), wall)
-    prov.update(threads=threads, resumes=resumes, init=None if init is None else str(init))
+    prov.update(threads=threads, resumes=progress.resumes, init=None if init is None else str(init))
     metrics = {"labels": dict(labels or {}), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
                "detector": detector.to_dict(), "settings": config.to_dict(),
                "backbone_params": sum(p.numel() for p in model.backbone.body.parameters()),
                "detector_params": sum(p.numel() for p in model.parameters()),
                "train_images": len(train_set), "val_images": None if val_set is None else len(val_set),
-               "epochs": history, **(ap or {}), "wall_time_s": wall, "provenance": prov}
+               "epochs": progress.history, **(ap or {}), "wall_time_s": wall, "provenance": prov}
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save({"genotype": genotype.to_dict(), "detector": detector.to_dict(), "config": config.to_dict(),
           "state_dict": state_dict, "metrics": metrics, "provenance": prov}, out_checkpoint)
