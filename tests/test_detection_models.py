@@ -361,5 +361,9 @@ def test_detect_train_then_test_only(tmp_path, capsys):
     again = json.loads((tmp_path / "test.json").read_text())
     assert again["bbox"] == metrics["bbox"] and again["segm"] == metrics["segm"]
     capsys.readouterr()
-    assert main(test + data[4:] + ["--model", "resnet18", "--slim", str(CANVAS), "--detector", "fasterrcnn"]) == 2
-    assert "other detector settings (detector: 'maskrcnn' there, 'fasterrcnn' now" in capsys.readouterr().err
+    assert main(test + data[4:] + ["--detector", "fasterrcnn"]) == 2
+    assert "other detector settings (detector: 'maskrcnn' there, 'fasterrcnn' now)" in capsys.readouterr().err
+    assert main(test + data[4:] + ["--model", "resnet18", "--block", "DConv"]) == 2
+    assert "but this run has resnet18" in capsys.readouterr().err
+    assert main(test + data[4:6] + ["--val-annotations", str(train_json)]) == 0  # the same categories: fine
+    assert metrics["category_ids"] == [0, 7]

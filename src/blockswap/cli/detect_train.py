@@ -28,14 +28,12 @@ def _add_option(p: argparse.ArgumentParser, f: dataclasses.Field, given_only: bo
                    help=f.metadata["help"] + ("" if f.default is None else f" (default {shown})"))
 
 
-def _detector_settings(args, num_classes: int | None):
-    """The DetectorConfig of the command: torchvision's defaults or the --slim preset, then the options given."""
-    from ..detection.detectors import FIELDS, DetectorConfig
+def _detector_options(args) -> dict:
+    """The detector settings the command names: the --slim preset's, then the options given."""
+    from ..detection.detectors import FIELDS, slim_settings
 
     given = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
-    if "num_classes" not in given and num_classes is not None:
-        given["num_classes"] = num_classes
-    return DetectorConfig.slim(args.slim, **given) if args.slim else DetectorConfig(**given)
+    return {**(slim_settings(args.slim) if args.slim else {}), **given}
 
 
 def _genotype(args):
@@ -59,57 +57,69 @@ def _dataset(images, annotations, what: str, train: bool, seed: int = 0):
     return None if images is None else CocoDetection(images, annotations, train=train, seed=seed)
 
 
-def cmd_detect_train(args) -> None:
-    from ..detection.engine import FIELDS, DetectTrainConfig
+def _categories(train_set, val_set, args) -> list:
+    categories = list(train_set.category_ids)
+    if val_set is not None and list(val_set.category_ids) != categories:
+        raise BlockswapError(f"{args.val_annotations} has other categories than {args.train_annotations} "
+                             f"({list(val_set.category_ids)} vs {categories}): labels would not match")
+    return categories
+
+
+def _train(args, config, genotype, options: dict) -> dict:
+    from ..detection.backbone import check_resnet, init_weights
+    from ..detection.coco import aspect_ratio_batches
+    from ..detection.detectors import DetectorConfig
+    from ..detection.train import train
     from ..files import check_output
+    from ..train import Preempted
+
+    if genotype is None:
+        raise BlockswapError("name the backbone: --genotype G.json or --model resnet34 [--block B]")
+    check_resnet(genotype)
+    if args.init:
+        init_weights(genotype, args.init)
+    check_output(args.checkpoint, "--checkpoint")
+    if args.train_images is None:
+        raise BlockswapError("training needs --train-images and --train-annotations")
+    train_set = _dataset(args.train_images, args.train_annotations, "train", train=True, seed=config.seed)
+    val_set = _dataset(args.val_images, args.val_annotations, "val", train=False)
+    categories = _categories(train_set, val_set, args)
+    detector = DetectorConfig(**{"num_classes": len(categories) + 1, **options})
+    if detector.num_classes < len(categories) + 1:
+        raise BlockswapError(f"--num-classes {detector.num_classes} is too few for {len(categories)} categories "
+                             "plus the background")
+    try:
+        return train(genotype, detector, config, train_set, val_set, out_checkpoint=args.checkpoint,
+                     metrics_path=args.output, resume_path=args.resume, init=args.init, labels=_labels(args.label),
+                     batches=aspect_ratio_batches)
+    except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
+        print(f"blockswap detect train: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_status) from None
+
+
+def _test_only(args, config, genotype, options: dict) -> dict:
+    """Evaluate --checkpoint; a backbone or detector option given must agree with the checkpoint's."""
+    from ..detection.detectors import DetectorConfig
+    from ..detection.train import read_checkpoint, test_only
+
+    val_set = _dataset(args.val_images, args.val_annotations, "val", train=False)
+    if val_set is None:
+        raise BlockswapError("--test-only evaluates --checkpoint on --val-images and --val-annotations")
+    saved = read_checkpoint(args.checkpoint)
+    detector = DetectorConfig.from_dict({**saved["detector"], **options})
+    return test_only(args.checkpoint, val_set, config, genotype, detector, args.output)
+
+
+def cmd_detect_train(args) -> None:
+    from ..detection.detectors import DetectorConfig
+    from ..detection.engine import FIELDS, DetectTrainConfig
 
     config = DetectTrainConfig(**{name: getattr(args, name) for name in FIELDS if FIELDS[name].metadata["cli"]},
                                progress=not args.quiet)
     genotype = _genotype(args)
-    detector = _detector_settings(args, None)  # checks the detector settings before any data is read
-    if args.test_only:
-        from ..detection.detectors import DetectorConfig
-        from ..detection.train import load_detector, test_only
-
-        val_set = _dataset(args.val_images, args.val_annotations, "val", train=False)
-        if val_set is None:
-            raise BlockswapError("--test-only evaluates --checkpoint on --val-images and --val-annotations")
-        _, ckpt = load_detector(args.checkpoint)
-        saved = DetectorConfig.from_dict(ckpt["detector"])
-        detector = _detector_settings(args, saved.num_classes) if genotype is not None else None
-        metrics = test_only(args.checkpoint, val_set, config, genotype, detector, args.output)
-    else:
-        from ..detection.backbone import check_resnet, init_weights
-        from ..detection.coco import aspect_ratio_batches
-        from ..detection.train import train
-        from ..train import Preempted
-
-        if genotype is None:
-            raise BlockswapError("name the backbone: --genotype G.json or --model resnet34 [--block B]")
-        check_resnet(genotype)
-        if args.init:
-            init_weights(genotype, args.init)
-        check_output(args.checkpoint, "--checkpoint")
-        if args.train_images is None:
-            raise BlockswapError("training needs --train-images and --train-annotations")
-        train_set = _dataset(args.train_images, args.train_annotations, "train", train=True, seed=config.seed)
-        val_set = _dataset(args.val_images, args.val_annotations, "val", train=False)
-        categories = list(train_set.category_ids)
-        if val_set is not None and list(val_set.category_ids) != categories:
-            raise BlockswapError(f"{args.val_annotations} has other categories than {args.train_annotations} "
-                                 f"({list(val_set.category_ids)} vs {categories}): labels would not match")
-        if args.num_classes is None:
-            detector = dataclasses.replace(detector, num_classes=len(categories) + 1)
-        if detector.num_classes < len(categories) + 1:
-            raise BlockswapError(f"--num-classes {detector.num_classes} is too few for {len(categories)} categories "
-                                 "plus the background")
-        try:
-            metrics = train(genotype, detector, config, train_set, val_set, out_checkpoint=args.checkpoint,
-                            metrics_path=args.output, resume_path=args.resume, init=args.init,
-                            labels=_labels(args.label), batches=aspect_ratio_batches)
-        except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
-            print(f"blockswap detect train: {e}", file=sys.stderr)
-            raise SystemExit(e.exit_status) from None
+    options = _detector_options(args)
+    DetectorConfig(**options)  # checks the detector settings before any data is read
+    metrics = (_test_only if args.test_only else _train)(args, config, genotype, options)
     if not args.output:
         print(json.dumps(metrics, indent=2))
 

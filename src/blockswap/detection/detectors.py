@@ -99,8 +99,8 @@ class DetectorConfig:
 
     @classmethod
     def slim(cls, canvas: int, **overrides) -> DetectorConfig:
-        """The CPU preset for `canvas`-pixel images: slim heads, no resizing, anchors 8…128 px."""
-        return cls(**{**SLIM, "min_size": canvas, "max_size": canvas, **overrides})
+        """The CPU preset for `canvas`-pixel images (`slim_settings`), then `overrides`."""
+        return cls(**{**slim_settings(canvas), **overrides})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -117,6 +117,11 @@ class DetectorConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(DetectorConfig)}
 SLIM = {"fpn_channels": 64, "box_fc": 256, "mask_head_channels": 64, "rois_per_image": 128,
         "rpn_proposals_train": 500, "rpn_proposals_test": 300, "anchor_sizes": (8, 16, 32, 64, 128)}
+
+
+def slim_settings(canvas: int) -> dict:
+    """The CPU preset for `canvas`-pixel images: slim heads (`SLIM`), images kept at their size, anchors 8…128."""
+    return {**SLIM, "min_size": canvas, "max_size": canvas}
 
 
 # --------------------------------------------------------------------------------------------- building

@@ -45,18 +45,19 @@ from .detectors import DetectorConfig, build_detector
 from .engine import RUN_ONLY, DetectTrainConfig, batch_order, evaluate, learning_rate, load_batches, train_one_epoch
 
 RESUME_FORMAT = "blockswap-detect-resume-1"
-CHECKPOINT_KEYS = ("genotype", "detector", "config", "state_dict", "metrics", "provenance")
+CHECKPOINT_KEYS = ("genotype", "detector", "config", "category_ids", "state_dict", "metrics", "provenance")
 
 
 def _log(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def check_identity(path, saved: dict, genotype: Genotype, detector: DetectorConfig,
+def check_identity(path, saved: dict, genotype: Genotype | None, detector: DetectorConfig,
                    config: DetectTrainConfig | None = None, init_sha256: str | None = None, fix: str = "") -> None:
-    """Refuse a checkpoint `saved` of another genotype, detector or (if given) training settings/initialisation."""
+    """Refuse a checkpoint `saved` of another genotype (if given), detector or (if given) training
+    settings and initialisation."""
     was = Genotype.from_dict(saved["genotype"], source=f"{path} (genotype)")
-    if was != genotype:
+    if genotype is not None and was != genotype:
         raise BlockswapError(f"{path} holds {describe(was)}, but this run has {describe(genotype)}{fix}")
     pairs = [("detector", saved["detector"], detector.to_dict(), ())]
     if config is not None:
@@ -71,9 +72,14 @@ def check_identity(path, saved: dict, genotype: Genotype, detector: DetectorConf
                              f"there, {str(init_sha256)[:12]} now){fix}")
 
 
+def read_checkpoint(path) -> dict:
+    """A final detection checkpoint: {genotype, detector, config, category_ids, state_dict, metrics, provenance}."""
+    return read(path, "detection checkpoint", CHECKPOINT_KEYS)
+
+
 def load_detector(path, device=None):
     """(detector with the final checkpoint's weights, the checkpoint)."""
-    ckpt = read(path, "detection checkpoint", CHECKPOINT_KEYS)
+    ckpt = read_checkpoint(path)
     genotype = Genotype.from_dict(ckpt["genotype"], source=f"{path} (genotype)")
     model = build_detector(genotype, DetectorConfig.from_dict(ckpt["detector"]))
     try:
@@ -137,6 +143,8 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path, "init": init})
     if len(train_set) == 0:
         raise BlockswapError("the training set has no images")
+    # Label i is category categories[i - 1]; None for data without COCO categories.
+    categories = list(train_set.category_ids) if hasattr(train_set, "category_ids") else None
     init_sha256 = None if init is None else init_weights_sha256(genotype, init)
 
     random.seed(config.seed)
@@ -197,11 +205,13 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
                "detector": detector.to_dict(), "settings": config.to_dict(),
                "backbone_params": sum(p.numel() for p in model.backbone.body.parameters()),
                "detector_params": sum(p.numel() for p in model.parameters()),
-               "train_images": len(train_set), "val_images": None if val_set is None else len(val_set),
-               "epochs": progress.history, **(ap or {}), "wall_time_s": wall, "provenance": prov}
+               "category_ids": categories, "train_images": len(train_set),
+               "val_images": None if val_set is None else len(val_set), "epochs": progress.history, **(ap or {}),
+               "wall_time_s": wall, "provenance": prov}
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save({"genotype": genotype.to_dict(), "detector": detector.to_dict(), "config": config.to_dict(),
-          "state_dict": state_dict, "metrics": metrics, "provenance": prov}, out_checkpoint)
+          "category_ids": categories, "state_dict": state_dict, "metrics": metrics, "provenance": prov},
+         out_checkpoint)
     if metrics_path:
         write_json(metrics_path, metrics)
     resume_path.unlink(missing_ok=True)
@@ -218,8 +228,11 @@ def test_only(checkpoint: str | os.PathLike, val_set, config: DetectTrainConfig,
     device = resolve_device(config.device)
     model, ckpt = load_detector(checkpoint, device)
     saved_genotype = Genotype.from_dict(ckpt["genotype"])
-    if genotype is not None:
-        check_identity(checkpoint, ckpt, genotype, detector or DetectorConfig.from_dict(ckpt["detector"]))
+    check_identity(checkpoint, ckpt, genotype, detector or DetectorConfig.from_dict(ckpt["detector"]))
+    categories = list(getattr(val_set, "category_ids", ckpt["category_ids"]))
+    if categories != ckpt["category_ids"]:
+        raise BlockswapError(f"{checkpoint} was trained on categories {ckpt['category_ids']}, the validation set "
+                             f"has {categories}: its labels would name other categories")
     ap = evaluate(model, val_set, config.eval_batch_size, device, config.workers)
     wall = time.perf_counter() - started
     prov = provenance({"checkpoint": str(checkpoint), "eval_batch_size": config.eval_batch_size}, None, str(device),
