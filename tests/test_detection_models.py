@@ -367,3 +367,28 @@ def test_detect_train_then_test_only(tmp_path, capsys):
     assert "but this run has resnet18" in capsys.readouterr().err
     assert main(test + data[4:6] + ["--val-annotations", str(train_json)]) == 0  # the same categories: fine
     assert metrics["category_ids"] == [0, 7]
+
+
+def test_detect_score_ranks_backbones_by_fisher_through_the_detector(tmp_path):
+    import json
+
+    coco = pytest.importorskip("blockswap.detection.coco")
+    from blockswap.detection.fisher import fisher_batch
+    from blockswap.scores import read_scores
+
+    annotations = _write_coco(tmp_path, 4, seed=0)
+    genotypes = [Genotype.uniform("resnet18", b, image_size=CANVAS) for b in ("Conv", "DConv", "ConvB2")]
+    (tmp_path / "c.jsonl").write_text("".join(g.to_json() + "\n" for g in genotypes))
+    assert main(["detect", "score", str(tmp_path / "c.jsonl"), "--images", str(tmp_path), "--annotations",
+                 str(annotations), "--batch-size", "2", "--slim", str(CANVAS), "--detector", "fasterrcnn",
+                 "--seed", "3", "--threads", "1", "--quiet", "-o", str(tmp_path / "s.csv"),
+                 "--best", str(tmp_path / "best.json")]) == 0
+    rows, columns = read_scores(tmp_path / "s.csv")
+    assert columns == {"fisher": "fisher"} and [int(r["rank"]) for r in rows] == [1, 2, 3]
+    images, targets = fisher_batch(coco.CocoDetection(tmp_path, annotations), 2, seed=3)
+    config = slim("fasterrcnn")
+    expected = {g.id: detection_fisher(g, images, targets, config, seed=3, head_seed=3) for g in genotypes}
+    assert {r["id"]: r["fisher"] for r in rows} == pytest.approx(expected, rel=1e-12)
+    assert [r["id"] for r in rows] == sorted(expected, key=expected.get, reverse=True)
+    assert json.loads((tmp_path / "best.json").read_text()) == next(g.to_dict() for g in genotypes
+                                                                   if g.id == rows[0]["id"])

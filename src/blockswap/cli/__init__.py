@@ -12,7 +12,7 @@ import sys
 from .. import __version__
 from ..errors import BlockswapError
 from ..files import check_output, check_output_dir
-from . import detect_train, reports, search, training
+from . import detect_score, detect_train, reports, search, training
 from .args import Parser
 
 
@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     for commands in (search, training, reports):
         commands.add_commands(sub)
     detect = sub.add_parser("detect", help="detection transfer: train and evaluate detectors")
-    detect_train.add_train_command(detect.add_subparsers(dest="detect_command", required=True, metavar="COMMAND"))
+    detect_commands = detect.add_subparsers(dest="detect_command", required=True, metavar="COMMAND")
+    detect_train.add_train_command(detect_commands)
+    detect_score.add_score_command(detect_commands)
     return parser
 
 

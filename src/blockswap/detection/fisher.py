@@ -21,13 +21,15 @@ experiment set out to avoid.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
 
+from ..errors import BlockswapError
 from ..genotype import Genotype
 from ..proxies import _delta, _probed, candidate_seed
-from .backbone import build_body
+from .backbone import build_body, check_resnet
 from .detectors import DetectorConfig, assemble
 
 
@@ -56,3 +58,25 @@ def detection_fisher_per_block(genotype: Genotype, images: Sequence[torch.Tensor
             grads = torch.autograd.grad(loss, acts)
             with torch.no_grad():
                 return _delta(acts, grads)
+
+
+def fisher_batch(dataset, batch_size: int, seed: int) -> tuple[list, list]:
+    """The minibatch every candidate is scored on: the first batch of epoch 0's order under `seed`."""
+    from .engine import batch_order
+
+    if len(dataset) < batch_size:
+        raise BlockswapError(f"the scoring set has {len(dataset)} images, fewer than the batch size {batch_size}")
+    indices = batch_order(dataset, batch_size, seed=seed, epoch=0)[0]
+    images, targets = zip(*(dataset[i] for i in indices))
+    return list(images), list(targets)
+
+
+def score_backbones(genotypes: Sequence[Genotype], images, targets, detector_config: DetectorConfig, seed: int = 0,
+                    head_seed: int = 0, device="cpu", progress: bool = False) -> list[float]:
+    """`detection_fisher` of each genotype on the same minibatch, in order."""
+    from tqdm import tqdm
+
+    for genotype in genotypes:
+        check_resnet(genotype)
+    return [detection_fisher(g, images, targets, detector_config, seed, head_seed, device)
+            for g in tqdm(genotypes, desc="score", unit="net", file=sys.stderr, disable=not progress)]
