@@ -287,11 +287,14 @@ def test_cli_errors_are_one_line_before_any_work(tmp_path, capsys):
     assert main(base + ["--detector", "fcos", "--fpn-channels", "48"]) == 2
     assert main(base + ["--block", "DConv", "--slim", "64", "--norm", "gn", "--gn-groups", "24"]) == 2
     assert main(["detect", "train", "--checkpoint", str(tmp_path / "m.pt")]) == 2
+    assert main(base) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["blockswap detect: error: FCOS heads use GroupNorm(32): fpn_channels must be a multiple of 32, "
                    "got 48",
-                   "blockswap detect: error: training needs --train-images and --train-annotations",
-                   "blockswap detect: error: name the backbone: --genotype G.json or --model resnet34 [--block B]"]
+                   "blockswap detect: error: GroupNorm with 24 groups cannot normalise the 64 channels of bn1; "
+                   "choose --gn-groups dividing every channel count of this genotype, or another --norm",
+                   "blockswap detect: error: name the backbone: --genotype G.json or --model resnet34 [--block B]",
+                   "blockswap detect: error: training needs --train-images and --train-annotations"]
     assert not list(tmp_path.iterdir())
 
 

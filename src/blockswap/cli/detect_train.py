@@ -66,8 +66,7 @@ def _categories(train_set, val_set, args) -> list:
 
 
 def _train(args, config, genotype, options: dict) -> dict:
-    from ..detection.backbone import check_resnet, init_weights
-    from ..detection.coco import aspect_ratio_batches
+    from ..detection.backbone import build_body, check_resnet, init_weights
     from ..detection.detectors import DetectorConfig
     from ..detection.train import train
     from ..files import check_output
@@ -78,6 +77,8 @@ def _train(args, config, genotype, options: dict) -> dict:
     check_resnet(genotype)
     if args.init:
         init_weights(genotype, args.init)
+    if options.get("norm") == "gn":  # whether GroupNorm fits every layer is known once the body is built
+        build_body(genotype, "gn", DetectorConfig(**options).gn_groups)
     check_output(args.checkpoint, "--checkpoint")
     if args.train_images is None:
         raise BlockswapError("training needs --train-images and --train-annotations")
@@ -88,6 +89,8 @@ def _train(args, config, genotype, options: dict) -> dict:
     if detector.num_classes < len(categories) + 1:
         raise BlockswapError(f"--num-classes {detector.num_classes} is too few for {len(categories)} categories "
                              "plus the background")
+    from ..detection.coco import aspect_ratio_batches
+
     try:
         return train(genotype, detector, config, train_set, val_set, out_checkpoint=args.checkpoint,
                      metrics_path=args.output, resume_path=args.resume, init=args.init, labels=_labels(args.label),
