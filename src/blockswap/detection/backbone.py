@@ -9,7 +9,7 @@ Norms (`NORMS`): "bn" trains BatchNorm from scratch (torchvision's choice when n
 used); "syncbn" is BatchNorm synchronised over the processes of a multi-GPU run (it computes as "bn" in a
 single process); "gn" replaces every BatchNorm by GroupNorm with `gn_groups` groups, refused where a
 layer's channel count is not a multiple of it; "frozen_bn" fixes the statistics and affine parameters,
-which is meaningful only with weights from a classification checkpoint.
+which is meaningful only with weights from a classification checkpoint (refused without one).
 """
 
 from __future__ import annotations
