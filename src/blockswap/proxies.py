@@ -92,8 +92,9 @@ def parse_proxies(text: str) -> list[Proxy]:
 
 # ------------------------------------------------------------------------------------------ Fisher
 @contextlib.contextmanager
-def _probed(net: nn.Module):
-    """Collect each block's probe output during forward, with parameters frozen; undone on exit.
+def _probed(net: nn.Module, probes: Sequence[nn.Module] | None = None):
+    """Collect each probe's output during forward (default: every block's `probe` of `net`), with the
+    parameters of `net` frozen; undone on exit.
 
     Frozen parameters mean autograd records no weight-gradient work. The first probe's output then
     has no graph behind it, so it is made a leaf that requires grad; every later block depends on it.
@@ -110,7 +111,8 @@ def _probed(net: nn.Module):
     try:
         for p in frozen:
             p.requires_grad_(False)
-        handles = [b.probe.register_forward_hook(keep) for b in net.blocks]
+        probes = [b.probe for b in net.blocks] if probes is None else probes
+        handles = [p.register_forward_hook(keep) for p in probes]
         yield acts
     finally:
         for h in handles:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from . import detect_score, detect_train
 from .args import emit, int_at_least
 
 
@@ -66,3 +67,5 @@ def add_commands(sub) -> None:
     dsub = p.add_subparsers(dest="detect_command", required=True, metavar="SUBCOMMAND")
     add_evaluate(dsub)
     add_make_set(dsub)
+    detect_train.add_train_command(dsub)
+    detect_score.add_score_command(dsub)

@@ -1,0 +1,71 @@
+"""`blockswap detect score`: rank candidate backbones by Fisher potential through a detector (BlockSwap §7).
+
+Every candidate is scored on the same minibatch of detection images (the first batch of a seeded order,
+without augmentation), with the detector's FPN and heads initialised alike (`detection.fisher`). The
+output is the CSV of `blockswap score` with one proxy column, `fisher`, so `blockswap select` reads it.
+"""
+
+from __future__ import annotations
+
+from .args import int_at_least, write_text
+from .detect_train import _add_option, _detector_options
+
+
+def cmd_detect_score(args) -> None:
+    import torch
+
+    from ..counting import analytic
+    from ..detection.coco import CocoDetection
+    from ..detection.detectors import DetectorConfig
+    from ..detection.fisher import fisher_batch, score_backbones
+    from ..engine import resolve_device
+    from ..files import write_json
+    from ..proxies import rank
+    from ..scores import PROXY_SIGNS, format_scores
+    from .search import load_candidates
+
+    genotypes = load_candidates(args.candidates)
+    options = _detector_options(args)
+    DetectorConfig(**options)  # checks the detector settings before any data is read
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = CocoDetection(args.images, args.annotations, train=False)
+    detector = DetectorConfig(**{"num_classes": data.num_classes, **options})
+    images, targets = fisher_batch(data, args.batch_size, args.seed)
+    scores = score_backbones(genotypes, images, targets, detector, args.seed, args.seed, device, not args.quiet)
+    ranks = rank(scores, PROXY_SIGNS["fisher"])
+    counts = [analytic(g) for g in genotypes]
+    rows = [{"id": g.id, "params": c.params, "ops": c.ops, "scores": {"fisher": s}, "rank": r, "blocks": g.blocks}
+            for g, c, s, r in zip(genotypes, counts, scores, ranks)]
+    text = format_scores(rows, ["fisher"])
+    if args.output:
+        write_text(args.output, text)
+    else:
+        print(text, end="")
+    if args.best:
+        write_json(args.best, genotypes[ranks.index(1)].to_dict())
+
+
+def add_score_command(detect_subparsers) -> None:
+    """Add `score` to the `detect` command group."""
+    from ..detection.detectors import FIELDS
+
+    p = detect_subparsers.add_parser("score", help="rank candidate backbones by Fisher potential through a detector")
+    p.add_argument("candidates", help="candidates .jsonl of ResNet genotypes (from `blockswap sample`)")
+    p.add_argument("--images", required=True, help="folder of the detection images to score on")
+    p.add_argument("--annotations", required=True, help="their COCO instances JSON")
+    p.add_argument("--batch-size", type=int_at_least(1), default=16,
+                   help="images in the minibatch: the training batch size, as the paper scores (default 16)")
+    p.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="picks the minibatch, the heads' initialisation and every candidate's")
+    p.add_argument("--slim", type=int_at_least(32), metavar="CANVAS",
+                   help="start from the CPU preset for CANVAS-pixel images (slim heads, anchors 8…128, no resizing)")
+    for f in FIELDS.values():
+        _add_option(p, f, given_only=True)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int_at_least(1), help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", help="scores .csv (default: print)")
+    p.add_argument("--best", help="also write the top-ranked genotype to this JSON file")
+    p.set_defaults(func=cmd_detect_score, outputs=("output", "best"))

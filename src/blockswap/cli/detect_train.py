@@ -1,0 +1,161 @@
+"""`blockswap detect train`: train (or, with --test-only, evaluate) a detector around a genotype backbone.
+
+Options are built from the fields of `detection.detectors.DetectorConfig` (what the detector is) and
+`detection.engine.DetectTrainConfig` (how it is trained), where their defaults and help are stated once.
+`--slim CANVAS` starts the detector settings from the CPU preset for CANVAS-pixel images; any detector
+option given beside it wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from ..errors import BlockswapError
+from .args import int_at_least
+from .training import PARSERS, _labels
+
+
+def _add_option(p: argparse.ArgumentParser, f: dataclasses.Field, given_only: bool) -> None:
+    """A settings field as an option; `given_only`: its argparse default is None, so a given value is known."""
+    kind = f.metadata["type"] or type(f.default)
+    shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+    default = None if given_only else (list(f.default) if isinstance(f.default, tuple) else f.default)
+    p.add_argument("--" + f.name.replace("_", "-"), type=PARSERS.get(kind, kind), default=default,
+                   choices=f.metadata.get("choices"),
+                   help=f.metadata["help"] + ("" if f.default is None else f" (default {shown})"))
+
+
+def _detector_options(args) -> dict:
+    """The detector settings the command names: the --slim preset's, then the options given."""
+    from ..detection.detectors import FIELDS, slim_settings
+
+    given = {name: getattr(args, name) for name in FIELDS if getattr(args, name) is not None}
+    return {**(slim_settings(args.slim) if args.slim else {}), **given}
+
+
+def _genotype(args):
+    """--genotype G.json (or C.jsonl --index I), or --model M [--block B]: every block of M one type."""
+    from ..genotype import Genotype, load
+
+    if args.block and not args.model:
+        raise BlockswapError("--block goes with --model (every block of that model one type)")
+    if args.index is not None and not args.genotype:
+        raise BlockswapError("--index goes with --genotype C.jsonl")
+    if args.model:
+        return Genotype.uniform(args.model, args.block or "Conv")
+    return load(args.genotype, args.index) if args.genotype else None
+
+
+def _dataset(images, annotations, what: str, train: bool, seed: int = 0):
+    from ..detection.coco import CocoDetection
+
+    if (images is None) != (annotations is None):
+        raise BlockswapError(f"--{what}-images and --{what}-annotations go together")
+    return None if images is None else CocoDetection(images, annotations, train=train, seed=seed)
+
+
+def _categories(train_set, val_set, args) -> list:
+    categories = list(train_set.category_ids)
+    if val_set is not None and list(val_set.category_ids) != categories:
+        raise BlockswapError(f"{args.val_annotations} has other categories than {args.train_annotations} "
+                             f"({list(val_set.category_ids)} vs {categories}): labels would not match")
+    return categories
+
+
+def _train(args, config, genotype, options: dict) -> dict:
+    from ..detection.backbone import build_body, check_resnet, init_weights
+    from ..detection.detectors import DetectorConfig
+    from ..detection.train import train
+    from ..files import check_output
+    from ..train import Preempted
+
+    if genotype is None:
+        raise BlockswapError("name the backbone: --genotype G.json or --model resnet34 [--block B]")
+    check_resnet(genotype)
+    if args.init:
+        init_weights(genotype, args.init)
+    if options.get("norm") == "gn":  # whether GroupNorm fits every layer is known once the body is built
+        build_body(genotype, "gn", DetectorConfig(**options).gn_groups)
+    check_output(args.checkpoint, "--checkpoint")
+    if args.train_images is None:
+        raise BlockswapError("training needs --train-images and --train-annotations")
+    train_set = _dataset(args.train_images, args.train_annotations, "train", train=True, seed=config.seed)
+    val_set = _dataset(args.val_images, args.val_annotations, "val", train=False)
+    categories = _categories(train_set, val_set, args)
+    detector = DetectorConfig(**{"num_classes": len(categories) + 1, **options})
+    if detector.num_classes < len(categories) + 1:
+        raise BlockswapError(f"--num-classes {detector.num_classes} is too few for {len(categories)} categories "
+                             "plus the background")
+    from ..detection.coco import aspect_ratio_batches
+
+    try:
+        return train(genotype, detector, config, train_set, val_set, out_checkpoint=args.checkpoint,
+                     metrics_path=args.output, resume_path=args.resume, init=args.init, labels=_labels(args.label),
+                     batches=aspect_ratio_batches)
+    except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
+        print(f"blockswap detect train: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_status) from None
+
+
+def _test_only(args, config, genotype, options: dict) -> dict:
+    """Evaluate --checkpoint; a backbone or detector option given must agree with the checkpoint's."""
+    from ..detection.detectors import DetectorConfig
+    from ..detection.train import read_checkpoint, test_only
+
+    val_set = _dataset(args.val_images, args.val_annotations, "val", train=False)
+    if val_set is None:
+        raise BlockswapError("--test-only evaluates --checkpoint on --val-images and --val-annotations")
+    saved = read_checkpoint(args.checkpoint)
+    detector = DetectorConfig.from_dict({**saved["detector"], **options})
+    return test_only(args.checkpoint, val_set, config, genotype, detector, args.output)
+
+
+def cmd_detect_train(args) -> None:
+    from ..detection.detectors import DetectorConfig
+    from ..detection.engine import FIELDS, DetectTrainConfig
+
+    config = DetectTrainConfig(**{name: getattr(args, name) for name in FIELDS if FIELDS[name].metadata["cli"]},
+                               progress=not args.quiet)
+    genotype = _genotype(args)
+    options = _detector_options(args)
+    DetectorConfig(**options)  # checks the detector settings before any data is read
+    metrics = (_test_only if args.test_only else _train)(args, config, genotype, options)
+    if not args.output:
+        print(json.dumps(metrics, indent=2))
+
+
+def add_train_command(detect_subparsers) -> None:
+    """Add `train` to the `detect` command group."""
+    from ..detection.detectors import FIELDS as DETECTOR_FIELDS
+    from ..detection.engine import FIELDS as TRAIN_FIELDS
+
+    p = detect_subparsers.add_parser("train", help="train a detector around a genotype backbone (or --test-only)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--genotype", help="genotype JSON of the backbone (or a .jsonl with --index)")
+    which.add_argument("--model", help="e.g. resnet34: that network with every block --block")
+    p.add_argument("--block", help="with --model: the block type of every block (default Conv)")
+    p.add_argument("--index", type=int_at_least(0), help="with --genotype C.jsonl: its genotype number I (from 0)")
+    p.add_argument("--init", help="initialise the backbone from this classification checkpoint of the same "
+                                  "genotype (default: from scratch, as the paper)")
+    for what in ("train", "val"):
+        p.add_argument(f"--{what}-images", help=f"folder of the {what} images")
+        p.add_argument(f"--{what}-annotations", help=f"COCO instances JSON of the {what} images")
+    p.add_argument("--slim", type=int_at_least(32), metavar="CANVAS",
+                   help="start from the CPU preset for CANVAS-pixel images (slim heads, anchors 8…128, no resizing)")
+    for f in DETECTOR_FIELDS.values():
+        _add_option(p, f, given_only=True)
+    for f in TRAIN_FIELDS.values():
+        if f.metadata["cli"]:
+            _add_option(p, f, given_only=False)
+    p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch still)")
+    p.add_argument("--checkpoint", required=True,
+                   help="final checkpoint .pt, written when training is done (--test-only: the one to evaluate)")
+    p.add_argument("--resume", help="resume checkpoint, rewritten after every epoch (default: <checkpoint>.resume)")
+    p.add_argument("--test-only", action="store_true", help="only evaluate --checkpoint on the validation set")
+    p.add_argument("-o", "--output", help="metrics JSON (default: print)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="copied into the metrics' labels (repeatable)")
+    p.set_defaults(func=cmd_detect_train, outputs=("output", "resume"))

@@ -1,0 +1,245 @@
+"""The detection run: train a detector epoch by epoch with exact resume, then write its checkpoint and metrics.
+
+The resume file (default `<checkpoint>.resume`) is one flat dict rewritten atomically after every epoch,
+and mid-epoch when SIGTERM/SIGUSR1 asks the job to stop (SLURM preemption or time limit; the step in flight
+is finished first, then `train.Preempted` is raised and the command exits 128 + signal): model, optimizer,
+scheduler (the position the lr function is evaluated at), epoch and step, RNG states, the epochs' records,
+the unfinished epoch's loss sums, and the run's identity - genotype, detector settings, training settings
+(`engine.RUN_ONLY` aside) and the sha256 of the classification weights it started from, if any. A resume
+refuses a file whose identity differs. A stopped run (SIGKILL included: it restarts from its last finished
+epoch) ends with bitwise the weights of an uninterrupted run on the same device and thread count: the
+batch order depends only on (seed, epoch), a resumed epoch skips the batches it trained on without reading
+them, and every random draw (the RPN's sampling, the dataset's flips) comes from the restored generators
+or from (seed, epoch, index). The final checkpoint and the metrics appear only once training is complete;
+the resume file is then deleted.
+
+Metrics (JSON, and the checkpoint's "metrics"): labels, genotype_id, genotype, detector (its settings),
+settings (training), backbone_params (the body without its classifier), detector_params, train_images,
+val_images, epochs (per epoch: epoch, lr of its last step, train_loss = the sum of the losses and
+train_<name> per loss, bbox_AP / segm_AP when evaluated, seconds), bbox and segm (the final COCO AP dicts,
+0–1 scale), detections, wall_time_s and provenance (+ threads, resumes, init).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..checkpoint import Progress, Tally, _rng_state, _set_rng_state, describe, read, save
+from ..engine import resolve_device
+from ..errors import BlockswapError
+from ..files import check_distinct_files, provenance, write_json
+from ..genotype import Genotype
+from ..train import Preempted, _stop_requests
+from .backbone import init_weights_sha256
+from .detectors import DetectorConfig, build_detector
+from .engine import RUN_ONLY, DetectTrainConfig, batch_order, evaluate, learning_rate, load_batches, train_one_epoch
+
+RESUME_FORMAT = "blockswap-detect-resume-1"
+CHECKPOINT_KEYS = ("genotype", "detector", "config", "category_ids", "state_dict", "metrics", "provenance")
+
+
+def _log(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def check_identity(path, saved: dict, genotype: Genotype | None, detector: DetectorConfig,
+                   config: DetectTrainConfig | None = None, init_sha256: str | None = None, fix: str = "") -> None:
+    """Refuse a checkpoint `saved` of another genotype (if given), detector or (if given) training
+    settings and initialisation."""
+    was = Genotype.from_dict(saved["genotype"], source=f"{path} (genotype)")
+    if genotype is not None and was != genotype:
+        raise BlockswapError(f"{path} holds {describe(was)}, but this run has {describe(genotype)}{fix}")
+    pairs = [("detector", saved["detector"], detector.to_dict(), ())]
+    if config is not None:
+        pairs.append(("training", saved["config"], config.to_dict(), RUN_ONLY))
+    for what, there, now, free in pairs:
+        diffs = [f"{k}: {there.get(k)!r} there, {now[k]!r} now" for k in now
+                 if k not in free and there.get(k) != now[k]]
+        if diffs:
+            raise BlockswapError(f"{path} was written with other {what} settings ({'; '.join(diffs)}){fix}")
+    if config is not None and saved.get("init_sha256") != init_sha256:
+        raise BlockswapError(f"{path} started from other initial weights (sha256 {str(saved.get('init_sha256'))[:12]} "
+                             f"there, {str(init_sha256)[:12]} now){fix}")
+
+
+def read_checkpoint(path) -> dict:
+    """A final detection checkpoint: {genotype, detector, config, category_ids, state_dict, metrics, provenance}."""
+    return read(path, "detection checkpoint", CHECKPOINT_KEYS)
+
+
+def load_detector(path, device=None):
+    """(detector with the final checkpoint's weights, the checkpoint)."""
+    ckpt = read_checkpoint(path)
+    genotype = Genotype.from_dict(ckpt["genotype"], source=f"{path} (genotype)")
+    model = build_detector(genotype, DetectorConfig.from_dict(ckpt["detector"]))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise BlockswapError(f"{path}: its weights do not fit its detector ({str(e).splitlines()[0]})") from None
+    return (model.to(device) if device is not None else model), ckpt
+
+
+def _record(epoch: int, lr: float, losses: dict, ap: dict | None, seconds: float) -> dict:
+    return {"epoch": epoch + 1, "lr": lr, **{f"train_{k}": v for k, v in losses.items()},
+            **{f"{kind}_AP": ap[kind]["AP"] for kind in ("bbox", "segm") if ap and kind in ap}, "seconds": seconds}
+
+
+def _log_epoch(record: dict, epochs: int) -> None:
+    losses = " ".join(f"{k[6:]} {v:.4f}" for k, v in record.items() if k.startswith("train_") and k != "train_loss")
+    ap = " ".join(f"{k} {record[k]:.4f}" for k in ("bbox_AP", "segm_AP") if k in record) or "not evaluated"
+    _log(f"epoch {record['epoch']}/{epochs}: lr {record['lr']:.4g} loss {record['train_loss']:.4f} ({losses}) "
+         f"{ap} [{record['seconds']:.1f}s]")
+
+
+def _save_resume(path, genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, init_sha256,
+                 model, optimizer, progress: Progress, elapsed_s: float, device) -> None:
+    save({"format": RESUME_FORMAT, "genotype": genotype.to_dict(), "detector": detector.to_dict(),
+          "config": config.to_dict(), "init_sha256": init_sha256, "model": model.state_dict(),
+          "optimizer": optimizer.state_dict(),
+          "scheduler": {"schedule": config.schedule, "epoch": progress.epoch, "step": progress.step},
+          "epoch": progress.epoch, "step": progress.step, "rng": _rng_state(device),
+          "history": progress.history, "tally": dataclasses.asdict(progress.tally), "elapsed_s": elapsed_s,
+          "resumes": progress.resumes}, path)
+
+
+def _load_resume(path, genotype, detector, config, init_sha256, model, optimizer) -> Progress:
+    state = read(path, "resume checkpoint", ("format", "genotype", "detector", "config", "epoch", "step"))
+    if state["format"] != RESUME_FORMAT:
+        raise BlockswapError(f"{path}: resume checkpoint format {state['format']!r}, expected {RESUME_FORMAT!r}")
+    check_identity(path, state, genotype, detector, config, init_sha256,
+                   f"; delete {path} to start afresh, or pass --resume with another path")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"])
+    return Progress(state["epoch"], state["step"], list(state["history"]), Tally(**state["tally"]),
+                    state["elapsed_s"], state["resumes"] + 1)
+
+
+def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, train_set, val_set=None, *,
+          out_checkpoint: str | os.PathLike, metrics_path: str | os.PathLike | None = None,
+          resume_path: str | os.PathLike | None = None, init: str | os.PathLike | None = None,
+          labels: dict | None = None, batches=batch_order) -> dict:
+    """Train the detector of `genotype` on `train_set` ((image, target) items), evaluating on `val_set`
+    (a COCO dataset; None: no evaluation). `init`: a classification checkpoint of the same genotype for the
+    body. `batches(train_set, batch_size, seed=, epoch=)` lists an epoch's batches of indices. Resumes from
+    `resume_path` (default `<out_checkpoint>.resume`) if it exists; returns the metrics. SIGTERM/SIGUSR1
+    end the step in flight, write the resume file and raise `Preempted`."""
+    started = time.perf_counter()
+    threads = config.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    device = resolve_device(config.device)
+    out_checkpoint = Path(out_checkpoint)
+    resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
+    check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path, "init": init})
+    if len(train_set) == 0:
+        raise BlockswapError("the training set has no images")
+    # Label i is category categories[i - 1]; None for data without COCO categories.
+    categories = list(train_set.category_ids) if hasattr(train_set, "category_ids") else None
+    init_sha256 = None if init is None else init_weights_sha256(genotype, init)
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)  # seeds CUDA too
+    model = build_detector(genotype, detector, init).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    progress = Progress()
+    if resume_path.exists():
+        progress = _load_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer)
+        _log(f"resuming from {resume_path}: epoch {progress.epoch + 1}, step {progress.step}")
+    _log(f"training {detector.detector} on {genotype.model} {genotype.id} ({len(train_set)} images, {config.epochs} "
+         f"epochs, {device}, {threads} threads)")
+
+    def save_resume():
+        _save_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer, progress,
+                     progress.elapsed_s + time.perf_counter() - started, device)
+
+    with _stop_requests() as stop:
+        ap = None
+        while progress.epoch < config.epochs:
+            epoch, tick = progress.epoch, time.perf_counter()
+            if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
+                train_set.set_epoch(epoch)
+            order = batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
+            steps = len(order)
+            bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
+                       leave=False, disable=not config.progress, dynamic_ncols=True)
+            # A resumed epoch skips the batches already trained on: their indices are known, nothing is read.
+            progress.step = train_one_epoch(
+                model, optimizer, load_batches(train_set, order[progress.step:], config.workers, config.seed, epoch),
+                partial(learning_rate, config, epoch, steps_per_epoch=steps), device, progress.tally, epoch=epoch,
+                step=progress.step, stop=stop, clip_grad_norm=config.clip_grad_norm, bar=bar)
+            bar.close()
+            progress.tally.seconds += time.perf_counter() - tick
+            if progress.step < steps:  # stopped mid-epoch
+                save_resume()
+                raise Preempted(stop[0], resume_path, epoch, progress.step)
+            last = epoch + 1 == config.epochs
+            tick = time.perf_counter()
+            ap = (evaluate(model, val_set, config.eval_batch_size, device, config.workers)
+                  if val_set is not None and (last or (epoch + 1) % config.eval_every == 0) else None)
+            tally = progress.tally
+            progress.history.append(_record(epoch, learning_rate(config, epoch, steps - 1, steps),
+                                            {k: v / tally.n for k, v in tally.sums.items()}, ap,
+                                            tally.seconds + time.perf_counter() - tick))
+            progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
+            save_resume()
+            _log_epoch(progress.history[-1], config.epochs)
+            if stop and not last:
+                raise Preempted(stop[0], resume_path, epoch + 1, 0)
+
+    wall = progress.elapsed_s + time.perf_counter() - started
+    prov = provenance({"detector": detector.to_dict(), **config.to_dict()}, config.seed, str(device), wall)
+    prov.update(threads=threads, resumes=progress.resumes, init=None if init is None else str(init))
+    metrics = {"labels": dict(labels or {}), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
+               "detector": detector.to_dict(), "settings": config.to_dict(),
+               "backbone_params": sum(p.numel() for p in model.backbone.body.parameters()),
+               "detector_params": sum(p.numel() for p in model.parameters()),
+               "category_ids": categories, "train_images": len(train_set),
+               "val_images": None if val_set is None else len(val_set), "epochs": progress.history, **(ap or {}),
+               "wall_time_s": wall, "provenance": prov}
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save({"genotype": genotype.to_dict(), "detector": detector.to_dict(), "config": config.to_dict(),
+          "category_ids": categories, "state_dict": state_dict, "metrics": metrics, "provenance": prov},
+         out_checkpoint)
+    if metrics_path:
+        write_json(metrics_path, metrics)
+    resume_path.unlink(missing_ok=True)
+    return metrics
+
+
+def test_only(checkpoint: str | os.PathLike, val_set, config: DetectTrainConfig, genotype: Genotype | None = None,
+              detector: DetectorConfig | None = None, metrics_path: str | os.PathLike | None = None) -> dict:
+    """COCO AP of a final detection checkpoint on `val_set`; refuses one of another genotype or detector
+    where those are given."""
+    started = time.perf_counter()
+    threads = config.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    device = resolve_device(config.device)
+    model, ckpt = load_detector(checkpoint, device)
+    saved_genotype = Genotype.from_dict(ckpt["genotype"])
+    check_identity(checkpoint, ckpt, genotype, detector or DetectorConfig.from_dict(ckpt["detector"]))
+    categories = list(getattr(val_set, "category_ids", ckpt["category_ids"]))
+    if categories != ckpt["category_ids"]:
+        raise BlockswapError(f"{checkpoint} was trained on categories {ckpt['category_ids']}, the validation set "
+                             f"has {categories}: its labels would name other categories")
+    ap = evaluate(model, val_set, config.eval_batch_size, device, config.workers)
+    wall = time.perf_counter() - started
+    prov = provenance({"checkpoint": str(checkpoint), "eval_batch_size": config.eval_batch_size}, None, str(device),
+                      wall)
+    metrics = {"checkpoint": str(checkpoint), "genotype_id": saved_genotype.id, "genotype": ckpt["genotype"],
+               "detector": ckpt["detector"], "val_images": len(val_set), **ap, "wall_time_s": wall,
+               "provenance": prov}
+    if metrics_path:
+        write_json(metrics_path, metrics)
+    return metrics
