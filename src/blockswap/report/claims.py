@@ -4,15 +4,16 @@ inconclusive (it contains 0, or there are too few runs for an interval).
 
 Every comparison is a difference of test errors in points (negative = the claim's winner is better),
 between runs taught by the same teachers: paired by seed (the student's seed, which is its teacher's when
-a profile trains one student per teacher) with a t-interval when two pairs or more exist; otherwise - against
-the random nets (one teacher, many nets), between sample counts, or a lone run - unpaired, with a bootstrap
-interval in which a lone run varies by the noise floor. The noise floor - the pooled std of one net
+a profile trains one student per teacher) with a t-interval when three pairs or more exist; with fewer, each
+run varies by the noise floor; against the random nets (one teacher, many nets) and between sample counts,
+unpaired, with a bootstrap interval in which a lone run varies by the noise floor. The noise floor - the pooled std of one net
 trained with several seeds - is shown beside the effects.
 """
 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -21,13 +22,17 @@ from ..errors import BlockswapError
 from .base import Report, register
 from .correlation import correlations
 from .runs import Run, group_runs
-from .stats import difference_ci, mean_ci, mean_std, missing, verdict
+from .stats import LEVEL, difference_ci, mean_ci, mean_std, missing, verdict
 from .tables import Table, fmt, fmt_budget, frame_of
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--scores", nargs="+", action="extend", metavar="budget=B,k=K:PATH",
                         help="the random nets' `blockswap score` CSVs, as for the correlation report")
+
+
+PAIRED = 3  # seeds two groups must share to be compared pair by pair
+Z = float(NormalDist().inv_cdf(0.5 + LEVEL / 2))  # 1.96
 
 
 def _row(claim: str, setting: str, est: float, lo: float, hi: float, n: int, paper_text: str = "—",
@@ -37,13 +42,20 @@ def _row(claim: str, setting: str, est: float, lo: float, hi: float, n: int, pap
 
 
 def _compare(a: list[Run], b: list[Run], floor: float) -> tuple[float, float, float, int]:
-    """mean error of `a` − mean error of `b`: paired by seed (a t-interval over the pairs) when they share
-    two seeds or more; otherwise unpaired (bootstrap), a side of one run varying by the noise floor."""
+    """mean error of `a` − mean error of `b`. Paired by seed (a t-interval over the pairs) when they share
+    PAIRED seeds or more. Otherwise each run varies by the noise floor (a normal interval of
+    ±z·floor·√(1/n_a + 1/n_b)): a t-interval over two pairs (t = 12.7) or a bootstrap of two runs would
+    say more about the few runs than about the effect. Without a floor, a bootstrap of the runs."""
     by_seed_a, by_seed_b = _mean_by_seed(a), _mean_by_seed(b)
     common = sorted(set(by_seed_a) & set(by_seed_b))
-    if len(common) >= 2:
+    if len(common) >= PAIRED:
         return (*mean_ci(by_seed_a[s] - by_seed_b[s] for s in common), len(common))
-    return (*difference_ci([r.error for r in a], [r.error for r in b], single_std=floor), len(a) + len(b))
+    ea, eb = [r.error for r in a], [r.error for r in b]
+    if missing(floor):
+        return (*difference_ci(ea, eb), len(a) + len(b))
+    d = float(np.mean(ea) - np.mean(eb))
+    half = Z * floor * math.sqrt(1 / len(ea) + 1 / len(eb))
+    return d, d - half, d + half, len(a) + len(b)
 
 
 def _mean_by_seed(runs: list[Run]) -> dict[int, float]:
@@ -125,16 +137,17 @@ def _pick_vs_scaled_rows(runs, floor) -> list[dict]:
 
 def _distillation_rows(runs, floor) -> list[dict]:
     rows = []
-    for taught, alone, what in (("blockswap", "blockswap_scratch", "BlockSwap pick"),
-                                ("moonshine", "moonshine_scratch", "Moonshine")):
+    for taught, alone, what, signal in (("blockswap", "blockswap_scratch", "BlockSwap pick", "AT"),
+                                        ("moonshine", "moonshine_scratch", "Moonshine", "AT"),
+                                        ("moonshine_kd", "moonshine_scratch", "Moonshine", "KD")):
         a = group_runs([r for r in runs if r.method == taught], lambda r: (r.budget, r.block))
         s = group_runs([r for r in runs if r.method == alone], lambda r: (r.budget, r.block))
         for key in sorted(set(a) & set(s), key=str):
             d, lo, hi, n = _compare(a[key], s[key], floor)
             name = f"{what} {fmt_budget(key[0]) if key[0] else ''} {key[1] or ''}".strip()
-            rows.append(_row("Distillation with AT beats training the same student without a teacher",
-                             f"{name}: AT − no teacher", d, lo, hi, n,
-                             "Moonshine: AT and KD beat training alone" if taught == "moonshine" else "—"))
+            rows.append(_row("Distillation beats training the same student without a teacher",
+                             f"{name}: {signal} − no teacher", d, lo, hi, n,
+                             "Moonshine: AT and KD beat training alone" if what == "Moonshine" else "—"))
     return rows
 
 
