@@ -281,8 +281,8 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
 
 def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: torch.device, started: float,
            out_checkpoint, metrics_path, resume_path, teacher, teacher_genotype, block, labels) -> dict:
-    # Processes on one machine share its CPUs.
-    threads = config.threads or max(1, len(os.sched_getaffinity(0)) // world.local_size)
+    # The processes on one machine share its CPUs (and --threads, the job's count).
+    threads = max(1, (config.threads or len(os.sched_getaffinity(0))) // world.local_size)
     torch.set_num_threads(threads)
     out_checkpoint = Path(out_checkpoint)
     resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
