@@ -246,9 +246,14 @@ def all_outputs():
 def launcher(kind):
     """How a job of resource class `kind` starts blockswap: one process, or one per GPU when the class asks for
     several. The SLURM plugin runs a job as one srun task holding all its GPUs (--gpus=N), so torchrun starts
-    the N processes inside it (--standalone: a free port on the job's node); see blockswap.distributed."""
+    the N processes inside it (--standalone: a free port on the job's node); see blockswap.distributed.
+    """
     gpus = res(kind, "gpu")
-    return "blockswap" if gpus <= 1 else f"torchrun --standalone --nproc-per-node {gpus} -m blockswap"
+    return (
+        "blockswap"
+        if gpus <= 1
+        else f"torchrun --standalone --nproc-per-node {gpus} -m blockswap"
+    )
 
 
 TRAIN_LAUNCH = launcher("train")

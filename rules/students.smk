@@ -3,9 +3,7 @@
 # its command, with their own files and params genotype (where the net comes from), labels and seed.
 # distill_blockswap has no docstring, as variants without one of their own would inherit it.
 
-FIRST_TEACHER_CHECKPOINT = expand(
-    TEACHER_RULE.output.checkpoint, seed=FIRST_TEACHER
-)
+FIRST_TEACHER_CHECKPOINT = expand(TEACHER_RULE.output.checkpoint, seed=FIRST_TEACHER)
 
 
 rule distill_blockswap:
@@ -37,7 +35,8 @@ rule distill_blockswap:
         ),
         seed=lambda w: w.seed,
     shell:
-        TRAIN_LAUNCH + " distill {params.genotype} --teacher {input.teacher} {params.data} {params.recipe}"
+        TRAIN_LAUNCH
+        + " distill {params.genotype} --teacher {input.teacher} {params.data} {params.recipe}"
         " {params.distill} --seed {params.seed} --device {params.device} --threads {threads} {params.labels}"
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 
@@ -154,7 +153,8 @@ rule train_blockswap_scratch:
             method="blockswap_scratch", budget=w.budget, seed=w.seed
         ),
     shell:
-        TRAIN_LAUNCH + " train {params.genotype} {params.data} {params.recipe} --seed {wildcards.seed}"
+        TRAIN_LAUNCH
+        + " train {params.genotype} {params.data} {params.recipe} --seed {wildcards.seed}"
         " --device {params.device} --threads {threads} {params.labels}"
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 

@@ -23,7 +23,9 @@ if TEACHER["pretrained"]:
             weights=TEACHER["pretrained"],
             model=TEACHER["model"],
             data=data_args(),
-            test_subset=recipe_flags({"test_subset": TEACHER["recipe"].get("test_subset")}),
+            test_subset=recipe_flags(
+                {"test_subset": TEACHER["recipe"].get("test_subset")}
+            ),
             device=config["device"],
         shell:
             "blockswap import-weights --weights {params.weights} --model {params.model} {params.data}"
@@ -54,7 +56,8 @@ else:
             data=data_args(),
             device=config["device"],
         shell:
-            TRAIN_LAUNCH + " train --model {params.model} {params.data} {params.recipe} --seed {wildcards.seed}"
+            TRAIN_LAUNCH
+            + " train --model {params.model} {params.data} {params.recipe} --seed {wildcards.seed}"
             " --device {params.device} --threads {threads} --label method=teacher --label model={params.model}"
             " --label teacher_seed={wildcards.seed} --checkpoint {output.checkpoint} -o {output.metrics}"
             " > {log} 2>&1"
