@@ -14,13 +14,16 @@ to 1e-5 (measured: ~1e-7).
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from blockswap import cli
+from blockswap import train as train_module
 from blockswap.checkpoint import load_model
 from blockswap.data import default_augment, iterate_batches, load_dataset
 from blockswap.engine import evaluate
@@ -58,19 +61,30 @@ def _per_rank_bn_reference(data_dir: str, ranks: int) -> dict:
     for step, (images, labels) in enumerate(batches):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, 0, step, steps)
-        losses = []
+        optimizer.zero_grad()
         for rank, (x, y) in enumerate(zip(images.chunk(ranks), labels.chunk(ranks))):
             logits, points = model(x)
-            losses.append(objective(logits, points, y)[0])
+            # Each half's backward before the next forward updates the running statistics it saved.
+            (objective(logits, points, y)[0] / ranks).backward()
             if rank == 0:
                 kept = [b.clone() for b in model.buffers()]
         with torch.no_grad():
             for b, k in zip(model.buffers(), kept):
                 b.copy_(k)
-        optimizer.zero_grad()
-        (sum(losses) / ranks).backward()
         optimizer.step()
     return model.state_dict()
+
+
+def _torchrun(data_dir: str, out: Path, **settings) -> subprocess.CompletedProcess:
+    """`blockswap train` of wrn-10-1 in 2 processes (gloo), writing out/model.pt and out/metrics.json."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "blockswap", "train", "--model", "wrn-10-1", "--data-dir", data_dir,
+           *_flags({**SETTINGS, **settings}), "--quiet", "--checkpoint", str(out / "model.pt"),
+           "-o", str(out / "metrics.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
 
 
 def _max_difference(a: dict, b: dict) -> float:
@@ -81,12 +95,7 @@ def _max_difference(a: dict, b: dict) -> float:
 def test_two_processes_train_the_global_batch(tmp_path):
     data_dir = str(require_fashion_mnist())
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "blockswap", "train", "--model", "wrn-10-1", "--data-dir", data_dir, *_flags(SETTINGS), "--quiet",
-           "--checkpoint", str(out / "model.pt"), "-o", str(out / "metrics.json")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = _torchrun(data_dir, out)
     # One process wrote, once: the checkpoint and the metrics, no resume file left, one line per epoch.
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt"]
     assert proc.stderr.count("epoch 1/1:") == 1 and proc.stderr.count("training wrn-10-1") == 1
@@ -130,3 +139,29 @@ def test_settings_two_processes_cannot_run_are_refused_before_any_work(tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sync_bn needs CUDA" in err
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_two_processes_resume_from_the_one_resume_file(tmp_path, monkeypatch):
+    """A run stopped mid-epoch (here a single process, SIGTERM after step 2 of epoch 2) is finished by two
+    processes that both load its resume file: the global batch, the schedule and the metrics so far carry on."""
+    data_dir = str(require_fashion_mnist())
+    real = train_module.learning_rate
+
+    def signalling(config, epoch, step=0, steps_per_epoch=1):
+        if (epoch, step) == (1, 1):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(config, epoch, step, steps_per_epoch)
+
+    monkeypatch.setattr(train_module, "learning_rate", signalling)
+    with pytest.raises(train_module.Preempted):
+        train(TrainConfig(**{**SETTINGS, "epochs": 2}, data_dir=data_dir), "wrn-10-1",
+              out_checkpoint=tmp_path / "model.pt")
+    state = torch.load(tmp_path / "model.pt.resume", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)
+
+    proc = _torchrun(data_dir, tmp_path, epochs=2)
+    assert proc.stderr.count("resuming from") == 1 and "epoch 2, step 2 of 4" in proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["provenance"]["world_size"] == 2 and metrics["provenance"]["resumes"] == 1
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    assert not (tmp_path / "model.pt.resume").exists()

@@ -133,6 +133,7 @@ def test_proxies_score_on_the_students_training_batch(tmp_path):
     ({"teacher.model": "wrn-11-1"}, "depth must be 6n\\+4"),
     ({"device": "tpu"}, "tpu"),
     ({"ablations.sample_budgets": [30000]}, "sample_budgets: 30000 is not one of search.budgets"),
+    ({"teacher.pretrained": "w.pth", "teacher.seeds": [0, 1]}, "teacher.pretrained: one weights file is one teacher"),
 ])
 def test_config_mistakes_are_named(tmp_path, overrides, message):
     out = snakemake("-n", "--configfile", write_config(tmp_path / "bad.yaml", **overrides), workdir=tmp_path)
