@@ -4,12 +4,14 @@ What two processes must compute. Each rank trains its half of every global batch
 gradients, so the gradient is that of the global batch's mean loss - except through BatchNorm: without SyncBN
 (which torch runs on GPUs only) each rank normalises its half by the half's own statistics, and the running
 statistics kept (and saved) are rank 0's. A plain single-process run with the same global batch therefore
-differs by much more than rounding (measured below: ~1e-2 after 4 steps), and comparing with it could only
+differs by much more than rounding (measured: 4.8e-2 after 4 steps), and comparing with it could only
 use a tolerance too loose to catch a wrong gradient. The reference here is that single process with the
 per-rank BatchNorm written out: the same seeded batches, split in halves, each half through the network
-alone, the loss the mean of the halves' means, and rank 0's running statistics kept. It differs from the
-two-process run only in the order float32 sums are taken (the gradient all-reduce), so the weights must agree
-to 1e-5 (measured: ~1e-7).
+alone, the loss the mean of the halves' means, and rank 0's running statistics kept. It can differ from the
+two-process run only in how float32 sums are taken (the gradient all-reduce: (g0 + g1) / 2 against
+g0 / 2 + g1 / 2), so the weights must agree to 1e-5, which leaves room for other sum orders (more processes,
+nccl's ring). Measured here: 0 - halving is exact in binary floating point, so with 2 processes the two sums
+are the same bits.
 """
 
 import json
@@ -115,13 +117,16 @@ def test_two_processes_train_the_global_batch(tmp_path):
     test_set = load_dataset("fashion-mnist", data_dir, "test", 99, 0)
     alone = evaluate(ddp, test_set, 500, "cpu")
     assert metrics["test_top1_error"] == alone["top1_error"] and metrics["test_top5_error"] == alone["top5_error"]
-    assert abs(metrics["test_loss"] - alone["loss"]) < 1e-9
+    # The loss to float32 rounding: a convolution of 50 images need not round as one of 99 does.
+    assert abs(metrics["test_loss"] - alone["loss"]) < 1e-6 * alone["loss"]
 
     # A plain single process with the same global batch is farther away: per-rank BatchNorm is real.
     single = train(TrainConfig(**SETTINGS, data_dir=data_dir), "wrn-10-1", out_checkpoint=tmp_path / "one.pt")
     assert single["provenance"]["world_size"] == 1
     plain = _max_difference(weights, torch.load(tmp_path / "one.pt", weights_only=True)["state_dict"])
     assert plain > 100 * TOLERANCE, plain
+    print(f"\nmax weight difference, 2 processes vs one with per-rank BatchNorm: {difference:.2e}; "
+          f"vs a plain single process: {plain:.2e}")
 
 
 def test_settings_two_processes_cannot_run_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
