@@ -119,6 +119,9 @@ def _flag(call: str, pattern: str) -> str | None:
 def _check_launch(job, resources: dict) -> None:
     """A job whose class asks for several GPUs runs one process per GPU (torchrun inside the job's one srun
     task, which holds them all); every other job runs `blockswap` itself, as it always did."""
+    if job.command == "None":  # a report rule that runs Python (`run:`), no command of its own
+        assert RULE_CLASS[job.name] == "light", job.name
+        return
     gpus = resources[RULE_CLASS[job.name]].get("gpu", 0)
     want = f"torchrun --standalone --nproc-per-node {gpus} -m blockswap " if gpus > 1 else "blockswap "
     assert job.command.startswith(want), (job.name, job.command)
