@@ -123,7 +123,7 @@ def student_metrics(wildcards):
     """Every teacher's and student's metrics file, grouped by teacher for the main table."""
     files = []
     for seed in TEACHER_SEEDS:
-        files += expand(rules.train_teacher.output.metrics, seed=seed)
+        files += expand(TEACHER_RULE.output.metrics, seed=seed)
         for budget in SEARCH["budgets"]:
             files += expand(
                 rules.distill_blockswap.output.metrics, budget=budget, seed=seed
@@ -243,6 +243,20 @@ def all_outputs():
     return outs
 
 
+def launcher(kind):
+    """How a job of resource class `kind` starts blockswap: one process, or one per GPU when the class asks for
+    several. The SLURM plugin runs a job as one srun task holding all its GPUs (--gpus=N), so torchrun starts
+    the N processes inside it (--standalone: a free port on the job's node); see blockswap.distributed.
+    """
+    gpus = res(kind, "gpu")
+    return (
+        "blockswap"
+        if gpus <= 1
+        else f"torchrun --standalone --nproc-per-node {gpus} -m blockswap"
+    )
+
+
+TRAIN_LAUNCH = launcher("train")
 LIGHT_RESOURCES = {"mem_mb": res("light", "mem_mb"), "runtime": res("light", "runtime")}
 TRAIN_RESOURCES, SCORE_RESOURCES = (
     {key: res(kind, key) for key in ("mem_mb", "runtime", "gpu")}

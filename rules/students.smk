@@ -3,14 +3,12 @@
 # its command, with their own files and params genotype (where the net comes from), labels and seed.
 # distill_blockswap has no docstring, as variants without one of their own would inherit it.
 
-FIRST_TEACHER_CHECKPOINT = expand(
-    rules.train_teacher.output.checkpoint, seed=FIRST_TEACHER
-)
+FIRST_TEACHER_CHECKPOINT = expand(TEACHER_RULE.output.checkpoint, seed=FIRST_TEACHER)
 
 
 rule distill_blockswap:
     input:
-        teacher=rules.train_teacher.output.checkpoint,
+        teacher=TEACHER_RULE.output.checkpoint,
         genotype=expand(
             rules.select_top.output, n=SEARCH["samples"], allow_missing=True
         ),
@@ -37,7 +35,8 @@ rule distill_blockswap:
         ),
         seed=lambda w: w.seed,
     shell:
-        "blockswap distill {params.genotype} --teacher {input.teacher} {params.data} {params.recipe}"
+        TRAIN_LAUNCH
+        + " distill {params.genotype} --teacher {input.teacher} {params.data} {params.recipe}"
         " {params.distill} --seed {params.seed} --device {params.device} --threads {threads} {params.labels}"
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 
@@ -66,7 +65,7 @@ use rule distill_blockswap as distill_blockswap_repeat with:
 use rule distill_blockswap as distill_moonshine with:
     """Moonshine: the teacher with every block one cheap type."""
     input:
-        teacher=rules.train_teacher.output.checkpoint,
+        teacher=TEACHER_RULE.output.checkpoint,
     output:
         checkpoint=f"{R}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}/model.pt",
         metrics=f"{R}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}/metrics.json",
@@ -84,7 +83,7 @@ use rule distill_blockswap as distill_moonshine with:
 use rule distill_blockswap as distill_scaled with:
     """A depth/width-scaled WRN (all standard blocks) as the student."""
     input:
-        teacher=rules.train_teacher.output.checkpoint,
+        teacher=TEACHER_RULE.output.checkpoint,
     output:
         checkpoint=f"{R}/students/scaled/{{model}}/teacher{{seed}}/model.pt",
         metrics=f"{R}/students/scaled/{{model}}/teacher{{seed}}/metrics.json",
@@ -100,7 +99,7 @@ use rule distill_blockswap as distill_scaled with:
 use rule distill_blockswap as distill_mbconv with:
     """The teacher architecture with every block an MBConv6 (Table 2's MBConv6 row)."""
     input:
-        teacher=rules.train_teacher.output.checkpoint,
+        teacher=TEACHER_RULE.output.checkpoint,
     output:
         checkpoint=f"{R}/students/mbconv/teacher{{seed}}/model.pt",
         metrics=f"{R}/students/mbconv/teacher{{seed}}/metrics.json",
@@ -154,7 +153,8 @@ rule train_blockswap_scratch:
             method="blockswap_scratch", budget=w.budget, seed=w.seed
         ),
     shell:
-        "blockswap train {params.genotype} {params.data} {params.recipe} --seed {wildcards.seed}"
+        TRAIN_LAUNCH
+        + " train {params.genotype} {params.data} {params.recipe} --seed {wildcards.seed}"
         " --device {params.device} --threads {threads} {params.labels}"
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 

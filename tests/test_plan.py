@@ -1,11 +1,13 @@
 """The workflow's domain decisions, made in the package: which baselines a budget gets, the proxies' batch,
 the seeds of the sample-count searches."""
 
+import pytest
 import yaml
 from snakemake.utils import validate
 
 from blockswap import plan
 from blockswap.counting import analytic
+from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 
 from conftest import ROOT
@@ -41,3 +43,15 @@ def test_proxies_score_on_the_students_batch_unless_told():
 def test_sample_count_searches_share_no_seed():
     seeds = {plan.sample_search_seed(n, s) for n in (10, 30, 100, 1000) for s in range(5)}
     assert len(seeds) == 20 and 0 not in seeds  # nor the main search's default seed
+
+
+def test_a_missing_pretrained_teacher_is_named_before_any_job(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the profile's relative data/pretrained/resnet34.pth
+    config = profile("imagenet")
+    assert config["teacher"]["pretrained"] == "data/pretrained/resnet34.pth"
+    with pytest.raises(BlockswapError, match="teacher.pretrained: data/pretrained/resnet34.pth not found; on a "
+                                             "machine with internet run python -c .*resnet34\\(weights="):
+        plan.check_data(config)
+    (tmp_path / "data/pretrained").mkdir(parents=True)
+    (tmp_path / "data/pretrained/resnet34.pth").write_bytes(b"")
+    plan.check_data(config)  # the file itself is checked by the import job

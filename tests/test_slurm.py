@@ -47,8 +47,8 @@ SLURM_CONFIG = REPO / "tests" / "workflow" / "slurm.yaml"
 
 # Which resource class (config `resources.<class>`) each rule takes its threads/mem/runtime/gpu from.
 RULE_CLASS = {
-    "train_teacher": "train", "distill_blockswap": "train", "distill_blockswap_repeat": "train",
-    "distill_moonshine": "train",
+    "train_teacher": "train", "import_teacher": "score", "distill_blockswap": "train",
+    "distill_blockswap_repeat": "train", "distill_moonshine": "train",
     "distill_scaled": "train", "distill_mbconv": "train", "distill_random_net": "train",
     "distill_sample_count": "train", "distill_moonshine_kd": "train", "train_blockswap_scratch": "train",
     "train_moonshine_scratch": "train",
@@ -83,8 +83,10 @@ def _dry_run_jobs(configfile: Path, workdir: Path) -> list[SimpleNamespace]:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     jobs = []
-    # A job block: "rule NAME:" then indented fields ("localrule" ones never reach sbatch).
+    # A job block: "rule NAME:" then indented fields ("localrule" ones never reach sbatch), then its command.
     for block in re.split(r"\n(?=\S)", out):
+        if block.startswith("Shell command: ") and jobs:
+            jobs[-1].command = block.removeprefix("Shell command: ").strip()
         head = re.match(r"rule (\w+):\n", block)
         if not head or head.group(1) == "all":  # `all` only collects inputs; it is never submitted
             continue
@@ -95,7 +97,7 @@ def _dry_run_jobs(configfile: Path, workdir: Path) -> list[SimpleNamespace]:
             key, _, value = item.partition("=")
             resources[key] = int(value) if value.isdigit() else value
         jobs.append(SimpleNamespace(name=head.group(1), threads=int(threads.group(1)) if threads else 1,
-                                    resources=resources, is_group=lambda: False))
+                                    resources=resources, is_group=lambda: False, command=""))
     return jobs
 
 
@@ -112,6 +114,17 @@ def _sbatch_call(job) -> str:
 def _flag(call: str, pattern: str) -> str | None:
     m = re.search(pattern, call)
     return m.group(1) if m else None
+
+
+def _check_launch(job, resources: dict) -> None:
+    """A job whose class asks for several GPUs runs one process per GPU (torchrun inside the job's one srun
+    task, which holds them all); every other job runs `blockswap` itself, as it always did."""
+    if job.command == "None":  # a report rule that runs Python (`run:`), no command of its own
+        assert RULE_CLASS[job.name] == "light", job.name
+        return
+    gpus = resources[RULE_CLASS[job.name]].get("gpu", 0)
+    want = f"torchrun --standalone --nproc-per-node {gpus} -m blockswap " if gpus > 1 else "blockswap "
+    assert job.command.startswith(want), (job.name, job.command)
 
 
 def _check_sbatch_call(call: str, rule: str, resources: dict) -> None:
@@ -139,6 +152,7 @@ def test_profile_maps_config_resources_to_sbatch(profile, tmp_path):
     for job in jobs:
         call = _sbatch_call(job)
         _check_sbatch_call(call, job.name, resources)
+        _check_launch(job, resources)
         calls.setdefault(RULE_CLASS[job.name], []).append(call)
 
     runtimes = {cls: [int(_flag(c, r" -t '?(\d+)'?")) for c in cs] for cls, cs in calls.items()}
@@ -151,6 +165,12 @@ def test_profile_maps_config_resources_to_sbatch(profile, tmp_path):
             assert min(runtimes[cls]) >= 120, cls
         assert min(runtimes["train"]) >= 24 * 60
         assert not any("--gpus" in c for c in calls["light"])
+    if profile == "imagenet":  # 4 GPUs a training job, and 4 processes: the import of the pretrained teacher
+        # and the scoring take one GPU
+        trains = [j for j in jobs if RULE_CLASS[j.name] == "train"]
+        assert trains and all(j.command.startswith("torchrun --standalone --nproc-per-node 4 ") for j in trains)
+        assert all("--gpus=4" in _sbatch_call(j) for j in trains)
+        assert [j.name for j in jobs if j.name.endswith("_teacher")] == ["import_teacher"]
 
 
 # ------------------------------------------------------------------------------------------ toy workflow

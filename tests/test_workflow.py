@@ -73,8 +73,9 @@ def test_cifar10_profile_dag():
 
 def test_imagenet_profile_dag():
     jobs = planned_jobs("--configfile", ROOT / "workflow/config/imagenet.yaml")
-    # One ResNet-34 teacher; 3.1M and 8.1M searches; ResNet-34-G(N) fits both budgets, G(4) the 8.1M.
-    assert jobs == {"train_teacher": 1, "sample_candidates": 2, "score_candidates": 2, "select_top": 2,
+    # The pretrained ResNet-34 imported as the teacher; 3.1M and 8.1M searches; ResNet-34-G(N) fits both
+    # budgets, G(4) the 8.1M.
+    assert jobs == {"import_teacher": 1, "sample_candidates": 2, "score_candidates": 2, "select_top": 2,
                     "distill_blockswap": 2, "distill_moonshine": 3, "distill_scaled": 1, "report_results": 1,
                     "report_claims": 1, "all": 1}
 
@@ -132,6 +133,7 @@ def test_proxies_score_on_the_students_training_batch(tmp_path):
     ({"teacher.model": "wrn-11-1"}, "depth must be 6n\\+4"),
     ({"device": "tpu"}, "tpu"),
     ({"ablations.sample_budgets": [30000]}, "sample_budgets: 30000 is not one of search.budgets"),
+    ({"teacher.pretrained": "w.pth", "teacher.seeds": [0, 1]}, "teacher.pretrained: one weights file is one teacher"),
 ])
 def test_config_mistakes_are_named(tmp_path, overrides, message):
     out = snakemake("-n", "--configfile", write_config(tmp_path / "bad.yaml", **overrides), workdir=tmp_path)

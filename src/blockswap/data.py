@@ -381,13 +381,18 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int = 0, epoch: int = 0,
-                    device="cpu", augment: Augment | None = None,
-                    workers: int = 2) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                    device="cpu", augment: Augment | None = None, workers: int = 2,
+                    shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (float images, int64 labels) on `device` for one epoch.
 
     train=True: order shuffled by `epoch_generator(seed, epoch)`, last partial batch dropped;
     train=False: dataset order, last partial batch kept. `augment` defaults to `default_augment`.
     `workers` only matters for FolderDataset (DataLoader decoding processes); results do not depend on it.
+    `shard=(rank, size)`: of each batch only the rank-th of `size` equal contiguous slices (data-parallel
+    training; the batch size must divide by `size`), so the slices of all ranks make up the batch of one
+    process. In-memory sets augment the whole batch and slice it, so every image gets the augmentation it
+    gets in one process; FolderDataset decodes only its slice (crops are per image and seeded, so those
+    agree too) but then draws any on-device augmentation (off by default: normalisation only) for its slice.
     """
     n = len(dataset)
     if train and n < batch_size:
@@ -400,16 +405,22 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
         augment = default_augment(dataset, train)
     device = torch.device(device)
 
+    rank, size = shard
+    part = slice(rank * batch_size // size, (rank + 1) * batch_size // size)
+
     if isinstance(dataset, TensorDataset):
         for idx in chunks:
             idx = idx.to(dataset.images.device)
-            yield augment(dataset.images[idx].to(device), g), dataset.labels[idx].to(device)
+            images, labels = augment(dataset.images[idx].to(device), g), dataset.labels[idx].to(device)
+            yield (images, labels) if size == 1 else (images[part], labels[part])
         return
 
     # FolderDataset: each image gets its own crop seed, drawn here, so that the crops do not depend on
     # which worker decodes the image.
     seeds = torch.randint(2**62, (n,), generator=g) if train else torch.full((n,), -1)
     batches = [list(zip(idx.tolist(), seeds[idx].tolist())) for idx in chunks]
+    if size > 1:
+        batches = [b[part] for b in batches]
     # Our own generator, because without one the DataLoader draws its worker seed from (and so moves)
     # torch's global RNG; decoding never uses that seed.
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from .checkpoint import Tally
 from .data import iterate_batches
+from .distributed import SINGLE, World
 from .errors import BlockswapError
 from .losses import Objective
 from .models import Network
@@ -29,9 +30,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Objective, images: torch.Tensor,
-               labels: torch.Tensor, lr: float, teacher: Network | None = None) -> dict[str, float]:
+               labels: torch.Tensor, lr: float, teacher: Network | None = None,
+               world: World = SINGLE) -> dict[str, float]:
     """One SGD step at `lr`; returns the loss, its unweighted parts and the count of wrong top-1 predictions.
-    A non-finite loss is returned without stepping, so that the caller can stop with the weights intact."""
+    A non-finite loss is returned without stepping, so that the caller can stop with the weights intact.
+    Data-parallel (`world`): those of the global batch - the ranks' means averaged, their counts summed - so
+    every rank makes the same choice."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     t_logits = t_points = None
@@ -42,7 +46,11 @@ def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Obje
     loss, parts = objective(logits, points, labels, t_logits, t_points)
     wrong = (logits.argmax(1) != labels).sum()
     # One host sync per step for all the numbers.
-    numbers = torch.stack([t.detach().double() for t in (loss, *parts.values(), wrong)]).tolist()
+    numbers = torch.stack([t.detach().double() for t in (loss, *parts.values(), wrong)])
+    if world.size > 1:  # the global batch's: the ranks' means averaged, their wrong counts summed
+        numbers = world.sum_(numbers)
+        numbers[:-1] /= world.size
+    numbers = numbers.tolist()
     values = dict(zip(["loss", *parts, "wrong"], numbers))
     if math.isfinite(values["loss"]):
         optimizer.zero_grad(set_to_none=True)
@@ -53,19 +61,20 @@ def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Obje
 
 def train_one_epoch(model: Network, optimizer: torch.optim.Optimizer, objective: Objective,
                     batches: Iterable, lr_at: Callable[[int], float], tally: Tally, *, epoch: int, step: int = 0,
-                    teacher: Network | None = None, stop: list | tuple = (), bar=None) -> int:
+                    teacher: Network | None = None, stop: list | tuple = (), bar=None, world: World = SINGLE) -> int:
     """Train on `batches` (those of `epoch` from `step` on), adding to `tally`. Returns the step reached: the
-    epoch's end, or earlier as soon as `stop` is non-empty (a stop signal arrived)."""
+    epoch's end, or earlier as soon as `stop` is non-empty (a stop signal arrived). Data-parallel, `batches`
+    are this rank's slices and the tally counts the global batch."""
     model.train()
     for images, targets in batches:
         if stop:
             break
         lr = lr_at(step)
-        values = train_step(model, optimizer, objective, images, targets, lr, teacher)
+        values = train_step(model, optimizer, objective, images, targets, lr, teacher, world)
         if not math.isfinite(values["loss"]):
             raise BlockswapError(f"the training loss became {values['loss']} in epoch {epoch + 1}, step "
                                  f"{step + 1} (lr {lr:g}); lower --lr, or check the data")
-        tally.add(values, int(values.pop("wrong")), len(targets))
+        tally.add(values, int(values.pop("wrong")), len(targets) * world.size)
         step += 1
         if bar is not None:
             bar.update()
@@ -74,9 +83,14 @@ def train_one_epoch(model: Network, optimizer: torch.optim.Optimizer, objective:
 
 
 @torch.no_grad()
-def evaluate(model: Network, dataset, batch_size: int = 500, device=None) -> dict:
-    """Top-1/top-5 error (%) and mean cross-entropy on `dataset`, in eval mode, without augmentation."""
+def evaluate(model: Network, dataset, batch_size: int = 500, device=None, world: World = SINGLE) -> dict:
+    """Top-1/top-5 error (%) and mean cross-entropy on `dataset`, in eval mode, without augmentation.
+    Data-parallel (`world`): each rank tests every size-th example from its rank on and the sums are
+    all-reduced, so every rank returns the same result (the model must be the same on all: `share_buffers`)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    n = len(dataset)
+    if world.size > 1:
+        dataset = dataset.select(torch.arange(world.rank, n, world.size))
     was_training = model.training
     model.eval()
     k = min(5, dataset.num_classes)
@@ -92,6 +106,7 @@ def evaluate(model: Network, dataset, batch_size: int = 500, device=None) -> dic
             wrong5 += (~hits.any(1)).sum()
     finally:
         model.train(was_training)
-    n = len(dataset)
+    if world.size > 1:
+        loss, wrong1, wrong5 = world.sum_(torch.stack([loss, wrong1.double(), wrong5.double()]))
     return {"top1_error": 100.0 * wrong1.item() / n, "top5_error": 100.0 * wrong5.item() / n,
             "loss": loss.item() / n, "n": n}

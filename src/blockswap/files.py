@@ -141,8 +141,9 @@ def git_sha() -> str | None:
 
 
 def provenance(config: dict | None = None, seed: int | None = None, device: str | None = None,
-               wall_time_s: float | None = None) -> dict:
-    """What every result file carries: config values used, seed, version, git SHA, device, wall time."""
+               wall_time_s: float | None = None, world_size: int = 1) -> dict:
+    """What every result file carries: config values used, seed, version, git SHA, device, the number of
+    processes that computed it (data-parallel training: torchrun's WORLD_SIZE), wall time."""
     import torch
 
     return {
@@ -151,6 +152,7 @@ def provenance(config: dict | None = None, seed: int | None = None, device: str 
         "blockswap_version": __version__,
         "git_sha": git_sha(),
         "device": device,
+        "world_size": world_size,
         "torch_version": str(torch.__version__),
         "python": platform.python_version(),
         "host": platform.node(),

@@ -8,6 +8,8 @@ against the feasible range, each failure one BlockswapError naming the key and w
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .blocktypes import candidate_set, get_block
 from .datadirs import DATASET_SHAPES, locate_fashion_mnist
 from .errors import BlockswapError
@@ -83,10 +85,19 @@ def check_profile(config: dict) -> None:
     """Every cross-key check of a schema-validated profile; raises BlockswapError naming the key."""
     _check_names(config)
     _check_budgets(config)
+    if config["teacher"].get("pretrained") and len(config["teacher"]["seeds"]) > 1:
+        raise BlockswapError(f"teacher.pretrained: one weights file is one teacher, but teacher.seeds lists "
+                             f"{len(config['teacher']['seeds'])}; give one seed")
 
 
 def check_data(config: dict) -> None:
-    """The dataset's files can be found (Fashion-MNIST; the paper datasets are checked by their jobs)."""
+    """The dataset's files can be found (Fashion-MNIST; the paper datasets are checked by their jobs), and the
+    pretrained teacher's weights file exists."""
+    pretrained = config["teacher"].get("pretrained")
+    if pretrained and not Path(pretrained).is_file():
+        raise BlockswapError(f"teacher.pretrained: {pretrained} not found; on a machine with internet run python -c "
+                             "\"import torch, torchvision; torch.save(torchvision.models.resnet34(weights="
+                             f"'IMAGENET1K_V1').state_dict(), 'resnet34.pth')\" and copy the file to {pretrained}")
     if config["dataset"]["name"] == "fashion-mnist":
         try:
             locate_fashion_mnist(config["dataset"]["data_dir"])

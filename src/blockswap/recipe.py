@@ -57,6 +57,8 @@ class TrainConfig:
     kd_temperature: float = setting(4.0, "KD temperature T", cli=False)
     eval_every: int = setting(1, "test every N epochs (the last one always)")
     seed: int = setting(0, "seed of the initialisation, batch order and augmentation")
+    sync_bn: bool = setting(False, "data-parallel runs (torchrun): BatchNorm statistics over the global batch "
+                            "(SyncBatchNorm, CUDA only) rather than each process's part", "bool")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
     threads: int | None = setting(None, "torch threads (default: the CPUs this job may use)", int)
     progress: bool = setting(True, "a progress bar per epoch", cli=False)

@@ -18,6 +18,14 @@ run stopped any number of times (SIGKILL included: it restarts from the last epo
 the same weights and metrics (timings aside) as an uninterrupted one on the CPU with the same thread count.
 Outputs appear only once training is complete; the resume file is then deleted.
 
+Data-parallel (`torchrun --nproc-per-node N -m blockswap train …`, see `distributed`): `batch_size` and `lr`
+stay those of the recipe - the global batch, of which each process trains a slice of batch_size / N - so the
+metrics and the lr schedule do not depend on N. Without SyncBN (`sync_bn`, CUDA only) BatchNorm normalises
+each slice by its own statistics and the checkpoint holds rank 0's running statistics; with it, the
+statistics of the global batch. Only rank 0 writes the checkpoint, the metrics and the resume file, and
+prints; every rank resumes from that one file; the test counts are summed over the ranks, so every rank
+gets the same result. A stop signal stops all ranks at the same step.
+
 Metrics (JSON and the checkpoint's "metrics"; errors in %): labels, genotype_id, genotype, params, ops, macs,
 dataset, train_examples, test_examples, teacher (checkpoint, genotype_id, model, params, its
 test_top1_error; null without one), objective (at_beta per point, kd_alpha, kd_temperature),
@@ -48,6 +56,7 @@ from tqdm import tqdm
 from .checkpoint import Progress, ResumeFile, Tally, load_model, save, weights_sha256
 from .counting import analytic
 from .data import check_fits, default_augment, iterate_batches, load_dataset
+from .distributed import AgreedStop, World, env_size, is_main, joined
 from .engine import evaluate, resolve_device, train_one_epoch
 from .errors import BlockswapError
 from .files import check_distinct_files, provenance, write_json
@@ -86,7 +95,8 @@ def _stop_requests():
 
 
 def _log(message: str) -> None:
-    tqdm.write(message, file=sys.stderr)
+    if is_main():
+        tqdm.write(message, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,8 @@ class _Run:
     resume: ResumeFile
     progress: Progress
     started: float  # perf_counter at the start of this attempt
+    world: World
+    trainer: torch.nn.Module  # `model` as trained: itself, or wrapped in DistributedDataParallel
 
     @property
     def steps(self) -> int:
@@ -188,32 +200,35 @@ class _Run:
 
     def epoch(self, stop: list) -> None:
         """Train the current epoch (from its saved step), test if due, save; raise Preempted on `stop`."""
-        config, progress, steps = self.config, self.progress, self.steps
+        config, progress, steps, world = self.config, self.progress, self.steps, self.world
         epoch, tick = progress.epoch, time.perf_counter()
         batches = iterate_batches(self.train_set, config.batch_size, train=True, seed=config.seed, epoch=epoch,
-                                  device=self.device, augment=self.augment)
+                                  device=self.device, augment=self.augment, shard=(world.rank, world.size))
         for _ in range(progress.step):  # mid-epoch resume: replay the random draws of the finished steps
             next(batches)
         bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
-                   leave=False, disable=not config.progress, dynamic_ncols=True)
+                   leave=False, disable=not (config.progress and world.main), dynamic_ncols=True)
         progress.step = train_one_epoch(
-            self.model, self.optimizer, self.objective, batches, lambda s: learning_rate(config, epoch, s, steps),
+            self.trainer, self.optimizer, self.objective, batches, lambda s: learning_rate(config, epoch, s, steps),
             progress.tally, epoch=epoch, step=progress.step, teacher=self.tutor and self.tutor.net, stop=stop,
-            bar=bar)
+            bar=bar, world=world)
         bar.close()
         if progress.step < steps:  # stopped mid-epoch
             progress.tally.seconds += time.perf_counter() - tick
-            self.resume.save(self.model, self.optimizer, progress, self.elapsed(), True, self.device)
+            if world.main:
+                self.resume.save(self.model, self.optimizer, progress, self.elapsed(), True, self.device)
             raise Preempted(stop[0], self.resume.path, epoch, progress.step)
 
         last = epoch + 1 == config.epochs
-        test = (evaluate(self.model, self.test_set, config.eval_batch_size, self.device)
+        world.share_buffers(self.model)  # one network on all ranks: rank 0's, the one saved
+        test = (evaluate(self.model, self.test_set, config.eval_batch_size, self.device, world)
                 if last or (epoch + 1) % config.eval_every == 0 else None)
         record = _epoch_record(config, epoch, steps, progress.tally, test,
                                progress.tally.seconds + time.perf_counter() - tick)
         progress.history.append(record)
         progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
-        self.resume.save(self.model, self.optimizer, progress, self.elapsed(), False, self.device)
+        if world.main:
+            self.resume.save(self.model, self.optimizer, progress, self.elapsed(), False, self.device)
         tested = (f"test error {record['test_top1_error']:.2f}% (top-5 {record['test_top5_error']:.2f}%)"
                   if test else "not tested")
         _log(f"epoch {epoch + 1}/{config.epochs}: lr {record['lr']:.4g} loss {record['train_loss']:.4f} "
@@ -224,7 +239,7 @@ class _Run:
     def metrics(self, labels: dict, betas: list, threads: int) -> dict:
         config, genotype, final = self.config, self.resume.genotype, self.progress.history[-1]
         wall = self.elapsed()
-        prov = provenance(config.to_dict(), config.seed, str(self.device), wall)
+        prov = provenance(config.to_dict(), config.seed, str(self.device), wall, self.world.size)
         prov.update(threads=threads, resumes=self.progress.resumes)
         return {
             "labels": dict(labels), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
@@ -252,9 +267,23 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
     for the report) are copied into them.
     """
     started = time.perf_counter()
-    threads = config.threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads)
     device = resolve_device(config.device)
+    processes = env_size()
+    if config.batch_size % processes:
+        raise BlockswapError(f"batch size {config.batch_size} does not divide among {processes} processes: it is "
+                             f"the global batch, each process takes an equal part; use a multiple of {processes}")
+    if config.sync_bn and processes > 1 and device.type != "cuda":
+        raise BlockswapError("sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU; leave it off there")
+    with joined(device) as (world, device):
+        return _train(config, genotype, world, device, started, out_checkpoint, metrics_path, resume_path, teacher,
+                      teacher_genotype, block, labels)
+
+
+def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: torch.device, started: float,
+           out_checkpoint, metrics_path, resume_path, teacher, teacher_genotype, block, labels) -> dict:
+    # The processes on one machine share its CPUs (and --threads, the job's count).
+    threads = max(1, (config.threads or len(os.sched_getaffinity(0))) // world.local_size)
+    torch.set_num_threads(threads)
     out_checkpoint = Path(out_checkpoint)
     resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path,
@@ -273,22 +302,26 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.effective_weight_decay)
     resume = ResumeFile(resume_path, genotype, config, tutor and tutor.info["genotype_id"], tutor and tutor.sha256)
-    run = _Run(config, model, optimizer, objective, tutor, train_set, test_set, augment, device, resume,
-               resume.load(model, optimizer) if resume_path.exists() else Progress(), started)
+    progress = resume.load(model, optimizer) if resume_path.exists() else Progress()  # every rank: the same file
+    run = _Run(config, model, optimizer, objective, tutor, train_set, test_set, augment, device, resume, progress,
+               started, world, world.wrap(model, config.sync_bn))
     if run.progress.resumes:
         _log(f"resuming from {resume_path}: epoch {run.progress.epoch + 1}, step {run.progress.step} of {run.steps}")
     _log(f"training {genotype.model} {genotype.id} ({analytic(genotype).params:,} params) on {len(train_set)} "
          f"{config.dataset} examples, {config.epochs} epochs of {run.steps} steps, {device}, {threads} threads"
+         + (f", {world.size} processes of {config.batch_size // world.size} examples a step" if world.size > 1 else "")
          + (f", teacher {tutor.info['model']} {tutor.info['genotype_id']}" if tutor else ""))
-    with _stop_requests() as stop:
+    with _stop_requests() as received:
+        stop = received if world.size == 1 else AgreedStop(world, received)
         while run.progress.epoch < config.epochs:
             run.epoch(stop)
 
     metrics = run.metrics(labels or {}, betas, threads)
-    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save({"genotype": genotype.to_dict(), "config": config.to_dict(), "state_dict": state_dict,
-          "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint)
-    if metrics_path:
-        write_json(metrics_path, metrics)
-    resume_path.unlink(missing_ok=True)
+    if world.main:
+        state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save({"genotype": genotype.to_dict(), "config": config.to_dict(), "state_dict": state_dict,
+              "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint)
+        if metrics_path:
+            write_json(metrics_path, metrics)
+        resume_path.unlink(missing_ok=True)
     return metrics

@@ -48,6 +48,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def boolean(text: str) -> bool:
+    """An argparse type: true/false (also yes/no, 1/0; any case), as a profile's recipe spells a switch."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def number_list(cast):
     """An argparse type: comma-separated numbers."""
     def parse(text: str) -> list:

@@ -11,9 +11,9 @@ import sys
 
 from ..errors import BlockswapError
 from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
-from .args import emit, int_at_least, number_list
+from .args import boolean, emit, int_at_least, number_list
 
-PARSERS = {"int_list": number_list(int), "float_list": number_list(float)}
+PARSERS = {"int_list": number_list(int), "float_list": number_list(float), "bool": boolean}
 
 
 def add_setting(p: argparse.ArgumentParser, name: str, default=None) -> None:
@@ -56,6 +56,7 @@ def _labels(pairs: list[str]) -> dict:
 
 
 def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
+    from ..distributed import is_main
     from ..train import Preempted, train
 
     try:
@@ -63,9 +64,10 @@ def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
                         resume_path=args.resume, teacher=teacher, teacher_genotype=teacher_genotype,
                         block=args.block or "Conv", labels=_labels(args.label))
     except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
-        print(f"blockswap {args.command}: {e}", file=sys.stderr)
+        if is_main():
+            print(f"blockswap {args.command}: {e}", file=sys.stderr)
         raise SystemExit(e.exit_status) from None
-    if not args.output:
+    if not args.output and is_main():  # data-parallel: one process prints
         print(json.dumps(metrics, indent=2))
 
 
@@ -112,6 +114,21 @@ def cmd_evaluate(args) -> None:
                                     "test_subset": args.test_subset}, None, str(device))}, args.output)
 
 
+def cmd_import_weights(args) -> None:
+    import torch
+
+    from ..engine import resolve_device
+    from ..pretrained import import_weights
+
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    metrics = import_weights(args.weights, args.model, args.dataset, out_checkpoint=args.checkpoint,
+                             metrics_path=args.output, data_dir=args.data_dir, test_subset=args.test_subset,
+                             device=resolve_device(args.device), batch_size=args.batch_size,
+                             labels=_labels(args.label))
+    if not args.output:
+        print(json.dumps(metrics, indent=2))
+
+
 def _add_training_args(p: argparse.ArgumentParser, teacher: bool) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--genotype", help="genotype JSON of the network to train (or a .jsonl with --index)")
@@ -145,6 +162,22 @@ def add_commands(sub) -> None:
     p = sub.add_parser("distill", help="train a student with attention transfer / KD from a teacher")
     _add_training_args(p, teacher=True)
     p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("import-weights", help="a state dict trained elsewhere (torchvision's ResNet-34/18) as a "
+                       "tested checkpoint, e.g. a pretrained teacher for distill")
+    p.add_argument("--weights", required=True, help="torch.save'd state dict (or a blockswap checkpoint)")
+    p.add_argument("--model", required=True, help="the network it holds, e.g. resnet34, every block Conv")
+    add_setting(p, "dataset")
+    add_setting(p, "data_dir")
+    add_setting(p, "test_subset")
+    p.add_argument("--batch-size", type=int_at_least(1), default=500, help="test batch size")
+    add_setting(p, "device")
+    add_setting(p, "threads")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="copied into the metrics' labels (repeatable), e.g. method=teacher")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint .pt to write")
+    p.add_argument("-o", "--output", help="metrics JSON (default: print)")
+    p.set_defaults(func=cmd_import_weights, outputs=("output", "checkpoint"))
 
     p = sub.add_parser("evaluate", help="top-1/top-5 test error of a checkpoint")
     p.add_argument("--checkpoint", required=True)

@@ -1,0 +1,172 @@
+"""Data-parallel training: `torchrun --nproc-per-node 2 -m blockswap train` on the CPU (gloo).
+
+What two processes must compute. Each rank trains its half of every global batch and DDP averages the
+gradients, so the gradient is that of the global batch's mean loss - except through BatchNorm: without SyncBN
+(which torch runs on GPUs only) each rank normalises its half by the half's own statistics, and the running
+statistics kept (and saved) are rank 0's. A plain single-process run with the same global batch therefore
+differs by much more than rounding (measured: 4.8e-2 after 4 steps), and comparing with it could only
+use a tolerance too loose to catch a wrong gradient. The reference here is that single process with the
+per-rank BatchNorm written out: the same seeded batches, split in halves, each half through the network
+alone, the loss the mean of the halves' means, and rank 0's running statistics kept. It can differ from the
+two-process run only in how float32 sums are taken (the gradient all-reduce: (g0 + g1) / 2 against
+g0 / 2 + g1 / 2), so the weights must agree to 1e-5, which leaves room for other sum orders (more processes,
+nccl's ring). Measured here: 0 - halving is exact in binary floating point, so with 2 processes the two sums
+are the same bits.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from blockswap import cli
+from blockswap import train as train_module
+from blockswap.checkpoint import load_model
+from blockswap.data import default_augment, iterate_batches, load_dataset
+from blockswap.engine import evaluate
+from blockswap.genotype import Genotype
+from blockswap.losses import Objective
+from blockswap.models import create_model
+from blockswap.recipe import TrainConfig, learning_rate
+from blockswap.train import train
+
+from conftest import require_fashion_mnist
+
+# 4 steps of 32 (16 a process); a test subset whose 99 examples do not split evenly between the ranks.
+SETTINGS = dict(dataset="fashion-mnist", subset=128, test_subset=99, epochs=1, batch_size=32, threads=1,
+                device="cpu", progress=False)
+TOLERANCE = 1e-5
+
+
+def _flags(config: dict) -> list[str]:
+    return [f"--{k.replace('_', '-')}={v}" for k, v in config.items() if k not in ("progress", "dataset")]
+
+
+def _per_rank_bn_reference(data_dir: str, ranks: int) -> dict:
+    """The weights `ranks` processes reach, computed in one process (see the module docstring)."""
+    config = TrainConfig(**SETTINGS, data_dir=data_dir)
+    train_set = load_dataset(config.dataset, data_dir, "train", config.subset, config.subset_seed)
+    genotype = Genotype.uniform("wrn-10-1", "Conv", in_channels=1, num_classes=10, image_size=28)
+    torch.manual_seed(config.seed)
+    model = create_model(genotype).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.effective_weight_decay)
+    objective = Objective.from_config(config)
+    steps = len(train_set) // config.batch_size
+    batches = iterate_batches(train_set, config.batch_size, train=True, seed=config.seed, epoch=0,
+                              augment=default_augment(train_set, True))
+    for step, (images, labels) in enumerate(batches):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, 0, step, steps)
+        optimizer.zero_grad()
+        for rank, (x, y) in enumerate(zip(images.chunk(ranks), labels.chunk(ranks))):
+            logits, points = model(x)
+            # Each half's backward before the next forward updates the running statistics it saved.
+            (objective(logits, points, y)[0] / ranks).backward()
+            if rank == 0:
+                kept = [b.clone() for b in model.buffers()]
+        with torch.no_grad():
+            for b, k in zip(model.buffers(), kept):
+                b.copy_(k)
+        optimizer.step()
+    return model.state_dict()
+
+
+def _torchrun(data_dir: str, out: Path, **settings) -> subprocess.CompletedProcess:
+    """`blockswap train` of wrn-10-1 in 2 processes (gloo), writing out/model.pt and out/metrics.json."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "blockswap", "train", "--model", "wrn-10-1", "--data-dir", data_dir,
+           *_flags({**SETTINGS, **settings}), "--quiet", "--checkpoint", str(out / "model.pt"),
+           "-o", str(out / "metrics.json")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
+
+
+def test_two_processes_train_the_global_batch(tmp_path):
+    data_dir = str(require_fashion_mnist())
+    out = tmp_path / "ddp"
+    proc = _torchrun(data_dir, out)
+    # One process wrote, once: the checkpoint and the metrics, no resume file left, one line per epoch.
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt"]
+    assert proc.stderr.count("epoch 1/1:") == 1 and proc.stderr.count("training wrn-10-1") == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["provenance"]["world_size"] == 2 and metrics["train_examples"] == 128
+    assert metrics["provenance"]["config"]["batch_size"] == 32  # the global batch, as the recipe says
+
+    ddp, ckpt = load_model(out / "model.pt")
+    weights = ddp.state_dict()
+    reference = _per_rank_bn_reference(data_dir, 2)
+    difference = _max_difference(weights, reference)
+    assert difference < TOLERANCE, difference
+    assert all(torch.equal(weights[k], reference[k]) for k in weights if not weights[k].is_floating_point())
+
+    # The test counts summed over the ranks' shares (50 + 49 images) are those of one process testing
+    # the saved network.
+    test_set = load_dataset("fashion-mnist", data_dir, "test", 99, 0)
+    alone = evaluate(ddp, test_set, 500, "cpu")
+    assert metrics["test_top1_error"] == alone["top1_error"] and metrics["test_top5_error"] == alone["top5_error"]
+    # The loss to float32 rounding: a convolution of 50 images need not round as one of 99 does.
+    assert abs(metrics["test_loss"] - alone["loss"]) < 1e-6 * alone["loss"]
+
+    # A plain single process with the same global batch is farther away: per-rank BatchNorm is real.
+    single = train(TrainConfig(**SETTINGS, data_dir=data_dir), "wrn-10-1", out_checkpoint=tmp_path / "one.pt")
+    assert single["provenance"]["world_size"] == 1
+    plain = _max_difference(weights, torch.load(tmp_path / "one.pt", weights_only=True)["state_dict"])
+    assert plain > 100 * TOLERANCE, plain
+    print(f"\nmax weight difference, 2 processes vs one with per-rank BatchNorm: {difference:.2e}; "
+          f"vs a plain single process: {plain:.2e}")
+
+
+def test_settings_two_processes_cannot_run_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """Under torchrun (its environment, set here without starting processes): a batch that does not split
+    evenly, and SyncBN on the CPU, each end in one line and exit status 2, with nothing written."""
+    data_dir = str(require_fashion_mnist())
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    args = ["train", "--model", "wrn-10-1", "--data-dir", data_dir, "--device", "cpu", "--quiet",
+            "--checkpoint", str(tmp_path / "m.pt")]
+    assert cli.main([*args, "--batch-size", "33"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "batch size 33 does not divide among 2 processes" in err
+    assert cli.main([*args, "--batch-size", "32", "--sync-bn", "true"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sync_bn needs CUDA" in err
+    assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_two_processes_resume_from_the_one_resume_file(tmp_path, monkeypatch):
+    """A run stopped mid-epoch (here a single process, SIGTERM after step 2 of epoch 2) is finished by two
+    processes that both load its resume file: the global batch, the schedule and the metrics so far carry on."""
+    data_dir = str(require_fashion_mnist())
+    real = train_module.learning_rate
+
+    def signalling(config, epoch, step=0, steps_per_epoch=1):
+        if (epoch, step) == (1, 1):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(config, epoch, step, steps_per_epoch)
+
+    monkeypatch.setattr(train_module, "learning_rate", signalling)
+    with pytest.raises(train_module.Preempted):
+        train(TrainConfig(**{**SETTINGS, "epochs": 2}, data_dir=data_dir), "wrn-10-1",
+              out_checkpoint=tmp_path / "model.pt")
+    state = torch.load(tmp_path / "model.pt.resume", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)
+
+    proc = _torchrun(data_dir, tmp_path, epochs=2)
+    assert proc.stderr.count("resuming from") == 1 and "epoch 2, step 2 of 4" in proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["provenance"]["world_size"] == 2 and metrics["provenance"]["resumes"] == 1
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    assert not (tmp_path / "model.pt.resume").exists()
