@@ -8,6 +8,7 @@ against the feasible range, each failure one BlockswapError naming the key and w
 
 from __future__ import annotations
 
+from . import plan_detection
 from .blocktypes import candidate_set, get_block
 from .datadirs import DATASET_SHAPES, locate_fashion_mnist
 from .errors import BlockswapError
@@ -83,11 +84,14 @@ def check_profile(config: dict) -> None:
     """Every cross-key check of a schema-validated profile; raises BlockswapError naming the key."""
     _check_names(config)
     _check_budgets(config)
+    plan_detection.check(config)
 
 
 def check_data(config: dict) -> None:
-    """The dataset's files can be found (Fashion-MNIST; the paper datasets are checked by their jobs)."""
-    if config["dataset"]["name"] == "fashion-mnist":
+    """The dataset's files can be found (Fashion-MNIST; the paper datasets are checked by their jobs), and
+    the detection stage's (the COCO files named, or Fashion-MNIST for the embedded set)."""
+    plan_detection.check_data(config)
+    if config["dataset"]["name"] == "fashion-mnist" and not config["detection"]["only"]:
         try:
             locate_fashion_mnist(config["dataset"]["data_dir"])
         except BlockswapError as e:
