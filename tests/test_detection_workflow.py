@@ -17,7 +17,6 @@ from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 from blockswap.report import REPORTS
 from blockswap.report.tables import fmt_scaled
-
 from test_plan import profile
 from test_workflow import ROOT, planned_jobs, snakemake, write_config
 
