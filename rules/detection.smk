@@ -149,11 +149,12 @@ rule detect_figure:
         data="--images {} --annotations {}".format(*detection_files("val")),
         images=DETECTION["figure_images"],
         threshold=DETECTION["score_threshold"],
+        top=DETECTION["figure_top"],
         single=f"{DETECTION['model']}-{DETECTION['single_block']}",
     shell:
         "blockswap detect show --model BlockSwap={input.blockswap_model} --model {params.single}={input.single_model}"
-        " {params.data} --count {params.images} --score-threshold {params.threshold} --threads 1"
-        " -o {output.figure} > {log} 2>&1"
+        " {params.data} --count {params.images} --score-threshold {params.threshold} --top {params.top}"
+        " --threads 1 -o {output.figure} > {log} 2>&1"
 
 
 rule report_detection:

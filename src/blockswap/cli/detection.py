@@ -88,20 +88,23 @@ def cmd_show(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = CocoDetection(args.images, args.annotations, train=False)
-    fig = detections_figure(args.model, data, args.count, args.score_threshold, resolve_device(args.device))
+    fig = detections_figure(args.model, data, args.count, args.score_threshold, args.top, resolve_device(args.device))
     emit({"written": [str(save_figure(fig, p)) for p in args.output]}, None)
 
 
 def add_show(dsub) -> None:
     q = dsub.add_parser("show", help="a figure of trained detectors' boxes and masks beside the ground truth",
                         description="Rows: the first --count images of the set; columns: the ground truth, then "
-                                    "each --model's detections scoring at least --score-threshold.")
+                                    "each --model's detections scoring at least --score-threshold (at most --top "
+                                    "per image).")
     q.add_argument("--model", type=_named_model, action="append", required=True, metavar="TITLE=CHECKPOINT",
                    help="a final `detect train` checkpoint and its column title (repeatable, in column order)")
     q.add_argument("--images", required=True, help="folder of the images")
     q.add_argument("--annotations", required=True, help="their COCO instances JSON (the ground truth drawn)")
     q.add_argument("--count", type=int_at_least(1), default=4, help="images shown (default 4)")
     q.add_argument("--score-threshold", type=float, default=0.5, help="draw detections scoring at least this")
+    q.add_argument("--top", type=int_at_least(1), default=10,
+                   help="…and at most this many per image, the highest-scoring (default 10)")
     q.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     q.add_argument("--threads", type=int_at_least(1), help="torch threads (default: torch's choice)")
     q.add_argument("-o", "--output", nargs="+", required=True, metavar="FILE",

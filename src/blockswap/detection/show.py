@@ -2,7 +2,9 @@
 
 Rows are the first `count` images of a COCO set in its order, columns the ground truth then each model.
 Masks are drawn translucent over the image, boxes as outlines with the category name (and the score for a
-prediction), one colour per category. A prediction is drawn when its score is at least `threshold`.
+prediction), one colour per category. A prediction is drawn when its score is at least `threshold` and it
+is among the image's `top` highest-scoring ones (an early detector scores everything low: a low threshold
+with a few shown says more than nothing drawn).
 Everything is computed in eval mode from the checkpoints, so the same inputs draw the same figure.
 """
 
@@ -34,7 +36,8 @@ def _draw(ax, image, boxes, masks, names, colours, scores=None) -> None:
     ax.set_yticks([])
 
 
-def detections_figure(models: list[tuple[str, str]], dataset, count: int, threshold: float, device="cpu"):
+def detections_figure(models: list[tuple[str, str]], dataset, count: int, threshold: float, top: int = 10,
+                      device="cpu"):
     """The figure (a matplotlib Figure) of `models` [(column title, checkpoint)] on `dataset` (CocoDetection)."""
     from matplotlib import colormaps
 
@@ -69,7 +72,8 @@ def detections_figure(models: list[tuple[str, str]], dataset, count: int, thresh
                 boxes, masks, labels, scores = target["boxes"], target["masks"].float(), target["labels"], None
             else:
                 out = items[r]
-                keep = out["scores"] >= cut
+                order = out["scores"].argsort(descending=True)[:top]
+                keep = order[out["scores"][order] >= cut]
                 boxes, labels, scores = out["boxes"][keep], out["labels"][keep], out["scores"][keep].tolist()
                 masks = out["masks"][keep][:, 0] if "masks" in out else torch.zeros((0, *image.shape[1:]))
             labels = labels.tolist()
