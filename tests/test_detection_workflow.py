@@ -152,3 +152,29 @@ def test_detection_report_refuses_classification_metrics(tmp_path, capsys):
     assert cli.main(["report", "detection", "--metrics", str(path), "--out-dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "expected the metrics of `blockswap detect train`" in err and err.count("\n") == 1
+
+
+# --- the detections figure -----------------------------------------------------------------------------
+def test_detect_show_draws_the_same_figure_twice(tmp_path, capsys):
+    from test_detection_models import CANVAS, _write_coco
+
+    train_json, val_json = _write_coco(tmp_path, 4, seed=0), _write_coco(tmp_path, 2, seed=1)
+    assert cli.main(["detect", "train", "--model", "resnet18", "--slim", str(CANVAS), "--epochs", "1",
+                     "--batch-size", "2", "--lr", "0.005", "--warmup-iters", "1", "--threads", "1", "--device", "cpu",
+                     "--quiet", "--train-images", str(tmp_path), "--train-annotations", str(train_json),
+                     "--val-images", str(tmp_path), "--val-annotations", str(val_json),
+                     "--checkpoint", str(tmp_path / "m.pt"), "-o", str(tmp_path / "m.json")]) == 0
+    show = ["detect", "show", "--model", f"A={tmp_path / 'm.pt'}", "--model", f"B (same)={tmp_path / 'm.pt'}",
+            "--images", str(tmp_path), "--annotations", str(val_json), "--count", "5", "--score-threshold", "0",
+            "--top", "3", "--threads", "1"]
+    for name in ("a", "b"):
+        assert cli.main(show + ["-o", str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}.pdf")]) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.pdf").read_bytes()[:4] == b"%PDF"
+    import matplotlib.image
+
+    height, width, _ = matplotlib.image.imread(tmp_path / "a.png").shape
+    assert width > height  # 2 images (of the 5 asked) in rows, 3 columns: ground truth, A, B
+    capsys.readouterr()
+    assert cli.main(show[:-2] + ["-o", str(tmp_path / "c.jpg")]) == 2
+    assert "use one of .png, .pdf, .svg" in capsys.readouterr().err
