@@ -12,6 +12,7 @@ include: "rules/teacher.smk"
 include: "rules/search.smk"
 include: "rules/students.smk"
 include: "rules/ablations.smk"
+include: "rules/detection.smk"
 include: "rules/report.smk"
 
 

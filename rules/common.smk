@@ -235,7 +235,13 @@ def claims_metrics(wildcards):
 
 
 def all_outputs():
-    outs = [f"{R}/tables/claims.md", f"{R}/tables/main.md", f"{R}/tables/main.csv"]
+    outs = []
+    # The detection stage (rules/detection.smk); detection.only: that stage alone (the coco profile).
+    if config["detection"]["enabled"]:
+        outs += [f"{R}/tables/detection.md", f"{R}/figures/detections.png"]
+        if config["detection"]["only"]:
+            return outs
+    outs += [f"{R}/tables/claims.md", f"{R}/tables/main.md", f"{R}/tables/main.csv"]
     if ABLATIONS["random_count"] and ABLATIONS["random_budgets"]:
         outs += [f"{R}/tables/proxy_correlation.md", f"{R}/tables/density.md"]
     if ABLATIONS["sample_budgets"]:

@@ -126,11 +126,15 @@ SAMPLES_CURVE: dict[int, dict[int, float]] = {400_000: {10: 4.85, 100: 4.54, 100
 # §4.3: the search itself.
 SEARCH = {"budget": 800_000, "samples": 1000, "minutes_at_most": 5, "gpu": "one Titan X Pascal"}
 
-# Table 4: COCO-2017 val box AP, Mask R-CNN with a 3M-param backbone (for the record; not matched).
+# Table 4: COCO-2017 val box AP, Mask R-CNN with a 3M-param backbone (%).
 TABLE4_COLUMNS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
 TABLE4 = {
     "ResNet34-G(N)": (22.3, 38.9, 23.0, 12.9, 22.9, 30.7),
     "BlockSwap": (23.4, 40.0, 24.7, 13.6, 24.2, 31.1),
+}
+# The detection report's rows by profile and method (the single-type DConv backbone is a "moonshine" run).
+DETECTION_ROWS: dict[str, dict[str, tuple[str, tuple[float, ...]]]] = {
+    "coco": {"moonshine": ("ResNet34-G(N)", TABLE4["ResNet34-G(N)"]), "blockswap": ("BlockSwap", TABLE4["BlockSwap"])},
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import plan_detection
 from .blocktypes import candidate_set, get_block
 from .datadirs import DATASET_SHAPES, locate_fashion_mnist
 from .errors import BlockswapError
@@ -88,17 +89,20 @@ def check_profile(config: dict) -> None:
     if config["teacher"].get("pretrained") and len(config["teacher"]["seeds"]) > 1:
         raise BlockswapError(f"teacher.pretrained: one weights file is one teacher, but teacher.seeds lists "
                              f"{len(config['teacher']['seeds'])}; give one seed")
+    plan_detection.check(config)
 
 
 def check_data(config: dict) -> None:
-    """The dataset's files can be found (Fashion-MNIST; the paper datasets are checked by their jobs), and the
-    pretrained teacher's weights file exists."""
+    """The dataset's files can be found (Fashion-MNIST; the paper datasets are checked by their jobs), the
+    pretrained teacher's weights file exists, and the detection stage's data (the COCO files named, or
+    Fashion-MNIST for the embedded set)."""
+    plan_detection.check_data(config)
     pretrained = config["teacher"].get("pretrained")
     if pretrained and not Path(pretrained).is_file():
         raise BlockswapError(f"teacher.pretrained: {pretrained} not found; on a machine with internet run python -c "
                              "\"import torch, torchvision; torch.save(torchvision.models.resnet34(weights="
                              f"'IMAGENET1K_V1').state_dict(), 'resnet34.pth')\" and copy the file to {pretrained}")
-    if config["dataset"]["name"] == "fashion-mnist":
+    if config["dataset"]["name"] == "fashion-mnist" and not config["detection"]["only"]:
         try:
             locate_fashion_mnist(config["dataset"]["data_dir"])
         except BlockswapError as e:

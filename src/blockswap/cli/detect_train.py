@@ -115,7 +115,7 @@ def _test_only(args, config, genotype, options: dict) -> dict:
 
 def cmd_detect_train(args) -> None:
     from ..detection.detectors import DetectorConfig
-    from ..detection.engine import FIELDS, DetectTrainConfig
+    from ..detection.settings import FIELDS, DetectTrainConfig
 
     config = DetectTrainConfig(**{name: getattr(args, name) for name in FIELDS if FIELDS[name].metadata["cli"]},
                                progress=not args.quiet)
@@ -130,7 +130,7 @@ def cmd_detect_train(args) -> None:
 def add_train_command(detect_subparsers) -> None:
     """Add `train` to the `detect` command group."""
     from ..detection.detectors import FIELDS as DETECTOR_FIELDS
-    from ..detection.engine import FIELDS as TRAIN_FIELDS
+    from ..detection.settings import FIELDS as TRAIN_FIELDS
 
     p = detect_subparsers.add_parser("train", help="train a detector around a genotype backbone (or --test-only)")
     which = p.add_mutually_exclusive_group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import BlockswapError
 from . import detect_score, detect_train
 from .args import emit, int_at_least
 
@@ -62,10 +63,60 @@ def add_make_set(dsub) -> None:
     q.set_defaults(func=cmd_make_set, output_dirs=("output",))
 
 
+# --- detect show -------------------------------------------------------------------------------------
+def _named_model(text: str) -> tuple[str, str]:
+    import argparse
+
+    title, sep, path = text.partition("=")
+    if not sep or not title or not path:
+        raise argparse.ArgumentTypeError(f"expected TITLE=CHECKPOINT, got {text!r}")
+    return title, path
+
+
+def cmd_show(args) -> None:
+    import torch
+
+    from ..detection.coco import CocoDetection
+    from ..detection.show import detections_figure
+    from ..engine import resolve_device
+    from ..report.figures import FIGURE_FORMATS, save_figure
+
+    bad = [p for p in args.output if p.rsplit(".", 1)[-1] not in FIGURE_FORMATS]
+    if bad:
+        raise BlockswapError(f"-o {bad[0]}: the suffix picks the format; use one of "
+                             f"{', '.join('.' + f for f in FIGURE_FORMATS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = CocoDetection(args.images, args.annotations, train=False)
+    fig = detections_figure(args.model, data, args.count, args.score_threshold, args.top, resolve_device(args.device))
+    emit({"written": [str(save_figure(fig, p)) for p in args.output]}, None)
+
+
+def add_show(dsub) -> None:
+    q = dsub.add_parser("show", help="a figure of trained detectors' boxes and masks beside the ground truth",
+                        description="Rows: the first --count images of the set; columns: the ground truth, then "
+                                    "each --model's detections scoring at least --score-threshold (at most --top "
+                                    "per image).")
+    q.add_argument("--model", type=_named_model, action="append", required=True, metavar="TITLE=CHECKPOINT",
+                   help="a final `detect train` checkpoint and its column title (repeatable, in column order)")
+    q.add_argument("--images", required=True, help="folder of the images")
+    q.add_argument("--annotations", required=True, help="their COCO instances JSON (the ground truth drawn)")
+    q.add_argument("--count", type=int_at_least(1), default=4, help="images shown (default 4)")
+    q.add_argument("--score-threshold", type=float, default=0.5, help="draw detections scoring at least this")
+    q.add_argument("--top", type=int_at_least(1), default=10,
+                   help="…and at most this many per image, the highest-scoring (default 10)")
+    q.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    q.add_argument("--threads", type=int_at_least(1), help="torch threads (default: torch's choice)")
+    q.add_argument("-o", "--output", nargs="+", required=True, metavar="FILE",
+                   help="the figure's files, format by suffix (.png, .pdf, .svg)")
+    q.set_defaults(func=cmd_show, outputs=("output",))
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("detect", help="object detection: COCO evaluation, the embedded detection set")
     dsub = p.add_subparsers(dest="detect_command", required=True, metavar="SUBCOMMAND")
     add_evaluate(dsub)
     add_make_set(dsub)
+    add_show(dsub)
     detect_train.add_train_command(dsub)
     detect_score.add_score_command(dsub)

@@ -7,6 +7,7 @@ and evaluation, the embedded detection set, detection training and Fisher throug
   embedded   the embedded detection set: Fashion-MNIST garments composed on canvases, written as COCO
   backbone   a ResNet genotype's layer1..layer4 with an FPN; the norm a setting
   detectors  Mask R-CNN, Faster R-CNN, RetinaNet, FCOS built around it (no downloads); `DetectorConfig`
+  settings   DetectTrainConfig, how a detector is trained (no torch: the CLI's options come from it)
   engine     train_one_epoch and evaluate
   train      the run loop: epoch checkpoints, exact resume, metrics with COCO AP
   fisher     Fisher potential through a detector's loss on a detection minibatch

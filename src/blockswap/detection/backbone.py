@@ -27,9 +27,8 @@ from ..checkpoint import describe, load_checkpoint, weights_sha256
 from ..errors import BlockswapError
 from ..genotype import Genotype
 from ..models import Network, PostActBlock, create_model
+from .detectors import NORMS, STAGES  # defined there without torch, for the CLI
 
-NORMS = ("bn", "syncbn", "gn", "frozen_bn")
-STAGES = ("layer1", "layer2", "layer3", "layer4")
 # The classifier's parameters: a classification checkpoint's weights other than these initialise the body.
 CLASSIFIER_PREFIXES = ("fc.",)
 

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from ..errors import BlockswapError
 from ..recipe import setting
 from ..registry import Registry
-from .backbone import NORMS, STAGES
 
+NORMS = ("bn", "syncbn", "gn", "frozen_bn")  # backbone norms (see `backbone`)
+STAGES = ("layer1", "layer2", "layer3", "layer4")  # a ResNet body's stages, strides 4, 8, 16, 32
 LEVELS = 5
 RCNN_ASPECT_RATIOS = (0.5, 1.0, 2.0)
 

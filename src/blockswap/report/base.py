@@ -22,7 +22,7 @@ from .figures import FIGURE_FORMATS, save_figure
 from .runs import load_runs
 from .tables import TABLE_FORMATS, Table
 
-PROFILES = (*paper.ROWS, "none")  # --paper: the profiles whose published numbers we know, or none
+PROFILES = (*paper.ROWS, *paper.DETECTION_ROWS, "none")  # --paper: profiles with published numbers, or none
 
 
 @dataclass
@@ -59,6 +59,7 @@ class ReportKind:
     table: str  # the table's default file stem
     figures: tuple[str, ...]  # figure names, "{option}" fields filled from the build options
     add_arguments: Callable = _no_arguments  # add_arguments(parser): the build options as CLI options
+    load: Callable = load_runs  # metrics files → what `build` takes (detection runs have their own)
 
     def options(self, given: dict) -> dict:
         """The build's keyword options picked from `given` (e.g. the parsed CLI arguments), by name."""
@@ -74,10 +75,11 @@ class ReportKind:
 REPORTS: Registry[ReportKind] = Registry("report")
 
 
-def register(name: str, *, help: str, table: str, figures: tuple[str, ...], add_arguments=_no_arguments):
+def register(name: str, *, help: str, table: str, figures: tuple[str, ...], add_arguments=_no_arguments,
+             load=load_runs):
     """Decorator: register `build(runs, profile, **options) -> Report` as the report `name`."""
     def wrap(build):
-        REPORTS.add(name, ReportKind(name, help, build, table, figures, add_arguments))
+        REPORTS.add(name, ReportKind(name, help, build, table, figures, add_arguments, load))
         return build
     return wrap
 
@@ -146,5 +148,5 @@ def plan_outputs(kind: ReportKind, options: dict, *, table=None, figures=(), out
 def run(name: str, metrics: list[str], profile: str | None, outputs: Outputs, **options) -> dict:
     """Build the report `name` from metrics files and write `outputs`; {"written": [...], "notes": [...]}."""
     kind = REPORTS.get(name)
-    report = kind.build(load_runs(metrics), check_profile(profile), **options)
+    report = kind.build(kind.load(metrics), check_profile(profile), **options)
     return {"written": report.write(outputs), "notes": report.notes}

@@ -6,8 +6,8 @@ Every comparison is a difference of test errors in points (negative = the claim'
 between runs taught by the same teachers: paired by seed (the student's seed, which is its teacher's when
 a profile trains one student per teacher) with a t-interval when three pairs or more exist; with fewer, each
 run varies by the noise floor; against the random nets (one teacher, many nets) and between sample counts,
-unpaired, with a bootstrap interval in which a lone run varies by the noise floor. The noise floor - the pooled std of one net
-trained with several seeds - is shown beside the effects.
+unpaired, with a bootstrap interval in which a lone run varies by the noise floor. The noise floor - the
+pooled std of one net trained with several seeds - is shown beside the effects.
 """
 
 from __future__ import annotations

@@ -1,0 +1,86 @@
+"""Detection training settings (`DetectTrainConfig`), without torch: the CLI builds its options from them.
+
+The recipe's defaults are torchvision's Mask R-CNN schedule; see `engine` for the learning rate they give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..errors import BlockswapError
+from ..recipe import SCHEDULES, setting
+
+# Settings that do not change what is computed: a resumed run may change them.
+RUN_ONLY = frozenset({"device", "threads", "progress"})
+
+
+@dataclass(frozen=True)
+class DetectTrainConfig:
+    """How a detector is trained; saved with its checkpoints and metrics."""
+    epochs: int = setting(26, "training epochs (torchvision's Mask R-CNN schedule: 26)")
+    batch_size: int = setting(16, "images per step (torchvision and the paper: 16, 2 on each of 8 GPUs)")
+    lr: float = setting(0.02, "peak SGD learning rate; scale it with the batch size (torchvision: 0.02 for 16 "
+                        "images; from scratch on the slim preset, 0.02 with 4 images diverges)")
+    momentum: float = setting(0.9, "SGD momentum")
+    weight_decay: float = setting(1e-4, "L2 weight decay of every parameter")
+    schedule: str = setting("step", "step (×gamma at milestones) or cosine (to 0 at the last epoch), per epoch",
+                            choices=SCHEDULES)
+    milestones: tuple[int, ...] = setting((16, 22), "epochs where the step schedule multiplies the lr by gamma",
+                                          "int_list")
+    gamma: float = setting(0.1, "step-schedule factor")
+    clip_grad_norm: float | None = setting(None, "clip the gradients' global ℓ2 norm to this before each step "
+                                           "(default: no clipping, as torchvision)", float)
+    warmup_iters: int = setting(1000, "linear warm-up steps at the start of the first epoch (0: none)")
+    warmup_factor: float = setting(0.001, "the warm-up starts at this fraction of the lr")
+    eval_every: int = setting(1, "evaluate on the validation set every N epochs (the last one always)")
+    eval_batch_size: int = setting(2, "images per evaluation step (padding to a batch can move AP slightly)")
+    workers: int = setting(0, "data-loading processes (0: load in the training process)")
+    seed: int = setting(0, "seed of the initialisation, batch order and augmentation")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    threads: int | None = setting(None, "torch threads (default: the CPUs this job may use)", int)
+    progress: bool = setting(True, "a progress bar per epoch", cli=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        self._validate()
+
+    def _validate(self):
+        def need(ok, msg):
+            if not ok:
+                raise BlockswapError(msg)
+        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+            need(getattr(self, name) >= 1, f"{name} must be ≥ 1, got {getattr(self, name)}")
+        need(self.warmup_iters >= 0 and self.workers >= 0 and self.seed >= 0,
+             "warmup_iters, workers and seed must be ≥ 0")
+        need(self.threads is None or self.threads >= 1, f"threads must be ≥ 1, got {self.threads}")
+        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_factor", "clip_grad_norm"):
+            value = getattr(self, name)
+            need(value is None or math.isfinite(value), f"{name} must be a finite number, got {value}")
+        need(self.lr > 0, f"lr must be a positive number, got {self.lr}")
+        need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
+        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        need(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),
+             f"milestones must be increasing positive epochs, got {list(self.milestones)}")
+        need(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
+        need(self.clip_grad_norm is None or self.clip_grad_norm > 0,
+             f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
+        need(0 < self.warmup_factor <= 1, f"warmup_factor must be in (0, 1], got {self.warmup_factor}")
+        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+             f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DetectTrainConfig:
+        unknown = sorted(set(d) - set(FIELDS))
+        if unknown:
+            raise BlockswapError(f"unknown detection training setting {unknown[0]!r}")
+        return cls(**d)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(DetectTrainConfig)}
