@@ -13,6 +13,7 @@ from blockswap.blocktypes import STRUCTURED_TYPES, candidate_set, get_block
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
+from blockswap.sampling import CostTable, sample_exact
 from blockswap.structured import ACDC, SepHashed, TensorTrain, Tucker, build_replacement, riffle
 from blockswap.substitutions import three_factors, tt_ranks, tucker_ranks
 
@@ -263,3 +264,16 @@ def test_mixed_network_trains_one_step_and_counts_both_ways():
     assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))  # every tensor learns
     state = net.state_dict()
     assert any(k.endswith("index") for k in state) and not any(k.endswith("dct") for k in state)
+
+
+# --- the mixed search: Fisher ranks cheap convs and structured layers together ----------------------
+def test_mixed_search_samples_structured_blocks_within_budget():
+    table = CostTable.build("wrn-16-2", "blockswap+structured")
+    budget = 200_000
+    genotypes = sample_exact(table, budget, 40, seed=0)
+    with_structured = [g for g in genotypes if set(g.blocks) & set(STRUCTURED_TYPES)]
+    assert len(with_structured) >= 10
+    for g in with_structured[:3]:
+        counts = counting.analytic(g)
+        assert budget * 0.975 < counts.params < budget * 1.025
+        assert counting.measured(create_model(g), g) == counts

@@ -16,6 +16,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def boolean(text: str) -> bool:
+    """An argparse type: true/false, yes/no, on/off or 1/0 in any case (`recipe_flags` writes True/False)."""
+    value = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def int_at_least(low: int):
     """An argparse type: an integer ≥ `low`."""
     def parse(text: str) -> int:

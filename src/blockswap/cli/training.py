@@ -11,9 +11,9 @@ import sys
 
 from ..errors import BlockswapError
 from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
-from .args import emit, int_at_least, number_list
+from .args import boolean, emit, int_at_least, number_list
 
-PARSERS = {"int_list": number_list(int), "float_list": number_list(float)}
+PARSERS = {"int_list": number_list(int), "float_list": number_list(float), "bool": boolean}
 
 
 def add_setting(p: argparse.ArgumentParser, name: str, default=None) -> None:
