@@ -8,10 +8,12 @@ min_version("9.0")
 
 
 include: "rules/common.smk"
+include: "rules/structured_common.smk"
 include: "rules/teacher.smk"
 include: "rules/search.smk"
 include: "rules/students.smk"
 include: "rules/ablations.smk"
+include: "rules/structured.smk"
 include: "rules/report.smk"
 
 
@@ -19,3 +21,4 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+        structured_outputs(),

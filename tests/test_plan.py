@@ -1,11 +1,13 @@
 """The workflow's domain decisions, made in the package: which baselines a budget gets, the proxies' batch,
 the seeds of the sample-count searches."""
 
+import pytest
 import yaml
 from snakemake.utils import validate
 
 from blockswap import plan
 from blockswap.counting import analytic
+from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 
 from conftest import ROOT
@@ -41,3 +43,15 @@ def test_proxies_score_on_the_students_batch_unless_told():
 def test_sample_count_searches_share_no_seed():
     seeds = {plan.sample_search_seed(n, s) for n in (10, 30, 100, 1000) for s in range(5)}
     assert len(seeds) == 20 and 0 not in seeds  # nor the main search's default seed
+
+
+def test_structured_students_are_checked_against_the_teacher():
+    plan.check_profile(profile("default", structured={"blocks": ["Sep", "TensorTrain_0.5", "ACDC_4"],
+                                                      "crs_off": ["ACDC_4"]}))
+    cases = [({"blocks": ["Generic_0.03"]}, "structured.blocks: .*'Generic_0.03' cannot be used at block 0"),
+             ({"blocks": ["DConv"]}, "structured.blocks: 'DConv' is not a structured substitution"),
+             ({"blocks": ["Sep"], "crs_off": ["ACDC_4"]}, "structured.crs_off: 'ACDC_4' is not in structured.blocks"),
+             ({"blocks": ["Sep"], "crs_off": ["Sep"], "crs_wd": False}, "structured.crs_wd is false already")]
+    for section, message in cases:
+        with pytest.raises(BlockswapError, match=message):
+            plan.check_profile(profile("default", structured=section))

@@ -10,7 +10,8 @@ FIGURE_FORMATS = ("png", "pdf", "svg")  # a figure's files, by suffix
 # One colour and marker per method, fixed so every figure agrees.
 STYLE = {"teacher": ("black", "*"), "scaled": ("tab:gray", "s"), "mbconv": ("tab:purple", "D"),
          "moonshine": ("tab:green", "^"), "blockswap": ("tab:red", "o"), "random": ("tab:blue", "."),
-         "samples": ("tab:orange", "v"), "unlabelled": ("tab:brown", "x")}
+         "samples": ("tab:orange", "v"), "structured": ("tab:cyan", "P"), "structured_scratch": ("tab:olive", "X"),
+         "structured_crs_off": ("tab:pink", "p"), "unlabelled": ("tab:brown", "x")}
 # Metadata without dates, so reruns give the same files.
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}}
 
