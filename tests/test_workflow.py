@@ -98,7 +98,7 @@ def test_wrn28_structured_profile_dag():
                     "select_top": 2, "distill_blockswap": 6, "distill_moonshine": 6, "report_results": 1,
                     "report_claims": 1, "report_structured": 1, "all": 1}
     out = snakemake("-n", "-p", "--configfile", ROOT / "workflow/config/wrn28.yaml")
-    commands = [line for line in out.stdout.splitlines() if "--block TensorTrain_0.23 " in line]
+    commands = [line for line in out.stdout.splitlines() if "--block TensorTrain_0.24 " in line]
     assert sum("--crs-wd True " in c and "--at-beta 1000 " in c and "method=structured " in c for c in commands) == 3
     assert sum("--crs-wd False " in c and "method=structured_crs_off " in c for c in commands) == 3
     assert sum("blockswap train " in c and "method=structured_scratch " in c for c in commands) == 3

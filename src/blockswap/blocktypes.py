@@ -183,8 +183,8 @@ BLOCK_TYPES.add_pattern(rf"({'|'.join(FRACTION_FAMILIES + COUNT_FAMILIES)})_(.*)
 
 # --- candidate sets ----------------------------------------------------------------------------
 # The 23 types of the BlockSwap code, the paper's 21-type list (which swaps G{8,4,2}B4 for DConvB2),
-# Moonshine's single-blocktype set, a fixed list of structured substitutions (the hyperparameters the
-# deficient-efficient paper trained, spanning its figure's sizes), and everything registered one by one.
+# Moonshine's single-blocktype set, a fixed list of structured substitutions (spec §8's example settings, one
+# or two per family; on WRN-28-10 they span 0.44M-4.4M params), and everything registered one by one.
 # Named sets join with '+': 'blockswap+structured' is the mixed search.
 BLOCKSWAP_TYPES = (
     ["Conv"] + [f"DConvA{g}" for g in (2, 4, 8, 16)] + [f"DConvG{s}" for s in (16, 8, 4, 2)] + ["DConv"]
