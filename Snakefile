@@ -8,11 +8,13 @@ min_version("9.0")
 
 
 include: "rules/common.smk"
+include: "rules/structured_common.smk"
 include: "rules/teacher.smk"
 include: "rules/search.smk"
 include: "rules/students.smk"
 include: "rules/ablations.smk"
 include: "rules/detection.smk"
+include: "rules/structured.smk"
 include: "rules/report.smk"
 
 
@@ -20,3 +22,4 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+        structured_outputs(),

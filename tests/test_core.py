@@ -7,8 +7,8 @@ import pytest
 
 from blockswap.errors import BlockswapError
 
-CORE = ["registry", "errors", "files", "recipe", "blocktypes", "arch", "genotype", "counting", "sampling", "scores",
-        "datadirs", "plan", "paper"]
+CORE = ["registry", "errors", "files", "recipe", "substitutions", "blocktypes", "arch", "genotype", "counting",
+        "sampling", "scores", "datadirs", "plan", "paper"]
 
 
 def test_the_core_imports_no_torch():

@@ -55,7 +55,7 @@ def _per_rank_bn_reference(data_dir: str, ranks: int) -> dict:
     torch.manual_seed(config.seed)
     model = create_model(genotype).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.effective_weight_decay)
+                                weight_decay=config.weight_decay)
     objective = Objective.from_config(config)
     steps = len(train_set) // config.batch_size
     batches = iterate_batches(train_set, config.batch_size, train=True, seed=config.seed, epoch=0,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from blockswap.arch import get_architecture, model_names
-from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, PAPER_TYPES, candidate_set, get_block
+from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, PAPER_TYPES, STRUCTURED_TYPES, candidate_set, get_block
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype, import_legacy_csv, load
 from blockswap.models import create_model
@@ -49,7 +49,7 @@ def test_wrn_init_follows_the_paper():
     assert torch.all(net.fc.bias == 0)
 
 
-@pytest.mark.parametrize("name", list(BLOCK_TYPES))
+@pytest.mark.parametrize("name", list(dict.fromkeys(list(BLOCK_TYPES) + STRUCTURED_TYPES)))
 def test_every_block_type_builds_with_right_output(name):
     """Walk the block registry: each type maps (N, i, H, W) to (N, o, H/stride, W/stride)."""
     btype = get_block(name)

@@ -55,3 +55,15 @@ def test_a_missing_pretrained_teacher_is_named_before_any_job(tmp_path, monkeypa
     (tmp_path / "data/pretrained").mkdir(parents=True)
     (tmp_path / "data/pretrained/resnet34.pth").write_bytes(b"")
     plan.check_data(config)  # the file itself is checked by the import job
+
+
+def test_structured_students_are_checked_against_the_teacher():
+    plan.check_profile(profile("default", structured={"blocks": ["Sep", "TensorTrain_0.5", "ACDC_4"],
+                                                      "crs_off": ["ACDC_4"]}))
+    cases = [({"blocks": ["Generic_0.03"]}, "structured.blocks: .*'Generic_0.03' cannot be used at block 0"),
+             ({"blocks": ["DConv"]}, "structured.blocks: 'DConv' is not a structured substitution"),
+             ({"blocks": ["Sep"], "crs_off": ["ACDC_4"]}, "structured.crs_off: 'ACDC_4' is not in structured.blocks"),
+             ({"blocks": ["Sep"], "crs_off": ["Sep"], "crs_wd": False}, "structured.crs_wd is false already")]
+    for section, message in cases:
+        with pytest.raises(BlockswapError, match=message):
+            plan.check_profile(profile("default", structured=section))

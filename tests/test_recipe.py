@@ -44,7 +44,8 @@ def test_every_cli_setting_has_an_option_with_help():
 
 def test_recipe_flags_round_trip_through_the_cli():
     recipe = {"epochs": 7, "batch_size": 32, "lr": 0.05, "schedule": "step", "milestones": [2, 5], "gamma": 0.1,
-              "cutout": None, "subset": 4000, "test_subset": None, "lr_unit": "iteration", "weight_decay": 1e-4}
+              "cutout": None, "subset": 4000, "test_subset": None, "lr_unit": "iteration", "weight_decay": 1e-4,
+              "crs_wd": True}
     flags = recipe_flags(recipe)
     assert "--cutout" not in flags and "--test-subset" not in flags  # null: the command's default
     assert "--milestones 2,5" in flags

@@ -162,6 +162,24 @@ def test_results_imagenet_uses_macs_and_table3(tmp_path):
     assert rep.figures["pareto_ops"].axes[0].get_xlabel().startswith("MACs")
 
 
+def test_structured_students_beside_the_deficient_efficient_figure(tmp_path):
+    """Spec §8's figure readings pair with structured students of the same family within ±2.5 % params."""
+    assert paper.lookup("wrn28", "structured", block="TensorTrain_0.72", budget=2_404_086).error == 3.60
+    assert paper.lookup("wrn28", "structured", block="TensorTrain_0.24", budget=601_360).error == 4.96
+    assert paper.lookup("wrn28", "structured", block="TensorTrain_0.23", budget=584_032) is None  # 2.7 % off
+    assert paper.lookup("wrn28", "structured", block="Tucker_0.8", budget=2_400_000) is None
+    paths = [write_run(tmp_path / f"tt{s}.json", "structured", 4.0 + s / 10, 1_109_499, 700_000_000, "S",
+                       model="wrn-28-10", block="TensorTrain_0.43", teacher_seed=s) for s in range(3)]
+    paths.append(write_run(tmp_path / "acdc.json", "structured_scratch", 6.0, 591_338, 700_000_000, "A",
+                           model="wrn-28-10", block="ACDC_13", seed=0))
+    rep = results.build(load_runs(paths), "wrn28")
+    df = rep.frame.set_index("block")
+    assert df.loc["TensorTrain_0.43", "paper_error"] == 4.04 and df.loc["TensorTrain_0.43", "n"] == 3
+    assert df.loc["TensorTrain_0.43", "error_mean"] == pytest.approx(4.1)
+    assert math.isnan(df.loc["ACDC_13", "paper_error"])  # the figure's ACDC point has a teacher
+    assert "Structured substitution" in rep.table.markdown()
+
+
 # ------------------------------------------------------------------------------------ correlation
 def write_scores(path, ids, columns: dict):
     with open(path, "w", newline="") as fh:

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blockswap import cli
+from blockswap import cli, counting
 from blockswap import train as train_module
 from blockswap.checkpoint import load_model
 from blockswap.datadirs import locate_fashion_mnist
@@ -188,12 +188,13 @@ def test_step_schedule_values():
     assert learning_rate(imagenet, 95) == pytest.approx(1e-4)
 
 
-def test_config_validation_and_crs():
+def test_config_validation():
     with pytest.raises(BlockswapError, match="milestones"):
         TrainConfig(milestones=(120, 60))
     with pytest.raises(BlockswapError, match="kd_alpha"):
         TrainConfig(kd_alpha=1.5)
-    assert TrainConfig(weight_decay=5e-4, crs_ratio=0.1).effective_weight_decay == pytest.approx(5e-5)
+    with pytest.raises(BlockswapError, match="crs_wd must be true or false"):
+        TrainConfig(crs_wd="yes")
     c = TrainConfig(at_beta=750)
     assert c.at_beta == (750.0,) and TrainConfig.from_dict(c.to_dict()) == c
 
@@ -320,6 +321,29 @@ def test_bad_checkpoints_and_genotypes_are_refused(data_dir, reference, tmp_path
     err = capsys.readouterr().err
     assert "shaped for another dataset than fashion-mnist: in_channels 3 (dataset: 1)" in err
     assert "--in-channels 1 --image-size 28" in err
+
+
+def test_crs_wd_decays_the_compressed_tensors_by_the_ratio(data_dir, tmp_path):
+    """CRS-wd (spec §8): the structured 1×1s' factors form their own group, decayed by params/full params."""
+    assert cli.main(_args(data_dir, tmp_path, "--block", "Generic_0.1", "--crs-wd", "true", "--epochs", "1")) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    g = Genotype.from_dict(metrics["genotype"])
+    ratio = counting.analytic(g).params / counting.analytic(Genotype.uniform("wrn-10-1", "Conv", in_channels=1,
+                                                                               image_size=28)).params
+    assert metrics["crs_ratio"] == pytest.approx(ratio) and 0 < ratio < 1
+    factors = 0  # Generic_0.1: N→r→M with r = int(0.1·max(N, M)), in each block's two convs
+    for s in g.architecture.slots(28):
+        for n in (s.cin, s.cout):
+            r = int(0.1 * max(n, s.cout))
+            factors += n * r + r * s.cout
+    compressed, other = metrics["weight_decay_groups"]
+    assert compressed == {"name": "compressed", "tensors": 12, "params": factors,
+                          "weight_decay": pytest.approx(5e-4 * ratio)}
+    assert other["name"] == "other" and other["weight_decay"] == 5e-4
+    assert compressed["params"] + other["params"] == metrics["params"]
+    assert metrics["provenance"]["config"]["crs_wd"] is True
+    plain = train_module.weight_decay_groups(create_model(g), g, TrainConfig())
+    assert [(x["name"], x["weight_decay"]) for x in plain] == [("all", 5e-4)]
 
 
 def test_distillation_with_at_and_kd(data_dir, reference, tmp_path):

@@ -90,15 +90,31 @@ def test_moonshine_profile_dag():
                     "all": 1}
 
 
+def test_wrn28_structured_profile_dag():
+    jobs = planned_jobs("--configfile", ROOT / "workflow/config/wrn28.yaml")
+    # 3 WRN-28-10 teachers; 16 substitutions distilled from each and trained without a teacher once per seed,
+    # 3 of them again with CRS-wd off; BlockSwap searches at 1.4M/2.4M with one Moonshine student each.
+    assert jobs == {"train_teacher": 3, "distill_structured": 48, "train_structured_scratch": 48,
+                    "distill_structured_crs_off": 9, "sample_candidates": 2, "score_candidates": 2,
+                    "select_top": 2, "distill_blockswap": 6, "distill_moonshine": 6, "report_results": 1,
+                    "report_claims": 1, "report_structured": 1, "all": 1}
+    out = snakemake("-n", "-p", "--configfile", ROOT / "workflow/config/wrn28.yaml")
+    commands = [line for line in out.stdout.splitlines() if "--block TensorTrain_0.24 " in line]
+    assert sum("--crs-wd True " in c and "--at-beta 1000 " in c and "method=structured " in c for c in commands) == 3
+    assert sum("--crs-wd False " in c and "method=structured_crs_off " in c for c in commands) == 3
+    assert sum("blockswap train " in c and "method=structured_scratch " in c for c in commands) == 3
+
+
 def test_default_profile_dag(tmp_path):
-    """One teacher and one budget: 14 random nets, the pick with 3 seeds and its no-teacher control with the
+    """One teacher and one budget: 12 random nets, the pick with 3 seeds and its no-teacher control with the
     same 3, the closest single types under and over the budget, WRN-10-1 and the closest type without a
-    teacher. (The detection stage's jobs: tests/test_detection_workflow.py.)"""
+    teacher, and one structured substitution (TensorTrain_0.5) distilled. (The detection stage's jobs: tests/test_detection_workflow.py.)"""
     jobs = {rule: n for rule, n in planned_jobs(workdir=tmp_path).items() if "detect" not in rule}
     assert jobs == {"train_teacher": 1, "sample_candidates": 1, "score_candidates": 1, "select_top": 1,
                     "distill_blockswap": 1, "distill_blockswap_repeat": 2, "train_blockswap_scratch": 3,
                     "distill_moonshine": 2, "train_moonshine_scratch": 1, "distill_scaled": 1,
-                    "sample_random_nets": 1, "distill_random_net": 14, "score_random_nets": 2,
+                    "sample_random_nets": 1, "distill_random_net": 12, "score_random_nets": 2,
+                    "distill_structured": 1, "report_structured": 1,
                     "report_results": 1, "report_correlation": 1, "report_density": 1, "report_claims": 1,
                     "all": 1}
 
@@ -134,6 +150,7 @@ def test_proxies_score_on_the_students_training_batch(tmp_path):
     ({"device": "tpu"}, "tpu"),
     ({"ablations.sample_budgets": [30000]}, "sample_budgets: 30000 is not one of search.budgets"),
     ({"teacher.pretrained": "w.pth", "teacher.seeds": [0, 1]}, "teacher.pretrained: one weights file is one teacher"),
+    ({"structured.blocks": ["Generic_2"]}, "structured.blocks: block type 'Generic_2': s must be a number in"),
 ])
 def test_config_mistakes_are_named(tmp_path, overrides, message):
     out = snakemake("-n", "--configfile", write_config(tmp_path / "bad.yaml", **overrides), workdir=tmp_path)
@@ -184,10 +201,15 @@ def test_end_to_end_outputs(finished_run):
 
     main = (r / "tables/main.csv").read_text().splitlines()
     assert len(main) == 4  # header + teacher, BlockSwap and the Moonshine student
-    for name in ("claims", "main", "proxy_correlation", "density", "samples"):
+    structured = json.loads((r / "students/structured/TensorTrain_0.5/teacher0/metrics.json").read_text())
+    assert structured["genotype"]["blocks"] == ["TensorTrain_0.5"] * 3 and structured["crs_ratio"] < 1
+    assert structured["weight_decay_groups"][0]["name"] == "compressed"
+    rows = (r / "tables/structured.csv").read_text().splitlines()
+    assert len(rows) == 5 and sum(",TensorTrain_0.5," in row for row in rows) == 1  # + teacher, BlockSwap, Moonshine
+    for name in ("claims", "main", "proxy_correlation", "density", "samples", "structured"):
         for ext in ("csv", "md", "tex"):
             assert (r / f"tables/{name}.{ext}").stat().st_size > 0
-    for fig in ("pareto_params", "pareto_ops", "fisher_vs_error", "density", "samples"):
+    for fig in ("pareto_params", "pareto_ops", "fisher_vs_error", "density", "samples", "structured_pareto_params"):
         assert (r / f"figures/{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (r / f"figures/{fig}.pdf").read_bytes()[:4] == b"%PDF"
     errors = [float(v) for line in main[1:] for v in re.findall(r",(\d+\.\d+),", line)]
@@ -206,7 +228,8 @@ def test_incremental_reruns_touch_only_what_changed(finished_run, tmp_path):
                                            "all": 1}),
         # a second teacher seed: its teacher and its students; ablations stay on the first teacher
         "teacher.seeds": ([0, 1], {"train_teacher": 1, "distill_blockswap": 1, "distill_moonshine": 1,
-                                   "report_results": 1, "report_claims": 1, "all": 1}),
+                                   "distill_structured": 1, "report_results": 1, "report_claims": 1,
+                                   "report_structured": 1, "all": 1}),
         # one more ablation (c) point: an independent search, pick and student per search seed (2)
         "ablations.sample_counts": ([3, 5], {"sample_n_candidates": 2, "score_n_candidates": 2,
                                              "select_n_top": 2, "distill_sample_count": 2, "report_samples": 1,

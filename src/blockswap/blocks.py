@@ -2,6 +2,7 @@
 
 The types themselves (kinds, counts, validity) are data in `blocktypes`; this module only builds them.
 A per-conv type's module replaces one 3×3 conv; a per-block type's module is the whole residual branch.
+Structured substitutions (per-conv) are built by `structured`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def build_module(btype: BlockType, cin: int, cout: int, stride: int) -> nn.Modul
     if reason:
         raise BlockswapError(f"block type {btype.name!r} is invalid here: {reason}")
     k, d = btype.kernel, btype.dilation
+    if btype.substitution:
+        from .structured import build_substitution
+
+        return build_substitution(btype.substitution, cin, cout, stride, k)
     pad = d * (k - 1) // 2  # keeps 'same' size: 1 for 3×3, 1 for the dilated 2×2
     if btype.expansion:
         h = btype.expansion * cin

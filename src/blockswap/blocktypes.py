@@ -5,7 +5,9 @@ Two kinds (spec §3):
 - "block": one module replaces the whole residual branch (both convs and the middle BN).
 
 Every type is one entry of a parametrised family: a grouped/separable conv whose group count is a
-function of the width, or a bottleneck with a reduction factor and such a grouped 3×3 in its middle.
+function of the width, a bottleneck with a reduction factor and such a grouped 3×3 in its middle, or a
+structured substitution (spec §8, per-conv: depthwise 3×3 → structured 1×1, `substitutions`) whose name
+carries its hyperparameter (`Generic_0.03`, `ACDC_12`: a registry pattern, parsed and validated on lookup).
 Each entry knows its analytic params and Ops for a given (in, out, stride, input size); `blocks`
 builds its module (`BlockType.build`) and `counting` checks the counts against the built modules.
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 from .errors import BlockswapError
 from .registry import Registry, unknown_name_message
+from .substitutions import COUNT_FAMILIES, FRACTION_FAMILIES, Substitution, parse
 
 PER_CONV = "conv"
 PER_BLOCK = "block"
@@ -44,10 +47,13 @@ class BlockType:
     dilation: int = 1
     separable: bool = False  # per-conv: grouped 3×3 i→i, BN-ReLU, then 1×1 i→o
     expansion: int = 0  # MBConv: hidden = expansion·in
+    substitution: Substitution | None = None  # structured: depthwise k×k → this replacement of the 1×1
 
     # --- validity -------------------------------------------------------------------------------
     def invalid_reason(self, cin: int, cout: int) -> str | None:
         """Why this type cannot be built for (cin → cout), or None if it can."""
+        if self.substitution:
+            return self.substitution.invalid_reason(cin, cout)
         if self.kind == PER_BLOCK and self.expansion == 0:
             if cout % self.reduction:
                 return f"{cout} output channels are not divisible by the bottleneck factor {self.reduction}"
@@ -68,6 +74,8 @@ class BlockType:
     def params(self, cin: int, cout: int) -> int:
         """Parameters of the module (not the block's input BN, middle BN or shortcut)."""
         k2 = self.kernel * self.kernel
+        if self.substitution:
+            return k2 * cin + self.substitution.params(cin, cout, self.kernel)
         if self.expansion:
             h = self.expansion * cin
             return cin * h + 2 * h + k2 * h + 2 * h + h * cout + 2 * cout
@@ -82,6 +90,8 @@ class BlockType:
         """Conv multiply-adds of the module for one square input of side `size`."""
         k2 = self.kernel * self.kernel
         hw_in, hw_out = size * size, out_size(size, stride) ** 2
+        if self.substitution:
+            return (k2 * cin + self.substitution.macs(cin, cout, self.kernel)) * hw_out
         if self.expansion:
             h = self.expansion * cin
             return cin * h * hw_in + k2 * h * hw_out + h * cout * hw_out
@@ -156,10 +166,26 @@ for _b, _ss in ((2, (16, 8, 4, 2)), (4, (16, 8, 4, 2))):
 register_block(BlockType("MBConv6", PER_BLOCK, "inverted", "inverted residual, expansion 6 (MobileNetV2)",
                          _absolute(1), expansion=6))
 
+register_block(BlockType("Sep", PER_CONV, "structured", "depthwise 3×3 → dense 1×1, nothing between",
+                         _depthwise, substitution=Substitution("Sep")))
+
+
+def _structured(match) -> BlockType:
+    name, family, text = match.group(0), match.group(1), match.group(2)
+    return BlockType(name, PER_CONV, "structured", f"depthwise 3×3 → {family} 1×1", _depthwise,
+                     substitution=parse(name, family, text))
+
+
+BLOCK_TYPES.add_pattern(rf"({'|'.join(FRACTION_FAMILIES + COUNT_FAMILIES)})_(.*)", _structured, "Generic_0.03",
+                        "Structured types carry their hyperparameter: Generic_s, SepHashed_s, TensorTrain_s, "
+                        "Tucker_s (s in (0, 1]), Shuffle_g, ACDC_L.")
+
 
 # --- candidate sets ----------------------------------------------------------------------------
 # The 23 types of the BlockSwap code, the paper's 21-type list (which swaps G{8,4,2}B4 for DConvB2),
-# Moonshine's single-blocktype set, and everything registered.
+# Moonshine's single-blocktype set, a fixed list of structured substitutions (spec §8's example settings, one
+# or two per family; on WRN-28-10 they span 0.44M-4.4M params), and everything registered one by one.
+# Named sets join with '+': 'blockswap+structured' is the mixed search.
 BLOCKSWAP_TYPES = (
     ["Conv"] + [f"DConvA{g}" for g in (2, 4, 8, 16)] + [f"DConvG{s}" for s in (16, 8, 4, 2)] + ["DConv"]
     + ["ConvB2", "ConvB4"] + [f"G{s}B2" for s in (16, 8, 4, 2)] + [f"A{g}B2" for g in (2, 4, 8, 16)]
@@ -169,29 +195,35 @@ MOONSHINE_TYPES = (["Conv", "Conv2x2", "DConv"] + [f"DConvA{g}" for g in (2, 4, 
                    + [f"DConvG{s}" for s in (16, 8, 4, 2)] + [f"ConvB{b}" for b in (2, 4, 8, 16)]
                    + [f"DConvB{b}" for b in (2, 4, 8, 16)] + [f"A{g}B2" for g in (2, 4, 8, 16)]
                    + [f"G{s}B2" for s in (16, 8, 4, 2)] + [f"G{s}B4" for s in (16, 8, 4, 2)])
+STRUCTURED_TYPES = ["Sep", "Generic_0.03", "Generic_0.1", "TensorTrain_0.23", "Tucker_0.21", "SepHashed_0.05",
+                    "ACDC_12", "Shuffle_4"]
 
 CANDIDATE_SETS: dict[str, list[str]] = {
     "blockswap": BLOCKSWAP_TYPES,
     "paper": PAPER_TYPES,
     "moonshine": MOONSHINE_TYPES,
+    "structured": STRUCTURED_TYPES,
 }
 
 
 def candidate_set(name_or_names: str | list[str]) -> list[str]:
-    """A named set ('blockswap', 'paper', 'moonshine', 'all') or a comma-separated/explicit list."""
+    """A named set ('blockswap', 'paper', 'moonshine', 'structured', 'all'), named sets joined by '+'
+    ('blockswap+structured'), or a comma-separated/explicit list of types."""
     if isinstance(name_or_names, str):
         if name_or_names == "all":
             return list(BLOCK_TYPES)
-        if name_or_names in CANDIDATE_SETS:
-            return list(CANDIDATE_SETS[name_or_names])
+        sets = name_or_names.split("+")
+        if all(s in CANDIDATE_SETS for s in sets):
+            return list(dict.fromkeys(n for s in sets for n in CANDIDATE_SETS[s]))
         names = [n.strip() for n in name_or_names.split(",") if n.strip()]
     else:
         names = list(name_or_names)
-    if len(names) == 1 and names[0] not in BLOCK_TYPES:
+    if len(names) == 1 and not BLOCK_TYPES.knows(names[0]):
         raise BlockswapError(unknown_name_message(
-            "candidate set or block type", names[0], list(CANDIDATE_SETS) + ["all"] + list(BLOCK_TYPES)))
+            "candidate set or block type", names[0], list(CANDIDATE_SETS) + ["all"] + BLOCK_TYPES.names()))
     for n in names:
         get_block(n)
     if not names:
-        raise BlockswapError("the candidate set is empty: name a set (blockswap, paper, moonshine, all) or types")
+        raise BlockswapError("the candidate set is empty: name a set (blockswap, paper, moonshine, structured, all) "
+                             "or types")
     return names

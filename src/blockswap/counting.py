@@ -13,11 +13,14 @@ Table 2's Ops exactly; counting the pool's input (8,192 per image on WRN-40-2) w
 the 289.2K genotype (paper 65.9M) and 231.8M for MBConv6 (paper 231.7M).
 MACs = conv + linear multiply-adds only (the ImageNet tables' convention).
 The two ways must agree exactly; the tests check it for every block type at every position.
+Structured substitutions (spec §8) count what their modules compute (`substitutions`: a dense weight
+materialised once per forward pass costs NM per position); `published_macs` counts ACDC as the original did.
+Spec §8's WRN-28-10 figures (5.246e9 full, 6.297e8 Sep) are Ops in this sense; plain MACs are 5.243e9/6.274e8.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .arch import get_architecture
 from .blocktypes import get_block
@@ -45,6 +48,24 @@ def analytic(g: Genotype) -> Counts:
     ops = fixed_ops + sum(arch.block_ops(s, t) for s, t in zip(slots, types))
     macs = fixed_macs + sum(arch.block_macs(s, t) for s, t in zip(slots, types))
     return Counts(params, ops, macs)
+
+
+def compression_ratio(g: Genotype) -> float:
+    """CRS-wd's ratio (spec §8): params of `g` / params of the same network with every block `Conv`."""
+    return analytic(g).params / analytic(replace(g, blocks=("Conv",) * len(g.blocks))).params
+
+
+def published_macs(g: Genotype) -> float:
+    """MACs with structured 1×1s counted as the original did (ACDC: 4N' + 5N'·log2 N' per layer and position)."""
+    arch, macs = g.architecture, analytic(g).macs
+    for slot, name in zip(arch.slots(g.image_size), g.blocks):
+        btype = get_block(name)
+        if btype.substitution:  # both convs of the block are substituted; both write the block's output size
+            for n in (slot.cin, slot.cout):
+                extra = (btype.substitution.published_macs(n, slot.cout, btype.kernel)
+                         - btype.substitution.macs(n, slot.cout, btype.kernel))
+                macs += extra * slot.out_size ** 2
+    return macs
 
 
 def slot_costs(g_model: str, types: list[str], image_size: int, in_channels: int, num_classes: int,

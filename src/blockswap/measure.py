@@ -2,7 +2,8 @@
 
 Same conventions as `counting` (spec §4), where the rule is stated: Ops = conv + linear multiply-adds +
 linear bias adds + the element count entering every `nn.ReLU` (the skeleton's; a cheap module's
-`blocks.InnerReLU` is not one), for one image.
+`blocks.InnerReLU` is not one), for one image. A structured replacement's own weights (factors, or a dense
+weight it materialises) are applied through `structured.Pointwise`, counted like a 1×1 conv.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from torch import nn
 
 from .counting import Counts
 from .genotype import Genotype
+from .structured import Pointwise
 
 
 def measured(model: nn.Module, g: Genotype) -> Counts:
@@ -31,6 +33,9 @@ def measure(module: nn.Module, input_shape: tuple[int, ...]) -> Counts:
         kernel = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
         totals["macs"] += out[0].numel() * kernel
 
+    def on_pointwise(m: Pointwise, inp, out):
+        totals["macs"] += out[0].numel() * inp[1].shape[1]
+
     def on_linear(m: nn.Linear, inp, out):
         totals["macs"] += m.in_features * m.out_features
         totals["other"] += m.out_features if m.bias is not None else 0
@@ -38,7 +43,7 @@ def measure(module: nn.Module, input_shape: tuple[int, ...]) -> Counts:
     def on_relu(m, inp, out):
         totals["other"] += inp[0][0].numel()
 
-    hooks = {nn.Conv2d: on_conv, nn.Linear: on_linear, nn.ReLU: on_relu}
+    hooks = {nn.Conv2d: on_conv, Pointwise: on_pointwise, nn.Linear: on_linear, nn.ReLU: on_relu}
     handles = [m.register_forward_hook(hooks[type(m)]) for m in module.modules() if type(m) in hooks]
     was_training = module.training
     try:

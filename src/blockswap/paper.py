@@ -4,14 +4,19 @@ Source: J. Turner, E. J. Crowley, M. O'Boyle, A. Storkey, G. Gray, "BlockSwap: F
 Substitution for Network Compression on a Budget", ICLR 2020 (arXiv 1906.04113). Errors are in percent,
 params/Ops/MACs are plain counts (the paper prints them in K/M/G, rounded to the digits kept here).
 
+The `wrn28` profile's rows are spec §8's readings of the deficient-efficient paper's figure (Gray, Crowley,
+Storkey, arXiv 1906.00859): WRN-28-10 students with AT on CIFAR-10, one family each, at the size read off.
+
 Lookup rules (`lookup`): a paper row answers a run group of the same profile and method when every key
-the row sets agrees — `model` (case- and '_'/'-'-insensitive), `block`, and `budget` within ±2.5 %
-(the sampler's own tolerance; the nearest row wins). A key the row leaves unset matches anything.
+the row sets agrees — `model` (case- and '_'/'-'-insensitive), `block` (a name, or a glob such as
+`TensorTrain_*` for a family), and `budget` within ±2.5 % (the sampler's own tolerance; a run without a
+budget is matched by its params; the nearest row wins). A key the row leaves unset matches anything.
 Profiles without a table here (e.g. `default`, Fashion-MNIST) have no paper numbers.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 from .sampling import TOLERANCE
@@ -89,10 +94,24 @@ TABLE3 = (
     _t3("blockswap", "BlockSwap 3.1M", 3.1, 812 * M, 29.57, 10.20, budget=3.1 * M),
 )
 
-ROWS: dict[str, tuple[PaperRow, ...]] = {"cifar10": TABLE2, "imagenet": TABLE3}
+
+
+def _figure(family: str, params_m: float, error: float) -> PaperRow:
+    label = f"{family} ≈{params_m}M"
+    return PaperRow("wrn28", "structured", label, "deficient-efficient figure (read off)", error, params=params_m * M,
+                    budget=params_m * M, block=f"{family}_*")
+
+
+# Spec §8: the figure's WRN-28-10 + AT points (error %, params read off the plot); Ops not read.
+WRN28_FIGURE = (
+    _figure("TensorTrain", 2.4, 3.60), _figure("TensorTrain", 1.1, 4.04), _figure("TensorTrain", 0.6, 4.96),
+    _figure("SepHashed", 2.4, 3.91), _figure("SepHashed", 0.57, 4.85), _figure("ACDC", 0.6, 5.22),
+)
+
+ROWS: dict[str, tuple[PaperRow, ...]] = {"cifar10": TABLE2, "imagenet": TABLE3, "wrn28": WRN28_FIGURE}
 
 # Which count the profile's tables use as "Ops" (ImageNet: MACs).
-COST = {"cifar10": "ops", "imagenet": "macs"}
+COST = {"cifar10": "ops", "imagenet": "macs", "wrn28": "ops"}
 
 # Table 1: Spearman ρ of each metric with final CIFAR-10 error, 100 random archs per budget,
 # after k = 1/10/100 minibatches. Keyed (proxy, budget, k); "accuracy" is our `train_accuracy`.
@@ -164,7 +183,7 @@ def lookup(profile: str | None, method: str, *, budget: float | None = None, mod
             continue
         if row.model is not None and _norm_model(model) != row.model:
             continue
-        if row.block is not None and block != row.block:
+        if row.block is not None and (block is None or not fnmatch.fnmatchcase(block, row.block)):
             continue
         gap = 0.0
         if row.budget is not None:

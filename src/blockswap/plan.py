@@ -2,8 +2,9 @@
 wires files together: the cross-key checks the schema cannot express, and the baselines each budget gets.
 
 `check_profile(config)` runs when Snakemake parses the workflow, before any job: every name (dataset,
-models, block types, candidate set, proxies), the input shape against the dataset's, and every budget
-against the feasible range, each failure one BlockswapError naming the key and what to write instead.
+models, block types, candidate set, proxies), the input shape against the dataset's, every budget against
+the feasible range and the structured substitutions against the teacher's widths, each failure one
+BlockswapError naming the key and what to write instead.
 """
 
 from __future__ import annotations
@@ -76,6 +77,27 @@ def _check_budgets(config: dict) -> None:
             raise BlockswapError(f"ablations.sample_budgets: {b} is not one of search.budgets")
 
 
+def _check_structured(config: dict) -> None:
+    """structured.blocks and .crs_off: structured substitutions valid at every block of the teacher's model."""
+    section = config["structured"]
+    for key in ("blocks", "crs_off"):
+        for name in section[key]:
+            try:
+                if get_block(name).substitution is None:
+                    raise BlockswapError(f"{name!r} is not a structured substitution (Sep, Generic_s, Shuffle_g, "
+                                         "SepHashed_s, TensorTrain_s, Tucker_s, ACDC_L)")
+                Genotype.uniform(config["teacher"]["model"], name, **shape(config))
+            except BlockswapError as e:
+                raise BlockswapError(f"structured.{key}: {e}") from None
+    stray = [n for n in section["crs_off"] if n not in section["blocks"]]
+    if stray:
+        raise BlockswapError(f"structured.crs_off: {stray[0]!r} is not in structured.blocks, whose students it is "
+                             "compared with")
+    if section["crs_off"] and not section["crs_wd"]:
+        raise BlockswapError("structured.crs_off retrains students with CRS-wd off, but structured.crs_wd is false "
+                             "already; set crs_wd: true or crs_off: []")
+
+
 def scoring_batch(config: dict) -> int:
     """The proxies' minibatch size: search.batch_size, else the students' training batch (spec §5: the paper
     scores on a minibatch of the training batch size)."""
@@ -90,6 +112,7 @@ def check_profile(config: dict) -> None:
         raise BlockswapError(f"teacher.pretrained: one weights file is one teacher, but teacher.seeds lists "
                              f"{len(config['teacher']['seeds'])}; give one seed")
     plan_detection.check(config)
+    _check_structured(config)
 
 
 def check_data(config: dict) -> None:

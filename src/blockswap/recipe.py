@@ -41,7 +41,8 @@ class TrainConfig:
     lr: float = setting(0.1, "initial SGD learning rate")
     momentum: float = setting(0.9, "SGD momentum")
     weight_decay: float = setting(5e-4, "L2 weight decay of every parameter")
-    crs_ratio: float | None = setting(None, "CRS-wd: multiply the weight decay by this compression ratio", float)
+    crs_wd: bool = setting(False, "CRS-wd: scale the weight decay of the structured layers' compressed tensors by "
+                           "the genotype's compression ratio (params / params with full convs)", "bool")
     schedule: str = setting("cosine", "cosine to 0 at the end of the last epoch, or step (×gamma at milestones)",
                             choices=SCHEDULES)
     milestones: tuple[int, ...] = setting((60, 120, 160), "epochs where the step schedule multiplies the lr by "
@@ -87,7 +88,7 @@ class TrainConfig:
         need(self.lr > 0, f"lr must be a positive number, got {self.lr}")
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
-        need(self.crs_ratio is None or self.crs_ratio > 0, f"crs_ratio must be > 0, got {self.crs_ratio}")
+        need(isinstance(self.crs_wd, bool), f"crs_wd must be true or false, got {self.crs_wd!r}")
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         need(self.lr_unit in LR_UNITS, f"lr_unit must be one of {', '.join(LR_UNITS)}, got {self.lr_unit!r}")
         need(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),
@@ -107,10 +108,6 @@ class TrainConfig:
     @property
     def uses_teacher(self) -> bool:
         return self.uses_at or self.kd_alpha > 0
-
-    @property
-    def effective_weight_decay(self) -> float:
-        return self.weight_decay * (self.crs_ratio or 1.0)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

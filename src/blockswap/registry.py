@@ -90,6 +90,10 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def knows(self, name: object) -> bool:
+        """A name registered one by one or of a pattern family (whose entry may still refuse it)."""
+        return name in self._entries or any(p.fullmatch(str(name)) for p, *_ in self._patterns)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 

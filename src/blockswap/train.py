@@ -7,8 +7,10 @@ Learning rate: a pure function of (epoch, step), `recipe.learning_rate`, written
 every step. lr_unit="epoch" (default) holds it constant through an epoch, as the reference BlockSwap/Moonshine
 code does (its schedulers step once per epoch); "iteration" moves it every step. Cosine goes from `lr`
 towards 0 at the end of the last epoch; "step" multiplies by `gamma` at each milestone epoch.
-Weight decay is applied to all parameters (BN included), as in the reference code; `crs_ratio=r` scales it
-by r.
+Weight decay is applied to all parameters (BN included), as in the reference code. With `crs_wd` (CRS-wd,
+spec §8) the tensors that structured substitutions declare compressed (`structured.compressed_parameters`)
+form their own parameter group, whose weight decay is scaled by the genotype's compression ratio
+(`counting.compression_ratio`); the groups are recorded in the metrics.
 
 Reproducibility and resuming. The resume file (`checkpoint.ResumeFile`) is rewritten atomically after every
 epoch, and also mid-epoch when SIGTERM/SIGUSR1 asks the job to stop (SLURM preemption or time limit): the
@@ -29,7 +31,8 @@ gets the same result. A stop signal stops all ranks at the same step.
 Metrics (JSON and the checkpoint's "metrics"; errors in %): labels, genotype_id, genotype, params, ops, macs,
 dataset, train_examples, test_examples, teacher (checkpoint, genotype_id, model, params, its
 test_top1_error; null without one), objective (at_beta per point, kd_alpha, kd_temperature),
-effective_weight_decay, epochs (per epoch: epoch, lr, train_loss = the objective, train_ce, train_at =
+weight_decay_groups (per optimizer group: name, tensors, params, weight_decay), crs_ratio (null without
+CRS-wd), epochs (per epoch: epoch, lr, train_loss = the objective, train_ce, train_at =
 Σ_i AT_i unweighted, train_kd, train_top1_error on the augmented batches in train mode, test_loss,
 test_top1_error, test_top5_error - null on untested epochs - and seconds), the final test_top1_error,
 test_top5_error, test_loss, train_top1_error, wall_time_s (all attempts) and provenance (+ threads,
@@ -54,7 +57,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import Progress, ResumeFile, Tally, load_model, save, weights_sha256
-from .counting import analytic
+from .counting import analytic, compression_ratio
 from .data import check_fits, default_augment, iterate_batches, load_dataset
 from .distributed import AgreedStop, World, env_size, is_main, joined
 from .engine import evaluate, resolve_device, train_one_epoch
@@ -64,6 +67,7 @@ from .genotype import Genotype
 from .losses import Objective
 from .models import Network, create_model
 from .recipe import TrainConfig, learning_rate
+from .structured import compressed_parameters
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -172,6 +176,26 @@ def _datasets(config: TrainConfig, genotype: Genotype | str, block: str, device:
     return train_set, test_set, genotype, augment
 
 
+def weight_decay_groups(model: Network, genotype: Genotype, config: TrainConfig) -> list[dict]:
+    """SGD's parameter groups: one for everything, or with CRS-wd the compressed tensors (weight decay × the
+    compression ratio) and the rest (plain weight decay). Each has a name; empty groups are left out."""
+    if not config.crs_wd:
+        return [{"name": "all", "params": list(model.parameters()), "weight_decay": config.weight_decay}]
+    compressed = compressed_parameters(model)
+    chosen = {id(p) for p in compressed}
+    groups = [{"name": "compressed", "params": compressed,
+               "weight_decay": config.weight_decay * compression_ratio(genotype)},
+              {"name": "other", "params": [p for p in model.parameters() if id(p) not in chosen],
+               "weight_decay": config.weight_decay}]
+    return [g for g in groups if g["params"]]
+
+
+def describe_groups(groups: list[dict]) -> list[dict]:
+    """The optimizer groups as the metrics record them: name, tensor and parameter counts, weight decay."""
+    return [{"name": g["name"], "tensors": len(g["params"]), "params": sum(p.numel() for p in g["params"]),
+             "weight_decay": g["weight_decay"]} for g in groups]
+
+
 @dataclass
 class _Run:
     """What a run works with once it is set up; `epoch` trains one epoch and writes the resume file."""
@@ -248,7 +272,8 @@ class _Run:
             "teacher": self.tutor and self.tutor.info,
             "objective": {"at_beta": betas, "kd_alpha": config.kd_alpha,
                           "kd_temperature": config.kd_temperature if config.kd_alpha else None},
-            "effective_weight_decay": config.effective_weight_decay,
+            "weight_decay_groups": describe_groups(self.optimizer.param_groups),
+            "crs_ratio": compression_ratio(genotype) if config.crs_wd else None,
             "epochs": self.progress.history,
             **{k: final[k] for k in ("test_top1_error", "test_top5_error", "test_loss", "train_top1_error")},
             "wall_time_s": wall, "provenance": prov,
@@ -299,8 +324,8 @@ def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: 
     betas = list(objective.betas(_points(genotype))) if objective.at_beta else []  # checks the count early
     if tutor is not None and betas:
         _check_points(model, tutor.net, genotype, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.effective_weight_decay)
+    optimizer = torch.optim.SGD(weight_decay_groups(model, genotype, config), lr=config.lr,
+                                momentum=config.momentum)
     resume = ResumeFile(resume_path, genotype, config, tutor and tutor.info["genotype_id"], tutor and tutor.sha256)
     progress = resume.load(model, optimizer) if resume_path.exists() else Progress()  # every rank: the same file
     run = _Run(config, model, optimizer, objective, tutor, train_set, test_set, augment, device, resume, progress,

@@ -16,6 +16,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def boolean(text: str) -> bool:
+    """An argparse type: true/false, yes/no, on/off or 1/0 in any case (`recipe_flags` writes True/False)."""
+    value = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def int_at_least(low: int):
     """An argparse type: an integer ≥ `low`."""
     def parse(text: str) -> int:
@@ -45,14 +54,6 @@ def fraction(text: str) -> float:
     value = positive_number(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
-    return value
-
-
-def boolean(text: str) -> bool:
-    """An argparse type: true/false (also yes/no, 1/0; any case), as a profile's recipe spells a switch."""
-    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
     return value
 
 

@@ -190,7 +190,9 @@ def add_commands(sub) -> None:
     p.add_argument("--samples", type=int_at_least(1), default=1000)
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--candidates", default="blockswap",
-                   help="candidate set: blockswap (23 types), paper (21), moonshine, all, or a comma list")
+                   help="candidate set: blockswap (23 types), paper (21), moonshine, structured (8 structured "
+                        "substitutions, spec §8), all, named sets joined by + (blockswap+structured: the "
+                        "mixed search), or a comma list")
     p.add_argument("--sampler", choices=("exact", "reference"), default="exact",
                    help="exact: uniform over the in-budget set without rejection; reference: the paper's")
     add_shape_args(p)

@@ -13,7 +13,9 @@ STYLE = {"teacher": ("black", "*"), "scaled": ("tab:gray", "s"), "mbconv": ("tab
          "samples": ("tab:orange", "v"), "unlabelled": ("tab:brown", "x"),
          # controls: their student's colour, an open-looking marker
          "moonshine_kd": ("tab:olive", "2"), "moonshine_scratch": ("tab:green", "1"),
-         "blockswap_scratch": ("tab:red", "+")}
+         "blockswap_scratch": ("tab:red", "+"),
+         "structured": ("tab:cyan", "P"), "structured_scratch": ("tab:cyan", "X"),
+         "structured_crs_off": ("tab:pink", "p")}
 # Metadata without dates, so reruns give the same files.
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}}
 

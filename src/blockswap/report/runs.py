@@ -11,11 +11,14 @@ from ..files import read_json
 
 UNLABELLED = "unlabelled"  # a metrics file whose labels name no method (trained without --label method=…)
 METHODS = ("teacher", "scaled", "mbconv", "moonshine", "moonshine_kd", "moonshine_scratch", "blockswap",
-           "blockswap_scratch", "random", "samples", UNLABELLED)
+           "blockswap_scratch", "structured", "structured_scratch", "structured_crs_off", "random", "samples",
+           UNLABELLED)
 METHOD_LABEL = {"teacher": "Teacher", "scaled": "Scaled WRN/ResNet", "mbconv": "MBConv6",
                 "moonshine": "Moonshine (single block type)", "moonshine_kd": "Moonshine, KD instead of AT",
                 "moonshine_scratch": "Moonshine, no teacher", "blockswap": "BlockSwap",
-                "blockswap_scratch": "BlockSwap pick, no teacher", "random": "Random mix",
+                "blockswap_scratch": "BlockSwap pick, no teacher", "structured": "Structured substitution",
+                "structured_scratch": "Structured, no teacher", "structured_crs_off": "Structured, CRS-wd off",
+                "random": "Random mix",
                 "samples": "BlockSwap pick (n samples)", UNLABELLED: "Unlabelled"}
 LABEL_HINT = "label runs at training time with --label method=NAME"
 

@@ -1,0 +1,279 @@
+"""Structured substitutions (spec §8): names, factorisations, counts, dense equivalence, initialisation."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.fft
+import torch
+import torch.nn.functional as F
+
+from blockswap import counting
+from blockswap.blocktypes import STRUCTURED_TYPES, candidate_set, get_block
+from blockswap.errors import BlockswapError
+from blockswap.genotype import Genotype
+from blockswap.models import create_model
+from blockswap.sampling import CostTable, sample_exact
+from blockswap.structured import ACDC, SepHashed, TensorTrain, Tucker, build_replacement, riffle
+from blockswap.substitutions import three_factors, tt_ranks, tucker_ranks
+
+WIDTHS = [(16, 16, 1), (16, 32, 2), (32, 64, 1), (32, 64, 2), (64, 32, 1)]
+
+
+# --- spec §8's WRN-28-10 rows --------------------------------------------------------------------
+def test_wrn_28_10_counts_of_spec_8():
+    full = counting.analytic(Genotype.uniform("wrn-28-10", "Conv"))
+    sep = counting.analytic(Genotype.uniform("wrn-28-10", "Sep"))
+    generic = Genotype.uniform("wrn-28-10", "Generic_0.03")
+    assert full.params == 36_479_194 and round(full.ops / 1e9, 3) == 5.246
+    assert sep.params == 4_380_138 and round(sep.ops / 1e8, 3) == 6.297
+    # The spec's mult-adds include the skeleton's ReLUs (Ops); plain conv + linear MACs:
+    assert (full.macs, sep.macs) == (5_243_328_768, 627_386_624)
+    assert counting.analytic(generic).params == 601_162
+    assert round(counting.compression_ratio(generic), 4) == 0.0165
+    assert counting.compression_ratio(generic) == 601_162 / 36_479_194
+
+
+# --- names -------------------------------------------------------------------------------------
+def test_names_carry_a_validated_hyperparameter():
+    assert get_block("Generic_0.03").substitution.hyper == 0.03
+    assert get_block("ACDC_12").substitution.hyper == 12
+    cases = {"Generic_2": "s must be a number in \\(0, 1\\], got '2'", "Tucker_0": "s must be a number in",
+             "SepHashed_x": "got 'x'", "Shuffle_0": "g must be a whole number ≥ 1, got '0'",
+             "ACDC_1.5": "L must be a whole number", "Genric_0.1": "unknown block type.*Did you mean 'Generic_0.03'"}
+    for name, message in cases.items():
+        with pytest.raises(BlockswapError, match=message) as e:
+            get_block(name)
+        assert "\n" not in str(e.value)
+    with pytest.raises(BlockswapError, match="Generic_2"):
+        candidate_set("Generic_2")
+    assert candidate_set("Generic_0.1") == ["Generic_0.1"]
+
+
+def test_candidate_sets_with_structured_types():
+    assert candidate_set("structured") == STRUCTURED_TYPES
+    mixed = candidate_set("blockswap+structured")
+    assert mixed[:23] == candidate_set("blockswap") and mixed[23:] == STRUCTURED_TYPES
+    with pytest.raises(BlockswapError, match="unknown candidate set"):
+        candidate_set("blockswap+structurd")
+
+
+def test_widths_where_a_type_cannot_be_built():
+    assert get_block("Generic_0.03").invalid_reason(16, 32) == "its rank int(0.03·32) is 0"
+    assert get_block("Generic_0.03").is_valid(32, 64)  # r = 1
+    assert not get_block("Shuffle_4").is_valid(16, 18)
+    with pytest.raises(BlockswapError, match="'Generic_0.03' cannot be used at block 0"):
+        Genotype.uniform("wrn-16-1", "Generic_0.03")
+
+
+# --- factorisations ----------------------------------------------------------------------------
+@pytest.mark.parametrize("p", [640 * 640, 160 * 320, 16 * 32, 3 * 64, 7 * 11, 96 * 96, 2 * 97])
+def test_three_factors_are_the_most_equal(p):
+    d = three_factors(p)
+    assert math.prod(d) == p and d == tuple(sorted(d))
+    divisors = [x for x in range(1, p + 1) if p % x == 0]
+    triples = [(a, b, p // (a * b)) for a in divisors for b in divisors if a <= b and p % (a * b) == 0
+               and b <= p // (a * b)]
+    assert d == min(triples, key=lambda t: (t[2], -t[0]))
+
+
+def test_factorisation_and_ranks_by_hand():
+    assert three_factors(640 * 640) == (64, 80, 80)
+    assert three_factors(16 * 32) == (8, 8, 8)
+    assert three_factors(2 * 97) == (1, 2, 97)
+    assert tt_ranks((64, 80, 80), 0.23) == (round(0.23 * 64), round(0.23 * 80)) == (15, 18)
+    assert tt_ranks((1, 2, 97), 1.0) == (1, 2)  # capped by d1 = 1, then min(d2, d3) = 2
+    assert tucker_ranks((64, 80, 80), 0.21) == (13, 17, 17)
+    assert tucker_ranks((8, 8, 8), 0.01) == (1, 1, 1)
+
+
+# --- counts: spec §8's table, the built module, and the hooks ------------------------------------
+def spec_params(name: str, n: int, m: int) -> int:
+    """Spec §8's table, written out per family (plus the depthwise 3×3's 9N)."""
+    family, _, text = name.partition("_")
+    hyper = float(text) if text else None
+    if family == "Sep":
+        one = n * m
+    elif family == "Generic":
+        r = int(hyper * max(n, m))
+        one = n * r + r * m
+    elif family == "Shuffle":
+        g = int(hyper)
+        while n % g or m % g or (m // 4) % g:
+            g -= 1
+        one = n * (m // 4) // g + (m // 4) * 9 + (m // 4) * m // g
+    elif family == "SepHashed":
+        one = int(hyper * n * m)
+    elif family == "TensorTrain":
+        d = three_factors(n * m)
+        r1 = max(1, round(hyper * min(d[0], d[1])))
+        r2 = max(1, round(hyper * min(d[1], d[2])))
+        one = d[0] * r1 + r1 * d[1] * r2 + r2 * d[2]
+    elif family == "Tucker":
+        d = three_factors(n * m)
+        r = [max(1, round(hyper * x)) for x in d]
+        one = r[0] * r[1] * r[2] + sum(x * y for x, y in zip(d, r))
+    else:
+        one = 2 * max(n, m) * int(hyper)
+    return 9 * n + one
+
+
+@pytest.mark.parametrize("name", STRUCTURED_TYPES + ["Shuffle_3", "TensorTrain_1", "Tucker_0.5"])
+def test_params_and_macs_follow_the_spec_and_the_built_module(name):
+    btype = get_block(name)
+    for n, m, stride in WIDTHS:
+        if not btype.is_valid(n, m):
+            continue
+        module = btype.build(n, m, stride)
+        assert sum(p.numel() for p in module.parameters()) == btype.params(n, m) == spec_params(name, n, m)
+        got = counting.measure(module, (1, n, 16, 16))
+        positions = (16 // stride) ** 2
+        assert got.macs == btype.macs(n, m, stride, 16)
+        if btype.substitution.family not in ("Generic", "Shuffle"):  # a materialised dense weight
+            assert got.macs == (9 * n + n * m) * positions
+        y = module(torch.randn(2, n, 16, 16))
+        assert y.shape == (2, m, 16 // stride, 16 // stride)
+
+
+def test_shuffle_lowers_its_groups_until_they_divide():
+    module = get_block("Shuffle_4").build(20, 40, 1)[1]
+    assert module.reduce.groups == 2 and module.expand.groups == 2  # 4 ∤ 40/4 = 10, 3 ∤ 20, 2 divides all
+
+
+def test_acdc_mult_adds_as_the_original_counted():
+    g = Genotype.uniform("wrn-16-2", "ACDC_12")
+    want = counting.analytic(g).macs
+    for s in g.architecture.slots(32):
+        for n in (s.cin, s.cout):  # each 1×1 N→M: NM per position as built, 12 layers on N' as published
+            width = max(n, s.cout)
+            want += (12 * (4 * width + 5 * width * math.log2(width)) - n * s.cout) * s.out_size ** 2
+    assert counting.published_macs(g) == pytest.approx(want)
+    assert counting.published_macs(Genotype.uniform("wrn-16-2", "TensorTrain_0.5")) == counting.analytic(
+        Genotype.uniform("wrn-16-2", "TensorTrain_0.5")).macs
+
+
+# --- dense equivalence: the forward pass is the 1×1 conv of the weight each module represents -------
+def _forward_equals_dense(module, weight: np.ndarray, n: int):
+    x = torch.randn(3, n, 5, 5)
+    with torch.no_grad():
+        want = F.conv2d(x, torch.as_tensor(weight, dtype=torch.float32)[:, :, None, None])
+        torch.testing.assert_close(module(x), want, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(module.dense_weight(), torch.as_tensor(weight, dtype=torch.float32),
+                                   atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n,m", [(12, 20), (20, 12), (16, 16)])
+def test_tensor_train_represents_its_cores(n, m):
+    torch.manual_seed(0)
+    module = TensorTrain(n, m, 0.6)
+    g1, g2, g3 = (c.detach().double().numpy() for c in module.cores)
+    d1, d2, d3 = module.dims
+    tensor = np.array([[[(g1[:, i] @ g2[:, j] @ g3[:, k]).item() for k in range(d3)] for j in range(d2)]
+                       for i in range(d1)])
+    _forward_equals_dense(module, tensor.reshape(m, n), n)
+
+
+@pytest.mark.parametrize("n,m", [(12, 20), (20, 12)])
+def test_tucker_represents_its_core_and_factors(n, m):
+    torch.manual_seed(0)
+    module = Tucker(n, m, 0.6)
+    core = module.core.detach().double().numpy()
+    for mode, factor in enumerate(module.factors):  # mode-i product with each factor in turn
+        core = np.moveaxis(np.tensordot(factor.detach().double().numpy(), core, axes=(1, mode)), 0, mode)
+    _forward_equals_dense(module, core.reshape(m, n), n)
+
+
+def test_hashed_weights_read_shared_values_with_signs():
+    torch.manual_seed(0)
+    n, m, k = 12, 20, 37
+    module = SepHashed(n, m, k)
+    values, index, sign = module.values.detach().numpy(), module.index.numpy(), module.sign.numpy()
+    weight = np.array([[sign[o, i] * values[index[o, i]] for i in range(n)] for o in range(m)])
+    _forward_equals_dense(module, weight, n)
+    uses = np.bincount(index.ravel(), minlength=k)
+    assert set(uses) <= {n * m // k, n * m // k + 1} and set(np.unique(sign)) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("n,m", [(12, 20), (20, 12), (16, 16), (7, 9)])
+def test_acdc_is_its_chain_of_dct_layers(n, m):
+    torch.manual_seed(0)
+    layers = 3
+    module = ACDC(n, m, layers)
+    with torch.no_grad():  # diagonals far from 1, so a wrong order of operations would show
+        module.a.normal_(0, 1)
+        module.d.normal_(0, 1)
+    a, d = module.a.detach().double().numpy(), module.d.detach().double().numpy()
+    width = max(n, m)
+    half = (width + 1) // 2
+    interleaved = [i for pair in zip(range(half), range(half, width)) for i in pair] + (
+        [half - 1] if width % 2 else [])
+    columns = []
+    for i in range(n):  # the chain applied to each padded basis vector, by scipy's orthonormal DCT
+        x = np.zeros(width)
+        x[i] = 1
+        for layer in range(layers):
+            if layer:
+                x = x[interleaved]
+            x = scipy.fft.idct(d[layer] * scipy.fft.dct(a[layer] * x, norm="ortho"), norm="ortho")
+        columns.append(x[:m])
+    weight = math.sqrt(2 * width / m) * np.stack(columns, axis=1)
+    _forward_equals_dense(module, weight, n)
+
+
+def test_riffle_interleaves_the_halves():
+    assert riffle(6).tolist() == [0, 3, 1, 4, 2, 5]
+    assert riffle(5).tolist() == [0, 3, 1, 4, 2]
+
+
+def test_generic_applies_its_two_factors():
+    torch.manual_seed(0)
+    module = build_replacement(get_block("Generic_0.25").substitution, 16, 24, 3)
+    assert (module.first.shape, module.second.shape) == ((6, 16), (24, 6))
+    _forward_equals_dense(module, (module.second @ module.first).detach().numpy(), 16)
+
+
+# --- initialisation: the represented weight has the 2/M variance of the dense 1×1 it replaces -------
+@pytest.mark.parametrize("name", ["Generic_0.25", "SepHashed_0.05", "TensorTrain_0.5", "Tucker_0.5", "ACDC_4"])
+def test_represented_weight_has_the_replaced_layers_variance(name):
+    n, m = 128, 256  # N ≠ M: fan-out 2/M, not fan-in 2/N
+    sub, squares = get_block(name).substitution, []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            squares.append(build_replacement(sub, n, m, 3).dense_weight().pow(2).mean().item())
+    assert abs(np.mean(squares) / (2 / m) - 1) < 0.12, squares
+
+
+def test_sep_dense_1x1_gets_the_networks_init():
+    net = create_model(Genotype.uniform("wrn-16-8", "Sep"))
+    pointwise = net.block3[1].branch[3][1]  # the second substitution of a 512→512 block
+    assert abs(pointwise.weight.var().item() / (2 / 512) - 1) < 0.05
+
+
+# --- whole networks ------------------------------------------------------------------------------
+def test_mixed_network_trains_one_step_and_counts_both_ways():
+    names = ["Sep", "Generic_0.1", "Shuffle_4", "SepHashed_0.05", "TensorTrain_0.23", "ACDC_2"]
+    g = Genotype("wrn-16-2", tuple(names), in_channels=1, image_size=16)
+    torch.manual_seed(0)
+    net = create_model(g)
+    assert counting.measured(net, g) == counting.analytic(g)
+    before = [p.detach().clone() for p in net.parameters()]
+    logits, _ = net(torch.randn(4, 1, 16, 16))
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    torch.optim.SGD(net.parameters(), lr=0.1).step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))  # every tensor learns
+    state = net.state_dict()
+    assert any(k.endswith("index") for k in state) and not any(k.endswith("dct") for k in state)
+
+
+# --- the mixed search: Fisher ranks cheap convs and structured layers together ----------------------
+def test_mixed_search_samples_structured_blocks_within_budget():
+    table = CostTable.build("wrn-16-2", "blockswap+structured")
+    budget = 200_000
+    genotypes = sample_exact(table, budget, 40, seed=0)
+    with_structured = [g for g in genotypes if set(g.blocks) & set(STRUCTURED_TYPES)]
+    assert len(with_structured) >= 10
+    for g in with_structured[:3]:
+        counts = counting.analytic(g)
+        assert budget * 0.975 < counts.params < budget * 1.025
+        assert counting.measured(create_model(g), g) == counts
