@@ -425,7 +425,7 @@ def test_report_output_mistakes_fail_before_any_work(tmp_path, capsys, cifar_run
         assert not (tmp_path / "o").exists()
 
     fails("--paper", "bogus", "--out-dir", tmp_path / "o",
-          says="unknown paper profile (--paper) 'bogus'. Valid: cifar10, imagenet, coco, none.")
+          says="unknown paper profile (--paper) 'bogus'. Valid: cifar10, imagenet, wrn28, coco, none.")
     fails("--out-dir", tmp_path / "o", "--figure", "pareto", tmp_path / "o" / "p.png",
           says="unknown results figure (--figure NAME FILE…) 'pareto'. Did you mean 'pareto_ops', 'pareto_params'?")
     fails("--table", tmp_path / "o" / "main.xlsx", "--figure-dir", tmp_path / "o", says="use one of .csv, .md, .tex")

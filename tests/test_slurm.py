@@ -57,6 +57,12 @@ RULE_CLASS = {
     "sample_n_candidates": "light", "select_n_top": "light",
     "report_results": "light", "report_correlation": "light", "report_density": "light",
     "report_samples": "light", "report_claims": "light",
+    "distill_structured": "train", "train_structured_scratch": "train", "distill_structured_crs_off": "train",
+    "report_structured": "light",
+    # the detection stage's jobs take detection.resources
+    "detect_make_set": "light", "detect_sample": "light", "detect_score": "detect_score",
+    "detect_train_blockswap": "detect_train", "detect_train_single": "detect_train", "detect_figure": "light",
+    "report_detection": "light",
 }
 # Metrics fields that differ between two runs of the same job (timings, host, git SHA, resumes).
 TIMING_KEYS = ("wall_time_s", "provenance")
@@ -127,6 +133,15 @@ def _check_launch(job, resources: dict) -> None:
     assert job.command.startswith(want), (job.name, job.command)
 
 
+def _profile_resources(configfile: Path) -> dict:
+    """The profile's resource classes, the schema's defaults filled in; the detection stage's as detect_*."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(configfile.read_text())
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    return {**config["resources"], **{f"detect_{k}": v for k, v in config["detection"]["resources"].items()}}
+
+
 def _check_sbatch_call(call: str, rule: str, resources: dict) -> None:
     """The sbatch flags of one job match the config's resources for the rule's class."""
     want = resources[RULE_CLASS[rule]]
@@ -144,7 +159,7 @@ def _check_sbatch_call(call: str, rule: str, resources: dict) -> None:
 def test_profile_maps_config_resources_to_sbatch(profile, tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     configfile = REPO / "workflow" / "config" / f"{profile}.yaml"
-    resources = yaml.safe_load(configfile.read_text())["resources"]
+    resources = _profile_resources(configfile)
     jobs = _dry_run_jobs(configfile, tmp_path)
     assert jobs, "the dry run listed no jobs"
     assert {j.name for j in jobs} <= set(RULE_CLASS), "a rule without a known resource class"
