@@ -26,8 +26,24 @@ def setting(default, help: str, type=None, cli: bool = True, **extra):
     return field(default=default, metadata={"help": help, "type": type, "cli": cli, **extra})
 
 
+class Settings:
+    """A settings dataclass as a plain dict and back; `what` names it in the unknown-setting message."""
+    what = "training"  # unannotated: a class attribute, not a dataclass field
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise BlockswapError(f"unknown {cls.what} setting {unknown[0]!r}")
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     """Every setting of a run; saved in checkpoints and metrics. Errors are percentages."""
     dataset: str = setting("fashion-mnist", "fashion-mnist, cifar10 or imagenet")
     data_dir: str | None = setting(None, "dataset folder (default: the dataset's standard place, if any)", str)
@@ -109,16 +125,6 @@ class TrainConfig:
     def uses_teacher(self) -> bool:
         return self.uses_at or self.kd_alpha > 0
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        unknown = sorted(set(d) - set(FIELDS))
-        if unknown:
-            raise BlockswapError(f"unknown training setting {unknown[0]!r}")
-        return cls(**d)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

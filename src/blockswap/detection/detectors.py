@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import BlockswapError
-from ..recipe import setting
+from ..recipe import Settings, setting
 from ..registry import Registry
 
 NORMS = ("bn", "syncbn", "gn", "frozen_bn")  # backbone norms (see `backbone`)
@@ -48,8 +48,9 @@ def detector_names() -> list[str]:
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(Settings):
     """What a detector is: its kind, backbone norm and every head/image size. Saved with its checkpoints."""
+    what = "detector"
     detector: str = setting("maskrcnn", "maskrcnn, fasterrcnn, retinanet or fcos")
     num_classes: int = setting(91, "classes including the background (K categories: K + 1; COCO: 91)")
     norm: str = setting("bn", "backbone norm: bn (trained from scratch), syncbn (multi-GPU), gn (GroupNorm) "
@@ -103,16 +104,6 @@ class DetectorConfig:
         """The CPU preset for `canvas`-pixel images (`slim_settings`), then `overrides`."""
         return cls(**{**slim_settings(canvas), **overrides})
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DetectorConfig:
-        unknown = sorted(set(d) - set(FIELDS))
-        if unknown:
-            raise BlockswapError(f"unknown detector setting {unknown[0]!r}")
-        return cls(**d)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(DetectorConfig)}

@@ -10,15 +10,16 @@ import math
 from dataclasses import dataclass
 
 from ..errors import BlockswapError
-from ..recipe import SCHEDULES, setting
+from ..recipe import SCHEDULES, Settings, setting
 
 # Settings that do not change what is computed: a resumed run may change them.
 RUN_ONLY = frozenset({"device", "threads", "progress"})
 
 
 @dataclass(frozen=True)
-class DetectTrainConfig:
+class DetectTrainConfig(Settings):
     """How a detector is trained; saved with its checkpoints and metrics."""
+    what = "detection training"
     epochs: int = setting(26, "training epochs (torchvision's Mask R-CNN schedule: 26)")
     batch_size: int = setting(16, "images per step (torchvision and the paper: 16, 2 on each of 8 GPUs)")
     lr: float = setting(0.02, "peak SGD learning rate; scale it with the batch size (torchvision: 0.02 for 16 "
@@ -71,16 +72,6 @@ class DetectTrainConfig:
         need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
              f"device must be auto, cpu or cuda[:N], got {self.device!r}")
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DetectTrainConfig:
-        unknown = sorted(set(d) - set(FIELDS))
-        if unknown:
-            raise BlockswapError(f"unknown detection training setting {unknown[0]!r}")
-        return cls(**d)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(DetectTrainConfig)}
