@@ -48,7 +48,17 @@ def _flags(config: dict) -> list[str]:
 
 
 def _per_rank_bn_reference(data_dir: str, ranks: int) -> dict:
-    """The weights `ranks` processes reach, computed in one process (see the module docstring)."""
+    """The weights `ranks` processes reach, computed in one process (see the module docstring) with one
+    thread, as each of the processes runs: other thread counts sum convolutions in other orders."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _reference_weights(data_dir, ranks)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference_weights(data_dir: str, ranks: int) -> dict:
     config = TrainConfig(**SETTINGS, data_dir=data_dir)
     train_set = load_dataset(config.dataset, data_dir, "train", config.subset, config.subset_seed)
     genotype = Genotype.uniform("wrn-10-1", "Conv", in_channels=1, num_classes=10, image_size=28)
