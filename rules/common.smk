@@ -238,7 +238,10 @@ def all_outputs():
     outs = []
     # The detection stage (rules/detection.smk); detection.only: that stage alone (the coco profile).
     if config["detection"]["enabled"]:
-        outs += [f"{R}/tables/detection.md", f"{R}/figures/detections.png"]
+        outs.append(f"{R}/tables/detection.md")
+        # `detect show` draws torchvision's detectors
+        if config["detection"]["backend"] == "torchvision":
+            outs.append(f"{R}/figures/detections.png")
         if config["detection"]["only"]:
             return outs
     outs += [f"{R}/tables/claims.md", f"{R}/tables/main.md", f"{R}/tables/main.csv"]

@@ -85,6 +85,7 @@ rule detect_train_blockswap:
     input:
         genotype=rules.detect_score.output.pick,
         data=detection_set,
+        mmdet_config=mmdet_config,
     output:
         checkpoint=f"{DET}/blockswap/model.pt",
         metrics=f"{DET}/blockswap/metrics.json",
@@ -100,7 +101,7 @@ rule detect_train_blockswap:
     params:
         genotype=lambda w, input: f"--genotype {input.genotype}",
         data=detection_data_args("train", "val"),
-        detector=detector_args(),
+        detector=train_detector_args(),
         recipe=plan_detection.flags(DETECTION["recipe"]),
         device=config["device"],
         labels=labels(method="blockswap", budget=plan_detection.budget(config)),
@@ -114,6 +115,7 @@ use rule detect_train_blockswap as detect_train_single with:
     """The single-type backbone (every block detection.single_block; DConv: ResNet-34-G(N))."""
     input:
         data=detection_set,
+        mmdet_config=mmdet_config,
     output:
         checkpoint=f"{DET}/moonshine/{{block}}/model.pt",
         metrics=f"{DET}/moonshine/{{block}}/metrics.json",
@@ -127,7 +129,8 @@ use rule detect_train_blockswap as detect_train_single with:
 
 
 rule detect_figure:
-    """Predicted boxes and masks of both backbones beside the ground truth on the first validation images."""
+    """Predicted boxes and masks of both backbones beside the ground truth on the first validation images
+    (torchvision backend)."""
     input:
         data=detection_set,
         blockswap_model=rules.detect_train_blockswap.output.checkpoint,

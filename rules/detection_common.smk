@@ -1,4 +1,6 @@
 # The detection stage's settings and input functions (rules in detection.smk, included after this).
+import os
+
 from blockswap import plan_detection
 
 DETECTION = config["detection"]
@@ -37,6 +39,23 @@ def detector_args():
     """What the detector is: the same for scoring, both trainings and the figure."""
     slim = f"--slim {DETECTION['slim']} " if DETECTION["slim"] else ""
     return f"{slim}--detector {DETECTION['detector']} --norm {DETECTION['norm']}"
+
+
+DET_MMDET_CONFIG = plan_detection.mmdet_config(
+    config, os.path.relpath(workflow.basedir)
+)
+
+
+def mmdet_config(wildcards):
+    """The mmdet config is an input of the trainings, so that editing it reruns them."""
+    return [DET_MMDET_CONFIG] if DET_MMDET_CONFIG else []
+
+
+def train_detector_args():
+    """The trainings' detector: torchvision's settings, or the mmdet config (detection.backend)."""
+    if DET_MMDET_CONFIG:
+        return f"--backend mmdet --mmdet-config {DET_MMDET_CONFIG} --norm {DETECTION['norm']}"
+    return detector_args()
 
 
 def detection_metrics(wildcards=None):

@@ -178,3 +178,52 @@ def test_detect_show_draws_the_same_figure_twice(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(show[:-2] + ["-o", str(tmp_path / "c.jpg")]) == 2
     assert "use one of .png, .pdf, .svg" in capsys.readouterr().err
+
+
+# --- the mmdet backend (dry runs: no mmdet needed) ---------------------------------------------------------
+def _train_commands(*args, workdir):
+    out = snakemake("-n", "-p", *args, workdir=workdir)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [line for line in out.stdout.splitlines() if "blockswap detect train" in line]
+
+
+def test_mmdet_backend_trains_with_workflow_configs(tmp_path):
+    """backend mmdet: the same trainings and recipe, the detector from workflow/mmdet/ (its config an input, so
+    editing it reruns them), and no figure (`detect show` draws torchvision's detectors)."""
+    mmdet = tmp_path / "mmdet.yaml"
+    mmdet.write_text("detection: {backend: mmdet}\n")
+    jobs = detection_jobs(planned_jobs("--configfile", ROOT / "workflow/config/default.yaml", mmdet, workdir=tmp_path))
+    assert jobs == {r: n for r, n in DETECTION_RULES.items() if r != "detect_figure"}
+    trains = _train_commands("--configfile", ROOT / "workflow/config/default.yaml", mmdet, workdir=tmp_path)
+    assert len(trains) == 2
+    for line in trains:
+        assert re.search(r"--backend mmdet --mmdet-config \S*workflow/mmdet/mask-rcnn_blockswap_slim_embedded\.py "
+                         r"--norm bn ", line) and "--slim" not in line and "--detector" not in line
+        assert "--epochs 2 --batch-size 4 --lr 0.01 " in line
+    coco = tmp_path / "coco-mmdet.yaml"
+    coco.write_text("detection: {backend: mmdet, detector: retinanet}\n")
+    for line in _train_commands("--configfile", COCO, coco, workdir=tmp_path):
+        assert re.search(r"--mmdet-config \S*workflow/mmdet/retinanet_blockswap-r34_fpn_1x_coco\.py --norm syncbn ",
+                         line)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"detection.enabled": True, "detection.backend": "mmdet", "detection.detector": "fcos"},
+     "detection.backend mmdet: workflow/mmdet/ has no config for detector fcos"),
+    ({"detection.enabled": True, "detection.backend": "mmdet", "detection.slim": 128},
+     "detection.backend mmdet: the slim configs in workflow/mmdet/ are for 160-px canvases, not slim 128"),
+    ({"detection.enabled": True, "detection.backend": "mmdet", "detection.mmdet_config": "nowhere.py"},
+     "detection.mmdet_config: nowhere.py not found"),
+    ({"detection.backend": "detectron"}, "detection.backend: 'detectron' is not one of"),
+])
+def test_mmdet_backend_mistakes_are_one_line(tmp_path, overrides, message):
+    test_detection_mistakes_are_one_line(tmp_path, overrides, message)
+
+
+def test_mmdet_backend_without_mmdet_stops_before_any_work(monkeypatch):
+    import importlib.util
+
+    config = profile("default", detection={**profile("default")["detection"], "backend": "mmdet"})
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BlockswapError, match=r"mmdetection is not installed here; run `make mmdet`"):
+        plan_detection.check_data(config)

@@ -9,6 +9,7 @@ every candidate), and the report gives both counts.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from .arch import ResNet
@@ -18,6 +19,12 @@ from .genotype import Genotype
 from .sampling import CostTable
 
 SPLITS = ("train", "val")
+# The mmdet configs in workflow/mmdet/ by (detector, slim): COCO at paper scale, or the embedded set on the CPU.
+MMDET_CONFIGS = {("maskrcnn", False): "mask-rcnn_blockswap-r34_fpn_1x_coco.py",
+                 ("retinanet", False): "retinanet_blockswap-r34_fpn_1x_coco.py",
+                 ("maskrcnn", True): "mask-rcnn_blockswap_slim_embedded.py",
+                 ("retinanet", True): "retinanet_blockswap_slim_embedded.py"}
+MMDET_SLIM_CANVAS = 160  # the slim configs keep images at this size
 
 
 def enabled(config: dict) -> bool:
@@ -42,6 +49,35 @@ def budget(config: dict) -> int:
     return config["detection"]["budget"] or analytic(single_genotype(config)).params
 
 
+def mmdet_config(config: dict, root: str | Path = ".") -> str | None:
+    """The mmdet config of the trainings when detection.backend is mmdet: detection.mmdet_config, else the one in
+    ROOT/workflow/mmdet/ for the detector and slim setting (None for the torchvision backend)."""
+    d = config["detection"]
+    if d["backend"] != "mmdet":
+        return None
+    if d["mmdet_config"]:
+        return d["mmdet_config"]
+    name = MMDET_CONFIGS.get((d["detector"], d["slim"] is not None))
+    return None if name is None else str(Path(root) / "workflow" / "mmdet" / name)
+
+
+def _check_mmdet(config: dict) -> None:
+    d = config["detection"]
+    if d["backend"] != "mmdet":
+        return
+    if d["mmdet_config"]:
+        if not Path(d["mmdet_config"]).is_file():
+            raise BlockswapError(f"detection.mmdet_config: {d['mmdet_config']} not found (configs: workflow/mmdet/)")
+        return
+    if (d["detector"], d["slim"] is not None) not in MMDET_CONFIGS:
+        raise BlockswapError(f"detection.backend mmdet: workflow/mmdet/ has no config for detector {d['detector']} "
+                             "(maskrcnn, retinanet); name one in detection.mmdet_config")
+    if d["slim"] not in (None, MMDET_SLIM_CANVAS):
+        raise BlockswapError(f"detection.backend mmdet: the slim configs in workflow/mmdet/ are for "
+                             f"{MMDET_SLIM_CANVAS}-px canvases, not slim {d['slim']}; name a config in "
+                             "detection.mmdet_config")
+
+
 def check(config: dict) -> None:
     """The detection section's cross-key checks; raises BlockswapError naming the key."""
     if not enabled(config):
@@ -61,6 +97,7 @@ def check(config: dict) -> None:
                                  "embedded set)")
     if not embedded(config) and not all(d[s]["images"] for s in SPLITS):
         raise BlockswapError("detection: name the COCO files of both train and val (or of neither)")
+    _check_mmdet(config)
     search = config["search"]
     table = CostTable.build(d["model"], search["candidates"], "params")
     lo, hi = table.feasible_range
@@ -84,6 +121,9 @@ def check_data(config: dict) -> None:
     if not enabled(config):
         return
     d = config["detection"]
+    if d["backend"] == "mmdet" and not all(importlib.util.find_spec(m) for m in ("mmdet", "mmcv", "mmengine")):
+        raise BlockswapError("detection.backend mmdet: mmdetection is not installed here; run `make mmdet` "
+                             "(or set detection.backend: torchvision)")
     if embedded(config):
         try:
             locate_fashion_mnist(items_dir(config))

@@ -3,7 +3,9 @@
 Options are built from the fields of `detection.detectors.DetectorConfig` (what the detector is) and
 `detection.engine.DetectTrainConfig` (how it is trained), where their defaults and help are stated once.
 `--slim CANVAS` starts the detector settings from the CPU preset for CANVAS-pixel images; any detector
-option given beside it wins.
+option given beside it wins. `--backend mmdet --mmdet-config C.py` takes the detector from an mmdet config instead
+(only --norm and --gn-groups apply to it) and trains it by the same recipe with mmengine's Runner
+(`integrations.mmdet_train`; install it with `make mmdet`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,37 @@ def _train(args, config, genotype, options: dict) -> dict:
         raise SystemExit(e.exit_status) from None
 
 
+def _train_mmdet(args, config, genotype, options: dict) -> dict:
+    from ..detection.backbone import check_resnet, init_weights
+    from ..files import check_output
+
+    if args.mmdet_config is None:
+        raise BlockswapError("--backend mmdet needs --mmdet-config C.py (an mmdet config; see workflow/mmdet/)")
+    odd = ["slim"] if args.slim else sorted(set(options) - {"norm", "gn_groups"})
+    if odd:
+        raise BlockswapError(f"--{odd[0].replace('_', '-')} is a torchvision-backend option; with --backend mmdet "
+                             "the detector comes from --mmdet-config")
+    if args.test_only or args.resume:
+        raise BlockswapError("--backend mmdet resumes from <checkpoint>.work by itself and has no --test-only")
+    if genotype is None:
+        raise BlockswapError("name the backbone: --genotype G.json or --model resnet34 [--block B]")
+    check_resnet(genotype)
+    if args.init:
+        init_weights(genotype, args.init)
+    check_output(args.checkpoint, "--checkpoint")
+    if args.train_images is None or args.val_images is None:
+        raise BlockswapError("--backend mmdet needs --train-images/--train-annotations and --val-images/"
+                             "--val-annotations")
+    try:
+        from ..integrations import mmdet_train
+    except ImportError as e:
+        raise BlockswapError(f"the mmdet backend is not installed ({e}); run `make mmdet`") from None
+    return mmdet_train.train(args.mmdet_config, genotype, config, train=(args.train_images, args.train_annotations),
+                             val=(args.val_images, args.val_annotations), out_checkpoint=args.checkpoint,
+                             metrics_path=args.output, norm=options.get("norm"),
+                             gn_groups=options.get("gn_groups") or 32, init=args.init, labels=_labels(args.label))
+
+
 def _test_only(args, config, genotype, options: dict) -> dict:
     """Evaluate --checkpoint; a backbone or detector option given must agree with the checkpoint's."""
     from ..detection.detectors import DetectorConfig
@@ -122,7 +155,8 @@ def cmd_detect_train(args) -> None:
     genotype = _genotype(args)
     options = _detector_options(args)
     DetectorConfig(**options)  # checks the detector settings before any data is read
-    metrics = (_test_only if args.test_only else _train)(args, config, genotype, options)
+    run = _train_mmdet if args.backend == "mmdet" else _test_only if args.test_only else _train
+    metrics = run(args, config, genotype, options)
     if not args.output:
         print(json.dumps(metrics, indent=2))
 
@@ -143,6 +177,9 @@ def add_train_command(detect_subparsers) -> None:
     for what in ("train", "val"):
         p.add_argument(f"--{what}-images", help=f"folder of the {what} images")
         p.add_argument(f"--{what}-annotations", help=f"COCO instances JSON of the {what} images")
+    p.add_argument("--backend", choices=("torchvision", "mmdet"), default="torchvision",
+                   help="who builds and trains the detector (default torchvision; mmdet: from --mmdet-config)")
+    p.add_argument("--mmdet-config", metavar="C.py", help="with --backend mmdet: the mmdet config of the detector")
     p.add_argument("--slim", type=int_at_least(32), metavar="CANVAS",
                    help="start from the CPU preset for CANVAS-pixel images (slim heads, anchors 8…128, no resizing)")
     for f in DETECTOR_FIELDS.values():

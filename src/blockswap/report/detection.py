@@ -34,6 +34,7 @@ class DetectionRun:
     params: int  # the classification network's (Table 3's count)
     backbone_params: int  # the detector's body
     ap: dict  # kind → {stat: percent or NaN}
+    backend: str  # who trained and evaluated the detector: torchvision or mmdet
 
 
 def _percent(value, path: str, where: str) -> float:
@@ -57,7 +58,7 @@ def load_detection_run(path: str) -> DetectionRun:
     ap = {kind: {s: _percent(d[kind].get(s), path, f"{kind}.{s}") for s in STATS}
           for kind in KINDS if isinstance(d.get(kind), dict)}
     return DetectionRun(str(path), method, labels.get("block") or None, genotype.model, genotype.id,
-                        analytic(genotype).params, int(d["backbone_params"]), ap)
+                        analytic(genotype).params, int(d["backbone_params"]), ap, d.get("backend", "torchvision"))
 
 
 def load_detection_runs(paths: list[str]) -> list[DetectionRun]:
@@ -76,7 +77,8 @@ def _name(r: DetectionRun) -> str:
 
 def _record(r: DetectionRun, profile: str) -> dict:
     rec = {"backbone": _name(r), "method": r.method, "block": r.block, "model": r.model,
-           "genotype_id": r.genotype_id, "params": r.params, "backbone_params": r.backbone_params}
+           "genotype_id": r.genotype_id, "params": r.params, "backbone_params": r.backbone_params,
+           "backend": r.backend}
     for kind in KINDS:
         for s in STATS:
             rec[f"{kind}_{s}"] = r.ap.get(kind, {}).get(s, math.nan)
@@ -113,7 +115,9 @@ def build(runs: list[DetectionRun], profile: str | None) -> Report:
     if with_paper:
         i = header.index("Paper row")
         align = align[:i] + "l" + align[i + 1:]
-    caption = (f"COCO AP (%) on the validation images, COCOeval{profile_note(profile)}; params counted on the "
+    backends = " and ".join(sorted({r.backend for r in runs}))
+    caption = (f"COCO AP (%) on the validation images, {backends} detectors, COCOeval{profile_note(profile)}; "
+               "params counted on the "
                "classification network (Table 3's count) and on the detector's body"
                + (f"; paper: Table 4 of {paper.SOURCE} (box AP)" if with_paper else ""))
     notes = ["—: no ground-truth instance in that area range."] if any(
