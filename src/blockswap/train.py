@@ -15,9 +15,10 @@ form their own parameter group, whose weight decay is scaled by the genotype's c
 Reproducibility and resuming. The resume file (`checkpoint.ResumeFile`) is rewritten atomically after every
 epoch, and also mid-epoch when SIGTERM/SIGUSR1 asks the job to stop (SLURM preemption or time limit): the
 step in flight is finished, the file written, and `Preempted` raised (the CLI exits 128+signal). A mid-epoch
-resume replays the epoch's batch generator up to the saved step without computing on those batches, so a
-run stopped any number of times (SIGKILL included: it restarts from the last epoch end) ends with bitwise
-the same weights and metrics (timings aside) as an uninterrupted one on the CPU with the same thread count.
+resume starts the epoch's batches at the saved step (`iterate_batches(start=)`: the images of the finished
+steps are not read or decoded, only their random draws made), so a run stopped any number of times (SIGKILL
+included: it restarts from the last epoch end) ends with bitwise the same weights and metrics (timings aside)
+as an uninterrupted one on the CPU with the same thread count.
 Outputs appear only once training is complete; the resume file is then deleted.
 
 Data-parallel (`torchrun --nproc-per-node N -m blockswap train …`, see `distributed`): `batch_size` and `lr`
@@ -227,9 +228,8 @@ class _Run:
         config, progress, steps, world = self.config, self.progress, self.steps, self.world
         epoch, tick = progress.epoch, time.perf_counter()
         batches = iterate_batches(self.train_set, config.batch_size, train=True, seed=config.seed, epoch=epoch,
-                                  device=self.device, augment=self.augment, shard=(world.rank, world.size))
-        for _ in range(progress.step):  # mid-epoch resume: replay the random draws of the finished steps
-            next(batches)
+                                  device=self.device, augment=self.augment, shard=(world.rank, world.size),
+                                  start=progress.step)  # mid-epoch resume: the finished steps are skipped
         bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
                    leave=False, disable=not (config.progress and world.main), dynamic_ncols=True)
         progress.step = train_one_epoch(
