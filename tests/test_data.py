@@ -374,6 +374,65 @@ def test_fixed_batch_is_the_first_training_batch():
                                    for a, b in zip(three, expected))
 
 
+def _same_batches(a, b) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) and torch.equal(u, v) for (x, u), (y, v) in zip(a, b))
+
+
+@pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
+def test_resumed_epoch_yields_the_rest_of_the_uninterrupted_one(shard):
+    ds = toy_dataset(n=40)  # pad, flip and cutout on: every batch draws from the epoch generator
+    whole = list(iterate_batches(ds, 8, train=True, seed=2, epoch=3, shard=shard))
+    assert len(whole) == 5
+    for start in range(6):
+        rest = list(iterate_batches(ds, 8, train=True, seed=2, epoch=3, shard=shard, start=start))
+        assert _same_batches(rest, whole[start:]), start
+    test = list(iterate_batches(ds, 16, train=False))  # test batches: the last one is partial
+    assert _same_batches(list(iterate_batches(ds, 16, train=False, start=2)), test[2:])
+    with pytest.raises(BlockswapError, match="cannot start at batch 6: the epoch has 5 batches"):
+        next(iterate_batches(ds, 8, train=True, start=6))
+
+
+@pytest.fixture
+def noise_jpegs(tmp_path):
+    """imagenet/train/ with 2 class folders of 5 random-noise JPEGs of assorted sizes: crops differ visibly."""
+    from torchvision.io import encode_jpeg, write_file
+    g = torch.Generator().manual_seed(0)
+    for i in range(10):
+        folder = tmp_path / "train" / f"n{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image = torch.randint(0, 256, (3, 40 + 4 * i, 60 - 2 * i), dtype=torch.uint8, generator=g)
+        write_file(str(folder / f"img{i}.JPEG"), encode_jpeg(image))
+    return tmp_path
+
+
+@pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
+def test_resumed_folder_epoch_decodes_only_what_it_yields(noise_jpegs, monkeypatch, shard):
+    from dataclasses import replace
+    ds = replace(load_dataset("imagenet", noise_jpegs), image_size=32)  # small crops: a quick test
+    augment = Augment(ds.mean, ds.std, flip=True, cutout=8)  # on-device draws after the per-image crops
+    whole = list(iterate_batches(ds, 2, train=True, seed=1, epoch=2, augment=augment, workers=0, shard=shard))
+    decoded = []
+
+    def counting(path, seed, size):
+        decoded.append(path)
+        return load_image(path, seed, size)
+
+    load_image = data.load_image
+    monkeypatch.setattr(data, "load_image", counting)
+    per_batch = 2 // shard[1]
+    for start in (1, 3, 5):
+        decoded.clear()
+        rest = list(iterate_batches(ds, 2, train=True, seed=1, epoch=2, augment=augment, workers=0, shard=shard,
+                                    start=start))
+        assert _same_batches(rest, whole[start:]), start
+        assert len(decoded) == (5 - start) * per_batch  # the skipped batches' images were never decoded
+    # With worker processes too (the count is not visible there, the batches are).
+    monkeypatch.undo()
+    rest = list(iterate_batches(ds, 2, train=True, seed=1, epoch=2, augment=augment, workers=2, shard=shard,
+                                start=2))
+    assert _same_batches(rest, whole[2:])
+
+
 # ------------------------------------------------------------------------------------------------ subsets
 def test_stratified_subset_counts_and_seeds():
     shuffle = torch.randperm(60, generator=torch.Generator().manual_seed(0))

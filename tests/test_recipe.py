@@ -60,6 +60,27 @@ def test_recipe_flags_round_trip_through_the_cli():
         recipe_flags({"train_subset": 10})
 
 
+def test_gpu_settings_are_recorded_only_when_set():
+    """amp and channels_last, off by default, leave the records (checkpoints, metrics, resume files) of the runs
+    that do not use them exactly as they were before the settings existed."""
+    new = {"amp", "channels_last"}
+    everything = {f.name: list(v) if isinstance(v := getattr(TrainConfig(), f.name), tuple) else v
+                  for f in dataclasses.fields(TrainConfig)}
+    assert TrainConfig().to_dict() == {k: v for k, v in everything.items() if k not in new}
+    assert TrainConfig.unrecorded_defaults() == {"amp": "off", "channels_last": False}
+    for config in (TrainConfig(), TrainConfig(amp="bf16"), TrainConfig(amp="fp16", channels_last=True)):
+        assert TrainConfig.from_dict(config.to_dict()) == config
+    fp16 = TrainConfig(amp="fp16").to_dict()
+    assert fp16["amp"] == "fp16" and "channels_last" not in fp16
+    got = _config(["train", "--model", "wrn-16-1", "--checkpoint", "m.pt", "--amp", "bf16", "--channels-last", "true"])
+    assert got == TrainConfig(amp="bf16", channels_last=True)
+    assert "--amp fp16" in recipe_flags({"amp": "fp16"})
+    with pytest.raises(BlockswapError, match="amp must be one of off, bf16, fp16, got 'fp32'"):
+        TrainConfig(amp="fp32")
+    with pytest.raises(BlockswapError, match="channels_last must be true or false"):
+        TrainConfig(channels_last="yes")
+
+
 def test_schema_recipe_defaults_are_the_config_defaults():
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["definitions"]
     for section, defaults in (("recipe", {}), ("distillation", DISTILL_DEFAULTS)):

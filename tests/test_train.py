@@ -21,8 +21,9 @@ import torch.nn.functional as F
 
 from blockswap import cli, counting
 from blockswap import train as train_module
-from blockswap.checkpoint import load_model
+from blockswap.checkpoint import Progress, ResumeFile, load_model
 from blockswap.datadirs import locate_fashion_mnist
+from blockswap.engine import Precision, train_step
 from blockswap.errors import BlockswapError
 from blockswap.files import write_json
 from blockswap.genotype import Genotype
@@ -288,6 +289,71 @@ def test_mid_epoch_stop_resumes_exactly(data_dir, reference, tmp_path, monkeypat
     monkeypatch.setattr(train_module, "learning_rate", real)
     assert cli.main(_args(data_dir, tmp_path)) == 0
     _assert_same_run(tmp_path, reference)
+
+
+# ------------------------------------------------------------------------------ mixed precision, layout
+@pytest.mark.parametrize("extra, asked", [
+    (["--amp", "fp16"], "amp=fp16"), (["--channels-last", "true"], "channels_last"),
+    (["--amp", "bf16", "--channels-last", "true"], "amp=bf16 and channels_last")])
+def test_gpu_settings_are_refused_on_the_cpu(data_dir, tmp_path, capsys, extra, asked):
+    assert cli.main(_args(data_dir, tmp_path, *extra)) == 2
+    err = capsys.readouterr().err
+    assert f"error: {asked} asked for, but mixed precision and channels-last are for CUDA runs and this one runs " \
+           "on the cpu; leave them off there\n" in err
+    assert not list(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_resume_compares_settings_left_out_of_the_records(tmp_path):
+    """A resume file of a run without amp lacks the setting; it still tells such a run from one with amp."""
+    genotype = Genotype.uniform("wrn-10-1", "Conv", in_channels=1, image_size=28)
+    model = create_model(genotype)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "run.resume"
+    for then, now, diff in ((TrainConfig(), TrainConfig(amp="bf16"), "amp: 'off' there, 'bf16' now"),
+                            (TrainConfig(channels_last=True), TrainConfig(), "channels_last: True there, False now")):
+        ResumeFile(path, genotype, then).save(model, optimizer, Progress(), 0.0, False, torch.device("cpu"))
+        assert "amp" not in torch.load(path, weights_only=True)["config"]
+        with pytest.raises(BlockswapError, match=f"other settings \\({diff}\\)"):
+            ResumeFile(path, genotype, now).load(model, optimizer)
+    # fp16's loss scale travels with the resume file (a CPU GradScaler stands in for the CUDA one).
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    ResumeFile(path, genotype, TrainConfig()).save(model, optimizer, Progress(), 0.0, True, torch.device("cpu"),
+                                                   scaler)
+    again = torch.amp.GradScaler("cpu")
+    ResumeFile(path, genotype, TrainConfig()).load(model, optimizer, again)
+    assert again.get_scale() == 1024.0
+
+
+def test_a_bf16_channels_last_step_computes_what_float32_does_nearly():
+    """The autocast and layout paths of a step, exercised on the CPU (where `train` refuses them)."""
+    genotype = Genotype.uniform("wrn-10-1", "Conv", in_channels=1, image_size=28)
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+    results = []
+    for precision in (Precision(), Precision("bf16", channels_last=True)):
+        torch.manual_seed(0)
+        model = precision.layout(create_model(genotype))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        before = [p.detach().clone() for p in model.parameters()]
+        values = train_step(model, optimizer, Objective(), images, labels, 0.1, precision=precision)
+        assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()) if b.grad is not None)
+        conv = next(m for m in model.modules()  # a weight whose NCHW and NHWC layouts differ
+                    if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1 and m.kernel_size == (3, 3))
+        assert conv.weight.is_contiguous() != precision.channels_last
+        assert conv.weight.dtype == torch.float32  # autocast leaves the weights float32
+        results.append(values)
+    assert results[1]["loss"] == pytest.approx(results[0]["loss"], rel=0.05)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_channels_last_training_on_cuda(data_dir, tmp_path, amp):
+    config = _config(data_dir, device="cuda", amp=amp, channels_last=True)
+    metrics = train(config, "wrn-10-1", out_checkpoint=tmp_path / "model.pt")
+    assert metrics["test_top1_error"] < 70 and math.isfinite(metrics["test_loss"])  # it learnt (chance: 90)
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert ckpt["config"]["amp"] == amp and ckpt["config"]["channels_last"] is True
+    assert all(t.is_contiguous() and t.dtype != torch.float16 for t in ckpt["state_dict"].values())
 
 
 def test_nan_loss_stops_with_clear_error(data_dir, tmp_path, capsys):

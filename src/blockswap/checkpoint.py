@@ -2,10 +2,10 @@
 
 A final checkpoint {genotype, config, state_dict, metrics, provenance} holds plain types and CPU tensors
 only, so `torch.load(path, weights_only=True)` reads it. The resume file (`ResumeFile`) holds model,
-optimiser, the position (epoch, step), RNG states and the metrics so far - nothing about the data
-pipeline, whose batch order and augmentation depend only on (seed, epoch). It identifies the run by its
-genotype, its settings (`recipe.RUN_ONLY` aside) and the teacher's weights (sha256), and refuses to resume
-a run that differs in any of them.
+optimiser, the position (epoch, step), RNG states, the metrics so far and (amp fp16 only) the loss scale -
+nothing about the data pipeline, whose batch order and augmentation depend only on (seed, epoch). It
+identifies the run by its genotype, its settings (`recipe.RUN_ONLY` aside) and the teacher's weights
+(sha256), and refuses to resume a run that differs in any of them.
 """
 
 from __future__ import annotations
@@ -148,8 +148,9 @@ class ResumeFile:
     teacher_sha256: str | None = None
 
     def save(self, model: Network, optimizer: torch.optim.Optimizer, progress: Progress, elapsed_s: float,
-             mid_epoch: bool, device: torch.device) -> None:
-        """Write atomically; `elapsed_s` is the wall time of all attempts so far."""
+             mid_epoch: bool, device: torch.device, scaler: torch.amp.GradScaler | None = None) -> None:
+        """Write atomically; `elapsed_s` is the wall time of all attempts so far; `scaler`: fp16 training's
+        loss scale, which a resumed run continues from (kept only when there is one)."""
         p = progress
         save({"format": RESUME_FORMAT, "genotype": self.genotype.to_dict(), "config": self.config.to_dict(),
               "teacher_id": self.teacher_id, "teacher_sha256": self.teacher_sha256,
@@ -158,15 +159,19 @@ class ResumeFile:
                             "step": p.step},
               "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(device),
               "metrics": p.history, "tally": dataclasses.asdict(p.tally) if mid_epoch else None,
-              "elapsed_s": elapsed_s, "resumes": p.resumes}, self.path)
+              "elapsed_s": elapsed_s, "resumes": p.resumes,
+              **({} if scaler is None else {"scaler": scaler.state_dict()})}, self.path)
 
-    def load(self, model: Network, optimizer: torch.optim.Optimizer) -> Progress:
-        """Restore model, optimiser and RNGs from the file, after checking it belongs to this run."""
+    def load(self, model: Network, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler | None = None) -> Progress:
+        """Restore model, optimiser, RNGs (and `scaler`) from the file, after checking it belongs to this run."""
         state = self._check(read(self.path, "resume checkpoint", ("format", "genotype", "config", "epoch",
                                                                   "step")))
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         return Progress(state["epoch"], state["step"], list(state["metrics"]), Tally(**(state.get("tally") or {})),
                         state["elapsed_s"], state["resumes"] + 1)
 
@@ -179,9 +184,10 @@ class ResumeFile:
         if saved != self.genotype:
             raise BlockswapError(f"{path} is the resume checkpoint of {describe(saved)}, but this run trains "
                                  f"{describe(self.genotype)}; {fix}")
-        now = self.config.to_dict()
-        diffs = [f"{k}: {state['config'].get(k)!r} there, {now[k]!r} now" for k in now
-                 if k not in RUN_ONLY and state["config"].get(k) != now[k]]
+        implied = TrainConfig.unrecorded_defaults()  # what a setting left out of either record means
+        now, then = {**implied, **self.config.to_dict()}, {**implied, **state["config"]}
+        diffs = [f"{k}: {then.get(k)!r} there, {now[k]!r} now" for k in now
+                 if k not in RUN_ONLY and then.get(k) != now[k]]
         if diffs:
             raise BlockswapError(f"{path} was written with other settings ({'; '.join(diffs)}); {fix}")
         if state.get("teacher_id") != self.teacher_id:

@@ -8,6 +8,8 @@ Reproducibility. Every random choice of one epoch (shuffle order, augmentation, 
 one `torch.Generator` seeded from (seed, epoch) only, see `epoch_generator`. Hence:
   * resuming at an epoch boundary: call `iterate_batches(..., seed=s, epoch=e)` for e = first missing epoch
     and the batches are identical to an uninterrupted run; no generator state needs checkpointing;
+  * resuming mid-epoch: `start=j` yields the epoch's batches from j on without reading or decoding the
+    first j (their random draws are still made), identical to those of the uninterrupted epoch;
   * the fixed Fisher minibatch: `first_batches(ds, B, seed)[0]` is the first training batch of epoch 0 for that
     seed, augmented as in training (as the reference BlockSwap code, which takes it from the train loader).
 Random numbers are drawn on the CPU and moved to the device, so CPU and GPU runs see the same batches.
@@ -337,29 +339,44 @@ class Augment:
     flip: bool = False
     cutout: int = 0
 
+    def draw(self, n: int, h: int, w: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The random numbers of one batch of n H×W images, on the generator's device, always in the same
+        order. Apart from `__call__` so that a resumed epoch can make the draws of the batches it skips
+        without their images (`iterate_batches(start=)`), leaving the generator where an uninterrupted
+        epoch has it."""
+        def randint(high: int) -> torch.Tensor:
+            return torch.randint(high, (n,), generator=generator, device=generator.device)
+
+        draws = {}
+        if self.pad:
+            draws["rows"], draws["cols"] = randint(2 * self.pad + 1), randint(2 * self.pad + 1)
+        if self.flip:
+            draws["flip"] = randint(2).bool()
+        if self.cutout:
+            draws["top"], draws["left"] = randint(h), randint(w)
+        return draws
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, c, h, w = images.shape
         dev = images.device
-
-        def randint(high: int) -> torch.Tensor:  # drawn on the generator's device, used on the batch's
-            return torch.randint(high, (n,), generator=generator, device=generator.device).to(dev)
-
+        # Drawn on the generator's device, used on the batch's.
+        r = {k: v.to(dev) for k, v in self.draw(n, h, w, generator).items()}
         if self.pad:
             p = self.pad
-            rows = randint(2 * p + 1)[:, None] + torch.arange(h, device=dev)  # N×H rows of the padded image
-            cols = randint(2 * p + 1)[:, None] + torch.arange(w, device=dev)
+            rows = r["rows"][:, None] + torch.arange(h, device=dev)  # N×H rows of the padded image
+            cols = r["cols"][:, None] + torch.arange(w, device=dev)
             padded = F.pad(images, (p, p, p, p))
             # Advanced indices on dims 0, 2, 3 gather to N×H×W×C; move channels back.
             images = padded[torch.arange(n, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
             images = images.permute(0, 3, 1, 2).contiguous()
         if self.flip:
-            images = torch.where(randint(2).bool()[:, None, None, None], images.flip(-1), images)
+            images = torch.where(r["flip"][:, None, None, None], images.flip(-1), images)
         mean = torch.tensor(self.mean, device=dev).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=dev).view(1, -1, 1, 1)
         x = (images.float() / 255 - mean) / std
         if self.cutout:
             s = self.cutout
-            top, left = randint(h)[:, None] - s // 2, randint(w)[:, None] - s // 2
+            top, left = r["top"][:, None] - s // 2, r["left"][:, None] - s // 2
             ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
             in_rows, in_cols = (ys >= top) & (ys < top + s), (xs >= left) & (xs < left + s)  # N×H, N×W
             x = x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :])[:, None], 0.0)
@@ -382,7 +399,7 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int = 0, epoch: int = 0,
                     device="cpu", augment: Augment | None = None, workers: int = 2,
-                    shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                    shard: tuple[int, int] = (0, 1), start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (float images, int64 labels) on `device` for one epoch.
 
     train=True: order shuffled by `epoch_generator(seed, epoch)`, last partial batch dropped;
@@ -393,6 +410,8 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
     process. In-memory sets augment the whole batch and slice it, so every image gets the augmentation it
     gets in one process; FolderDataset decodes only its slice (crops are per image and seeded, so those
     agree too) but then draws any on-device augmentation (off by default: normalisation only) for its slice.
+    `start=j` (a mid-epoch resume): begin with batch j. The first j batches are neither read nor decoded,
+    but their random draws are made, so batches j, j+1, ... are bitwise those of the whole epoch.
     """
     n = len(dataset)
     if train and n < batch_size:
@@ -401,6 +420,8 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
     order = torch.randperm(n, generator=g) if train else torch.arange(n)
     stop = n - n % batch_size if train else n
     chunks = [order[i: i + batch_size] for i in range(0, stop, batch_size)]
+    if not 0 <= start <= len(chunks):
+        raise BlockswapError(f"cannot start at batch {start}: the epoch has {len(chunks)} batches")
     if augment is None:
         augment = default_augment(dataset, train)
     device = torch.device(device)
@@ -409,7 +430,10 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
     part = slice(rank * batch_size // size, (rank + 1) * batch_size // size)
 
     if isinstance(dataset, TensorDataset):
-        for idx in chunks:
+        h, w = dataset.images.shape[-2:]
+        for idx in chunks[:start]:
+            augment.draw(len(idx), h, w, g)
+        for idx in chunks[start:]:
             idx = idx.to(dataset.images.device)
             images, labels = augment(dataset.images[idx].to(device), g), dataset.labels[idx].to(device)
             yield (images, labels) if size == 1 else (images[part], labels[part])
@@ -421,9 +445,14 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
     batches = [list(zip(idx.tolist(), seeds[idx].tolist())) for idx in chunks]
     if size > 1:
         batches = [b[part] for b in batches]
+    for b in batches[:start]:
+        augment.draw(len(b), dataset.image_size, dataset.image_size, g)
+    # Imported here, before the workers fork: they inherit what load_image needs rather than each
+    # importing it anew (about a second) every epoch.
+    import torchvision.transforms.v2.functional  # noqa: F401  (imports torchvision.io too)
     # Our own generator, because without one the DataLoader draws its worker seed from (and so moves)
     # torch's global RNG; decoding never uses that seed.
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[start:], num_workers=workers,
                                          pin_memory=device.type == "cuda", generator=torch.Generator())
     for images, labels in loader:
         yield augment(images.to(device, non_blocking=True), g), labels.to(device, non_blocking=True)

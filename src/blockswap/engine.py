@@ -1,9 +1,11 @@
-"""The training engine: one SGD step, one epoch, evaluation, and the device a run uses."""
+"""The training engine: one SGD step, one epoch, evaluation, the device a run uses and how it computes there."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,9 @@ from .distributed import SINGLE, World
 from .errors import BlockswapError
 from .losses import Objective
 from .models import Network
+from .recipe import TrainConfig
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -29,21 +34,78 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@dataclass
+class Precision:
+    """How a run computes on its GPU (`TrainConfig.amp`, `channels_last`); the default is float32 and the
+    usual contiguous layout, i.e. exactly what runs without these settings compute.
+
+    amp: the forward passes (student, teacher, objective) run under autocast to bf16 or fp16; weights,
+    gradients and the optimiser stay float32. fp16's narrow range needs loss scaling: `scaler`, a GradScaler
+    that skips the steps whose gradients overflow and tunes the scale. channels_last: the networks and their
+    inputs in NHWC layout, which tensor-core convolutions prefer (same numbers, other summation order).
+    Evaluation (`evaluate`) stays float32 - a small share of a run's time - so that the recorded test errors
+    do not depend on `amp` and `blockswap evaluate` reproduces them (up to summation order after channels_last).
+    Both are for CUDA runs: `for_run` refuses them on the CPU rather than ignore them there, since on most
+    CPUs bf16 and fp16 autocast are slower than float32, and a setting recorded but not applied would
+    misdescribe the run.
+    """
+    amp: str = "off"
+    channels_last: bool = False
+    scaler: torch.amp.GradScaler | None = field(init=False, default=None)
+
+    def __post_init__(self):
+        if self.amp == "fp16":
+            self.scaler = torch.amp.GradScaler("cuda")
+
+    @classmethod
+    def for_run(cls, config: TrainConfig, device: torch.device) -> Precision:
+        asked = ([f"amp={config.amp}"] if config.amp != "off" else []) + (
+            ["channels_last"] if config.channels_last else [])
+        if asked and device.type != "cuda":
+            raise BlockswapError(f"{' and '.join(asked)} asked for, but mixed precision and channels-last are for "
+                                 f"CUDA runs and this one runs on the {device.type}; leave them off there")
+        return cls(config.amp, config.channels_last)
+
+    def autocast(self, device: torch.device):
+        """The context the forward passes run in."""
+        if self.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=AMP_DTYPES[self.amp])
+
+    def layout(self, x):
+        """A network (converted in place) or a batch of images in the run's memory layout."""
+        return x.to(memory_format=torch.channels_last) if self.channels_last else x
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+
+FLOAT32 = Precision()
+
+
 def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Objective, images: torch.Tensor,
                labels: torch.Tensor, lr: float, teacher: Network | None = None,
-               world: World = SINGLE) -> dict[str, float]:
+               world: World = SINGLE, precision: Precision = FLOAT32) -> dict[str, float]:
     """One SGD step at `lr`; returns the loss, its unweighted parts and the count of wrong top-1 predictions.
     A non-finite loss is returned without stepping, so that the caller can stop with the weights intact.
     Data-parallel (`world`): those of the global batch - the ranks' means averaged, their counts summed - so
     every rank makes the same choice."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+    images = precision.layout(images)
     t_logits = t_points = None
-    if teacher is not None:
-        with torch.no_grad():
-            t_logits, t_points = teacher(images)
-    logits, points = model(images)
-    loss, parts = objective(logits, points, labels, t_logits, t_points)
+    with precision.autocast(images.device):
+        if teacher is not None:
+            with torch.no_grad():
+                t_logits, t_points = teacher(images)
+        logits, points = model(images)
+        loss, parts = objective(logits, points, labels, t_logits, t_points)
     wrong = (logits.argmax(1) != labels).sum()
     # One host sync per step for all the numbers.
     numbers = torch.stack([t.detach().double() for t in (loss, *parts.values(), wrong)])
@@ -54,14 +116,14 @@ def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Obje
     values = dict(zip(["loss", *parts, "wrong"], numbers))
     if math.isfinite(values["loss"]):
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.backward_and_step(loss, optimizer)
     return values
 
 
 def train_one_epoch(model: Network, optimizer: torch.optim.Optimizer, objective: Objective,
                     batches: Iterable, lr_at: Callable[[int], float], tally: Tally, *, epoch: int, step: int = 0,
-                    teacher: Network | None = None, stop: list | tuple = (), bar=None, world: World = SINGLE) -> int:
+                    teacher: Network | None = None, stop: list | tuple = (), bar=None, world: World = SINGLE,
+                    precision: Precision = FLOAT32) -> int:
     """Train on `batches` (those of `epoch` from `step` on), adding to `tally`. Returns the step reached: the
     epoch's end, or earlier as soon as `stop` is non-empty (a stop signal arrived). Data-parallel, `batches`
     are this rank's slices and the tally counts the global batch."""
@@ -70,7 +132,7 @@ def train_one_epoch(model: Network, optimizer: torch.optim.Optimizer, objective:
         if stop:
             break
         lr = lr_at(step)
-        values = train_step(model, optimizer, objective, images, targets, lr, teacher, world)
+        values = train_step(model, optimizer, objective, images, targets, lr, teacher, world, precision)
         if not math.isfinite(values["loss"]):
             raise BlockswapError(f"the training loss became {values['loss']} in epoch {epoch + 1}, step "
                                  f"{step + 1} (lr {lr:g}); lower --lr, or check the data")

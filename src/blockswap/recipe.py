@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from .errors import BlockswapError
 
 SCHEDULES = ("cosine", "step")
+AMP_MODES = ("off", "bf16", "fp16")
 LR_UNITS = ("epoch", "iteration")
 DISTILL_FIELDS = ("at_beta", "kd_alpha", "kd_temperature")
 # Settings that do not change what is computed: a resumed run may change them.
 RUN_ONLY = frozenset({"device", "threads", "progress", "data_dir"})
 
 
-def setting(default, help: str, type=None, cli: bool = True, **extra):
-    """A TrainConfig field: its default, its help text and (for lists and optional numbers) its parser type."""
-    return field(default=default, metadata={"help": help, "type": type, "cli": cli, **extra})
+def setting(default, help: str, type=None, cli: bool = True, recorded: bool = True, **extra):
+    """A TrainConfig field: its default, its help text and (for lists and optional numbers) its parser type.
+    recorded=False: `to_dict` leaves the field out while it has its default, so that adding it changed no
+    record (checkpoint, metrics, resume file) of the runs that do not use it."""
+    return field(default=default, metadata={"help": help, "type": type, "cli": cli, "recorded": recorded, **extra})
 
 
 class Settings:
@@ -31,8 +34,17 @@ class Settings:
     what = "training"  # unannotated: a class attribute, not a dataclass field
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        d = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("recorded", True) or value != f.default:
+                d[f.name] = list(value) if isinstance(value, tuple) else value
+        return d
+
+    @classmethod
+    def unrecorded_defaults(cls) -> dict:
+        """What a `to_dict` lacking a recorded=False field means: that field's default."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if not f.metadata.get("recorded", True)}
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -76,6 +88,11 @@ class TrainConfig(Settings):
     seed: int = setting(0, "seed of the initialisation, batch order and augmentation")
     sync_bn: bool = setting(False, "data-parallel runs (torchrun): BatchNorm statistics over the global batch "
                             "(SyncBatchNorm, CUDA only) rather than each process's part", "bool")
+    # Off by default, and then left out of the records, so that the runs without them are recorded as before.
+    amp: str = setting("off", "CUDA only: mixed precision, the forward passes autocast to bf16, or to fp16 with "
+                       "loss scaling (weights and optimiser stay float32)", choices=AMP_MODES, recorded=False)
+    channels_last: bool = setting(False, "CUDA only: the network and its inputs in channels-last memory layout, "
+                                  "which tensor-core convolutions prefer", "bool", recorded=False)
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
     threads: int | None = setting(None, "torch threads (default: the CPUs this job may use)", int)
     progress: bool = setting(True, "a progress bar per epoch", cli=False)
@@ -104,7 +121,9 @@ class TrainConfig(Settings):
         need(self.lr > 0, f"lr must be a positive number, got {self.lr}")
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
-        need(isinstance(self.crs_wd, bool), f"crs_wd must be true or false, got {self.crs_wd!r}")
+        for name in ("crs_wd", "channels_last"):
+            need(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}")
+        need(self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         need(self.lr_unit in LR_UNITS, f"lr_unit must be one of {', '.join(LR_UNITS)}, got {self.lr_unit!r}")
         need(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),

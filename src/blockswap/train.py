@@ -15,9 +15,10 @@ form their own parameter group, whose weight decay is scaled by the genotype's c
 Reproducibility and resuming. The resume file (`checkpoint.ResumeFile`) is rewritten atomically after every
 epoch, and also mid-epoch when SIGTERM/SIGUSR1 asks the job to stop (SLURM preemption or time limit): the
 step in flight is finished, the file written, and `Preempted` raised (the CLI exits 128+signal). A mid-epoch
-resume replays the epoch's batch generator up to the saved step without computing on those batches, so a
-run stopped any number of times (SIGKILL included: it restarts from the last epoch end) ends with bitwise
-the same weights and metrics (timings aside) as an uninterrupted one on the CPU with the same thread count.
+resume starts the epoch's batches at the saved step (`iterate_batches(start=)`: the images of the finished
+steps are not read or decoded, only their random draws made), so a run stopped any number of times (SIGKILL
+included: it restarts from the last epoch end) ends with bitwise the same weights and metrics (timings aside)
+as an uninterrupted one on the CPU with the same thread count.
 Outputs appear only once training is complete; the resume file is then deleted.
 
 Data-parallel (`torchrun --nproc-per-node N -m blockswap train …`, see `distributed`): `batch_size` and `lr`
@@ -27,6 +28,10 @@ each slice by its own statistics and the checkpoint holds rank 0's running stati
 statistics of the global batch. Only rank 0 writes the checkpoint, the metrics and the resume file, and
 prints; every rank resumes from that one file; the test counts are summed over the ranks, so every rank
 gets the same result. A stop signal stops all ranks at the same step.
+
+GPU speed-ups (`amp` = bf16 or fp16 mixed precision, `channels_last`; CUDA only, refused on the CPU, off by
+default and then absent from the recorded settings): see `engine.Precision`. Testing stays float32; an fp16
+run's loss scale is kept in the resume file; the checkpoint's weights are float32 and contiguous, as always.
 
 Metrics (JSON and the checkpoint's "metrics"; errors in %): labels, genotype_id, genotype, params, ops, macs,
 dataset, train_examples, test_examples, teacher (checkpoint, genotype_id, model, params, its
@@ -60,7 +65,7 @@ from .checkpoint import Progress, ResumeFile, Tally, load_model, save, weights_s
 from .counting import analytic, compression_ratio
 from .data import check_fits, default_augment, iterate_batches, load_dataset
 from .distributed import AgreedStop, World, env_size, is_main, joined
-from .engine import evaluate, resolve_device, train_one_epoch
+from .engine import Precision, evaluate, resolve_device, train_one_epoch
 from .errors import BlockswapError
 from .files import check_distinct_files, provenance, write_json
 from .genotype import Genotype
@@ -213,6 +218,7 @@ class _Run:
     started: float  # perf_counter at the start of this attempt
     world: World
     trainer: torch.nn.Module  # `model` as trained: itself, or wrapped in DistributedDataParallel
+    precision: Precision
 
     @property
     def steps(self) -> int:
@@ -227,20 +233,20 @@ class _Run:
         config, progress, steps, world = self.config, self.progress, self.steps, self.world
         epoch, tick = progress.epoch, time.perf_counter()
         batches = iterate_batches(self.train_set, config.batch_size, train=True, seed=config.seed, epoch=epoch,
-                                  device=self.device, augment=self.augment, shard=(world.rank, world.size))
-        for _ in range(progress.step):  # mid-epoch resume: replay the random draws of the finished steps
-            next(batches)
+                                  device=self.device, augment=self.augment, shard=(world.rank, world.size),
+                                  start=progress.step)  # mid-epoch resume: the finished steps are skipped
         bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
                    leave=False, disable=not (config.progress and world.main), dynamic_ncols=True)
         progress.step = train_one_epoch(
             self.trainer, self.optimizer, self.objective, batches, lambda s: learning_rate(config, epoch, s, steps),
             progress.tally, epoch=epoch, step=progress.step, teacher=self.tutor and self.tutor.net, stop=stop,
-            bar=bar, world=world)
+            bar=bar, world=world, precision=self.precision)
         bar.close()
         if progress.step < steps:  # stopped mid-epoch
             progress.tally.seconds += time.perf_counter() - tick
             if world.main:
-                self.resume.save(self.model, self.optimizer, progress, self.elapsed(), True, self.device)
+                self.resume.save(self.model, self.optimizer, progress, self.elapsed(), True, self.device,
+                                 self.precision.scaler)
             raise Preempted(stop[0], self.resume.path, epoch, progress.step)
 
         last = epoch + 1 == config.epochs
@@ -252,7 +258,8 @@ class _Run:
         progress.history.append(record)
         progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
         if world.main:
-            self.resume.save(self.model, self.optimizer, progress, self.elapsed(), False, self.device)
+            self.resume.save(self.model, self.optimizer, progress, self.elapsed(), False, self.device,
+                             self.precision.scaler)
         tested = (f"test error {record['test_top1_error']:.2f}% (top-5 {record['test_top5_error']:.2f}%)"
                   if test else "not tested")
         _log(f"epoch {epoch + 1}/{config.epochs}: lr {record['lr']:.4g} loss {record['train_loss']:.4f} "
@@ -306,6 +313,7 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
 
 def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: torch.device, started: float,
            out_checkpoint, metrics_path, resume_path, teacher, teacher_genotype, block, labels) -> dict:
+    precision = Precision.for_run(config, device)  # refuses amp and channels_last on the CPU
     # The processes on one machine share its CPUs (and --threads, the job's count).
     threads = max(1, (config.threads or len(os.sched_getaffinity(0))) // world.local_size)
     torch.set_num_threads(threads)
@@ -315,11 +323,13 @@ def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: 
                           "teacher": teacher})
     train_set, test_set, genotype, augment = _datasets(config, genotype, block, device)
     tutor = load_teacher(teacher, config, train_set, device, expect=teacher_genotype)
+    if tutor is not None:
+        precision.layout(tutor.net)
 
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)  # seeds CUDA too
-    model = create_model(genotype, device)
+    model = precision.layout(create_model(genotype, device))
     objective = Objective.from_config(config)
     betas = list(objective.betas(_points(genotype))) if objective.at_beta else []  # checks the count early
     if tutor is not None and betas:
@@ -327,15 +337,18 @@ def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: 
     optimizer = torch.optim.SGD(weight_decay_groups(model, genotype, config), lr=config.lr,
                                 momentum=config.momentum)
     resume = ResumeFile(resume_path, genotype, config, tutor and tutor.info["genotype_id"], tutor and tutor.sha256)
-    progress = resume.load(model, optimizer) if resume_path.exists() else Progress()  # every rank: the same file
+    progress = (resume.load(model, optimizer, precision.scaler) if resume_path.exists()  # every rank: the same file
+                else Progress())
     run = _Run(config, model, optimizer, objective, tutor, train_set, test_set, augment, device, resume, progress,
-               started, world, world.wrap(model, config.sync_bn))
+               started, world, world.wrap(model, config.sync_bn), precision)
     if run.progress.resumes:
         _log(f"resuming from {resume_path}: epoch {run.progress.epoch + 1}, step {run.progress.step} of {run.steps}")
     _log(f"training {genotype.model} {genotype.id} ({analytic(genotype).params:,} params) on {len(train_set)} "
          f"{config.dataset} examples, {config.epochs} epochs of {run.steps} steps, {device}, {threads} threads"
          + (f", {world.size} processes of {config.batch_size // world.size} examples a step" if world.size > 1 else "")
-         + (f", teacher {tutor.info['model']} {tutor.info['genotype_id']}" if tutor else ""))
+         + (f", teacher {tutor.info['model']} {tutor.info['genotype_id']}" if tutor else "")
+         + (f", {config.amp} autocast" if config.amp != "off" else "")
+         + (", channels-last" if config.channels_last else ""))
     with _stop_requests() as received:
         stop = received if world.size == 1 else AgreedStop(world, received)
         while run.progress.epoch < config.epochs:
@@ -343,7 +356,8 @@ def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: 
 
     metrics = run.metrics(labels or {}, betas, threads)
     if world.main:
-        state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        # Contiguous: a channels-last run's checkpoint is laid out as any other.
+        state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save({"genotype": genotype.to_dict(), "config": config.to_dict(), "state_dict": state_dict,
               "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint)
         if metrics_path:
