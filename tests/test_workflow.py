@@ -152,6 +152,9 @@ def test_proxies_score_on_the_students_training_batch(tmp_path):
     ({"ablations.sample_budgets": [30000]}, "sample_budgets: 30000 is not one of search.budgets"),
     ({"teacher.pretrained": "w.pth", "teacher.seeds": [0, 1]}, "teacher.pretrained: one weights file is one teacher"),
     ({"structured.blocks": ["Generic_2"]}, "structured.blocks: block type 'Generic_2': s must be a number in"),
+    ({"resources.score": {"processes": 2}}, "resources.score.processes: only training jobs"),
+    ({"resources.train": {"gpu": 4, "threads": 4, "processes": 2}}, "resources.train.processes: 2 processes for 4"),
+    ({"resources.train": {"threads": 4, "processes": 3}}, "student.recipe.batch_size: 64 does not divide among the 3"),
 ])
 def test_config_mistakes_are_named(tmp_path, overrides, message):
     out = snakemake("-n", "--configfile", write_config(tmp_path / "bad.yaml", **overrides), workdir=tmp_path)
