@@ -106,8 +106,8 @@ def processes(resource: dict) -> int:
 
 def _check_processes(config: dict) -> None:
     """Data-parallel training: only the training class runs several processes, on GPUs one per GPU, with at
-    least a thread each, each recipe's batch split evenly among them (the job itself would refuse a bad batch,
-    but only after waiting for its turn on the cluster)."""
+    least a thread each, each recipe's batch split evenly among them, SyncBN not on the CPU (the job itself
+    would refuse a bad batch or SyncBN, but only after waiting for its turn on the cluster)."""
     classes = {f"resources.{k}": v for k, v in config["resources"].items() if k != "train"}
     classes.update({f"detection.resources.{k}": v for k, v in config["detection"]["resources"].items()})
     for key, resource in classes.items():
@@ -128,6 +128,9 @@ def _check_processes(config: dict) -> None:
         if recipe["batch_size"] % n:
             raise BlockswapError(f"{key}.batch_size: {recipe['batch_size']} does not divide among the {n} processes "
                                  "of resources.train")
+        if recipe["sync_bn"] and n > 1 and config["device"] == "cpu":
+            raise BlockswapError(f"{key}.sync_bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); "
+                                 "leave it false with device: cpu")
 
 
 def scoring_batch(config: dict) -> int:
