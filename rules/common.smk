@@ -253,15 +253,18 @@ def all_outputs():
 
 
 def launcher(kind):
-    """How a job of resource class `kind` starts blockswap: one process, or one per GPU when the class asks for
-    several. The SLURM plugin runs a job as one srun task holding all its GPUs (--gpus=N), so torchrun starts
-    the N processes inside it (--standalone: a free port on the job's node); see blockswap.distributed.
+    """How a job of resource class `kind` starts blockswap: one process, or N data-parallel ones, N from the
+    class's `processes` (by default one per GPU; set without GPUs, N processes on the CPU). The same command
+    runs locally and through SLURM: the plugin runs every job that is not MPI as one `srun -n1` task holding
+    all of the job's GPUs (--gpus=N) and CPUs, so torchrun starts the N processes inside that task
+    (--standalone: a free port on the job's node), which share its threads; see blockswap.distributed.
+    (The plugin's MPI jobs, `mpi` + `tasks`, would need `srun` in the command itself, which a local run lacks.)
     """
-    gpus = res(kind, "gpu")
+    n = plan.processes(config["resources"][kind])
     return (
         "blockswap"
-        if gpus <= 1
-        else f"torchrun --standalone --nproc-per-node {gpus} -m blockswap"
+        if n == 1
+        else f"torchrun --standalone --nproc-per-node {n} -m blockswap"
     )
 
 

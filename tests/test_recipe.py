@@ -45,9 +45,10 @@ def test_every_cli_setting_has_an_option_with_help():
 def test_recipe_flags_round_trip_through_the_cli():
     recipe = {"epochs": 7, "batch_size": 32, "lr": 0.05, "schedule": "step", "milestones": [2, 5], "gamma": 0.1,
               "cutout": None, "subset": 4000, "test_subset": None, "lr_unit": "iteration", "weight_decay": 1e-4,
-              "crs_wd": True}
+              "crs_wd": True, "sync_bn": True}
     flags = recipe_flags(recipe)
     assert "--cutout" not in flags and "--test-subset" not in flags  # null: the command's default
+    assert recipe_flags({"sync_bn": False}) == ""  # off: left out, as before the setting existed
     assert "--milestones 2,5" in flags
     got = _config(["train", "--model", "wrn-16-1", "--checkpoint", "m.pt", *flags.split()])
     want = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items() if v is not None}

@@ -5,6 +5,9 @@
   plugin's own sbatch builder; threads must become --cpus-per-task, mem_mb --mem, runtime -t and gpu
   --gpus, and the default profile must ask for minutes on CPU while cifar10/imagenet ask for GPUs and hours.
 * ``test_toy_workflow_runs_through_slurm``: a 3-rule toy workflow (tests/slurm_smoke) through SLURM.
+* ``test_two_process_training_job_runs_through_slurm``: a training job of 2 data-parallel processes on the
+  CPU (resources.train.processes) through SLURM: one job, one task, torchrun's 2 gloo ranks inside it,
+  ending with the weights tests/test_ddp.py expects of 2 processes.
 * ``test_workflow_through_slurm_equals_local_run``: the reduced config tests/workflow/slurm.yaml runs
   locally and through SLURM; every output must match (metrics timing/provenance aside).
 * ``test_cancelled_training_job_resumes``: the teacher of that SLURM run is trained again, cancelled with
@@ -123,13 +126,15 @@ def _flag(call: str, pattern: str) -> str | None:
 
 
 def _check_launch(job, resources: dict) -> None:
-    """A job whose class asks for several GPUs runs one process per GPU (torchrun inside the job's one srun
-    task, which holds them all); every other job runs `blockswap` itself, as it always did."""
+    """A training job whose class asks for several processes (by default one per GPU) runs them under torchrun
+    inside the job's one srun task, which holds all its GPUs; every other job runs `blockswap` itself."""
+    from blockswap.plan import processes
+
     if job.command == "None":  # a report rule that runs Python (`run:`), no command of its own
         assert RULE_CLASS[job.name] == "light", job.name
         return
-    gpus = resources[RULE_CLASS[job.name]].get("gpu", 0)
-    want = f"torchrun --standalone --nproc-per-node {gpus} -m blockswap " if gpus > 1 else "blockswap "
+    n = processes(resources["train"]) if RULE_CLASS[job.name] == "train" else 1
+    want = f"torchrun --standalone --nproc-per-node {n} -m blockswap " if n > 1 else "blockswap "
     assert job.command.startswith(want), (job.name, job.command)
 
 
@@ -250,6 +255,58 @@ def test_toy_workflow_runs_through_slurm(slurm_cluster, tmp_path):
         folder = logdir / f"rule_{rule}" / wildcard if wildcard else logdir / f"rule_{rule}"
         path = folder / f"{job_id}.log"
         assert path.is_file(), f"missing SLURM log {path}; have {sorted(logdir.rglob('*.log'))}"
+
+
+# ------------------------------------------------------------------------ a data-parallel training job
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_two_process_training_job_runs_through_slurm(slurm_cluster, tmp_path):
+    """A teacher of resources.train {processes: 2} on the CPU: one SLURM job whose one task runs torchrun with
+    2 gloo ranks - the command path of a GPU profile's training job (imagenet: 4 GPUs, 4 processes), with the
+    process count given instead of taken from the GPUs. The ranks train test_ddp's run (its settings, its
+    model and seed), so the weights must be those of test_ddp's one-process reference with per-rank BatchNorm.
+    """
+    from blockswap.checkpoint import load_model
+    from test_ddp import SETTINGS, TOLERANCE, _max_difference, _per_rank_bn_reference
+
+    data_dir = str(require_fashion_mnist())
+    config = yaml.safe_load(SLURM_CONFIG.read_text())
+    config.update(name="slurm-ddp", results_dir="results/slurm-ddp")
+    config["dataset"]["data_dir"] = data_dir
+    recipe = {key: SETTINGS[key] for key in ("epochs", "batch_size", "subset", "test_subset")}
+    config["teacher"].update(model="wrn-10-1", seeds=[0], recipe=recipe)
+    # The 2 processes share the job's 2 threads: one each, as test_ddp's processes and its reference.
+    config["resources"]["train"] = {"threads": 2, "processes": 2, "mem_mb": 3000, "runtime": 10}
+    configfile = tmp_path / "ddp.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    teacher = Path("results/slurm-ddp/teachers/seed0")
+
+    before = {j.job_id for j in slurm_cluster.jobs()}
+    t0 = time.monotonic()
+    # --verbose: the plugin logs the sbatch call at debug level. Only the teacher is asked for.
+    proc = run_snakemake(slurm_cluster, ["--snakefile", str(SNAKEFILE), "--configfile", str(configfile), "--jobs", "1",
+                                         "--latency-wait", "5", "--verbose", str(teacher / "metrics.json")],
+                         cwd=tmp_path, timeout=300)
+    wall = time.monotonic() - t0
+    log = proc.stdout
+    assert proc.returncode == 0, f"snakemake failed (rc={proc.returncode}; 124/137 = timeout):\n{log[-8000:]}"
+
+    # One SLURM job with one task holding the job's 2 CPUs, in which torchrun started the 2 processes.
+    jobs = [j for j in slurm_cluster.jobs() if j.job_id not in before]
+    assert [(j.comment.startswith("rule_train_teacher"), j.state) for j in jobs] == [(True, "COMPLETED")], jobs
+    calls = re.findall(r"sbatch call: (sbatch .*)", log)
+    assert len(calls) == 1 and "--gpus" not in calls[0], calls
+    assert _flag(calls[0], r"--ntasks=(\d+)") == "1" and _flag(calls[0], r"--cpus-per-task=(\d+)") == "2", calls
+    assert "torchrun --standalone --nproc-per-node 2 -m blockswap train --model wrn-10-1 " in log
+
+    metrics = json.loads((tmp_path / teacher / "metrics.json").read_text())
+    assert metrics["provenance"]["world_size"] == 2 and metrics["provenance"]["threads"] == 1
+    assert metrics["train_examples"] == 128 and metrics["provenance"]["config"]["batch_size"] == 32
+    net, _ = load_model(tmp_path / teacher / "model.pt")
+    difference = _max_difference(net.state_dict(), _per_rank_bn_reference(data_dir, 2))
+    print(f"\n2-process training job through SLURM: {wall:.1f}s; max weight difference from test_ddp's "
+          f"reference {difference:.2e}")
+    assert difference < TOLERANCE, difference
 
 
 # ------------------------------------------------------------------------- the real workflow, reduced

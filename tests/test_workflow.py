@@ -152,11 +152,40 @@ def test_proxies_score_on_the_students_training_batch(tmp_path):
     ({"ablations.sample_budgets": [30000]}, "sample_budgets: 30000 is not one of search.budgets"),
     ({"teacher.pretrained": "w.pth", "teacher.seeds": [0, 1]}, "teacher.pretrained: one weights file is one teacher"),
     ({"structured.blocks": ["Generic_2"]}, "structured.blocks: block type 'Generic_2': s must be a number in"),
+    ({"resources.score": {"processes": 2}}, "resources.score.processes: only training jobs"),
+    ({"resources.train": {"gpu": 4, "threads": 4, "processes": 2}}, "resources.train.processes: 2 processes for 4"),
+    ({"resources.train": {"threads": 4, "processes": 3}}, "student.recipe.batch_size: 64 does not divide among the 3"),
+    ({"resources.train": {"threads": 2, "processes": 2}, "student.recipe.sync_bn": True}, "sync_bn needs CUDA"),
 ])
 def test_config_mistakes_are_named(tmp_path, overrides, message):
     out = snakemake("-n", "--configfile", write_config(tmp_path / "bad.yaml", **overrides), workdir=tmp_path)
     assert out.returncode != 0
     assert re.search(message, out.stderr + out.stdout), out.stderr[-2000:]
+
+
+def _training_commands(config: Path, workdir: Path) -> list[str]:
+    out = snakemake("-n", "-p", "--configfile", config, workdir=workdir)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = (line.removeprefix("Shell command: ") for line in out.stdout.splitlines())
+    return sorted(line for line in lines if re.search(r"blockswap (train|distill) ", line))
+
+
+@pytest.mark.slow
+def test_sync_bn_reaches_the_command_only_when_true(tmp_path):
+    """sync_bn came after results existed: false or absent, every training command is what it was without it (so
+    Snakemake reruns nothing); true, each one carries --sync-bn True. The same for data-parallel jobs."""
+    absent = _training_commands(write_config(tmp_path / "absent.yaml"), tmp_path)  # written as the others are
+    off = {f"{who}.recipe.sync_bn": False for who in ("teacher", "student")}
+    on = {f"{who}.recipe.sync_bn": True for who in ("teacher", "student")}
+    assert absent and not any("--sync-bn" in c for c in absent)
+    assert _training_commands(write_config(tmp_path / "off.yaml", **off), tmp_path) == absent
+    synced = _training_commands(write_config(tmp_path / "on.yaml", **on), tmp_path)
+    assert all("--sync-bn True " in c for c in synced)
+    assert sorted(c.replace(" --sync-bn True", "") for c in synced) == absent
+    gpus = {"resources.train": {"threads": 8, "gpu": 2}, "device": "cuda"}
+    parallel = _training_commands(write_config(tmp_path / "gpus.yaml", **gpus, **on), tmp_path)
+    assert parallel and all(c.startswith("torchrun --standalone --nproc-per-node 2 -m blockswap ") and
+                            "--sync-bn True " in c for c in parallel)
 
 
 def test_conda_env_carries_the_same_pins():
@@ -235,6 +264,8 @@ def test_incremental_reruns_touch_only_what_changed(finished_run, tmp_path):
         "ablations.sample_counts": ([3, 5], {"sample_n_candidates": 2, "score_n_candidates": 2,
                                              "select_n_top": 2, "distill_sample_count": 2, "report_samples": 1,
                                              "report_claims": 1, "all": 1}),
+        # a setting at its default that was not in the schema when the results were made: nothing
+        "student.recipe.sync_bn": (False, {}),
     }
     for key, (value, expected) in edits.items():
         edited = write_config(tmp_path / f"{key}.yaml", **{key: value})

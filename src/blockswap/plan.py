@@ -3,8 +3,9 @@ wires files together: the cross-key checks the schema cannot express, and the ba
 
 `check_profile(config)` runs when Snakemake parses the workflow, before any job: every name (dataset,
 models, block types, candidate set, proxies), the input shape against the dataset's, every budget against
-the feasible range and the structured substitutions against the teacher's widths, each failure one
-BlockswapError naming the key and what to write instead.
+the feasible range, the structured substitutions against the teacher's widths and the data-parallel
+training jobs' processes against their GPUs and batches, each failure one BlockswapError naming the key and
+what to write instead.
 """
 
 from __future__ import annotations
@@ -98,6 +99,40 @@ def _check_structured(config: dict) -> None:
                              "already; set crs_wd: true or crs_off: []")
 
 
+def processes(resource: dict) -> int:
+    """Processes of one training job of a resource class: `processes`, else one per GPU (at least one)."""
+    return resource["processes"] or max(1, resource["gpu"])
+
+
+def _check_processes(config: dict) -> None:
+    """Data-parallel training: only the training class runs several processes, on GPUs one per GPU, with at
+    least a thread each, each recipe's batch split evenly among them, SyncBN not on the CPU (the job itself
+    would refuse a bad batch or SyncBN, but only after waiting for its turn on the cluster)."""
+    classes = {f"resources.{k}": v for k, v in config["resources"].items() if k != "train"}
+    classes.update({f"detection.resources.{k}": v for k, v in config["detection"]["resources"].items()})
+    for key, resource in classes.items():
+        if (resource["processes"] or 1) > 1:
+            raise BlockswapError(f"{key}.processes: only training jobs (resources.train) run several processes")
+    train = config["resources"]["train"]
+    n = processes(train)
+    if train["gpu"] and n != train["gpu"]:
+        raise BlockswapError(f"resources.train.processes: {n} processes for {train['gpu']} GPUs; each process takes "
+                             "one GPU, so leave it null (one per GPU)")
+    if train["threads"] < n:
+        raise BlockswapError(f"resources.train.threads: {train['threads']} for {n} processes; the processes share the "
+                             f"job's threads, so give it at least {n}")
+    recipes = {"student.recipe": config["student"]["recipe"]}
+    if not config["teacher"]["pretrained"]:
+        recipes["teacher.recipe"] = config["teacher"]["recipe"]
+    for key, recipe in recipes.items():
+        if recipe["batch_size"] % n:
+            raise BlockswapError(f"{key}.batch_size: {recipe['batch_size']} does not divide among the {n} processes "
+                                 "of resources.train")
+        if recipe["sync_bn"] and n > 1 and config["device"] == "cpu":
+            raise BlockswapError(f"{key}.sync_bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); "
+                                 "leave it false with device: cpu")
+
+
 def scoring_batch(config: dict) -> int:
     """The proxies' minibatch size: search.batch_size, else the students' training batch (spec §5: the paper
     scores on a minibatch of the training batch size)."""
@@ -113,6 +148,7 @@ def check_profile(config: dict) -> None:
                              f"{len(config['teacher']['seeds'])}; give one seed")
     plan_detection.check(config)
     _check_structured(config)
+    _check_processes(config)
 
 
 def check_data(config: dict) -> None:

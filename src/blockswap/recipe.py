@@ -86,8 +86,9 @@ class TrainConfig(Settings):
     kd_temperature: float = setting(4.0, "KD temperature T", cli=False)
     eval_every: int = setting(1, "test every N epochs (the last one always)")
     seed: int = setting(0, "seed of the initialisation, batch order and augmentation")
+    # Added after results existed: `recipe_flags` leaves it out while off, so their commands stay as they were.
     sync_bn: bool = setting(False, "data-parallel runs (torchrun): BatchNorm statistics over the global batch "
-                            "(SyncBatchNorm, CUDA only) rather than each process's part", "bool")
+                            "(SyncBatchNorm, CUDA only) rather than each process's part", "bool", flag_if_set=True)
     # Off by default, and then left out of the records, so that the runs without them are recorded as before.
     amp: str = setting("off", "CUDA only: mixed precision, the forward passes autocast to bf16, or to fp16 with "
                        "loss scaling (weights and optimiser stay float32)", choices=AMP_MODES, recorded=False)
@@ -161,12 +162,14 @@ def learning_rate(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoc
 
 def recipe_flags(recipe: dict) -> str:
     """A profile's recipe (keys = TrainConfig fields) as `blockswap train` options; null values are left out,
-    so the command's default (the dataset's recipe, the whole split) applies."""
+    so the command's default (the dataset's recipe, the whole split) applies, and so are settings marked
+    flag_if_set while at their default (the schema fills them in; a new flag would change every job's command
+    and make Snakemake rerun finished jobs)."""
     flags = []
     for key, value in recipe.items():
         if key not in FIELDS:
             raise BlockswapError(f"unknown training setting {key!r}")
-        if value is None:
+        if value is None or (FIELDS[key].metadata.get("flag_if_set") and value == FIELDS[key].default):
             continue
         text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
         flags.append(f"--{key.replace('_', '-')} {text}")
