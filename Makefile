@@ -27,7 +27,7 @@ run: install data
 test: install data lint
 	$(BIN)/pytest -q
 
-# Opt-in: the mmdetection backend. The first install on a machine builds mmcv's ops (about 25 minutes on
+# Opt-in: the mmdetection backend. The first install on a machine builds mmcv's ops (about 12 minutes on
 # 2 cores); later ones reuse that wheel and take seconds (envs/mmdet.sh says where it is kept).
 mmdet: install
 	bash envs/mmdet.sh $(VENV)

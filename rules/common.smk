@@ -252,15 +252,15 @@ def all_outputs():
     return outs
 
 
-def launcher(kind):
-    """How a job of resource class `kind` starts blockswap: one process, or N data-parallel ones, N from the
-    class's `processes` (by default one per GPU; set without GPUs, N processes on the CPU). The same command
+def launcher(resource):
+    """How a job of resource class `resource` starts blockswap: one process, or N data-parallel ones, N from
+    its `processes` (by default one per GPU; set without GPUs, N processes on the CPU). The same command
     runs locally and through SLURM: the plugin runs every job that is not MPI as one `srun -n1` task holding
     all of the job's GPUs (--gpus=N) and CPUs, so torchrun starts the N processes inside that task
     (--standalone: a free port on the job's node), which share its threads; see blockswap.distributed.
     (The plugin's MPI jobs, `mpi` + `tasks`, would need `srun` in the command itself, which a local run lacks.)
     """
-    n = plan.processes(config["resources"][kind])
+    n = plan.processes(resource)
     return (
         "blockswap"
         if n == 1
@@ -268,7 +268,7 @@ def launcher(kind):
     )
 
 
-TRAIN_LAUNCH = launcher("train")
+TRAIN_LAUNCH = launcher(config["resources"]["train"])
 LIGHT_RESOURCES = {"mem_mb": res("light", "mem_mb"), "runtime": res("light", "runtime")}
 TRAIN_RESOURCES, SCORE_RESOURCES = (
     {key: res(kind, key) for key in ("mem_mb", "runtime", "gpu")}

@@ -105,8 +105,9 @@ rule detect_train_blockswap:
         recipe=plan_detection.flags(DETECTION["recipe"]),
         device=config["device"],
         labels=labels(method="blockswap", budget=plan_detection.budget(config)),
+        launch=DET_TRAIN_LAUNCH,
     shell:
-        "blockswap detect train {params.genotype} {params.data} {params.detector} {params.recipe}"
+        "{params.launch} detect train {params.genotype} {params.data} {params.detector} {params.recipe}"
         " --device {params.device} --threads {threads} --quiet {params.labels}"
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 

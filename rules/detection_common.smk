@@ -46,6 +46,11 @@ DET_MMDET_CONFIG = plan_detection.mmdet_config(
 )
 
 
+# Detector trainings run data-parallel on the GPUs a training job asks for (torchvision's detector by
+# blockswap.detection.train, mmdet's by mmengine's Runner; both under torchrun).
+DET_TRAIN_LAUNCH = launcher(DETECTION["resources"]["train"])
+
+
 def mmdet_config(wildcards):
     """The mmdet config is an input of the trainings, so that editing it reruns them."""
     return [DET_MMDET_CONFIG] if DET_MMDET_CONFIG else []

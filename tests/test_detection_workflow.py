@@ -71,6 +71,15 @@ def test_detection_off_by_default_in_the_schema():
     ({"detection.enabled": True, "detection.model": "wrn-16-1"}, "detection.model: a detection backbone is a ResNet"),
     ({"detection.enabled": True, "detection.train": {"images": "x"}}, "detection.train: give both images and"),
     ({"detection.enabled": True, "detection.budget": 100}, "detection.budget: 100 params is outside the feasible"),
+    ({"detection.enabled": True, "detection.resources": {"score": {"processes": 2}}},
+     r"detection.resources.score.processes: only training jobs \(resources.train, detection.resources.train\)"),
+    ({"detection.enabled": True, "detection.resources": {"train": {"threads": 4, "processes": 3}}},
+     "detection.recipe.batch_size: 16 does not divide among the 3 processes of detection.resources.train"),
+    ({"detection.enabled": True, "detection.resources": {"train": {"threads": 1, "processes": 2}}},
+     "detection.resources.train.threads: 1 for 2 processes"),
+    ({"detection.enabled": True, "detection.norm": "syncbn",
+      "detection.resources": {"train": {"threads": 2, "processes": 2}}},
+     "detection.norm: syncbn needs CUDA with several processes"),
 ])
 def test_detection_mistakes_are_one_line(tmp_path, overrides, message):
     out = snakemake("-n", "--configfile", write_config(tmp_path / "bad.yaml", **overrides), workdir=tmp_path)
@@ -205,6 +214,25 @@ def test_mmdet_backend_trains_with_workflow_configs(tmp_path):
     for line in _train_commands("--configfile", COCO, coco, workdir=tmp_path):
         assert re.search(r"--mmdet-config \S*workflow/mmdet/retinanet_blockswap-r34_fpn_1x_coco\.py --norm syncbn ",
                          line)
+        assert "Shell command: torchrun --standalone --nproc-per-node 8 -m blockswap detect train " in line
+    assert all("Shell command: blockswap detect train " in line for line in trains)  # one process: no GPUs asked for
+
+
+def test_detector_trainings_run_data_parallel_where_their_jobs_ask(tmp_path):
+    """A detection training job of N GPUs (coco: 8) or N CPU processes runs its command under torchrun, on either
+    backend; the scoring jobs stay one process."""
+    for line in _train_commands("--configfile", COCO, workdir=tmp_path):
+        assert "Shell command: torchrun --standalone --nproc-per-node 8 -m blockswap detect train " in line
+    cpu = tmp_path / "two.yaml"
+    cpu.write_text("detection: {resources: {train: {threads: 2, processes: 2}}}\n")
+    out = snakemake("-n", "-p", "--configfile", ROOT / "workflow/config/default.yaml", cpu, workdir=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    trains = [line for line in out.stdout.splitlines() if "detect train" in line]
+    scores = [line for line in out.stdout.splitlines() if "detect score" in line]
+    assert len(trains) == 2 and all(
+        line.startswith("Shell command: torchrun --standalone --nproc-per-node 2 -m blockswap detect train ")
+        for line in trains)
+    assert scores and all(line.startswith("Shell command: blockswap detect score ") for line in scores)
 
 
 @pytest.mark.parametrize("overrides,message", [

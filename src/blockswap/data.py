@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .datadirs import DEBIAN_DIR, locate_fashion_mnist
+from .distributed import World
 from .errors import BlockswapError
 from .registry import Registry
 
@@ -427,7 +428,7 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
     device = torch.device(device)
 
     rank, size = shard
-    part = slice(rank * batch_size // size, (rank + 1) * batch_size // size)
+    part = World(rank, size).share(batch_size)
 
     if isinstance(dataset, TensorDataset):
         h, w = dataset.images.shape[-2:]

@@ -55,6 +55,18 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
+    def gather(self, items: list) -> list:
+        """Every process's `items` (picklable), concatenated in rank order, on every process."""
+        if self.size == 1:
+            return items
+        parts = [None] * self.size
+        dist.all_gather_object(parts, items)
+        return [item for part in parts for item in part]
+
+    def share(self, size: int) -> slice:
+        """This process's contiguous part of `size` items (ranks' parts differ in length by at most one)."""
+        return slice(self.rank * size // self.size, (self.rank + 1) * size // self.size)
+
     def share_buffers(self, net: torch.nn.Module) -> None:
         """Give every process rank 0's BatchNorm statistics. Without SyncBN each rank updates them from its own
         shard; DDP copies rank 0's at each forward, but after the last step of an epoch they differ, and the

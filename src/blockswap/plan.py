@@ -105,30 +105,41 @@ def processes(resource: dict) -> int:
 
 
 def _check_processes(config: dict) -> None:
-    """Data-parallel training: only the training class runs several processes, on GPUs one per GPU, with at
+    """Data-parallel training: only the training classes run several processes, on GPUs one per GPU, with at
     least a thread each, each recipe's batch split evenly among them, SyncBN not on the CPU (the job itself
     would refuse a bad batch or SyncBN, but only after waiting for its turn on the cluster)."""
-    classes = {f"resources.{k}": v for k, v in config["resources"].items() if k != "train"}
-    classes.update({f"detection.resources.{k}": v for k, v in config["detection"]["resources"].items()})
-    for key, resource in classes.items():
+    detection = config["detection"]
+    trainings = {"resources.train": config["resources"]["train"],
+                 "detection.resources.train": detection["resources"]["train"]}
+    others = {f"resources.{k}": v for k, v in config["resources"].items() if k != "train"}
+    others.update({f"detection.resources.{k}": v for k, v in detection["resources"].items() if k != "train"})
+    for key, resource in others.items():
         if (resource["processes"] or 1) > 1:
-            raise BlockswapError(f"{key}.processes: only training jobs (resources.train) run several processes")
-    train = config["resources"]["train"]
-    n = processes(train)
-    if train["gpu"] and n != train["gpu"]:
-        raise BlockswapError(f"resources.train.processes: {n} processes for {train['gpu']} GPUs; each process takes "
-                             "one GPU, so leave it null (one per GPU)")
-    if train["threads"] < n:
-        raise BlockswapError(f"resources.train.threads: {train['threads']} for {n} processes; the processes share the "
-                             f"job's threads, so give it at least {n}")
-    recipes = {"student.recipe": config["student"]["recipe"]}
+            raise BlockswapError(f"{key}.processes: only training jobs (resources.train, detection.resources.train) "
+                                 "run several processes")
+    for key, resource in trainings.items():
+        n = processes(resource)
+        if resource["gpu"] and n != resource["gpu"]:
+            raise BlockswapError(f"{key}.processes: {n} processes for {resource['gpu']} GPUs; each process takes "
+                                 "one GPU, so leave it null (one per GPU)")
+        if resource["threads"] < n:
+            raise BlockswapError(f"{key}.threads: {resource['threads']} for {n} processes; the processes share the "
+                                 f"job's threads, so give it at least {n}")
+    cpu = config["device"] == "cpu"
+    recipes = {"student.recipe": (config["student"]["recipe"], "resources.train")}
     if not config["teacher"]["pretrained"]:
-        recipes["teacher.recipe"] = config["teacher"]["recipe"]
-    for key, recipe in recipes.items():
+        recipes["teacher.recipe"] = (config["teacher"]["recipe"], "resources.train")
+    if detection["enabled"]:
+        recipes["detection.recipe"] = (detection["recipe"], "detection.resources.train")
+        if detection["norm"] == "syncbn" and cpu and processes(trainings["detection.resources.train"]) > 1:
+            raise BlockswapError("detection.norm: syncbn needs CUDA with several processes (torch's SyncBatchNorm "
+                                 "does not run on the CPU); use bn, gn or frozen_bn with device: cpu")
+    for key, (recipe, where) in recipes.items():
+        n = processes(trainings[where])
         if recipe["batch_size"] % n:
             raise BlockswapError(f"{key}.batch_size: {recipe['batch_size']} does not divide among the {n} processes "
-                                 "of resources.train")
-        if recipe["sync_bn"] and n > 1 and config["device"] == "cpu":
+                                 f"of {where}")
+        if recipe.get("sync_bn") and n > 1 and cpu:
             raise BlockswapError(f"{key}.sync_bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); "
                                  "leave it false with device: cpu")
 

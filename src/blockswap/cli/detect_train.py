@@ -70,7 +70,8 @@ def _categories(train_set, val_set, args) -> list:
 def _train(args, config, genotype, options: dict) -> dict:
     from ..detection.backbone import build_body, check_resnet, init_weights
     from ..detection.detectors import DetectorConfig
-    from ..detection.train import train
+    from ..detection.train import check_processes, train
+    from ..distributed import is_main
     from ..files import check_output
     from ..train import Preempted
 
@@ -82,6 +83,7 @@ def _train(args, config, genotype, options: dict) -> dict:
     if options.get("norm") == "gn":  # whether GroupNorm fits every layer is known once the body is built
         build_body(genotype, "gn", DetectorConfig(**options).gn_groups)
     check_output(args.checkpoint, "--checkpoint")
+    check_processes(DetectorConfig(**options), config)
     if args.train_images is None:
         raise BlockswapError("training needs --train-images and --train-annotations")
     train_set = _dataset(args.train_images, args.train_annotations, "train", train=True, seed=config.seed)
@@ -98,12 +100,15 @@ def _train(args, config, genotype, options: dict) -> dict:
                      metrics_path=args.output, resume_path=args.resume, init=args.init, labels=_labels(args.label),
                      batches=aspect_ratio_batches)
     except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
-        print(f"blockswap detect train: {e}", file=sys.stderr)
+        if is_main():
+            print(f"blockswap detect train: {e}", file=sys.stderr)
         raise SystemExit(e.exit_status) from None
 
 
 def _train_mmdet(args, config, genotype, options: dict) -> dict:
     from ..detection.backbone import check_resnet, init_weights
+    from ..detection.detectors import DetectorConfig
+    from ..detection.train import check_processes
     from ..files import check_output
 
     if args.mmdet_config is None:
@@ -120,6 +125,7 @@ def _train_mmdet(args, config, genotype, options: dict) -> dict:
     if args.init:
         init_weights(genotype, args.init)
     check_output(args.checkpoint, "--checkpoint")
+    check_processes(DetectorConfig(**options), config)
     if args.train_images is None or args.val_images is None:
         raise BlockswapError("--backend mmdet needs --train-images/--train-annotations and --val-images/"
                              "--val-annotations")
@@ -149,6 +155,7 @@ def _test_only(args, config, genotype, options: dict) -> dict:
 def cmd_detect_train(args) -> None:
     from ..detection.detectors import DetectorConfig
     from ..detection.settings import FIELDS, DetectTrainConfig
+    from ..distributed import is_main
 
     config = DetectTrainConfig(**{name: getattr(args, name) for name in FIELDS if FIELDS[name].metadata["cli"]},
                                progress=not args.quiet)
@@ -157,7 +164,7 @@ def cmd_detect_train(args) -> None:
     DetectorConfig(**options)  # checks the detector settings before any data is read
     run = _train_mmdet if args.backend == "mmdet" else _test_only if args.test_only else _train
     metrics = run(args, config, genotype, options)
-    if not args.output:
+    if not args.output and is_main():  # data-parallel: one process prints
         print(json.dumps(metrics, indent=2))
 
 

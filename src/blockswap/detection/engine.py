@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 
 from ..checkpoint import Tally
+from ..distributed import SINGLE, World
 from ..errors import BlockswapError
 from .coco import collate
 
@@ -74,12 +75,18 @@ def to_device(images, targets, device) -> tuple[list, list]:
 # ----------------------------------------------------------------------------------------------- training
 def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, lr_at: Callable[[int], float],
                     device, tally: Tally, *, epoch: int, step: int = 0, stop: list | tuple = (),
-                    clip_grad_norm: float | None = None, bar=None) -> int:
+                    clip_grad_norm: float | None = None, bar=None, world: World = SINGLE) -> int:
     """Train on `batches` (those of `epoch` from `step` on) with SGD at `lr_at(step)`, the gradients' norm
     clipped to `clip_grad_norm` if given, adding each loss and their sum ("loss"), image-weighted, to `tally`.
     Returns the step reached: the epoch's end, or earlier as soon as `stop` is non-empty (checked before a
     batch is read, so that no draw is made for it). A non-finite loss stops the run before its step, with
-    the weights intact."""
+    the weights intact.
+
+    Data-parallel (`world` of several processes, `model` in DistributedDataParallel): `batches` are this
+    process's parts of the global batches. The losses (means over images) are summed over the processes,
+    image-weighted, so every process tallies the global batch's; each process's loss is scaled by
+    size · its images / the batch's images before backward, so that DDP's mean of the gradients is the
+    gradient of the global batch's mean loss even where the parts differ in length."""
     model.train()
     batches = iter(batches)
     while not stop:
@@ -93,7 +100,14 @@ def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, 
         images, targets = to_device(images, targets, device)
         losses = model(images, targets)
         loss = sum(losses.values())
-        values = dict(zip(["loss", *losses], torch.stack([loss, *losses.values()]).detach().double().tolist()))
+        stacked = torch.stack([loss, *losses.values()]).detach().double()
+        images_in_batch = len(images)
+        if world.size > 1:
+            summed = world.sum_(torch.cat([stacked * len(images), stacked.new_tensor([len(images)])]))
+            images_in_batch = int(summed[-1])
+            stacked = summed[:-1] / images_in_batch
+            loss = loss * (world.size * len(images) / images_in_batch)
+        values = dict(zip(["loss", *losses], stacked.tolist()))
         if not math.isfinite(values["loss"]):
             parts = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
             raise BlockswapError(f"the training loss became non-finite in epoch {epoch + 1}, step {step + 1} "
@@ -103,7 +117,7 @@ def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, 
         if clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         optimizer.step()
-        tally.add(values, 0, len(images))
+        tally.add(values, 0, images_in_batch)
         step += 1
         if bar is not None:
             bar.update()
@@ -112,12 +126,15 @@ def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, 
 
 
 @torch.no_grad()
-def predict(model, dataset, batch_size: int, device, workers: int = 0) -> Iterator[tuple[list, list]]:
-    """(outputs on the CPU, targets) per batch of `dataset` in order, the model in eval mode."""
+def predict(model, dataset, batch_size: int, device, workers: int = 0, world: World = SINGLE
+            ) -> Iterator[tuple[list, list]]:
+    """(outputs on the CPU, targets) per batch of `dataset` in order (of this process's contiguous part of
+    it, with several), the model in eval mode."""
     was_training = model.training
     model.eval()
     try:
-        order = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
+        indices = range(len(dataset))[world.share(len(dataset))]
+        order = [list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
         for images, targets in load_batches(dataset, order, workers):
             outputs = model([im.to(device) for im in images])
             yield [{k: v.cpu() for k, v in o.items()} for o in outputs], targets
@@ -130,15 +147,17 @@ def predicts_masks(model) -> bool:
     return roi_heads is not None and roi_heads.has_mask()
 
 
-def evaluate(model, dataset, batch_size: int, device, workers: int = 0) -> dict:
+def evaluate(model, dataset, batch_size: int, device, workers: int = 0, world: World = SINGLE) -> dict:
     """COCO AP of the model's predictions on `dataset` (a `coco.CocoDetection`): {"bbox": …, "segm": …}
     (segm for a model that predicts masks, also when it finds nothing), each with AP, AP50, AP75, APs, APm,
-    APl on COCOeval's 0–1 scale, plus "detections": how many were scored."""
+    APl on COCOeval's 0–1 scale, plus "detections": how many were scored. With several processes each
+    predicts its part of `dataset`, and every process scores all the predictions."""
     from .evaluate import coco_evaluate, predictions_from_outputs
 
     predictions = []
-    for outputs, targets in predict(model, dataset, batch_size, device, workers):
+    for outputs, targets in predict(model, dataset, batch_size, device, workers, world):
         predictions += predictions_from_outputs(outputs, [int(t["image_id"]) for t in targets],
                                                 dataset.category_ids)
+    predictions = world.gather(predictions)
     kinds = ["bbox", "segm"] if predicts_masks(model) else ["bbox"]
     return {**coco_evaluate(dataset.coco, predictions, kinds), "detections": len(predictions)}

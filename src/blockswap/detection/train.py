@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import Progress, Tally, _rng_state, _set_rng_state, describe, read, save
+from ..distributed import AgreedStop, World, env_size, joined
 from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
@@ -44,7 +45,7 @@ from .backbone import init_weights_sha256
 from .detectors import DetectorConfig, build_detector
 from .engine import RUN_ONLY, DetectTrainConfig, batch_order, evaluate, learning_rate, load_batches, train_one_epoch
 
-RESUME_FORMAT = "blockswap-detect-resume-1"
+RESUME_FORMAT = "blockswap-detect-resume-2"
 CHECKPOINT_KEYS = ("genotype", "detector", "config", "category_ids", "state_dict", "metrics", "provenance")
 
 
@@ -102,17 +103,17 @@ def _log_epoch(record: dict, epochs: int) -> None:
 
 
 def _save_resume(path, genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, init_sha256,
-                 model, optimizer, progress: Progress, elapsed_s: float, device) -> None:
+                 model, optimizer, progress: Progress, elapsed_s: float, rng: list[dict]) -> None:
     save({"format": RESUME_FORMAT, "genotype": genotype.to_dict(), "detector": detector.to_dict(),
           "config": config.to_dict(), "init_sha256": init_sha256, "model": model.state_dict(),
           "optimizer": optimizer.state_dict(),
           "scheduler": {"schedule": config.schedule, "epoch": progress.epoch, "step": progress.step},
-          "epoch": progress.epoch, "step": progress.step, "rng": _rng_state(device),
+          "epoch": progress.epoch, "step": progress.step, "rng": rng,
           "history": progress.history, "tally": dataclasses.asdict(progress.tally), "elapsed_s": elapsed_s,
           "resumes": progress.resumes}, path)
 
 
-def _load_resume(path, genotype, detector, config, init_sha256, model, optimizer) -> Progress:
+def _load_resume(path, genotype, detector, config, init_sha256, model, optimizer, world: World) -> Progress:
     state = read(path, "resume checkpoint", ("format", "genotype", "detector", "config", "epoch", "step"))
     if state["format"] != RESUME_FORMAT:
         raise BlockswapError(f"{path}: resume checkpoint format {state['format']!r}, expected {RESUME_FORMAT!r}")
@@ -120,9 +121,24 @@ def _load_resume(path, genotype, detector, config, init_sha256, model, optimizer
                    f"; delete {path} to start afresh, or pass --resume with another path")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"])
+    rng = state["rng"]  # one state per process of the run that wrote it
+    _set_rng_state(rng[world.rank] if len(rng) == world.size else rng[0])
     return Progress(state["epoch"], state["step"], list(state["history"]), Tally(**state["tally"]),
                     state["elapsed_s"], state["resumes"] + 1)
+
+
+def check_processes(detector: DetectorConfig, config: DetectTrainConfig) -> torch.device:
+    """The device of a run, once its settings are known to suit the processes torchrun starts (checked
+    before any data is read)."""
+    device = resolve_device(config.device)
+    processes = env_size()
+    if config.batch_size % processes:
+        raise BlockswapError(f"batch size {config.batch_size} does not divide among {processes} processes: it is "
+                             f"the global batch, each process takes an equal part; use a multiple of {processes}")
+    if detector.norm == "syncbn" and processes > 1 and device.type != "cuda":
+        raise BlockswapError("--norm syncbn needs CUDA with several processes (torch's SyncBatchNorm does not run "
+                             "on the CPU); use bn, gn or frozen_bn there")
+    return device
 
 
 def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, train_set, val_set=None, *,
@@ -133,12 +149,23 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
     (a COCO dataset; None: no evaluation). `init`: a classification checkpoint of the same genotype for the
     body. `batches(train_set, batch_size, seed=, epoch=)` lists an epoch's batches of indices. Resumes from
     `resume_path` (default `<out_checkpoint>.resume`) if it exists; returns the metrics. SIGTERM/SIGUSR1
-    end the step in flight, write the resume file and raise `Preempted`."""
+    end the step in flight, write the resume file and raise `Preempted`.
+
+    Under `torchrun --nproc-per-node N` the run is data-parallel (`blockswap.distributed`): every process
+    trains its contiguous part of each global batch (`batch_size` images; a batch of fewer than N images,
+    an aspect-ratio bin's last, is skipped), evaluates its part of `val_set`, and only rank 0 writes; the
+    resume file keeps every process's random state."""
     started = time.perf_counter()
-    threads = config.threads or len(os.sched_getaffinity(0))
+    device = check_processes(detector, config)
+    with joined(device) as (world, device):
+        return _train(genotype, detector, config, train_set, val_set, world, device, started, Path(out_checkpoint),
+                      metrics_path, resume_path, init, labels, batches)
+
+
+def _train(genotype, detector, config, train_set, val_set, world: World, device, started: float,
+           out_checkpoint: Path, metrics_path, resume_path, init, labels, batches) -> dict:
+    threads = max(1, (config.threads or len(os.sched_getaffinity(0))) // world.local_size)
     torch.set_num_threads(threads)
-    device = resolve_device(config.device)
-    out_checkpoint = Path(out_checkpoint)
     resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path, "init": init})
     if len(train_set) == 0:
@@ -146,6 +173,7 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
     # Label i is category categories[i - 1]; None for data without COCO categories.
     categories = list(train_set.category_ids) if hasattr(train_set, "category_ids") else None
     init_sha256 = None if init is None else init_weights_sha256(genotype, init)
+    log = _log if world.main else (lambda message: None)
 
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -155,38 +183,46 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
                                 weight_decay=config.weight_decay)
     progress = Progress()
     if resume_path.exists():
-        progress = _load_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer)
-        _log(f"resuming from {resume_path}: epoch {progress.epoch + 1}, step {progress.step}")
-    _log(f"training {detector.detector} on {genotype.model} {genotype.id} ({len(train_set)} images, {config.epochs} "
-         f"epochs, {device}, {threads} threads)")
+        progress = _load_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer, world)
+        log(f"resuming from {resume_path}: epoch {progress.epoch + 1}, step {progress.step}")
+    trained = world.wrap(model, sync_bn=False)  # --norm syncbn built SyncBatchNorm already
+    log(f"training {detector.detector} on {genotype.model} {genotype.id} ({len(train_set)} images, {config.epochs} "
+        f"epochs, {device}, {threads} threads"
+        + (f", {world.size} processes of {config.batch_size // world.size} images a step)" if world.size > 1 else ")"))
 
     def save_resume():
-        _save_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer, progress,
-                     progress.elapsed_s + time.perf_counter() - started, device)
+        rng = world.gather([_rng_state(device)])  # a collective: every process takes part
+        if world.main:
+            _save_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer, progress,
+                         progress.elapsed_s + time.perf_counter() - started, rng)
 
-    with _stop_requests() as stop:
+    with _stop_requests() as received:
+        stop = received if world.size == 1 else AgreedStop(world, received)
         ap = None
         while progress.epoch < config.epochs:
             epoch, tick = progress.epoch, time.perf_counter()
             if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
                 train_set.set_epoch(epoch)
-            order = batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
+            order = [batch[world.share(len(batch))]
+                     for batch in batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
+                     if len(batch) >= world.size]
             steps = len(order)
             bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
-                       leave=False, disable=not config.progress, dynamic_ncols=True)
+                       leave=False, disable=not (config.progress and world.main), dynamic_ncols=True)
             # A resumed epoch skips the batches already trained on: their indices are known, nothing is read.
             progress.step = train_one_epoch(
-                model, optimizer, load_batches(train_set, order[progress.step:], config.workers, config.seed, epoch),
+                trained, optimizer, load_batches(train_set, order[progress.step:], config.workers, config.seed, epoch),
                 partial(learning_rate, config, epoch, steps_per_epoch=steps), device, progress.tally, epoch=epoch,
-                step=progress.step, stop=stop, clip_grad_norm=config.clip_grad_norm, bar=bar)
+                step=progress.step, stop=stop, clip_grad_norm=config.clip_grad_norm, bar=bar, world=world)
             bar.close()
             progress.tally.seconds += time.perf_counter() - tick
+            world.share_buffers(model)  # one network on all processes: rank 0's, the one saved
             if progress.step < steps:  # stopped mid-epoch
                 save_resume()
                 raise Preempted(stop[0], resume_path, epoch, progress.step)
             last = epoch + 1 == config.epochs
             tick = time.perf_counter()
-            ap = (evaluate(model, val_set, config.eval_batch_size, device, config.workers)
+            ap = (evaluate(model, val_set, config.eval_batch_size, device, config.workers, world)
                   if val_set is not None and (last or (epoch + 1) % config.eval_every == 0) else None)
             tally = progress.tally
             progress.history.append(_record(epoch, learning_rate(config, epoch, steps - 1, steps),
@@ -194,12 +230,13 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
                                             tally.seconds + time.perf_counter() - tick))
             progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
             save_resume()
-            _log_epoch(progress.history[-1], config.epochs)
+            if world.main:
+                _log_epoch(progress.history[-1], config.epochs)
             if stop and not last:
                 raise Preempted(stop[0], resume_path, epoch + 1, 0)
 
     wall = progress.elapsed_s + time.perf_counter() - started
-    prov = provenance({"detector": detector.to_dict(), **config.to_dict()}, config.seed, str(device), wall)
+    prov = provenance({"detector": detector.to_dict(), **config.to_dict()}, config.seed, str(device), wall, world.size)
     prov.update(threads=threads, resumes=progress.resumes, init=None if init is None else str(init))
     metrics = {"labels": dict(labels or {}), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
                "detector": detector.to_dict(), "settings": config.to_dict(),
@@ -208,13 +245,14 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
                "category_ids": categories, "train_images": len(train_set),
                "val_images": None if val_set is None else len(val_set), "epochs": progress.history, **(ap or {}),
                "wall_time_s": wall, "provenance": prov}
-    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save({"genotype": genotype.to_dict(), "detector": detector.to_dict(), "config": config.to_dict(),
-          "category_ids": categories, "state_dict": state_dict, "metrics": metrics, "provenance": prov},
-         out_checkpoint)
-    if metrics_path:
-        write_json(metrics_path, metrics)
-    resume_path.unlink(missing_ok=True)
+    if world.main:
+        state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        save({"genotype": genotype.to_dict(), "detector": detector.to_dict(), "config": config.to_dict(),
+              "category_ids": categories, "state_dict": state_dict, "metrics": metrics, "provenance": prov},
+             out_checkpoint)
+        if metrics_path:
+            write_json(metrics_path, metrics)
+        resume_path.unlink(missing_ok=True)
     return metrics
 
 

@@ -142,8 +142,8 @@ def _identity(cfg, genotype: Genotype, init) -> dict:
             "init_sha256": init_weights_sha256(genotype, init) if init else None}
 
 
-def _check_identity(work_dir: Path, identity: dict) -> None:
-    """A work folder with checkpoints is resumed only by the same run."""
+def _check_identity(work_dir: Path, identity: dict, write: bool) -> None:
+    """A work folder with checkpoints is resumed only by the same run (every process checks; rank 0 writes)."""
     path = work_dir / "identity.json"
     if path.exists() and (work_dir / "last_checkpoint").exists():
         saved = json.loads(path.read_text())
@@ -151,8 +151,9 @@ def _check_identity(work_dir: Path, identity: dict) -> None:
             odd = next(k for k in identity if saved.get(k) != identity[k])
             raise BlockswapError(f"{work_dir} holds checkpoints of another run (its {odd} differs); delete the "
                                  "folder to start again, or run with the settings it was started with")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    write_json(path, identity)
+    if write:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        write_json(path, identity)
 
 
 def _epoch_losses(runner, epochs: int) -> list[dict]:
@@ -194,8 +195,7 @@ def train(config_path, genotype: Genotype, config, *, train: tuple, val: tuple, 
         torch.set_num_threads(config.threads)
     identity = _identity(cfg, genotype, init)
     rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:
-        _check_identity(work_dir, identity)
+    _check_identity(work_dir, identity, write=rank == 0)
     started = time.perf_counter()
     runner = Runner.from_cfg(cfg)
     model = runner.train()
