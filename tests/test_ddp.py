@@ -14,6 +14,7 @@ nccl's ring). Measured here: 0 - halving is exact in binary floating point, so w
 are the same bits.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -28,13 +29,14 @@ from blockswap import cli
 from blockswap import train as train_module
 from blockswap.checkpoint import load_model
 from blockswap.data import default_augment, iterate_batches, load_dataset
+from blockswap.detection import train as detection_train
 from blockswap.engine import evaluate
 from blockswap.genotype import Genotype
 from blockswap.losses import Objective
 from blockswap.models import create_model
 from blockswap.recipe import TrainConfig, learning_rate
 from blockswap.train import train
-from test_detection_models import CANVAS, _write_coco
+from test_detection_models import CANVAS, StopAfter, _write_coco
 
 from conftest import require_fashion_mnist
 
@@ -184,18 +186,22 @@ def test_two_processes_resume_from_the_one_resume_file(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------ detection
+def _detect_args(folder: Path, out: Path) -> list[str]:
+    data = ["--train-images", str(folder), "--train-annotations", str(folder / "instances_0.json"),
+            "--val-images", str(folder), "--val-annotations", str(folder / "instances_1.json")]
+    return ["detect", "train", "--model", "resnet18", "--detector", "retinanet", "--slim", str(CANVAS), "--norm", "gn",
+            "--epochs", "2", "--batch-size", "4", "--lr", "0.02", "--warmup-iters", "1", "--eval-batch-size", "1",
+            "--threads", "1", "--device", "cpu", "--quiet", *data, "--checkpoint", str(out / "model.pt"),
+            "-o", str(out / "metrics.json")]
+
+
 def _detect_train(folder: Path, out: Path, processes: int) -> subprocess.CompletedProcess:
     """`blockswap detect train` of a RetinaNet around ResNet-18 (GroupNorm) on 8 training canvases, batch 4
     (2 epochs of 2 steps), evaluated one image at a time on 3, in `processes` processes (1: without torchrun)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     launch = (["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
               if processes > 1 else [])
-    data = ["--train-images", str(folder), "--train-annotations", str(folder / "instances_0.json"),
-            "--val-images", str(folder), "--val-annotations", str(folder / "instances_1.json")]
-    cmd = [sys.executable, *launch, "-m", "blockswap", "detect", "train", "--model", "resnet18",
-           "--detector", "retinanet", "--slim", str(CANVAS), "--norm", "gn", "--epochs", "2", "--batch-size", "4",
-           "--lr", "0.02", "--warmup-iters", "1", "--eval-batch-size", "1", "--threads", "1", "--device", "cpu",
-           "--quiet", *data, "--checkpoint", str(out / "model.pt"), "-o", str(out / "metrics.json")]
+    cmd = [sys.executable, *launch, "-m", "blockswap", *_detect_args(folder, out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
@@ -225,6 +231,31 @@ def test_two_processes_train_a_detector_on_the_global_batch(tmp_path):
     difference = _max_difference(weights, reference)
     assert difference < TOLERANCE, difference
     print(f"\ndetector weights, 2 processes vs one: max difference {difference:.2e}")
+
+
+def test_two_processes_resume_a_detector_from_the_one_resume_file(tmp_path, monkeypatch):
+    """A detector run stopped after step 1 of epoch 2 (here a single process) is finished by two processes that
+    both load its resume file, and ends where an uninterrupted two-process run does."""
+    _write_coco(tmp_path, 8, seed=0)
+    _write_coco(tmp_path, 3, seed=1)
+    _detect_train(tmp_path, tmp_path / "straight", 2)
+    # Epoch 1 checks before each of its 2 steps, after them and at its end, epoch 2 before its first step:
+    # the 6th check, before its second, stops it.
+    monkeypatch.setattr(detection_train, "_stop_requests", lambda: contextlib.nullcontext(StopAfter(5)))
+    with pytest.raises(SystemExit) as e:
+        cli.main(_detect_args(tmp_path, tmp_path / "cut"))
+    assert e.value.code == 128 + signal.SIGTERM
+    state = torch.load(tmp_path / "cut" / "model.pt.resume", weights_only=True)
+    assert (state["epoch"], state["step"], len(state["rng"])) == (1, 1, 1)
+
+    proc = _detect_train(tmp_path, tmp_path / "cut", 2)
+    assert proc.stderr.count("resuming from") == 1 and "epoch 2, step 1" in proc.stderr
+    metrics = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert metrics["provenance"]["world_size"] == 2 and metrics["provenance"]["resumes"] == 1
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["metrics.json", "model.pt"]
+    weights, straight = (torch.load(tmp_path / run / "model.pt", weights_only=True)["state_dict"]
+                         for run in ("cut", "straight"))
+    assert _max_difference(weights, straight) < TOLERANCE
 
 
 def test_detection_settings_two_processes_cannot_run_are_refused_before_any_data(tmp_path, monkeypatch, capsys):
