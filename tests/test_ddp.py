@@ -142,12 +142,17 @@ def test_two_processes_train_the_global_batch(tmp_path):
           f"vs a plain single process: {plain:.2e}")
 
 
+def _as_rank_0_of_2(monkeypatch) -> None:
+    """torchrun's environment of process 0 of 2, set here without starting processes."""
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+
+
 def test_settings_two_processes_cannot_run_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
     """Under torchrun (its environment, set here without starting processes): a batch that does not split
     evenly, and SyncBN on the CPU, each end in one line and exit status 2, with nothing written."""
     data_dir = str(require_fashion_mnist())
-    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
-        monkeypatch.setenv(name, value)
+    _as_rank_0_of_2(monkeypatch)
     args = ["train", "--model", "wrn-10-1", "--data-dir", data_dir, "--device", "cpu", "--quiet",
             "--checkpoint", str(tmp_path / "m.pt")]
     assert cli.main([*args, "--batch-size", "33"]) == 2
@@ -259,8 +264,7 @@ def test_two_processes_resume_a_detector_from_the_one_resume_file(tmp_path, monk
 
 
 def test_detection_settings_two_processes_cannot_run_are_refused_before_any_data(tmp_path, monkeypatch, capsys):
-    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
-        monkeypatch.setenv(name, value)
+    _as_rank_0_of_2(monkeypatch)
     args = ["detect", "train", "--model", "resnet18", "--slim", "64", "--device", "cpu", "--quiet",
             "--train-images", str(tmp_path / "missing"), "--train-annotations", str(tmp_path / "missing.json"),
             "--checkpoint", str(tmp_path / "m.pt")]

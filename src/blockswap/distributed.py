@@ -122,6 +122,15 @@ def env_size() -> int:
     return _env_int("WORLD_SIZE") if "WORLD_SIZE" in os.environ else 1
 
 
+def check_batch(batch_size: int) -> int:
+    """The number of processes (`env_size`), once the global batch is known to split evenly among them."""
+    processes = env_size()
+    if batch_size % processes:
+        raise BlockswapError(f"batch size {batch_size} does not divide among {processes} processes: it is the global "
+                             f"batch, each process takes an equal part; use a multiple of {processes}")
+    return processes
+
+
 @contextlib.contextmanager
 def joined(device: torch.device):
     """(World, device) of this process: the process group torchrun's environment describes, set up for the

@@ -64,7 +64,7 @@ from tqdm import tqdm
 from .checkpoint import Progress, ResumeFile, Tally, load_model, save, weights_sha256
 from .counting import analytic, compression_ratio
 from .data import check_fits, default_augment, iterate_batches, load_dataset
-from .distributed import AgreedStop, World, env_size, is_main, joined
+from .distributed import AgreedStop, World, check_batch, is_main, joined
 from .engine import Precision, evaluate, resolve_device, train_one_epoch
 from .errors import BlockswapError
 from .files import check_distinct_files, provenance, write_json
@@ -300,10 +300,7 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
-    processes = env_size()
-    if config.batch_size % processes:
-        raise BlockswapError(f"batch size {config.batch_size} does not divide among {processes} processes: it is "
-                             f"the global batch, each process takes an equal part; use a multiple of {processes}")
+    processes = check_batch(config.batch_size)
     if config.sync_bn and processes > 1 and device.type != "cuda":
         raise BlockswapError("sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU; leave it off there")
     with joined(device) as (world, device):

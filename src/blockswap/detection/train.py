@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import Progress, Tally, _rng_state, _set_rng_state, describe, read, save
-from ..distributed import AgreedStop, World, env_size, joined
+from ..distributed import AgreedStop, World, check_batch, joined
 from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
@@ -131,10 +131,7 @@ def check_processes(detector: DetectorConfig, config: DetectTrainConfig) -> torc
     """The device of a run, once its settings are known to suit the processes torchrun starts (checked
     before any data is read)."""
     device = resolve_device(config.device)
-    processes = env_size()
-    if config.batch_size % processes:
-        raise BlockswapError(f"batch size {config.batch_size} does not divide among {processes} processes: it is "
-                             f"the global batch, each process takes an equal part; use a multiple of {processes}")
+    processes = check_batch(config.batch_size)
     if detector.norm == "syncbn" and processes > 1 and device.type != "cuda":
         raise BlockswapError("--norm syncbn needs CUDA with several processes (torch's SyncBatchNorm does not run "
                              "on the CPU); use bn, gn or frozen_bn there")
