@@ -33,6 +33,27 @@ use rule distill_blockswap as distill_random_net with:
         seed=FIRST_TEACHER,
 
 
+use rule distill_random_net as distill_random_net_repeat with:
+    """A random net trained again with another seed (ablations.random_repeats): one training's reliability."""
+    output:
+        checkpoint=f"{R}/ablations/random/budget{{budget}}/net{{i}}/seed{{seed}}/model.pt",
+        metrics=f"{R}/ablations/random/budget{{budget}}/net{{i}}/seed{{seed}}/metrics.json",
+    log:
+        f"{LOGS}/ablations/random/budget{{budget}}/net{{i}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/ablations/random/budget{{budget}}/net{{i}}/seed{{seed}}.tsv"
+    params:
+        genotype=rules.distill_random_net.params.genotype,
+        labels=lambda w: labels(
+            method="random",
+            budget=w.budget,
+            net=w.i,
+            teacher_seed=FIRST_TEACHER,
+            seed=w.seed,
+        ),
+        seed=lambda w: w.seed,
+
+
 use rule score_candidates as score_random_nets with:
     """Every proxy of every random net after k minibatches, from random initialisation."""
     input:

@@ -67,6 +67,7 @@ _check(plan.check_profile)
 wildcard_constraints:
     budget=r"\d+",
     seed=r"\d+",  # keeps teacher{seed}/ from also matching teacher0/seed1/
+    i=r"\d+",  # keeps net{i}/ from also matching net0/seed1/
 
 
 # Only a run that executes jobs needs the data (a dry run, --lint or --report may run where they are not):
@@ -173,10 +174,18 @@ def control_metrics(seed):
 
 
 def random_net_metrics(wildcards):
+    """Every random net's run, then the repeated nets' runs with the other seeds."""
+    budgets = ABLATIONS["random_budgets"]
+    repeated = range(min(ABLATIONS["random_repeats"], ABLATIONS["random_count"]))
     return expand(
         rules.distill_random_net.output.metrics,
-        budget=ABLATIONS["random_budgets"],
+        budget=budgets,
         i=range(ABLATIONS["random_count"]),
+    ) + expand(
+        rules.distill_random_net_repeat.output.metrics,
+        budget=budgets,
+        i=repeated,
+        seed=[s for s in ABLATIONS["random_repeat_seeds"] if s != FIRST_TEACHER],
     )
 
 

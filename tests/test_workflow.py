@@ -135,6 +135,20 @@ def test_fmnist_profile_dag():
                     "report_claims": 1, "all": 1}
 
 
+def test_table1_profile_dag():
+    """Table 1 on the CPU: 100 random nets at 40K, the first 10 trained again with seeds 1 and 2, every proxy at
+    k = 1/10/100, and the Fisher pick of one search at the same budget - no other students."""
+    jobs = planned_jobs("--configfile", ROOT / "workflow/config/table1.yaml")
+    assert jobs == {"train_teacher": 1, "sample_candidates": 1, "score_candidates": 1, "select_top": 1,
+                    "distill_blockswap": 1, "sample_random_nets": 1, "distill_random_net": 100,
+                    "distill_random_net_repeat": 20, "score_random_nets": 3, "report_results": 1,
+                    "report_correlation": 1, "report_density": 1, "report_claims": 1, "all": 1}
+    out = snakemake("-n", "-p", "--configfile", ROOT / "workflow/config/table1.yaml")
+    repeats = re.findall(r"--index (\d+) .*?--seed (\d+) .*?--label net=\1 --label teacher_seed=0 --label seed=\2",
+                         out.stdout)
+    assert sorted(repeats) == sorted((str(i), str(s)) for i in range(10) for s in (1, 2))
+
+
 def test_proxies_score_on_the_students_training_batch(tmp_path):
     """Spec §5: the proxies' minibatch is the training batch - the default profile's students train at 16."""
     out = snakemake("-n", "-p", workdir=tmp_path)
