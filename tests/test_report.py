@@ -17,7 +17,16 @@ from blockswap.errors import BlockswapError
 from blockswap.report import REPORTS, correlation, density, results, samples
 from blockswap.report.correlation import ScoresSpec, load_scores, parse_scores_spec
 from blockswap.report.runs import METHOD_LABEL, METHODS, UNLABELLED, Run, load_run, load_runs
-from blockswap.report.stats import bootstrap_correlation, correlate, difference_ci, mean_ci, verdict
+from blockswap.report.stats import (
+    best_of_n,
+    bootstrap_correlation,
+    correlate,
+    difference_ci,
+    holm,
+    mean_ci,
+    precision_at,
+    reliability,
+)
 from blockswap.report.tables import fmt_budget, latex_text
 from blockswap.scores import PROXY_SIGNS
 
@@ -476,17 +485,13 @@ def test_proxy_signs_agree_and_the_report_loads_no_torch():
                           check=True).stdout.strip() == "False"
 
 
-def test_intervals_cover_known_effects_and_verdicts():
+def test_intervals_cover_known_effects():
     rng = np.random.default_rng(3)
     x = rng.normal(size=40)
     strong = bootstrap_correlation(x, -x + 0.3 * rng.normal(size=40))
     assert strong["spearman_hi"] < 0 and strong["kendall_hi"] < 0
-    assert verdict(strong["spearman_lo"], strong["spearman_hi"]) == "supported"
     null = bootstrap_correlation(x, rng.normal(size=40))
     assert null["spearman_lo"] < 0 < null["spearman_hi"]
-    assert verdict(null["spearman_lo"], null["spearman_hi"]) == "inconclusive"
-    assert verdict(0.1, 0.4) == "not supported (the reverse)" and verdict(0.1, 0.4, claimed=+1) == "supported"
-    assert verdict(math.nan, math.nan).startswith("inconclusive")
     mean, lo, hi = mean_ci([1.0, 2.0, 3.0])  # t(0.975, 2) = 4.303: 2 ± 4.303·1/√3
     assert (mean, lo, hi) == pytest.approx((2.0, 2 - 4.303 / 3 ** 0.5, 2 + 4.303 / 3 ** 0.5), abs=1e-3)
     d, lo, hi = difference_ci([1.0, 1.1, 0.9, 1.0], [2.0, 2.1, 1.9, 2.0])
@@ -577,3 +582,59 @@ def test_claims_with_one_teacher_pair_student_seeds(tmp_path):
     half = 1.959964 * pooled_floor(picks, alone) * np.sqrt(1 / 3 + 1)  # each run varies by the noise floor
     assert (single.ci_lo, single.ci_hi) == pytest.approx((single.estimate - half, single.estimate + half))
     assert single.verdict == "supported"
+
+
+def test_holm_adjusts_step_down_and_keeps_missing():
+    # sorted 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 → max(0.06, 0.04) = 0.06
+    got = holm([0.01, 0.04, 0.03, 0.005, math.nan])
+    assert got[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and math.isnan(got[4])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1, never below an earlier step
+
+
+def test_best_of_n_is_the_expectation_over_every_draw():
+    import itertools
+
+    scores, errors = [0.3, 0.9, 0.1, 0.5], [7.0, 4.0, 9.0, 5.0]
+    for n in (1, 2, 3):
+        draws = list(itertools.product(range(4), repeat=n))
+        brute = np.mean([errors[max(d, key=lambda i: scores[i])] for d in draws])
+        assert best_of_n(scores, errors, n) == pytest.approx(brute)
+    assert best_of_n(scores, errors, 1) == pytest.approx(np.mean(errors))  # one draw: a random pick
+    assert best_of_n([1.0, 1.0], [2.0, 4.0], 5) == pytest.approx(3.0)  # tied scores: either net alike
+    assert precision_at([4, 3, 2, 1, 0, 0, 0, 0, 0, 0], [1, 9, 3, 4, 5, 6, 7, 8, 2, 0], 0.2) == 0.5
+
+
+def test_reliability_from_repeated_nets():
+    # 4 nets of single-training variance var([10, 12, 14, 16]) = 6.667; repeats within ±1 → noise var 1 (pooled)
+    nets = {"a": [10.0, 11.0, 9.0], "b": [12.0, 13.0, 11.0], "c": [14.0], "d": [16.0]}
+    r = reliability(nets)
+    true = np.var([10, 12, 14, 16], ddof=1) - 1.0
+    expected = true / (true + np.mean([1 / 3, 1 / 3, 1, 1]))
+    assert r["noise_sd"] == pytest.approx(1.0) and r["reliability"] == pytest.approx(expected)
+    assert r["ceiling_spearman"] == pytest.approx(6 / math.pi * math.asin(math.sqrt(expected) / 2))
+    assert math.isnan(reliability({"a": [1.0], "b": [2.0], "c": [3.0]})["ceiling_spearman"])  # no repeats
+
+
+def _fisher_claim(tmp_path, errors, fisher, repeats=()):
+    """The claims table's Fisher row for random nets of these errors and scores (repeats: (net, seed, error))."""
+    tmp_path.mkdir()
+    w = lambda name, *a, **kw: write_run(tmp_path / f"{name}.json", *a, **kw)  # noqa: E731
+    paths = [w(f"r{i}", "random", e, 40_000, 5e6, f"R{i}", budget=40000, teacher_seed=0) for i, e in enumerate(errors)]
+    paths += [w(f"r{i}s{s}", "random", e, 40_000, 5e6, f"R{i}", budget=40000, teacher_seed=0, seed=s)
+              for i, s, e in repeats]
+    scores = write_scores(tmp_path / "s.csv", [f"R{i}" for i in range(len(errors))], {"fisher": fisher})
+    assert run_cli("claims", "--scores", f"budget=40K,k=1:{scores}", "--metrics", *paths, "--out-dir",
+                   tmp_path / "out") == 0
+    return next(pd.read_csv(tmp_path / "out/claims.csv").itertuples())
+
+
+def test_fisher_claim_contradicts_the_paper_or_names_its_limit(tmp_path):
+    rng = np.random.default_rng(1)
+    # 100 nets, Fisher unrelated to error: ρ ≈ 0 is far weaker than Table 1's −0.60 … −0.69.
+    row = _fisher_claim(tmp_path / "a", list(rng.normal(15, 1, 100)), list(rng.normal(size=100)))
+    assert abs(row.estimate) < 0.2 and row.verdict == "contradicts the paper" and row.paper_rho == -0.602
+    assert row.p_holm >= row.p and row.p_paper_holm < 0.05
+    # 8 nets of nearly equal error whose repeats differ by far more: the seed noise caps |ρ| below the paper's.
+    errors = [15.0, 15.1, 15.2, 14.9, 15.05, 14.95, 15.15, 14.85]
+    row = _fisher_claim(tmp_path / "b", errors, [-e for e in errors], [(0, 1, 17.0), (1, 1, 13.0), (2, 1, 16.9)])
+    assert row.ceiling < 0.6 and row.verdict == "inconclusive" and row.why.startswith("ceiling")

@@ -14,7 +14,8 @@ from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
 from blockswap.sampling import CostTable, sample_exact
-from blockswap.structured import ACDC, SepHashed, TensorTrain, Tucker, build_replacement, riffle
+from blockswap.structured import ACDC, SepHashed, Shuffle, TensorTrain, Tucker, build_replacement, riffle
+from blockswap.structured import compressed_parameters as compressed_of
 from blockswap.substitutions import three_factors, tt_ranks, tucker_ranks
 
 WIDTHS = [(16, 16, 1), (16, 32, 2), (32, 64, 1), (32, 64, 2), (64, 32, 1)]
@@ -89,7 +90,7 @@ def test_factorisation_and_ranks_by_hand():
 
 # --- counts: spec §8's table, the built module, and the hooks ------------------------------------
 def spec_params(name: str, n: int, m: int) -> int:
-    """Spec §8's table, written out per family (plus the depthwise 3×3's 9N)."""
+    """Spec §8's table, written out per family (plus the depthwise 3×3's 9N, except Shuffle's)."""
     family, _, text = name.partition("_")
     hyper = float(text) if text else None
     if family == "Sep":
@@ -101,7 +102,7 @@ def spec_params(name: str, n: int, m: int) -> int:
         g = int(hyper)
         while n % g or m % g or (m // 4) % g:
             g -= 1
-        one = n * (m // 4) // g + (m // 4) * 9 + (m // 4) * m // g
+        return n * (m // 4) // g + (m // 4) * 9 + (m // 4) * m // g  # the whole conv: no depthwise on the input
     elif family == "SepHashed":
         one = int(hyper * n * m)
     elif family == "TensorTrain":
@@ -131,13 +132,29 @@ def test_params_and_macs_follow_the_spec_and_the_built_module(name):
         assert got.macs == btype.macs(n, m, stride, 16)
         if btype.substitution.family not in ("Generic", "Shuffle"):  # a materialised dense weight
             assert got.macs == (9 * n + n * m) * positions
+        if btype.substitution.family == "Shuffle":  # the first grouped 1×1 runs before the stride
+            g, q = module.reduce.groups, m // 4
+            assert got.macs == n * q // g * 16 ** 2 + (9 * q + q * m // g) * positions
         y = module(torch.randn(2, n, 16, 16))
         assert y.shape == (2, m, 16 // stride, 16 // stride)
 
 
 def test_shuffle_lowers_its_groups_until_they_divide():
-    module = get_block("Shuffle_4").build(20, 40, 1)[1]
+    module = get_block("Shuffle_4").build(20, 40, 1)
     assert module.reduce.groups == 2 and module.expand.groups == 2  # 4 ∤ 40/4 = 10, 3 ∤ 20, 2 divides all
+
+
+def test_shuffle_replaces_the_whole_conv_as_linear_shufflenet():
+    """Spec §8: grouped 1×1 N→M/4 → shuffle → depthwise 3×3 on M/4 (the stride) → grouped 1×1; nothing else."""
+    module = get_block("Shuffle_4").build(160, 320, 2)
+    assert isinstance(module, Shuffle)  # no depthwise conv on the input before it
+    convs = [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.groups)
+             for c in module.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert convs == [(160, 80, (1, 1), (1, 1), 4), (80, 80, (3, 3), (2, 2), 80), (80, 320, (1, 1), (1, 1), 4)]
+    assert not any(isinstance(c, (torch.nn.BatchNorm2d, torch.nn.ReLU)) for c in module.modules())
+    assert module(torch.randn(2, 160, 8, 8)).shape == (2, 320, 4, 4)
+    # CRS-wd decays all three convs (they factor the 3×3 together), as the original's 'shuffle' names did.
+    assert module.compressed_parameters() == [module.reduce.weight, module.spatial.weight, module.expand.weight]
 
 
 def test_acdc_mult_adds_as_the_original_counted():
@@ -277,3 +294,151 @@ def test_mixed_search_samples_structured_blocks_within_budget():
         counts = counting.analytic(g)
         assert budget * 0.975 < counts.params < budget * 1.025
         assert counting.measured(create_model(g), g) == counts
+
+
+# --- the original (BayesWatch/deficient-efficient) on WRN-28-10, CIFAR-10 ------------------------------
+# Whole-network (params, mult-adds) of the original's `WideResNet(28, 10, conv_function(name), BasicBlock,
+# num_classes=10)` (models/wide_resnet.py; the convs from `conv_function` in models/blocks.py), obtained by
+# running its code (commit 06d37fa, on torch 2.14 with tntorch 1.1.2 and gngdb/pytorch-acdc at 60044f3, whose
+# DCT matrices were built through a stand-in for the removed torch.rfft - values that no count depends on):
+# params = sum(p.numel()) of the built network, mult-adds = its count.py `measure_model(model, 32, 32)`,
+# which counts conv and linear multiply-adds, linear bias adds and each nn.ReLU's input - spec §4's Ops.
+# Its research-log.md prints the same Shuffle_{4,8,16,32} counts (28 Dec 2018) and TensorTrain_0.26 /
+# Tucker_0.25 params (4 Jan 2019).
+# The classes: Sep = `DepthwiseSep`, Generic = `GenericLowRank`, Shuffle = `LinearShuffleNet`, SepHashed =
+# `HalfHashedSeparable` (a `HashedConv2d` 1×1, models/hashed.py), TensorTrain / Tucker = models/decomposed.py's
+# (tntorch's `Tensor(w, ranks_tt=...)` / `Tensor(w, ranks_tucker=...)`), ACDC = pytorch-acdc's
+# `FastStackedConvACDC`.
+ORIGINAL_WRN_28_10 = {
+    "Conv": (36_479_194, 5_245_638_922), "Sep": (4_380_138, 629_696_778),
+    "Generic_0.03": (601_162, 83_745_034), "Generic_0.1": (1_190_634, 171_206_922),
+    "Shuffle_4": (823_674, 117_201_162), "Shuffle_8": (563_594, 76_978_442),
+    "Shuffle_16": (437_354, 60_758_282), "Shuffle_32": (378_314, 51_296_522),
+    "SepHashed_0.05": (568_426, 629_696_778), "SepHashed_0.1": (769_514, 629_696_778),
+    "TensorTrain_0.23": (598_200, 629_696_778), "TensorTrain_0.26": (664_226, 629_696_778),
+    "Tucker_0.21": (592_947, 629_696_778), "Tucker_0.25": (681_248, 629_696_778),
+    "ACDC_12": (555_498, 1_338_791_912.79), "ACDC_6": (447_978, 636_010_072.00),
+}
+# Its CRS-wd group (`group_lowrank`: tensors whose names hold 'A'/'D', 'shuffle', 'hashed', 'weight_core' /
+# 'weight_u' or 'lowrank'), run the same way: (tensors, params).
+ORIGINAL_COMPRESSED = {"Sep": (0, 0), "Generic_0.03": (48, 242_784), "Shuffle_4": (72, 540_320),
+                       "SepHashed_0.05": (48, 210_048), "ACDC_12": (528, 197_120)}
+
+
+def _wrn_28_10_convs():
+    """The 24 substituted convs of WRN-28-10 as (N, M, input side, output side)."""
+    for s in Genotype.uniform("wrn-28-10", "Conv").architecture.slots(32):
+        yield s.cin, s.cout, s.size, s.out_size
+        yield s.cout, s.cout, s.out_size, s.out_size
+
+
+def _original_dims(p: int) -> list[int]:
+    """The original's `dimensionize(weight, 3, s)` (models/decomposed.py), read from its code: the dims in
+    its order - twice the smallest divisor of what is left that is ≥ round(p^(1/3)), then the rest."""
+    root = math.exp(math.log(p) / 3)
+    if abs(round(root) - root) < 1e-6:
+        return [round(root)] * 3
+    dims, rest = [], p
+    for _ in range(2):
+        d = min(rest, round(root))
+        while rest % d:
+            d += 1
+        dims.append(d)
+        rest //= d
+    return dims + [rest]
+
+
+@pytest.mark.parametrize("name", ["Sep", "Generic_0.03", "Generic_0.1", "Shuffle_4", "Shuffle_8", "Shuffle_16",
+                                  "Shuffle_32"])
+def test_sep_generic_and_shuffle_count_as_the_original(name):
+    g = Genotype.uniform("wrn-28-10", name)
+    counts = counting.analytic(g)
+    assert (counts.params, counts.ops) == ORIGINAL_WRN_28_10[name]
+    assert counting.compression_ratio(g) == ORIGINAL_WRN_28_10[name][0] / ORIGINAL_WRN_28_10["Conv"][0]
+    if name in ORIGINAL_COMPRESSED:
+        compressed = compressed_of(create_model(g))
+        assert (len(compressed), sum(p.numel() for p in compressed)) == ORIGINAL_COMPRESSED[name]
+
+
+def test_the_full_network_counts_as_the_original():
+    assert (counting.analytic(Genotype.uniform("wrn-28-10", "Conv")).params,
+            counting.analytic(Genotype.uniform("wrn-28-10", "Conv")).ops) == ORIGINAL_WRN_28_10["Conv"]
+
+
+@pytest.mark.parametrize("name", ["SepHashed_0.05", "SepHashed_0.1"])
+def test_sephashed_against_the_original(name):
+    """Same mult-adds (both count the dense 1×1). The original has M more params per conv: its `HashedConv2d`
+    builds its nn.Conv2d with bias=True whatever it is asked; spec §8 counts int(s·N·M) and no bias."""
+    counts = counting.analytic(Genotype.uniform("wrn-28-10", name))
+    assert counts.ops == ORIGINAL_WRN_28_10[name][1]
+    assert counts.params + sum(m for _, m, _, _ in _wrn_28_10_convs()) == ORIGINAL_WRN_28_10[name][0]
+
+
+@pytest.mark.parametrize("name", ["ACDC_12", "ACDC_6"])
+def test_acdc_against_the_original(name):
+    """The original's `FastStackedConvACDC(…, n_layers=L)` builds L layers and drops the last
+    (`layers.pop(-1)`), so it has L−1: 2N'(L−1) params per conv where spec §8 says 2N'L. Its count.py counts
+    those L−1 layers at the resolution of the layer's input, before the depthwise conv's stride."""
+    g = Genotype.uniform("wrn-28-10", name)
+    layers = int(name.split("_")[1])
+    counts = counting.analytic(g)
+    want_params, want_ops = ORIGINAL_WRN_28_10[name]
+    assert counts.params - sum(2 * max(n, m) for n, m, _, _ in _wrn_28_10_convs()) == want_params
+    ops = counts.ops + sum((layers - 1) * (4 * max(n, m) + 5 * max(n, m) * math.log2(max(n, m))) * side_in ** 2
+                           - n * m * side_out ** 2 for n, m, side_in, side_out in _wrn_28_10_convs())
+    assert ops == pytest.approx(want_ops, abs=0.01)
+    # Ours with L layers, at the output's resolution, as spec §8 states the rule:
+    assert counting.published_macs(g) == pytest.approx(counts.macs + sum(
+        layers * (4 * max(n, m) + 5 * max(n, m) * math.log2(max(n, m))) * side_out ** 2 - n * m * side_out ** 2
+        for n, m, _, side_out in _wrn_28_10_convs()))
+    if name in ORIGINAL_COMPRESSED:  # CRS-wd decays the same diagonals, one layer fewer in the original
+        compressed = sum(p.numel() for p in compressed_of(create_model(g)))
+        assert compressed == sum(2 * max(n, m) * layers for n, m, _, _ in _wrn_28_10_convs())
+        assert compressed * (layers - 1) // layers == ORIGINAL_COMPRESSED[name][1]
+
+
+@pytest.mark.parametrize("name", ["TensorTrain_0.23", "TensorTrain_0.26"])
+def test_tensor_train_against_the_original(name):
+    """Same ranks rule, same dense mult-adds; the reshaping differs. Spec §8 says "3 near-equal dims"; ours
+    are the most equal (`three_factors`), the original's come from its greedy `dimensionize`. They are the
+    same dims (up to order, which TT's count does not see) for every conv of WRN-28-10 but the 320→320 ones:
+    (40, 40, 64) here, (50, 64, 32) there."""
+    s = float(name.split("_")[1])
+    counts = counting.analytic(Genotype.uniform("wrn-28-10", name))
+    assert counts.ops == ORIGINAL_WRN_28_10[name][1]
+    assert three_factors(320 * 320) == (40, 40, 64) and _original_dims(320 * 320) == [50, 64, 32]
+
+    def tt(dims):
+        r1, r2 = max(1, round(s * min(dims[0], dims[1]))), max(1, round(s * min(dims[1], dims[2])))
+        return dims[0] * r1 + r1 * dims[1] * r2 + r2 * dims[2]
+
+    ours = sum(tt(three_factors(n * m)) for n, m, _, _ in _wrn_28_10_convs())
+    original = sum(tt(_original_dims(n * m)) for n, m, _, _ in _wrn_28_10_convs())
+    assert counts.params - ours + original == ORIGINAL_WRN_28_10[name][0]
+    assert [sorted(_original_dims(n * m)) == list(three_factors(n * m)) for n, m, _, _ in _wrn_28_10_convs()
+            ].count(False) == 7  # the 320→320 convs
+
+
+@pytest.mark.parametrize("name", ["Tucker_0.21", "Tucker_0.25"])
+def test_tucker_against_the_original(name):
+    """Same ranks rule, same dense mult-adds. Two differences, both in the params: the original's dims
+    (see the TT test), and its core: tntorch keeps the r1×r2×r3 core as a tensor train whose ranks are
+    min(d1, r2·r3) and r3 (what rounding the full-rank TT to the Tucker ranks leaves), so its core costs
+    r1·R1 + R1·r2·r3 + r3² where spec §8's dense core costs r1·r2·r3. (Read from tntorch's
+    `Tensor.__init__` / `round_tucker`, and checked on the run's parameter shapes.)"""
+    s = float(name.split("_")[1])
+    counts = counting.analytic(Genotype.uniform("wrn-28-10", name))
+    assert counts.ops == ORIGINAL_WRN_28_10[name][1]
+
+    def tucker(dims, tt_core: bool):
+        r = [max(1, round(s * d)) for d in dims]
+        factors = sum(d * x for d, x in zip(dims, r))
+        if not tt_core:
+            return r[0] * r[1] * r[2] + factors
+        lead = min(dims[0], r[1] * r[2])
+        return r[0] * lead + lead * r[1] * r[2] + r[2] * r[2] + factors
+
+    ours = sum(tucker(three_factors(n * m), False) for n, m, _, _ in _wrn_28_10_convs())
+    assert ours == sum(get_block(name).params(n, m) - 9 * n for n, m, _, _ in _wrn_28_10_convs())
+    original = sum(tucker(_original_dims(n * m), True) for n, m, _, _ in _wrn_28_10_convs())
+    assert counts.params - ours + original == ORIGINAL_WRN_28_10[name][0]

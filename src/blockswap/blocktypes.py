@@ -6,8 +6,9 @@ Two kinds (spec §3):
 
 Every type is one entry of a parametrised family: a grouped/separable conv whose group count is a
 function of the width, a bottleneck with a reduction factor and such a grouped 3×3 in its middle, or a
-structured substitution (spec §8, per-conv: depthwise 3×3 → structured 1×1, `substitutions`) whose name
-carries its hyperparameter (`Generic_0.03`, `ACDC_12`: a registry pattern, parsed and validated on lookup).
+structured substitution (spec §8, per-conv: depthwise 3×3 → structured 1×1, or Shuffle's module for the
+whole conv; `substitutions`) whose name carries its hyperparameter (`Generic_0.03`, `ACDC_12`: a registry
+pattern, parsed and validated on lookup).
 Each entry knows its analytic params and Ops for a given (in, out, stride, input size); `blocks`
 builds its module (`BlockType.build`) and `counting` checks the counts against the built modules.
 
@@ -47,7 +48,7 @@ class BlockType:
     dilation: int = 1
     separable: bool = False  # per-conv: grouped 3×3 i→i, BN-ReLU, then 1×1 i→o
     expansion: int = 0  # MBConv: hidden = expansion·in
-    substitution: Substitution | None = None  # structured: depthwise k×k → this replacement of the 1×1
+    substitution: Substitution | None = None  # structured: (depthwise k×k →) this replacement (spec §8)
 
     # --- validity -------------------------------------------------------------------------------
     def invalid_reason(self, cin: int, cout: int) -> str | None:
@@ -75,7 +76,7 @@ class BlockType:
         """Parameters of the module (not the block's input BN, middle BN or shortcut)."""
         k2 = self.kernel * self.kernel
         if self.substitution:
-            return k2 * cin + self.substitution.params(cin, cout, self.kernel)
+            return self.substitution.conv_params(cin, cout, self.kernel)
         if self.expansion:
             h = self.expansion * cin
             return cin * h + 2 * h + k2 * h + 2 * h + h * cout + 2 * cout
@@ -91,7 +92,7 @@ class BlockType:
         k2 = self.kernel * self.kernel
         hw_in, hw_out = size * size, out_size(size, stride) ** 2
         if self.substitution:
-            return (k2 * cin + self.substitution.macs(cin, cout, self.kernel)) * hw_out
+            return self.substitution.conv_macs(cin, cout, self.kernel, hw_in, hw_out)
         if self.expansion:
             h = self.expansion * cin
             return cin * h * hw_in + k2 * h * hw_out + h * cout * hw_out
@@ -172,8 +173,9 @@ register_block(BlockType("Sep", PER_CONV, "structured", "depthwise 3×3 → dens
 
 def _structured(match) -> BlockType:
     name, family, text = match.group(0), match.group(1), match.group(2)
-    return BlockType(name, PER_CONV, "structured", f"depthwise 3×3 → {family} 1×1", _depthwise,
-                     substitution=parse(name, family, text))
+    description = (f"depthwise 3×3 → {family} 1×1" if family != "Shuffle" else
+                   "grouped 1×1 N→M/4 → channel shuffle → depthwise 3×3 → grouped 1×1 M/4→M (linear ShuffleNet)")
+    return BlockType(name, PER_CONV, "structured", description, _depthwise, substitution=parse(name, family, text))
 
 
 BLOCK_TYPES.add_pattern(rf"({'|'.join(FRACTION_FAMILIES + COUNT_FAMILIES)})_(.*)", _structured, "Generic_0.03",

@@ -219,3 +219,12 @@ def figure2(profile: str | None, budget: float | None) -> dict | None:
 def samples_curve(profile: str | None, budget: float | None) -> dict[int, float] | None:
     """§4.3's {samples: error} for a CIFAR-10 budget, or None."""
     return _by_budget(SAMPLES_CURVE, budget) if normalise_profile(profile) == "cifar10" else None
+
+
+def table1_claim(profile: str | None, proxy: str, budget: float | None, k: int) -> tuple[float, ...]:
+    """What Table 1 claims of a proxy's ρ at k: the value at a CIFAR-10 profile's budget, else every budget's
+    value at that k (the claim as a range, for other datasets and budgets); () where it gives none."""
+    exact = table1_rho(profile, proxy, budget, k)
+    if exact is not None:
+        return (exact,)
+    return tuple(rho for (p, _, kk), rho in TABLE1.items() if p == proxy and kk == k)

@@ -6,7 +6,7 @@ equally likely among those whose cost lies strictly within ±tolerance of the bu
   a cap on proposals keeps it from looping forever at budgets where acceptance is ~1e-9.
 - `exact`: counts, by dynamic programming over the blocks, how many in-budget completions each
   partial assignment has, then draws each block's type with those counts as weights. No rejection,
-  so every feasible budget costs the same.
+  and the table only spans the partial costs that can still end in budget (`CompletionTable`).
 Costs come from the analytic counts (`counting.slot_costs`); no network is built.
 """
 
@@ -24,8 +24,9 @@ from .counting import slot_costs
 from .errors import BlockswapError
 from .genotype import Genotype
 
-# The exact sampler holds one float64 vector per block over the reachable cost range (in units of
-# the costs' gcd); beyond this many entries it refuses rather than eat the machine's memory.
+# The exact sampler holds one float64 vector per block over the accumulated costs (in units of the costs'
+# gcd) that can still end in budget (`CompletionTable`); beyond this many entries in all it refuses rather
+# than eat the machine's memory (20M entries = 160 MB).
 # BlockSwap keeps a candidate whose count lies strictly within ±2.5% of the budget (spec §1).
 TOLERANCE = 0.025
 MAX_DP_ENTRIES = 20_000_000
@@ -114,55 +115,86 @@ def sample_reference(table: CostTable, budget: float, n: int, seed: int = 0, tol
     return [table.genotype(c) for c in accepted], drawn
 
 
-def _completion_counts(table: CostTable, lo: float, hi: float):
-    """W[k][a] = number of ways blocks k.. can finish from accumulated cost a (in gcd units) in budget."""
+@dataclass(frozen=True)
+class CompletionTable:
+    """The exact sampler's table, in units of the costs' gcd: `counts[k][i]` is the number of ways blocks
+    k.. can finish in budget from an accumulated cost of `start[k] + i` (so `counts[len(costs)]` holds 1 for
+    every accumulated cost in the window).
+
+    Only the accumulated costs that blocks 0..k-1 can reach *and* from which blocks k.. can still end in the
+    window are kept: row k spans [max(min prefix, window low - max suffix), min(max prefix, window high -
+    min suffix)]. A row is therefore never wider than the window plus the smaller of the prefix's and the
+    suffix's spread, nor than the distance from the window to the far end of the feasible range, so budgets
+    near either end - where the in-budget set is small - need small tables however large the budget.
+    """
+
+    costs: list[np.ndarray]  # per block, the valid types' costs in units
+    start: list[int]  # per row, the accumulated cost (in units) of its first entry
+    counts: list[np.ndarray]  # float64: the counts exceed 2**63 at mid budgets
+
+    @property
+    def entries(self) -> int:
+        return sum(len(c) for c in self.counts)
+
+    @property
+    def total(self) -> float:
+        """Number of in-budget genotypes."""
+        return float(self.counts[0][0]) if len(self.counts[0]) else 0.0
+
+
+def _completion_counts(table: CostTable, lo: float, hi: float) -> CompletionTable:
+    """The completion counts of `CompletionTable`, by dynamic programming from the last block back."""
     unit = reduce(math.gcd, [int(c) for costs in table.costs for c in costs], 0) or 1
     scaled = [c // unit for c in table.costs]
+    blocks = len(scaled)
     # Totals are fixed + unit·a; strictly inside (lo, hi) ⇔ a_lo ≤ a ≤ a_hi.
     a_lo = math.floor((lo - table.fixed) / unit) + 1
     a_hi = math.ceil((hi - table.fixed) / unit) - 1
-    size = a_hi + 1
-    if size * (len(scaled) + 1) > MAX_DP_ENTRIES:
+    low = np.concatenate([[0], np.cumsum([int(c.min()) for c in scaled])]).tolist()
+    high = np.concatenate([[0], np.cumsum([int(c.max()) for c in scaled])]).tolist()
+    # Row k: reachable by blocks 0..k-1 (low[k]..high[k]) and able to end in [a_lo, a_hi] with blocks k..
+    # (whose sum lies in low[-1] - low[k] .. high[-1] - high[k]).
+    start = [max(low[k], a_lo - (high[-1] - high[k])) for k in range(blocks + 1)]
+    stop = [min(high[k], a_hi - (low[-1] - low[k])) for k in range(blocks + 1)]
+    widths = [max(0, b - a + 1) for a, b in zip(start, stop)]
+    if sum(widths) > MAX_DP_ENTRIES:
         raise BlockswapError(
-            f"the exact sampler would need {size * (len(scaled) + 1):,} table entries for this budget; "
+            f"the exact sampler would need {sum(widths):,} table entries for this budget; "
             "use the reference sampler (--sampler reference)")
-    counts = [None] * (len(scaled) + 1)
-    last = np.zeros(size)
-    last[max(a_lo, 0):] = 1.0
-    counts[-1] = last
-    for k in range(len(scaled) - 1, -1, -1):
-        nxt, cur = counts[k + 1], np.zeros(size)
-        for c in scaled[k]:
-            if c < size:
-                cur[: size - c] += nxt[c:]
-        counts[k] = cur
-    return scaled, counts
+    counts = [np.zeros(w) for w in widths]
+    counts[-1][:] = 1.0
+    for k in range(blocks - 1, -1, -1):
+        cur, nxt, s0, s1 = counts[k], counts[k + 1], start[k], start[k + 1]
+        for c in scaled[k].tolist():
+            # cur[a - s0] += nxt[a + c - s1] for the a where both indices fall inside their rows.
+            a0, a1 = max(0, s1 - c - s0), min(len(cur), len(nxt) + s1 - c - s0)
+            if a0 < a1:
+                cur[a0:a1] += nxt[a0 + s0 + c - s1: a1 + s0 + c - s1]
+    return CompletionTable(scaled, start, counts)
 
 
 def count_in_budget(table: CostTable, budget: float, tolerance: float = TOLERANCE) -> float:
     """How many genotypes lie in the budget window (float: it can exceed 2**63)."""
     _check_feasible(table, budget, tolerance)
-    _, counts = _completion_counts(table, *window(budget, tolerance))
-    return float(counts[0][0])
+    return _completion_counts(table, *window(budget, tolerance)).total
 
 
 def sample_exact(table: CostTable, budget: float, n: int, seed: int = 0,
                  tolerance: float = TOLERANCE) -> list[Genotype]:
     """Exactly uniform over the in-budget genotypes, without rejection."""
     _check_feasible(table, budget, tolerance, n)
-    scaled, counts = _completion_counts(table, *window(budget, tolerance))
-    if counts[0][0] == 0:
+    dp = _completion_counts(table, *window(budget, tolerance))
+    if dp.total == 0:
         raise BlockswapError(f"no {table.model} student lies strictly within ±{tolerance:.1%} of {budget:,.0f} "
                              f"{table.metric}; widen the tolerance or move the budget")
     rng = np.random.default_rng(seed)
-    size = len(counts[0])
-    acc = np.zeros(n, dtype=np.int64)
-    choices = np.zeros((n, len(scaled)), dtype=np.int64)
-    for k, costs in enumerate(scaled):
-        nxt = np.append(counts[k + 1], 0.0)  # index `size` = out of range = weight 0
-        idx = np.minimum(acc[:, None] + costs[None, :], size)
-        weights = nxt[idx]
-        cdf = np.cumsum(weights, axis=1)
+    acc = np.zeros(n, dtype=np.int64)  # accumulated cost in units; always inside row k's span
+    choices = np.zeros((n, len(dp.costs)), dtype=np.int64)
+    for k, costs in enumerate(dp.costs):
+        nxt = np.append(dp.counts[k + 1], 0.0)  # the extra last entry stands for "outside the row": weight 0
+        idx = acc[:, None] + costs[None, :] - dp.start[k + 1]
+        idx[(idx < 0) | (idx >= len(nxt) - 1)] = len(nxt) - 1
+        cdf = np.cumsum(nxt[idx], axis=1)
         u = rng.random(n) * cdf[:, -1]
         pick = (cdf <= u[:, None]).sum(axis=1)
         choices[:, k] = pick

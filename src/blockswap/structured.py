@@ -1,11 +1,13 @@
-"""Structured substitutions as nn.Modules (spec §8): depthwise k×k → a structured replacement of the 1×1.
+"""Structured substitutions as nn.Modules (spec §8): depthwise k×k → a structured replacement of the 1×1,
+or, for `Shuffle`, one module for the whole k×k conv.
 
 The arithmetic (hyperparameters, factorisations, counts) lives in `substitutions`; this module builds it.
 Each replacement of the dense 1×1 N→M is written directly in torch:
 - `Sep`: the dense 1×1 itself (an nn.Conv2d, initialised with the network's convs);
 - `Generic` (RF): 1×1 N→r then r→M, nothing between;
-- `Shuffle`: grouped 1×1 N→M/4 → channel shuffle → depthwise k×k → grouped 1×1 M/4→M, plain nn.Conv2ds
-  initialised with the network's convs (its spatial conv means it represents no 1×1 matrix);
+- `Shuffle`: grouped 1×1 N→M/4 → channel shuffle → depthwise k×k on M/4 (with the conv's stride) → grouped
+  1×1 M/4→M, plain nn.Conv2ds initialised with the network's convs, as the original's `LinearShuffleNet`:
+  it replaces the whole k×k conv, so no depthwise conv on the input comes before it;
 - `SepHashed`, `TensorTrain`, `Tucker`, `ACDC`: materialise their dense M×N weight once per forward pass
   (`dense_weight`) and apply it as a 1×1 conv.
 Every weight a replacement applies itself goes through a `Pointwise`, whose forward hook is how `measure`
@@ -17,8 +19,10 @@ N(1, 0.01²) as the paper's; its near-permutation product has mean square 1/N', 
 sqrt(2N'/M) (not a parameter) scales its output to the same 2/M.
 
 CRS-wd (spec §8) needs each replacement's compressed tensors: `compressed_parameters()` declares them
-(the factors, cores, shared values, diagonals or grouped 1×1s — not the depthwise convs, not Sep's dense
-1×1), and the module-level `compressed_parameters(model)` collects them from a network.
+(the factors, cores, shared values, diagonals, or all three convs of Shuffle's module, which together
+factor the k×k conv - not the depthwise conv on the input of the other families, not Sep's dense 1×1), and
+the module-level `compressed_parameters(model)` collects them from a network. These are the tensors the
+original's name-based selection chose (it also chose its hashed 1×1's bias, which SepHashed has not here).
 """
 
 from __future__ import annotations
@@ -183,38 +187,42 @@ class ChannelShuffle(nn.Module):
 
 
 class Shuffle(nn.Module):
-    """Grouped 1×1 N→M/4 → channel shuffle → depthwise k×k on M/4 → grouped 1×1 M/4→M; no ReLU, no shortcut."""
+    """The whole k×k conv N→M as a linear ShuffleNet unit: grouped 1×1 N→M/4 → channel shuffle → depthwise
+    k×k on M/4 (the stride here) → grouped 1×1 M/4→M; no BN, no ReLU, no shortcut."""
 
-    def __init__(self, n: int, m: int, groups: int, kernel: int):
+    def __init__(self, n: int, m: int, groups: int, kernel: int, stride: int = 1):
         super().__init__()
         g, q = shuffle_groups(groups, n, m), m // 4
         self.reduce = nn.Conv2d(n, q, 1, groups=g, bias=False)
         self.shuffle = ChannelShuffle(g)
-        self.spatial = nn.Conv2d(q, q, kernel, 1, kernel // 2, groups=q, bias=False)
+        self.spatial = nn.Conv2d(q, q, kernel, stride, kernel // 2, groups=q, bias=False)
         self.expand = nn.Conv2d(q, m, 1, groups=g, bias=False)
 
     def compressed_parameters(self) -> list[nn.Parameter]:
-        return [self.reduce.weight, self.expand.weight]
+        return [self.reduce.weight, self.spatial.weight, self.expand.weight]
 
     def forward(self, x):
         return self.expand(self.spatial(self.shuffle(self.reduce(x))))
 
 
-def build_replacement(sub: Substitution, n: int, m: int, kernel: int) -> nn.Module:
-    """The structured replacement of the dense 1×1 N→M."""
+def build_replacement(sub: Substitution, n: int, m: int, kernel: int, stride: int = 1) -> nn.Module:
+    """The structured replacement of the dense 1×1 N→M (for `Shuffle`, of the whole k×k conv, with its stride)."""
     if sub.family == "Sep":
         return nn.Conv2d(n, m, 1, bias=False)
     if sub.family == "Generic":
         return Generic(n, m, sub.rank(n, m))
     if sub.family == "Shuffle":
-        return Shuffle(n, m, sub.hyper, kernel)
+        return Shuffle(n, m, sub.hyper, kernel, stride)
     if sub.family == "SepHashed":
         return SepHashed(n, m, sub.hashed_values(n, m))
     return {"TensorTrain": TensorTrain, "Tucker": Tucker, "ACDC": ACDC}[sub.family](n, m, sub.hyper)
 
 
-def build_substitution(sub: Substitution, cin: int, cout: int, stride: int, kernel: int = 3) -> nn.Sequential:
-    """A substituted k×k conv: depthwise k×k (with the stride), then the replacement of the 1×1."""
+def build_substitution(sub: Substitution, cin: int, cout: int, stride: int, kernel: int = 3) -> nn.Module:
+    """A substituted k×k conv: depthwise k×k (with the stride), then the replacement of the 1×1; for
+    `Shuffle`, its module alone, which carries the stride itself."""
+    if not sub.has_depthwise:
+        return build_replacement(sub, cin, cout, kernel, stride)
     depthwise = nn.Conv2d(cin, cin, kernel, stride, kernel // 2, groups=cin, bias=False)
     return nn.Sequential(depthwise, build_replacement(sub, cin, cout, kernel))
 

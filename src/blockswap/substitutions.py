@@ -1,16 +1,21 @@
 """Structured substitutions (deficient-efficient, spec §8) as arithmetic: names, factorisations, counts.
 
 A substituted k×k conv N→M becomes a depthwise k×k conv (N·k² params, carrying the conv's stride) followed
-by a structured replacement of the dense 1×1 N→M, with no BN or nonlinearity inside. This module knows,
-without torch, each replacement's hyperparameter, validity, parameters and mult-adds; `structured` builds
-the modules and `blocktypes` registers them as block types named `Family_hyper` (`Generic_0.03`, `ACDC_12`).
+by a structured replacement of the dense 1×1 N→M, with no BN or nonlinearity inside - except `Shuffle`,
+which replaces the whole k×k conv as the original's `LinearShuffleNet` did: grouped 1×1 N→M/4, channel
+shuffle, depthwise k×k on M/4 (carrying the stride), grouped 1×1 M/4→M, and no depthwise conv on the input
+(`Substitution.has_depthwise`). This module knows, without torch, each replacement's hyperparameter,
+validity, parameters and mult-adds; `structured` builds the modules and `blocktypes` registers them as block
+types named `Family_hyper` (`Generic_0.03`, `ACDC_12`). `conv_params` and `conv_macs` count the whole
+substituted conv, depthwise included where there is one.
 
-Mult-adds are what the built module computes per output position. `Sep`, `Generic` and `Shuffle` apply
-their (factor) weights one after another. `SepHashed`, `TensorTrain`, `Tucker` and `ACDC` materialise
-their dense M×N weight once per forward pass and apply it as a 1×1 conv, so they cost NM per position,
-like `Sep`; the materialisation itself runs once per forward pass whatever the batch and image size, and
-is not counted. The original counted TT, Tucker and hashed layers the same way (as dense separable
-layers) but ACDC as 4N' + 5N'·log2 N' per layer and position: `Substitution.published_macs`.
+Mult-adds are what the built module computes. `Sep`, `Generic` and `Shuffle` apply their (factor) weights
+one after another; Shuffle's first grouped 1×1 runs before the stride, at the input's resolution.
+`SepHashed`, `TensorTrain`, `Tucker` and `ACDC` materialise their dense M×N weight once per forward pass
+and apply it as a 1×1 conv, so they cost NM per position, like `Sep`; the materialisation itself runs
+once per forward pass whatever the batch and image size, and is not counted. The original counted TT,
+Tucker and hashed layers the same way (as dense separable layers) but ACDC as 4N' + 5N'·log2 N' per layer
+and position: `Substitution.published_macs`.
 """
 
 from __future__ import annotations
@@ -93,8 +98,26 @@ class Substitution:
             return f"{m} output channels are not divisible by 4"
         return None
 
+    @property
+    def has_depthwise(self) -> bool:
+        """Whether a depthwise k×k on the input comes before the replacement: every family but `Shuffle`,
+        whose module is the whole substituted conv (its only spatial conv is on the M/4 bottleneck)."""
+        return self.family != "Shuffle"
+
+    def conv_params(self, n: int, m: int, k: int) -> int:
+        """Parameters of the whole substituted k×k conv N→M: the depthwise k×k (if any) and the replacement."""
+        return (n * k * k if self.has_depthwise else 0) + self.params(n, m, k)
+
+    def conv_macs(self, n: int, m: int, k: int, positions_in: int, positions_out: int) -> int:
+        """Mult-adds of the whole substituted conv, given the spatial positions before and after its stride."""
+        if self.family == "Shuffle":
+            g, q = shuffle_groups(self.hyper, n, m), m // 4
+            return n * q // g * positions_in + (q * k * k + q * m // g) * positions_out
+        return (n * k * k + self.macs(n, m, k)) * positions_out
+
     def params(self, n: int, m: int, k: int) -> int:
-        """Parameters of the 1×1 replacement (the depthwise k×k before it not included)."""
+        """Parameters of the replacement: of the 1×1 (the depthwise k×k before it not included), or for
+        `Shuffle` of its whole module."""
         f = self.family
         if f == "Sep":
             return n * m
@@ -118,7 +141,8 @@ class Substitution:
         raise ValueError(f"unknown substitution family {f!r}")
 
     def macs(self, n: int, m: int, k: int) -> int:
-        """Mult-adds per output position of the 1×1 replacement as built (see the module docstring)."""
+        """Mult-adds per output position of the 1×1 replacement as built (see the module docstring); for
+        `Shuffle`, of its whole module at stride 1 (`conv_macs` counts a strided one)."""
         if self.family in ("Sep", "Generic", "Shuffle"):  # each weight applied once per position
             return self.params(n, m, k)
         return n * m  # the materialised dense weight

@@ -12,7 +12,7 @@ from ..scores import PROXY_SIGNS, read_scores
 from .base import Report, register
 from .figures import new_figure
 from .runs import Run, group_runs, parse_count, select
-from .stats import bootstrap_correlation, correlate, mean_std, missing
+from .stats import bootstrap_correlation, correlate, mean_std, missing, reliability
 from .tables import Table, fmt, fmt_budget, frame_of
 
 TABLE1_ORDER = ("train_accuracy", "l2_norm", "grad_norm", "fisher")
@@ -73,6 +73,7 @@ def correlations(runs: list[Run], scores, profile: str | None) -> tuple[list, li
     the loaded scores per spec, {genotype id: mean trained error}) of the random nets `runs`."""
     error_of = {i: mean_std(r.error for r in rs)[0] for i, rs in group_runs(runs, lambda r: r.id).items()}
     records, notes, loaded = [], [], {}
+    ceilings = {b: reliability(errors_by_net(rs)) for b, rs in group_runs(runs, lambda r: r.budget).items()}
     for spec in scores_specs(scores):
         df, proxies = load_scores(spec.path)
         ids = [i for i in df.index if i in error_of]
@@ -87,8 +88,20 @@ def correlations(runs: list[Run], scores, profile: str | None) -> tuple[list, li
             if c["note"]:
                 notes.append(f"{proxy}, {fmt_budget(spec.budget)}, k={spec.k}: {c['note']}.")
             records.append({"proxy": proxy, "sign": PROXY_SIGNS.get(proxy), "budget": spec.budget, "k": spec.k,
-                            **c, "paper_spearman": paper.table1_rho(profile, proxy, spec.budget, spec.k)})
+                            **c, "ceiling": ceiling_of(ceilings, spec.budget),
+                            "paper_spearman": paper.table1_rho(profile, proxy, spec.budget, spec.k)})
     return records, notes, loaded, error_of
+
+
+def errors_by_net(runs: list[Run]) -> dict[str, list[float]]:
+    """{genotype id: its errors, the run of the lowest seed first} - one training first, then its repeats."""
+    return {i: [r.error for r in sorted(rs, key=lambda r: -1 if r.seed is None else r.seed)]
+            for i, rs in group_runs(runs, lambda r: r.id).items()}
+
+
+def ceiling_of(ceilings: dict, budget) -> float:
+    """The largest |Spearman ρ| the seed noise of the random nets at `budget` allows (NaN if unmeasured)."""
+    return ceilings.get(budget, {}).get("ceiling_spearman", float("nan"))
 
 
 @register("correlation", help="Table 1: Spearman/Kendall of each proxy with trained error, and a scatter",
@@ -130,9 +143,12 @@ def _table(records, notes) -> Table:
     caption = ("Spearman ρ [95% bootstrap interval] / Kendall τ of each proxy's raw value with trained test "
                "error, per budget and k minibatches" + (" (paper's ρ, Table 1, in parentheses)" if has_paper
                                                         else ""))
+    ceilings = {r["budget"]: r["ceiling"] for r in records if not missing(r["ceiling"])}
     lead = ["Sign: + means higher is better, so a good proxy has ρ < 0 with error (− : the reverse).",
             "An interval that contains 0 means the runs cannot tell the proxy from chance; the CSV has τ's "
             "interval and both p-values."]
+    lead += [f"{fmt_budget(b)}: the seed noise of one training allows |ρ| ≤ {fmt(c)} (attenuation ceiling, from "
+             "the nets trained with several seeds)." for b, c in sorted(ceilings.items())]
     return Table(header, rows, "l" + "r" * len(columns), caption, lead + notes)
 
 
