@@ -67,6 +67,7 @@ use rule score_candidates as score_random_nets with:
     params:
         proxy=",".join(ABLATIONS["proxies"]),
         minibatches=lambda w: w.k,
+        timings="--timings" if ABLATIONS["proxy_timings"] else "",
 
 
 # (c) An independent search of n samples per (n, search seed), so each point of the curve is a mean over

@@ -255,7 +255,11 @@ def all_outputs():
             return outs
     outs += [f"{R}/tables/claims.md", f"{R}/tables/main.md", f"{R}/tables/main.csv"]
     if ABLATIONS["random_count"] and ABLATIONS["random_budgets"]:
-        outs += [f"{R}/tables/proxy_correlation.md", f"{R}/tables/density.md"]
+        outs += [
+            f"{R}/tables/proxy_correlation.md",
+            f"{R}/tables/proxy_zoo.md",
+            f"{R}/tables/density.md",
+        ]
     if ABLATIONS["sample_budgets"]:
         outs.append(f"{R}/tables/samples.md")
     return outs

@@ -45,6 +45,27 @@ rule report_correlation:
         " --table {output.table} --figure fisher_vs_error {output.figure} > {log} 2>&1"
 
 
+rule report_proxy_zoo:
+    input:
+        scores=rules.report_correlation.input.scores,
+        metrics=random_net_metrics,
+    output:
+        table=table_outputs("proxy_zoo", "proxy_zoo.rst", "Ablations"),
+        figure=figure_outputs("proxy_zoo", "proxy_zoo.rst", "Ablations"),
+    log:
+        f"{LOGS}/report/proxy_zoo.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
+    params:
+        scores=rules.report_correlation.params.scores,
+        paper=config["paper"],
+    shell:
+        "blockswap report proxy_zoo {params.scores} --metrics {input.metrics} --paper {params.paper}"
+        " --table {output.table} --figure proxy_zoo {output.figure} > {log} 2>&1"
+
+
 rule report_density:
     input:
         unpack(density_metrics),

@@ -47,10 +47,11 @@ rule score_candidates:
         minibatches=1,  # the search ranks after one minibatch
         seed=SEARCH["seed"],
         device=config["device"],
+        timings="",  # or "--timings": each proxy's seconds per candidate
     shell:
         "blockswap score {input} --proxy {params.proxy} {params.data} --batch-size {params.batch_size}"
         " --minibatches {params.minibatches} --seed {params.seed} --device {params.device}"
-        " --threads {threads} -o {output} > {log} 2>&1"
+        " --threads {threads} {params.timings} -o {output} > {log} 2>&1"
 
 
 rule select_top:

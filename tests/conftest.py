@@ -16,6 +16,18 @@ import pytest
 from blockswap.datadirs import locate_fashion_mnist
 from blockswap.errors import BlockswapError
 
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny nets gain nothing from intra-op threads, and spinning OpenMP threads stall on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

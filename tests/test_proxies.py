@@ -26,14 +26,7 @@ from blockswap.proxies import (
 
 from conftest import write_fashion
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets gain nothing from intra-op threads, and spinning OpenMP threads stall on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SHAPE = dict(in_channels=1, num_classes=10, image_size=16)
@@ -193,7 +186,10 @@ def test_every_metric_changes_with_k_but_k1_fisher_is_the_search():
 def test_signs_and_ranking():
     assert {n: get_proxy(n).sign for n in proxy_names()} == {
         "fisher": 1, "grad_norm": 1, "snip": 1, "l2_norm": 1, "synflow": 1, "naswot": 1, "params": 1,
+        "flops": 1, "plain": 1, "grasp": 1, "jacov": 1, "epe_nas": 1, "zen": 1, "zico": 1, "meco": 1,
         "train_accuracy": 1, "train_loss": -1}
+    assert get_proxy("nwot") is get_proxy("naswot")  # NAS-Bench-Suite-Zero's name
+    assert [p.name for p in parse_proxies("fisher,nwot")] == ["fisher", "naswot"]
     assert rank([1.0, 3.0, 2.0], +1) == [3, 1, 2]
     assert rank([1.0, 3.0, 2.0], -1) == [1, 3, 2]
     assert rank([2.0, float("nan"), 2.0, 5.0], +1) == [2, 4, 3, 1]  # ties keep order, NaN last
@@ -243,7 +239,8 @@ def test_score_cli_is_reproducible(score_setup):
     assert run("b.csv", "--proxy", "fisher,params", "--workers", "1") == 0
     text = (tmp / "a.csv").read_text()
     rows = list(csv.DictReader(text.splitlines()))
-    assert list(rows[0]) == ["id", "params", "ops", "fisher", "params_proxy", "rank", "blocks"]
+    assert list(rows[0]) == ["id", "params", "ops", "fisher", "params_proxy", "rank", "blocks", "missing"]
+    assert all(r["missing"] == "" for r in rows)
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
     fishers = [float(r["fisher"]) for r in rows]
     assert fishers == sorted(fishers, reverse=True)

@@ -249,6 +249,59 @@ def test_correlation_matches_scipy_and_paper(tmp_path):
     check_pdf(out / "fisher_vs_error.pdf")
 
 
+def test_proxy_zoo_columns_against_direct_computation(tmp_path):
+    from scipy.stats import rankdata
+
+    from blockswap.report import zoo
+
+    rng = np.random.default_rng(3)
+    ids = [f"N{i}" for i in range(40)]
+    errors = rng.normal(10, 1.0, 40)
+    runs = [write_run(tmp_path / f"{g}.json", "random", float(e), 40_000, 5e6, g, budget=40000)
+            for g, e in zip(ids, errors)]
+    runs += [write_run(tmp_path / f"{g}_s1.json", "random", float(e + 0.2), 40_000, 5e6, g, budget=40000, seed=1)
+             for g, e in zip(ids[:5], errors)]
+    mean_error = np.array([e + 0.1 if i < 5 else e for i, e in enumerate(errors)])  # two seeds: their mean
+    good = -mean_error + rng.normal(0, 0.3, 40)
+    loss = mean_error + rng.normal(0, 0.6, 40)  # train_loss: sign −1, lower is better
+    noise = rng.random(40)
+    noise[7] = float("nan")  # missing for one net
+    path = write_scores(tmp_path / "s.csv", ids, {"fisher": good, "train_loss": loss, "snip": noise})
+    rep = zoo.build(load_runs(runs), "none", scores=[f"budget=40000,k=1:{path}"])
+    df = rep.frame.set_index("proxy")
+    for proxy, score in (("fisher", good), ("train_loss", -loss)):
+        row = df.loc[proxy]
+        assert row["n"] == 40 and row["missing"] == 0
+        assert row["spearman"] == pytest.approx(stats.spearmanr(score, 100 - mean_error).statistic)
+        assert row["kendall"] == pytest.approx(stats.kendalltau(score, 100 - mean_error).statistic)
+        assert row["best_of_10"] == pytest.approx(best_of_n(score, mean_error, 10))
+        assert row["best_of_10_lo"] < row["best_of_10"] < row["best_of_10_hi"]
+        assert row["precision_at_10"] == precision_at(score, mean_error, 0.1)
+    assert df.loc["fisher", "spearman"] > 0.8 and df.loc["train_loss", "spearman"] > 0.5
+    assert df.loc["snip", "n"] == 39 and df.loc["snip", "missing"] == 1
+    oracle, random = df.loc["oracle (the trained error)"], df.loc["random pick"]
+    assert oracle["spearman"] == pytest.approx(1.0) and oracle["best_of_100"] < oracle["best_of_10"]
+    assert random["best_of_10"] == pytest.approx(mean_error.mean()) and pd.isna(random["spearman"])
+    assert oracle["best_of_10"] <= df.loc["fisher", "best_of_10"] < random["best_of_10"]
+    # The combined ranker: chosen on half A, every half-B row evaluated on the other 20 nets.
+    order = np.random.default_rng(zoo.SPLIT_SEED).permutation(40)
+    half_b = np.sort(order[20:])
+    combined = [p for p in df.index if p.startswith("combined: ")]
+    assert len(combined) == 1 and combined[0].startswith("combined: fisher")
+    chosen = combined[0][len("combined: "):-len(" (half B)")].split(" + ")
+    signed = {"fisher": good, "train_loss": -loss, "snip": noise}
+    ranks = np.array([rankdata(signed[c][half_b]) for c in chosen]).mean(0)
+    assert df.loc[combined[0], "n"] == 20
+    assert df.loc[combined[0], "spearman"] == pytest.approx(stats.spearmanr(ranks, 100 - mean_error[half_b]).statistic)
+    assert df.loc["fisher (half B)", "spearman"] == pytest.approx(
+        stats.spearmanr(good[half_b], 100 - mean_error[half_b]).statistic)
+    assert "best single of half A: fisher (half B)" in df.index
+    assert 0 < df.loc["fisher", "ceiling"] < 1  # from the five nets trained twice
+    md = rep.table.markdown()
+    assert "| 40K | 1 | snip | 39 (1) |" in md and "combined ranker: " in md
+    assert list(rep.figures) == ["proxy_zoo"]
+
+
 def test_correlation_scatter_panels(tmp_path):
     errors = [5.0, 4.8, 4.6, 4.9, 4.2, 4.4]
     fisher = [1.0, 2.0, 3.0, 1.5, 9.0, 4.0]
@@ -401,7 +454,8 @@ def small_runs(tmp_path):
 
 
 def test_registry_lists_the_reports():
-    assert sorted(REPORTS.names()) == ["claims", "correlation", "density", "detection", "results", "samples"]
+    assert sorted(REPORTS.names()) == ["claims", "correlation", "density", "detection", "proxy_zoo", "results",
+                                       "samples"]
     with pytest.raises(BlockswapError, match="unknown report 'result'. Did you mean 'results'"):
         REPORTS.get("result")
 
@@ -417,6 +471,7 @@ def test_each_report_builds_and_writes_its_named_files(tmp_path, small_runs, nam
     table = [tmp_path / "t" / "x.md", tmp_path / "t" / "x.tex"]
     figures = [a for i, f in enumerate(rep.figures) for a in ("--figure", f, tmp_path / "f" / f"{i}.svg")]
     extra = {"correlation": ["--scores", *given["scores"]], "claims": ["--scores", *given["scores"]],
+             "proxy_zoo": ["--scores", *given["scores"]],
              "samples": ["--full-search", 100]}.get(name, [])
     assert run_cli(name, "--metrics", *paths, *extra, "--paper", "cifar10", "--table", *table, *figures) == 0
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("[tf]/*"))

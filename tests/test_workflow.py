@@ -67,7 +67,8 @@ def test_cifar10_profile_dag():
         "distill_blockswap": 21, "distill_moonshine": 38, "distill_scaled": 9, "distill_mbconv": 3,
         "sample_random_nets": 3, "distill_random_net": 300, "score_random_nets": 9,
         "sample_n_candidates": 6, "score_n_candidates": 6, "select_n_top": 6, "distill_sample_count": 6,
-        "report_results": 1, "report_correlation": 1, "report_density": 1, "report_samples": 1, "report_claims": 1,
+        "report_results": 1, "report_correlation": 1, "report_proxy_zoo": 1,
+        "report_density": 1, "report_samples": 1, "report_claims": 1,
         "all": 1}
 
 
@@ -116,7 +117,8 @@ def test_default_profile_dag(tmp_path):
                     "distill_moonshine": 2, "train_moonshine_scratch": 1, "distill_scaled": 1,
                     "sample_random_nets": 1, "distill_random_net": 12, "score_random_nets": 2,
                     "distill_structured": 1, "report_structured": 1,
-                    "report_results": 1, "report_correlation": 1, "report_density": 1, "report_claims": 1,
+                    "report_results": 1, "report_correlation": 1, "report_proxy_zoo": 1,
+                    "report_density": 1, "report_claims": 1,
                     "all": 1}
 
 
@@ -131,7 +133,8 @@ def test_fmnist_profile_dag():
                     "distill_moonshine": 5, "distill_moonshine_kd": 4, "train_moonshine_scratch": 4,
                     "distill_scaled": 2, "sample_random_nets": 1, "distill_random_net": 24, "score_random_nets": 3,
                     "sample_n_candidates": 6, "score_n_candidates": 6, "select_n_top": 6, "distill_sample_count": 6,
-                    "report_results": 1, "report_correlation": 1, "report_density": 1, "report_samples": 1,
+                    "report_results": 1, "report_correlation": 1, "report_proxy_zoo": 1,
+                    "report_density": 1, "report_samples": 1,
                     "report_claims": 1, "all": 1}
 
 
@@ -142,7 +145,7 @@ def test_table1_profile_dag():
     assert jobs == {"train_teacher": 1, "sample_candidates": 1, "score_candidates": 1, "select_top": 1,
                     "distill_blockswap": 1, "sample_random_nets": 1, "distill_random_net": 100,
                     "distill_random_net_repeat": 20, "score_random_nets": 3, "report_results": 1,
-                    "report_correlation": 1, "report_density": 1, "report_claims": 1, "all": 1}
+                    "report_correlation": 1, "report_proxy_zoo": 1, "report_density": 1, "report_claims": 1, "all": 1}
     out = snakemake("-n", "-p", "--configfile", ROOT / "workflow/config/table1.yaml")
     repeats = re.findall(r"--index (\d+) .*?--seed (\d+) .*?--label net=\1 --label teacher_seed=0 --label seed=\2",
                          out.stdout)
@@ -163,6 +166,7 @@ def test_proxies_score_on_the_students_training_batch(tmp_path):
     ({"search.budgets": [10_000_000]}, "search.budgets: budget 10,000,000 is outside the feasible range"),
     ({"teacher.model": "wrn-11-1"}, "depth must be 6n\\+4"),
     ({"device": "tpu"}, "tpu"),
+    ({"ablations.proxies": ["fisher", "zenn"]}, r"ablations.proxies: unknown proxy 'zenn'. Did you mean 'zen'.*meco"),
     ({"ablations.sample_budgets": [30000]}, "sample_budgets: 30000 is not one of search.budgets"),
     ({"teacher.pretrained": "w.pth", "teacher.seeds": [0, 1]}, "teacher.pretrained: one weights file is one teacher"),
     ({"structured.blocks": ["Generic_2"]}, "structured.blocks: block type 'Generic_2': s must be a number in"),
@@ -250,10 +254,11 @@ def test_end_to_end_outputs(finished_run):
     assert structured["weight_decay_groups"][0]["name"] == "compressed"
     rows = (r / "tables/structured.csv").read_text().splitlines()
     assert len(rows) == 5 and sum(",TensorTrain_0.5," in row for row in rows) == 1  # + teacher, BlockSwap, Moonshine
-    for name in ("claims", "main", "proxy_correlation", "density", "samples", "structured"):
+    for name in ("claims", "main", "proxy_correlation", "proxy_zoo", "density", "samples", "structured"):
         for ext in ("csv", "md", "tex"):
             assert (r / f"tables/{name}.{ext}").stat().st_size > 0
-    for fig in ("pareto_params", "pareto_ops", "fisher_vs_error", "density", "samples", "structured_pareto_params"):
+    for fig in ("pareto_params", "pareto_ops", "fisher_vs_error", "proxy_zoo", "density", "samples",
+                "structured_pareto_params"):
         assert (r / f"figures/{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (r / f"figures/{fig}.pdf").read_bytes()[:4] == b"%PDF"
     errors = [float(v) for line in main[1:] for v in re.findall(r",(\d+\.\d+),", line)]
@@ -268,8 +273,8 @@ def test_incremental_reruns_touch_only_what_changed(finished_run, tmp_path):
     assert planned_jobs("--configfile", config, workdir=workdir) == {}
     edits = {
         # a new minibatch count: one more proxy scoring per random-net budget, and the table
-        "ablations.minibatches": ([1, 3], {"score_random_nets": 1, "report_correlation": 1, "report_claims": 1,
-                                           "all": 1}),
+        "ablations.minibatches": ([1, 3], {"score_random_nets": 1, "report_correlation": 1, "report_proxy_zoo": 1,
+                                           "report_claims": 1, "all": 1}),
         # a second teacher seed: its teacher and its students; ablations stay on the first teacher
         "teacher.seeds": ([0, 1], {"train_teacher": 1, "distill_blockswap": 1, "distill_moonshine": 1,
                                    "distill_structured": 1, "report_results": 1, "report_claims": 1,

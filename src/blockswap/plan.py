@@ -19,7 +19,7 @@ from .errors import BlockswapError
 from .genotype import Genotype
 from .registry import unknown_name_message
 from .sampling import CostTable
-from .scores import PROXY_SIGNS
+from .scores import PROXY_ALIASES, PROXY_SIGNS
 
 SHAPE_KEYS = ("in_channels", "num_classes", "image_size")
 
@@ -40,7 +40,7 @@ def _check_names(config: dict) -> None:
     for key, names in (("search.proxy", [config["search"]["proxy"]]),
                        ("ablations.proxies", config["ablations"]["proxies"])):
         for name in names:
-            if name not in PROXY_SIGNS:
+            if PROXY_ALIASES.get(name, name) not in PROXY_SIGNS:
                 raise BlockswapError(f"{key}: {unknown_name_message('proxy', name, PROXY_SIGNS)}")
     try:
         Genotype.uniform(config["teacher"]["model"], "Conv", **shape(config))

@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import zerocost
 from .blocks import InnerReLU
 from .counting import analytic
 from .errors import BlockswapError
 from .genotype import Genotype
 from .models import create_model
 from .registry import Registry
-from .scores import PROXY_SIGNS
+from .scores import PROXY_ALIASES, PROXY_SIGNS
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 ProxyFn = Callable[[nn.Module, list[Batch], Genotype], float]
@@ -52,6 +54,7 @@ class Proxy:
     sign: int  # +1: higher raw value is better; -1: lower is better
     description: str
     trajectory: bool = False  # taken during the k steps (else: a function of the weights after them)
+    analytic: bool = False  # a function of the genotype alone: needs neither a network nor the k steps
 
     def __call__(self, net: nn.Module, batches: list[Batch], genotype: Genotype) -> float:
         return float(self.fn(net, batches, genotype))
@@ -60,14 +63,14 @@ class Proxy:
 PROXIES: Registry[Proxy] = Registry("proxy")
 
 
-def register_proxy(name: str, sign: int, description: str, trajectory: bool = False):
+def register_proxy(name: str, sign: int, description: str, trajectory: bool = False, analytic: bool = False):
     """Decorator: register `fn(net, batches, genotype) -> float` as proxy `name`; `trajectory`: one of
     the quantities `train_k_steps` measures (the function then returns that measurement)."""
     if PROXY_SIGNS.get(name) != sign:
         raise ValueError(f"proxy {name!r} with sign {sign!r}: list it with that sign in scores.PROXY_SIGNS")
 
     def wrap(fn: ProxyFn) -> ProxyFn:
-        PROXIES.add(name, Proxy(name, fn, sign, description, trajectory))
+        PROXIES.add(name, Proxy(name, fn, sign, description, trajectory, analytic))
         return fn
     return wrap
 
@@ -77,12 +80,12 @@ def proxy_names() -> list[str]:
 
 
 def get_proxy(name: str) -> Proxy:
-    return PROXIES.get(name)
+    return PROXIES.get(PROXY_ALIASES.get(name, name))
 
 
 def parse_proxies(text: str) -> list[Proxy]:
     """'fisher,grad_norm' → proxies, in order; duplicates and empty names are errors."""
-    names = [n.strip() for n in text.split(",")]
+    names = [PROXY_ALIASES.get(n.strip(), n.strip()) for n in text.split(",")]
     if not all(names):
         raise BlockswapError(f"empty proxy name in {text!r}; valid: {', '.join(PROXIES)}")
     if len(set(names)) != len(names):
@@ -137,7 +140,7 @@ def train_k_steps(net: nn.Module, batches: Sequence[Batch]) -> dict[str, float]:
     train_accuracy and train_loss (of the minibatches as they are trained on). `net` ends stepped."""
     net.train()
     opt = torch.optim.SGD(net.parameters(), **K_STEP_SGD)
-    weights = _weights(net)
+    weights = zerocost.weights(net)
     acts: list[torch.Tensor] = []
 
     def keep(module, inputs, output):
@@ -199,19 +202,6 @@ def fisher_potential(net, batches, genotype=None) -> float:
 
 
 # ------------------------------------------------------------------------------ other zero-cost proxies
-def _weights(net: nn.Module) -> list[torch.Tensor]:
-    """Conv and linear weights: what the gradient/saliency proxies sum over (BN γ/β excluded)."""
-    return [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def _weight_grads(net: nn.Module, batch: Batch) -> list[torch.Tensor]:
-    net.train()
-    x, y = batch
-    weights = _weights(net)
-    with torch.enable_grad():
-        return list(torch.autograd.grad(F.cross_entropy(net(x)[0], y), weights))
-
-
 @register_proxy("grad_norm", +1, "Σ over the k steps of Σ over conv/linear weights of ‖∂L/∂W‖₂",
                 trajectory=True)
 def grad_norm(net, batches, genotype=None) -> float:
@@ -221,13 +211,13 @@ def grad_norm(net, batches, genotype=None) -> float:
 @register_proxy("snip", +1, "SNIP saliency Σ|W ⊙ ∂L/∂W| over conv/linear weights, after the k steps "
                             "(first minibatch)")
 def snip(net, batches, genotype=None) -> float:
-    grads = _weight_grads(net, batches[0])
-    return float(sum((w.detach() * g).double().abs().sum() for w, g in zip(_weights(net), grads)))
+    grads = zerocost.weight_grads(net, batches[0])
+    return float(sum((w.detach() * g).double().abs().sum() for w, g in zip(zerocost.weights(net), grads)))
 
 
 @register_proxy("l2_norm", +1, "Σ over conv/linear weights of ‖W‖₂ after the k steps")
 def l2_norm(net, batches=None, genotype=None) -> float:
-    return float(sum(w.detach().double().norm() for w in _weights(net)))
+    return float(sum(w.detach().double().norm() for w in zerocost.weights(net)))
 
 
 @register_proxy("synflow", +1, "SynFlow Σ|W ⊙ ∂R/∂W|, R = Σ logits of an all-ones input through |θ|, in "
@@ -246,7 +236,7 @@ def synflow(net, batches, genotype) -> float:
     device = next(net.parameters()).device
     x = torch.ones(1, genotype.in_channels, genotype.image_size, genotype.image_size,
                    dtype=torch.float64, device=device)
-    weights = _weights(net)
+    weights = zerocost.weights(net)
     with torch.enable_grad():
         grads = torch.autograd.grad(net(x)[0].sum(), weights)
     return float(sum((w.detach() * g).abs().sum() for w, g in zip(weights, grads)))
@@ -276,9 +266,28 @@ def naswot(net, batches, genotype=None) -> float:
     return float(torch.linalg.slogdet(kernel).logabsdet)
 
 
-@register_proxy("params", +1, "parameter count (analytic; needs no network)")
+@register_proxy("params", +1, "parameter count (analytic; needs no network)", analytic=True)
 def params(net, batches, genotype) -> float:
     return float(analytic(genotype).params)
+
+
+@register_proxy("flops", +1, "multiply-accumulates of one image's forward pass (analytic; needs no network)",
+                analytic=True)
+def flops(net, batches, genotype) -> float:
+    return float(analytic(genotype).macs)
+
+
+# The field's other zero-cost proxies: formulas in `zerocost`, each on the first minibatch after the k steps.
+for _name, _fn, _sign, _description in (
+        ("plain", zerocost.plain, +1, "Σ W ⊙ ∂L/∂W (Abdelfattah et al. 2021)"),
+        ("grasp", zerocost.grasp, +1, "GraSP Σ −W ⊙ Hg (Wang et al. 2020)"),
+        ("jacov", zerocost.jacov, +1, "Jacobian covariance of the input gradients (Mellor et al. 2020, v1)"),
+        ("epe_nas", zerocost.epe_nas, +1, "per-class Jacobian correlations (EPE-NAS, Lopes et al. 2021)"),
+        ("zen", zerocost.zen, +1, "Zen-score: feature change under input noise + BN scales (Lin et al. 2021)"),
+        ("zico", zerocost.zico, +1, "ZiCo: Σ log Σ mean|g|/std(g) over the minibatch's halves (Li et al. 2023)"),
+        ("meco", zerocost.meco, +1, "MeCo: Σ of each conv output's smallest correlation eigenvalue (Jiang et "
+                                    "al. 2023)")):
+    register_proxy(_name, _sign, _description)(lambda net, batches, genotype=None, _fn=_fn: _fn(net, batches[0]))
 
 
 @register_proxy("train_accuracy", +1, "training accuracy on the k minibatches as they are trained on",
@@ -316,22 +325,58 @@ def _batches_for(source: BatchSource, index: int, cseed: int, k: int, device) ->
     return [(x.to(device), y.to(device)) for x, y in got[:k]]
 
 
+class Scores(dict):
+    """{proxy name: raw value} of one candidate (NaN where it has none); `missing` {proxy: why it has no
+    value}, `seconds` {proxy: seconds it takes alone from the built network, its k steps included}."""
+
+    def __init__(self, values=(), missing=None, seconds=None):
+        super().__init__(values)
+        self.missing = dict(missing or {})
+        self.seconds = dict(seconds or {})
+
+
+def _finite(value: float) -> tuple[float, str]:
+    return (value, "") if math.isfinite(value) else (math.nan, f"not finite ({value})")
+
+
+def _measure(proxy: Proxy, net: nn.Module, batches: list[Batch], genotype: Genotype) -> tuple[float, str]:
+    """(value, "") or (NaN, why): a proxy that fails or is not finite for one net must not stop the job."""
+    try:
+        return _finite(proxy(net, batches, genotype))
+    except (RuntimeError, ValueError, ArithmeticError, IndexError) as e:  # torch's numerical/shape errors
+        first = str(e).splitlines()[0] if str(e) else ""
+        return math.nan, f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 def score_one(genotype: Genotype, proxies: Sequence[Proxy], batch: BatchSource, seed: int,
-              minibatches: int = 1, device="cpu", index: int = 0) -> dict[str, float]:
-    """{proxy name: raw value} for one candidate; every proxy sees the same initialisation."""
+              minibatches: int = 1, device="cpu", index: int = 0) -> Scores:
+    """The raw value of each proxy for one candidate; every proxy sees the same initialisation."""
     cseed = candidate_seed(seed, genotype.id)
     batches = _batches_for(batch, index, cseed, minibatches, device)
+    values, missing, seconds = {}, {}, {}
     # Init runs on the CPU generator (create_model builds, then moves), so CPU and GPU runs agree;
     # fork_rng keeps the caller's global RNG state untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cseed)
         net = create_model(genotype, device)
-        if minibatches == 1 and all(p.name in ("fisher", "params") for p in proxies):
-            return {p.name: p(net, batches, genotype) for p in proxies}  # the search: no step needed
-        measured = train_k_steps(net, batches)  # `net` now holds the weights after the k steps
-        # Weight-state proxies may rescale or cast their network: each gets its own copy.
-        return {p.name: measured[p.name] if p.trajectory else p(copy.deepcopy(net), batches[:1], genotype)
-                for p in proxies}
+        search = minibatches == 1 and all(p.name == "fisher" or p.analytic for p in proxies)  # no step needed
+        stepped = [p for p in proxies if not p.analytic and not search]
+        start, measured = time.perf_counter(), {}
+        if stepped:
+            measured = train_k_steps(net, batches)  # `net` now holds the weights after the k steps
+        steps_took = time.perf_counter() - start
+        for p in proxies:
+            start = time.perf_counter()
+            if p.trajectory and measured:
+                value, why = _finite(measured[p.name])
+            else:  # weight-state proxies may rescale or cast their network: each gets its own copy
+                own = net if search or p.analytic else copy.deepcopy(net)
+                value, why = _measure(p, own, batches if search else batches[:1], genotype)
+            values[p.name] = value
+            seconds[p.name] = time.perf_counter() - start + (steps_took if p in stepped else 0.0)
+            if why:
+                missing[p.name] = why
+    return Scores(values, missing, seconds)
 
 
 _WORKER: dict = {}
@@ -343,15 +388,15 @@ def _worker_init(state: dict, threads: int) -> None:
     _WORKER.update(state)
 
 
-def _worker_score(item: tuple[int, Genotype]) -> dict[str, float]:
+def _worker_score(item: tuple[int, Genotype]) -> Scores:
     index, genotype = item
     return score_one(genotype, index=index, **_WORKER)
 
 
 def score_candidates(genotypes: Sequence[Genotype], proxies: Sequence[Proxy | str], batch: BatchSource,
                      seed: int, minibatches: int = 1, device="cpu", workers: int = 1,
-                     progress: bool = False) -> list[dict[str, float]]:
-    """Score each genotype with each proxy; returns one {proxy: raw value} per genotype, in order.
+                     progress: bool = False) -> list[Scores]:
+    """Score each genotype with each proxy; returns one `Scores` per genotype, in order.
 
     `batch` is one (x, y) minibatch, a list of ≥ `minibatches` of them (shared by every candidate),
     or a callable `(index, candidate_seed) -> batches` for a new minibatch per candidate.

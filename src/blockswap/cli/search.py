@@ -130,9 +130,10 @@ def cmd_score(args) -> None:
     first = proxies[0]
     ranks = rank([s[first.name] for s in scores], first.sign)
     counts = [analytic(g) for g in genotypes]
-    rows = [{"id": g.id, "params": c.params, "ops": c.ops, "scores": score, "rank": r, "blocks": g.blocks}
+    rows = [{"id": g.id, "params": c.params, "ops": c.ops, "scores": score, "rank": r, "blocks": g.blocks,
+             "missing": score.missing, "seconds": score.seconds}
             for g, c, score, r in zip(genotypes, counts, scores, ranks)]
-    text = format_scores(rows, [p.name for p in proxies])
+    text = format_scores(rows, [p.name for p in proxies], timings=args.timings)
     if args.output:
         write_text(args.output, text)
     else:
@@ -214,7 +215,7 @@ def add_score_command(sub) -> None:
     p = sub.add_parser("score", help="rank candidate genotypes by zero-cost proxies (Fisher potential)")
     p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
     p.add_argument("--proxy", default="fisher",
-                   help=f"comma list, the first one ranks: {', '.join(PROXY_SIGNS)}")
+                   help=f"comma list, the first one ranks: {', '.join(PROXY_SIGNS)} (nwot = naswot)")
     p.add_argument("--dataset", required=True, help="fashion-mnist, cifar10 or imagenet")
     p.add_argument("--data-dir", help="dataset folder (default: the dataset's standard place, if any)")
     p.add_argument("--batch-size", type=int_at_least(1), default=FIELDS["batch_size"].default,
@@ -230,6 +231,8 @@ def add_score_command(sub) -> None:
                    help="processes scoring candidates in parallel, CPU only (default: min(2, --threads) on CPU, "
                         "1 on CUDA)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--timings", action="store_true",
+                   help="add each proxy's seconds per candidate (<proxy>_seconds columns; the k steps included)")
     p.add_argument("-o", "--output", help="scores .csv (default: print)")
     p.add_argument("--best", help="also write the top-ranked genotype to this JSON file")
     p.set_defaults(func=cmd_score, outputs=("output", "best"))

@@ -209,7 +209,8 @@ def best_of_n(scores, errors, n: int) -> float:
     s, e = s[order], e[order]
     rank = np.arange(1, m + 1)
     weight = ((m - rank + 1) / m) ** n - ((m - rank) / m) ** n
-    for value in np.unique(s):  # a tie: the pick is any of the tied nets alike
+    values, counts = np.unique(s, return_counts=True)
+    for value in values[counts > 1]:  # a tie: the pick is any of the tied nets alike
         tied = s == value
         e = np.where(tied, e[tied].mean(), e)
     return float((weight * e).sum())
