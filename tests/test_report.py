@@ -249,6 +249,17 @@ def test_correlation_matches_scipy_and_paper(tmp_path):
     check_pdf(out / "fisher_vs_error.pdf")
 
 
+def test_density_counts_a_net_trained_with_several_seeds_once(tmp_path):
+    runs = [write_run(tmp_path / f"r{i}.json", "random", e, 40_000, 5e6, f"N{i}", budget=40000)
+            for i, e in enumerate((10.0, 12.0, 14.0))]
+    runs += [write_run(tmp_path / "r0s1.json", "random", 16.0, 40_000, 5e6, "N0", budget=40000, seed=1),
+             write_run(tmp_path / "b.json", "blockswap", 12.5, 40_000, 5e6, "B", budget=40000)]
+    row = density.build(load_runs(runs), "none").frame.iloc[0]
+    # N0's mean is 13.0: the nets' errors are 13, 12, 14 (not the four runs 10, 16, 12, 14).
+    assert row["random_n"] == 3 and row["random_mean"] == pytest.approx(13.0)
+    assert row["beaten_fraction"] == pytest.approx(2 / 3)
+
+
 def test_proxy_zoo_columns_against_direct_computation(tmp_path):
     from scipy.stats import rankdata
 

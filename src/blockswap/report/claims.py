@@ -25,7 +25,7 @@ from .. import paper
 from ..errors import BlockswapError
 from .base import Report, register
 from .correlation import correlations
-from .runs import Run, group_runs
+from .runs import Run, error_by_net, group_runs
 from .stats import (
     LEVEL,
     difference_ci,
@@ -118,7 +118,7 @@ def _pick_vs_random_rows(runs, floor: float) -> list[dict]:
     picks = group_runs([r for r in runs if r.method == "blockswap"], lambda r: r.budget)
     for b in sorted(set(random) & set(picks)):
         # One error per net (a net trained with several seeds counts once, by its mean).
-        errors = np.array([mean_std(r.error for r in rs)[0] for rs in group_runs(random[b], lambda r: r.id).values()])
+        errors = np.array(list(error_by_net(random[b]).values()))
         pick = [r.error for r in _same_teachers(picks[b], random[b])]
         if not pick:
             continue

@@ -11,8 +11,8 @@ from ..errors import BlockswapError
 from ..scores import PROXY_SIGNS, read_scores
 from .base import Report, register
 from .figures import new_figure
-from .runs import Run, group_runs, parse_count, select
-from .stats import bootstrap_correlation, correlate, mean_std, missing, reliability
+from .runs import Run, error_by_net, group_runs, parse_count, select
+from .stats import bootstrap_correlation, correlate, missing, reliability
 from .tables import Table, fmt, fmt_budget, frame_of
 
 TABLE1_ORDER = ("train_accuracy", "l2_norm", "grad_norm", "fisher")
@@ -71,7 +71,7 @@ def scores_specs(scores) -> list[ScoresSpec]:
 def correlations(runs: list[Run], scores, profile: str | None) -> tuple[list, list, dict, dict]:
     """(one record per proxy, budget and k - ρ, τ, their intervals and p-values, the paper's ρ -, notes,
     the loaded scores per spec, {genotype id: mean trained error}) of the random nets `runs`."""
-    error_of = {i: mean_std(r.error for r in rs)[0] for i, rs in group_runs(runs, lambda r: r.id).items()}
+    error_of = error_by_net(runs)
     records, notes, loaded = [], [], {}
     ceilings = {b: reliability(errors_by_net(rs)) for b, rs in group_runs(runs, lambda r: r.budget).items()}
     for spec in scores_specs(scores):

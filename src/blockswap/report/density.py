@@ -10,7 +10,7 @@ from .. import paper
 from ..errors import BlockswapError
 from .base import Report, register
 from .figures import new_figure
-from .runs import Run, group_runs, select
+from .runs import Run, error_by_net, group_runs, select
 from .stats import mean_std, missing
 from .tables import Table, fmt, fmt_budget, fmt_pm, frame_of
 
@@ -39,7 +39,7 @@ def _marked(runs: list[Run], budgets: list[int], notes: list[str]) -> dict:
 
 
 def _records(budget: int, random: list[Run], nets: dict, profile) -> list[dict]:
-    rand = np.array([r.error for r in random])
+    rand = np.array(list(error_by_net(random).values()))  # one error per net: its seeds' mean
     rmean, rstd = mean_std(rand)
     fig2 = paper.figure2(profile, budget) or {}
     base = {"budget": budget, "random_mean": rmean, "random_std": rstd, "random_n": len(rand),
@@ -91,7 +91,8 @@ def _table(records, notes) -> Table:
         rows.append(cells)
     caption = ("Random mixed nets vs single-blocktype nets (and the BlockSwap pick) at each budget"
                + ("; paper: Figure 2 / §4.3" if has_paper else ""))
-    lead = ["'Random nets beaten': the fraction of random nets with a strictly higher error."]
+    lead = ["'Random nets beaten': the fraction of random nets with a strictly higher error; a net trained with "
+            "several seeds counts once, with its mean."]
     return Table(header, rows, "lrrlrrr" + "r" * (2 * has_paper), caption, lead + notes)
 
 
@@ -116,7 +117,7 @@ def density_figure(by_budget: dict, records: list[dict]):
     fig, axes = new_figure(len(budgets), width=4.8, height=3.8)
     colours = colormaps["tab10"].colors
     for ax, b in zip(axes, budgets):
-        handles = _distribution(ax, np.array([r.error for r in by_budget[b]]))
+        handles = _distribution(ax, np.array(list(error_by_net(by_budget[b]).values())))
         rows = [r for r in records if r["budget"] == b]
         i = 0
         for r in rows:

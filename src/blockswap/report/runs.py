@@ -144,6 +144,14 @@ def group_runs(runs: list[Run], key) -> dict:
     return groups
 
 
+def error_by_net(runs: list[Run]) -> dict[str, float]:
+    """{genotype id: its mean error over the runs (seeds) of that net}: one value per net, however many
+    times it was trained."""
+    from .stats import mean_std
+
+    return {i: mean_std(r.error for r in rs)[0] for i, rs in group_runs(runs, lambda r: r.id).items()}
+
+
 def budget_near(params: int, budgets) -> int | None:
     """The budget among `budgets` within the sampler's tolerance of `params` (nearest), or None."""
     hits = [b for b in budgets if paper.near(params, b)]

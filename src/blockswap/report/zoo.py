@@ -19,8 +19,8 @@ from ..scores import PROXY_SIGNS, seconds_column
 from .base import Report, register
 from .correlation import ceiling_of, errors_by_net, load_scores, scores_specs
 from .figures import new_figure
-from .runs import Run, group_runs, select
-from .stats import BOOTSTRAP, LEVEL, best_of_n, bootstrap_correlation, correlate, mean_std, precision_at, reliability
+from .runs import Run, error_by_net, group_runs, select
+from .stats import BOOTSTRAP, LEVEL, best_of_n, bootstrap_correlation, correlate, precision_at, reliability
 from .tables import Table, fmt, fmt_budget, frame_of
 
 PICKS = (10, 100)  # N of the best-of-N picks
@@ -122,7 +122,7 @@ def combined_records(columns: dict, error: np.ndarray, ceiling: float) -> tuple[
 
 
 def zoo_records(runs: list[Run], scores) -> tuple[list[dict], list[str]]:
-    error_of = {i: mean_std(r.error for r in rs)[0] for i, rs in group_runs(runs, lambda r: r.id).items()}
+    error_of = error_by_net(runs)
     ceilings = {b: reliability(errors_by_net(rs)) for b, rs in group_runs(runs, lambda r: r.budget).items()}
     records, notes = [], []
     for spec in scores_specs(scores):
