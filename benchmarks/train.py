@@ -19,7 +19,7 @@ import time
 import torch
 
 from blockswap.data import CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_MEAN, FASHION_MNIST_STD, Augment
-from blockswap.engine import resolve_device, train_step
+from blockswap.engine import FLOAT32, Precision, resolve_device, train_step
 from blockswap.genotype import Genotype
 from blockswap.losses import Objective
 from blockswap.models import create_model
@@ -32,11 +32,12 @@ PROFILES = {
 }
 
 
-def images_per_second(model_name, channels, side, batch, augment, with_at, iterations, device) -> float:
+def images_per_second(model_name, channels, side, batch, augment, with_at, iterations, device,
+                      precision: Precision = FLOAT32) -> float:
     torch.manual_seed(0)
     genotype = Genotype.uniform(model_name, "Conv", in_channels=channels, image_size=side)
-    model = create_model(genotype, device).train()
-    teacher = create_model(genotype, device).eval().requires_grad_(False) if with_at else None
+    model = precision.layout(create_model(genotype, device).train())
+    teacher = precision.layout(create_model(genotype, device).eval().requires_grad_(False)) if with_at else None
     objective = Objective(at_beta=(1000.0,) if with_at else ())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     g = torch.Generator().manual_seed(0)
@@ -44,7 +45,7 @@ def images_per_second(model_name, channels, side, batch, augment, with_at, itera
     labels = torch.randint(0, 10, (batch,), generator=g).to(device)
 
     def step():
-        train_step(model, optimizer, objective, augment(raw, g), labels, 0.01, teacher)
+        train_step(model, optimizer, objective, augment(raw, g), labels, 0.01, teacher, precision=precision)
 
     step()  # warm-up: allocator, kernels
     times = []
