@@ -169,12 +169,20 @@ def _table(records: list[dict], notes: list[str]) -> Table:
     return Table(header, rows, "lrlrllrrllr", caption, lead + notes)
 
 
+def _figure_label(ranker: str) -> str:
+    """One row per kind of ranker: the combination and the best single proxy differ between k."""
+    for prefix in ("combined", "best single of half A"):
+        if ranker.startswith(prefix + ":"):
+            return f"{prefix} (half B)"
+    return ranker
+
+
 def zoo_figure(records: list[dict]):
     """ρ with its interval per proxy (one colour per k) and the best-of-10 error, for each budget."""
     budgets = sorted({r["budget"] for r in records})
     fig, axes = new_figure(2 * len(budgets), width=5.2, height=0.28 * len(records) / max(1, len(budgets)) + 2)
     for b, budget in enumerate(budgets):
-        mine = [r for r in records if r["budget"] == budget]
+        mine = [{**r, "proxy": _figure_label(r["proxy"])} for r in records if r["budget"] == budget]
         ks = sorted({r["k"] for r in mine})
         names = list(dict.fromkeys(r["proxy"] for r in mine if r["k"] == ks[0]))
         for panel, key, label in ((0, "spearman", "ρ with trained accuracy"),
