@@ -52,9 +52,14 @@ def load_scores(path: str):
     return pd.DataFrame(rows).drop_duplicates("id").set_index("id"), proxies
 
 
-def add_arguments(parser) -> None:
+def add_scores_argument(parser) -> None:
+    """--scores: the random nets' proxy CSVs (the correlation and proxy_zoo reports)."""
     parser.add_argument("--scores", nargs="+", action="extend", required=True, metavar="budget=B,k=K:PATH",
                         help="a `blockswap score` CSV per budget and k, e.g. budget=200000,k=1:s.csv (repeatable)")
+
+
+def add_arguments(parser) -> None:
+    add_scores_argument(parser)
     parser.add_argument("--scatter-proxy", default="fisher", help="proxy of the scatter figure")
     parser.add_argument("--scatter-k", type=int, help="k of the scatter figure (default: the smallest)")
 

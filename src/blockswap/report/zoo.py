@@ -17,7 +17,7 @@ import numpy as np
 
 from ..scores import PROXY_SIGNS, seconds_column
 from .base import Report, register
-from .correlation import ceiling_of, errors_by_net, load_scores, scores_specs
+from .correlation import add_scores_argument, ceiling_of, errors_by_net, load_scores, scores_specs
 from .figures import new_figure
 from .runs import Run, error_by_net, group_runs, select
 from .stats import BOOTSTRAP, LEVEL, best_of_n, bootstrap_correlation, correlate, precision_at, reliability
@@ -25,11 +25,6 @@ from .tables import Table, fmt, fmt_budget, frame_of
 
 PICKS = (10, 100)  # N of the best-of-N picks
 SPLIT_SEED = 0  # the halves of the combined ranker
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--scores", nargs="+", action="extend", required=True, metavar="budget=B,k=K:PATH",
-                        help="a `blockswap score` CSV per budget and k, e.g. budget=200000,k=1:s.csv (repeatable)")
 
 
 def pick_interval(score, error, n: int, resamples: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
@@ -209,7 +204,7 @@ def zoo_figure(records: list[dict]):
 
 
 @register("proxy_zoo", help="every proxy's ranking of the random nets, its best-of-N pick, a combined ranker",
-          table="proxy_zoo", figures=("proxy_zoo",), add_arguments=add_arguments)
+          table="proxy_zoo", figures=("proxy_zoo",), add_arguments=add_scores_argument)
 def build(runs: list[Run], profile: str | None, *, scores) -> Report:
     records, notes = zoo_records(select(runs, ("random",), "proxy_zoo"), scores)
     frame = frame_of(records, ints=("budget", "k", "n", "missing"))
