@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= default
 CORES ?= all
 
-.PHONY: install data run test lint report clean-results mmdet test-mmdet
+.PHONY: install data run rehearse test lint report clean-results mmdet test-mmdet
 
 # The stamp is rebuilt whenever the pins change.
 $(VENV)/.installed: pyproject.toml
@@ -23,6 +23,12 @@ data: install
 run: install data
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(PROFILE).yaml
 	$(BIN)/snakemake --cores 1 --configfile workflow/config/$(PROFILE).yaml --report results/$(PROFILE)/report.html
+
+# A paper profile shrunk onto the CPU (stand-in data where its own is absent): every rule of its DAG runs in
+# minutes, into results/rehearse/<profile>/, its tables and figures marked as a rehearsal.
+rehearse: install data
+	$(BIN)/blockswap rehearse workflow/config/$(PROFILE).yaml --out results/rehearse/$(PROFILE)
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(PROFILE).yaml results/rehearse/$(PROFILE)/overlay.yaml
 
 test: install data lint
 	$(BIN)/pytest -q

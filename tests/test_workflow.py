@@ -21,20 +21,25 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TEST_CONFIG = ROOT / "tests/workflow/config.yaml"
 
 
-def snakemake(*args, workdir: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(*args, workdir: Path = ROOT, timeout: int = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`cwd`: where it runs (relative --configfile paths and the config's relative paths start there)."""
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
-def planned_jobs(*args, workdir: Path = ROOT) -> dict[str, int]:
+def job_stats(text: str) -> dict[str, int]:
+    """{rule: job count} of the "Job stats" table Snakemake prints (empty where there is none)."""
+    stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", text, re.S)
+    return {} if not stats else {rule: int(n) for rule, n in (line.split() for line in stats.group(1).splitlines())}
+
+
+def planned_jobs(*args, workdir: Path = ROOT, cwd: Path | None = None) -> dict[str, int]:
     """{rule: job count} of a dry run (empty when nothing is to be done)."""
-    out = snakemake("-n", *args, workdir=workdir)
+    out = snakemake("-n", *args, workdir=workdir, cwd=cwd)
     assert out.returncode == 0, out.stderr + out.stdout
-    stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal", out.stdout, re.S)
-    if not stats:
-        assert "Nothing to be done" in out.stdout + out.stderr, out.stdout
-        return {}
-    return {rule: int(n) for rule, n in (line.split() for line in stats.group(1).splitlines())}
+    jobs = job_stats(out.stdout)
+    assert jobs or "Nothing to be done" in out.stdout + out.stderr, out.stdout
+    return jobs
 
 
 def write_config(path: Path, **overrides) -> Path:

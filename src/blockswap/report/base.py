@@ -9,6 +9,7 @@ folder, where they get default names (see `plan_outputs`).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from .. import paper
 from ..errors import BlockswapError
 from ..files import write_text
 from ..registry import Registry, unknown_name_message
-from .figures import FIGURE_FORMATS, save_figure
+from .figures import FIGURE_FORMATS, REHEARSAL_MARK, rehearsal, save_figure
 from .runs import load_runs
 from .tables import TABLE_FORMATS, Table
 
@@ -34,12 +35,17 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def write(self, outputs: Outputs) -> list[str]:
-        """Every file of `outputs`, each atomically; the LaTeX label is the .tex file's stem."""
+        """Every file of `outputs`, each atomically; the LaTeX label is the .tex file's stem. A rehearsal's
+        captions start with `REHEARSAL_MARK` and its CSV gains a `rehearsal` column (figures: save_figure)."""
+        frame, table = self.frame, self.table
+        if rehearsal():
+            frame = frame.assign(rehearsal=True)
+            table = dataclasses.replace(table, caption=REHEARSAL_MARK + table.caption)
         written = []
         for path in outputs.table:
             fmt = path.suffix.lstrip(".")
-            text = {"csv": lambda: self.frame.to_csv(index=False, na_rep=""), "md": self.table.markdown,
-                    "tex": lambda stem=path.stem: self.table.latex(stem)}[fmt]()
+            text = {"csv": lambda: frame.to_csv(index=False, na_rep=""), "md": table.markdown,
+                    "tex": lambda stem=path.stem: table.latex(stem)}[fmt]()
             write_text(path, text)
             written.append(path)
         for name, paths in outputs.figures.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..files import atomic_path
@@ -18,6 +19,12 @@ STYLE = {"teacher": ("black", "*"), "scaled": ("tab:gray", "s"), "mbconv": ("tab
          "structured_crs_off": ("tab:pink", "p")}
 # Metadata without dates, so reruns give the same files.
 _METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}}
+# A `make rehearse` run (the workflow's config key rehearsal) marks every table and figure with this.
+REHEARSAL_MARK = "REHEARSAL - shrunk sizes, stand-in data where the user's is absent; not evidence. "
+
+
+def rehearsal() -> bool:
+    return bool(os.environ.get("BLOCKSWAP_REHEARSAL"))
 
 
 def new_figure(panels: int = 1, width: float = 6.4, height: float = 4.4):
@@ -32,8 +39,13 @@ def save_figure(fig, path: str | Path) -> Path:
     """One file, its format from the suffix (.png, .pdf, .svg), written atomically."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
+    metadata = _METADATA[fmt]
+    if rehearsal():
+        if not any(t.get_text() == REHEARSAL_MARK for t in fig.texts):
+            fig.text(0.5, 0, REHEARSAL_MARK, ha="center", va="top", color="red", fontsize="small")
+        metadata = {**metadata, {"png": "Description", "pdf": "Subject", "svg": "Description"}[fmt]: REHEARSAL_MARK}
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=_METADATA[fmt])
+        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
     return path
 
 

@@ -1,0 +1,206 @@
+"""`make rehearse`: the overlay only shrinks a profile, the stand-ins read as the real formats, and every
+paper profile's DAG executes end to end on the CPU with its tables and figures marked."""
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from blockswap import rehearsal
+from blockswap.data import load_dataset
+from blockswap.report.figures import REHEARSAL_MARK
+from test_workflow import ROOT, job_stats, planned_jobs, snakemake
+
+PROFILES = sorted(p.stem for p in (ROOT / "workflow/config").glob("*.yaml"))
+PAPER_PROFILES = ["cifar10", "moonshine", "wrn28", "imagenet", "coco"]
+MOVED = {"results_dir", "device", "rehearsal", "norm"}  # keys the overlay may change other than by shrinking
+
+
+def _profile(name: str) -> dict:
+    return yaml.safe_load((ROOT / f"workflow/config/{name}.yaml").read_text())
+
+
+def _assert_only_shrinks(new, old, where=""):
+    """Every number ≤ the profile's, every list no longer (a sub-list, or numbers no larger), the rest unchanged."""
+    if isinstance(old, dict):
+        for key, value in old.items():
+            if key not in MOVED and key in new:
+                _assert_only_shrinks(new[key], value, f"{where}.{key}")
+    elif isinstance(old, list):
+        assert isinstance(new, list) and bool(new) == bool(old) and len(new) <= len(old), (where, new, old)
+        numbers = all(isinstance(v, (int, float)) for v in old + new)
+        assert max(new, default=0) <= max(old, default=0) if numbers else all(v in old for v in new), (where, new, old)
+    elif isinstance(old, (int, float)) and not isinstance(old, bool):
+        assert new <= old or (where.endswith(".eval_every") and old == 0), (where, new, old)
+    else:
+        assert new == old, (where, new, old)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_overlay_only_shrinks_and_moves_to_the_cpu(name):
+    profile = _profile(name)
+    cfg = rehearsal.overlay(profile, "out/results")
+    _assert_only_shrinks(cfg, profile)
+    assert cfg["device"] == "cpu" and cfg["rehearsal"] is True and cfg["results_dir"] == "out/results"
+    assert len(cfg["search"]["budgets"]) <= 2 and cfg["search"]["samples"] <= rehearsal.SAMPLES
+    for resources in (cfg["resources"], cfg.get("detection", {}).get("resources", {})):
+        for kind, res in resources.items():
+            assert res["gpu"] == 0, (kind, res)
+    several = profile.get("resources", {}).get("train", {}).get("gpu", 0) > 1
+    assert cfg["resources"]["train"].get("processes") == (2 if several else None)
+    assert profile == _profile(name)  # the profile itself untouched
+
+
+def test_imagenet_trains_as_two_gloo_processes():
+    cfg = rehearsal.overlay(_profile("imagenet"), "r")
+    assert cfg["resources"]["train"] == {**_profile("imagenet")["resources"]["train"], "gpu": 0, "processes": 2,
+                                         "threads": 2}
+    assert cfg["teacher"]["recipe"]["batch_size"] == rehearsal.BATCH // 2
+
+
+def test_structured_keeps_one_substitution_per_family():
+    blocks = ["TensorTrain_0.24", "Shuffle_2", "TensorTrain_0.43", "Shuffle_4", "ACDC_16"]
+    assert rehearsal._first_per_family(blocks) == ["TensorTrain_0.24", "Shuffle_2", "ACDC_16"]
+
+
+def test_cifar10_standin_reads_as_torchvision_batches(tmp_path):
+    folder = rehearsal.write_cifar10(tmp_path, per_batch=20, n_test=40)
+    train, test = load_dataset("cifar10", folder, "train"), load_dataset("cifar10", folder, "test")
+    assert len(train) == 5 * 20 and len(test) == 40
+    batch = pickle.loads((folder / "cifar-10-batches-py/data_batch_3").read_bytes(), encoding="bytes")
+    assert batch[b"data"].shape == (20, 3072) and batch[b"data"].dtype == np.uint8
+    assert sorted(set(batch[b"labels"])) == list(range(10))
+    meta = pickle.loads((folder / "cifar-10-batches-py/batches.meta").read_bytes(), encoding="bytes")
+    assert len(meta[b"label_names"]) == 10
+
+
+def test_imagenet_standin_folders_of_assorted_sizes(tmp_path):
+    folder = rehearsal.write_imagenet(tmp_path, classes=12, per_class=2)
+    for split in ("train", "val"):
+        wnids = sorted(p.name for p in (folder / split).iterdir())
+        assert wnids == [f"n{c:08d}" for c in range(12)]
+        assert all(len(list((folder / split / w).glob("*.JPEG"))) == 2 for w in wnids)
+    ds = load_dataset("imagenet", folder, "train")
+    assert len(ds) == 24 and sorted(set(ds.labels.tolist())) == list(range(12))
+    sizes = {Image.open(p).size for p in (folder / "train").rglob("*.JPEG")}
+    assert len(sizes) > 10
+
+
+def test_torchvision_state_dict_standin_is_what_pretrained_imports(tmp_path):
+    import torch
+    import torchvision
+
+    path = rehearsal.write_torchvision_resnet(tmp_path / "resnet18.pth", "resnet18", num_classes=10)
+    state = torch.load(path, weights_only=True)
+    assert state.keys() == torchvision.models.resnet18(num_classes=10).state_dict().keys()
+    assert state["fc.weight"].shape == (10, 512)
+
+
+def test_coco_standin_has_polygons_rle_crowds_and_id_gaps(tmp_path):
+    from pycocotools.coco import COCO
+
+    from blockswap.detection.coco import CocoDetection
+
+    images, ann = rehearsal.write_coco(tmp_path, "train", 4, seed=0)
+    coco = COCO(str(ann))
+    assert sorted(coco.cats) == [1, 3, 18, 44, 90]
+    assert sorted(coco.imgs) == [1000, 2000, 3000, 4000]
+    anns = list(coco.anns.values())
+    kinds = {("polygon" if isinstance(a["segmentation"], list) else
+              "rle" if isinstance(a["segmentation"]["counts"], str) else "uncompressed") for a in anns}
+    assert kinds == {"polygon", "rle", "uncompressed"}
+    assert sum(a["iscrowd"] for a in anns) == 2 and all(a["iscrowd"] for a in anns
+                                                         if not isinstance(a["segmentation"], list)
+                                                         and not isinstance(a["segmentation"]["counts"], str))
+    for a in anns:  # every mask decodes to the image's size with the area the file states
+        img = coco.imgs[a["image_id"]]
+        mask = coco.annToMask(a)
+        assert mask.shape == (img["height"], img["width"])
+        if not isinstance(a["segmentation"], list):
+            assert mask.sum() == a["area"]
+    assert {(im["width"], im["height"]) for im in coco.imgs.values()} == set(rehearsal.COCO_SIZES)
+    ds = CocoDetection(images, ann)
+    image, target = ds[0]
+    assert image.shape[1:] == (480, 640) and target["masks"].shape[1:] == (480, 640)
+    assert set(target["labels"].tolist()) <= set(range(1, 6))
+
+
+def test_first_images_cuts_the_users_file(tmp_path):
+    _, ann = rehearsal.write_coco(tmp_path, "val", 4, seed=1)
+    cut = json.loads(rehearsal.first_images(ann, 2, tmp_path / "cut.json").read_text())
+    full = json.loads(ann.read_text())
+    assert [im["id"] for im in cut["images"]] == [im["id"] for im in full["images"][:2]]
+    assert cut["annotations"] == [a for a in full["annotations"] if a["image_id"] in {1001, 2001}]
+    assert cut["categories"] == full["categories"]
+
+
+def test_prepare_uses_the_users_data_where_present(tmp_path):
+    users = rehearsal.write_cifar10(tmp_path / "mine")
+    profile = {**_profile("cifar10"), "dataset": {**_profile("cifar10")["dataset"], "data_dir": str(users)}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    overlay, said = rehearsal.prepare(path, tmp_path / "out")
+    cfg = yaml.safe_load(overlay.read_text())
+    assert cfg["dataset"]["data_dir"] == str(users) and "the user's" in said[0]
+    assert not (tmp_path / "out/standin").exists()
+
+
+def test_prepare_writes_standins_where_the_data_is_absent(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    overlay, said = rehearsal.prepare(ROOT / "workflow/config/imagenet.yaml", Path("out"))
+    cfg = yaml.safe_load(overlay.read_text())
+    assert overlay == Path("out/overlay.yaml") and cfg["dataset"]["data_dir"] == "out/standin/imagenet"
+    weights = torch.load(tmp_path / cfg["teacher"]["pretrained"], weights_only=True)
+    assert weights["fc.weight"].shape == (1000, 512)  # resnet34's, as torchvision saves it
+    assert [s.split(":")[0] for s in said] == ["dataset", "teacher.pretrained"]
+
+
+def _blockswap(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "blockswap", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "no such profile"),
+    ("not_yaml", "not YAML"),
+    ("other_out", "holds another rehearsal"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, case, message):
+    profile = tmp_path / "p.yaml"
+    if case == "not_yaml":
+        profile.write_text("dataset: [unclosed\n")
+    elif case == "other_out":
+        profile.write_text(yaml.safe_dump(_profile("moonshine")))
+        other = tmp_path / "o.yaml"
+        other.write_text(yaml.safe_dump(_profile("wrn28")))
+        assert _blockswap("rehearse", other, "--out", "out", cwd=tmp_path).returncode == 0
+    out = _blockswap("rehearse", profile, "--out", "out", cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PAPER_PROFILES)
+def test_rehearsal_executes_every_rule_of_the_profile(tmp_path, name):
+    profile = ROOT / f"workflow/config/{name}.yaml"
+    out = tmp_path / f"results/rehearse/{name}"
+    prepared = _blockswap("rehearse", profile, "--out", out.relative_to(tmp_path), cwd=tmp_path)
+    assert prepared.returncode == 0, prepared.stderr
+    overlay = json.loads(prepared.stdout)["overlay"]
+    # From the work folder, as `make rehearse` runs it: the overlay's paths are relative to it.
+    run = snakemake("--cores", 2, "--configfile", profile, overlay, workdir=tmp_path, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert set(job_stats(run.stderr + run.stdout)) == set(planned_jobs("--configfile", profile))
+    assert planned_jobs("--configfile", profile, overlay, workdir=tmp_path, cwd=tmp_path) == {}
+    tables = sorted((out / "results/tables").glob("*.md"))
+    assert tables and all(t.read_text().count(REHEARSAL_MARK.strip()) == 1 for t in tables)
+    for csv in (out / "results/tables").glob("*.csv"):
+        assert csv.read_text().splitlines()[0].split(",")[-1] == "rehearsal", csv
+    pngs = sorted((out / "results/figures").glob("*.png"))
+    assert pngs and all(Image.open(p).info.get("Description") == REHEARSAL_MARK for p in pngs)
