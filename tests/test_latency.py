@@ -1,0 +1,89 @@
+"""Latency tables: what is measured, how a prediction is formed, the sampler under a latency budget, refusals."""
+
+import json
+import statistics
+
+import pytest
+
+from blockswap import latency
+from blockswap.errors import BlockswapError
+from blockswap.genotype import Genotype
+from blockswap.sampling import CostTable, sample_exact, window
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHAPE = dict(in_channels=1, num_classes=10, image_size=16)
+TYPES = ["Conv", "DConvA2", "ConvB2", "G2B2", "DConv"]
+
+
+@pytest.fixture(scope="module")
+def table(one_thread):
+    return latency.measure_table("wrn-10-1", TYPES, repeats=3, calibration=3, **SHAPE)
+
+
+def test_the_table_times_every_valid_type_at_every_block(table):
+    params = CostTable.build("wrn-10-1", TYPES, "params", **SHAPE)
+    assert [list(row) for row in table["blocks"]] == params.types
+    assert all(v > 0 for row in table["blocks"] for v in row.values())
+    assert (table["device"], table["batch_size"], table["threads"]) == ("cpu", 1, 1)
+    assert table["device_name"] == latency.device_name(latency.torch.device("cpu"))
+    json.dumps(table)  # JSON-ready as it is
+
+
+def test_the_fixed_term_is_the_calibration_nets_median_excess(table):
+    cal = table["calibration"]
+    assert len(cal) == 3
+    for c in cal:
+        g = Genotype("wrn-10-1", tuple(c["blocks"]), **SHAPE)
+        assert c["blocks_us"] == pytest.approx(sum(row[b] for row, b in zip(table["blocks"], g.blocks)), abs=0.01)
+    assert table["fixed_us"] == pytest.approx(statistics.median(c["measured_us"] - c["blocks_us"] for c in cal),
+                                              abs=0.01)
+
+
+def test_prediction_and_the_sampler_under_a_latency_budget(table):
+    costs = latency.cost_table(table)
+    assert costs.metric == "latency" and costs.types == [list(r) for r in table["blocks"]]
+    lo_all, hi_all = costs.feasible_range
+    budget = (lo_all + hi_all) / 2
+    lo, hi = window(budget, 0.1)
+    picked = sample_exact(costs, budget, 20, seed=0, tolerance=0.1)
+    assert len({g.id for g in picked}) > 1
+    for g in picked:
+        whole_us = costs.fixed + sum(int(round(row[b])) for row, b in zip(table["blocks"], g.blocks))
+        assert lo < whole_us < hi
+        predicted = latency.predict(table, g)
+        assert predicted == pytest.approx(table["fixed_us"] + sum(r[b] for r, b in zip(table["blocks"], g.blocks)))
+        assert abs(predicted - whole_us) <= 0.5 * (len(g.blocks) + 1)  # the table's rounding to whole µs
+
+
+def test_check_reports_the_relative_error(table):
+    g = Genotype("wrn-10-1", ("Conv", "DConv", "G2B2"), **SHAPE)
+    [record] = latency.check(table, [g], "cpu", repeats=3)
+    assert record["id"] == g.id and record["measured_us"] > 0
+    assert record["error"] == pytest.approx(record["predicted_us"] / record["measured_us"] - 1, abs=1e-4)
+
+
+def _saved(tmp_path, table, **changes):
+    path = tmp_path / "latency.json"
+    path.write_text(json.dumps({**table, **changes}))
+    return path
+
+
+@pytest.mark.parametrize("changes,device,message", [
+    ({}, "cuda", "measured on cpu"),
+    ({"device_name": "another CPU, 64 threads"}, "cpu", "latency does not carry over: measure a table here"),
+    ({"model": "wrn-16-1"}, "cpu", "a latency table of wrn-16-1, not wrn-10-1"),
+])
+def test_a_table_from_elsewhere_is_refused(tmp_path, table, changes, device, message):
+    with pytest.raises(BlockswapError, match=message):
+        latency.load_table(_saved(tmp_path, table, **changes), device, model="wrn-10-1")
+
+
+def test_a_table_of_this_machine_loads_and_a_foreign_file_is_named(tmp_path, table):
+    assert latency.load_table(_saved(tmp_path, table), "cpu", model="wrn-10-1") == table
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"params": 3}))
+    with pytest.raises(BlockswapError, match="not a latency table; write one with `blockswap latency-table`"):
+        latency.load_table(other, "cpu")
+    with pytest.raises(BlockswapError, match="has no entry for"):
+        latency.predict(table, Genotype("wrn-10-1", ("Conv", "A2B2", "Conv"), **SHAPE))
