@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from blockswap import data
+from blockswap import data, imagefolder
 from blockswap.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -240,7 +240,7 @@ def test_random_resized_box_stays_inside():
     g = torch.Generator().manual_seed(0)
     for h, w in [(300, 400), (50, 2000), (224, 224)]:
         for _ in range(50):
-            top, left, ch, cw = data._random_resized_box(h, w, g)
+            top, left, ch, cw = imagefolder._random_resized_box(h, w, g)
             assert 0 <= top and top + ch <= h and 0 <= left and left + cw <= w and ch > 0 and cw > 0
 
 
@@ -417,8 +417,8 @@ def test_resumed_folder_epoch_decodes_only_what_it_yields(noise_jpegs, monkeypat
         decoded.append(path)
         return load_image(path, seed, size)
 
-    load_image = data.load_image
-    monkeypatch.setattr(data, "load_image", counting)
+    load_image = imagefolder.load_image
+    monkeypatch.setattr(imagefolder, "load_image", counting)
     per_batch = 2 // shard[1]
     for start in (1, 3, 5):
         decoded.clear()

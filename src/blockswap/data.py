@@ -2,7 +2,9 @@
 
 Datasets are registered by name (`load_dataset("cifar10", data_dir, split="train")`). Fashion-MNIST and
 CIFAR-10 are held in memory as a uint8 tensor N×C×H×W plus int64 labels (`TensorDataset`); ImageNet is
-too big for that, so `FolderDataset` keeps file paths and decodes JPEGs lazily in DataLoader workers.
+too big for that, so `FolderDataset` (`imagefolder`) keeps file paths and decodes JPEGs lazily in DataLoader
+workers. Both offer what the rest of the package uses: name, labels, classes, mean, std, train_recipe,
+num_classes, in_channels, image_size, len(), select(index), to(device) and batches(...), one epoch's batches.
 
 Reproducibility. Every random choice of one epoch (shuffle order, augmentation, ImageNet crops) comes from
 one `torch.Generator` seeded from (seed, epoch) only, see `epoch_generator`. Hence:
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from .datadirs import DEBIAN_DIR, locate_fashion_mnist
 from .distributed import World
 from .errors import BlockswapError
+from .imagefolder import FolderDataset, class_folders, image_files
 from .registry import Registry
 
 # Per-channel mean/std in [0, 1] units.
@@ -84,34 +87,18 @@ class TensorDataset:
         """Hold the images on `device` (CIFAR-10 is 150 MB) so that batches need no host-to-device copy."""
         return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 
-
-@dataclass(frozen=True)
-class FolderDataset:
-    """Image files in class folders, decoded on demand to uint8 3×224×224 (see `load_image`)."""
-    name: str
-    paths: tuple[str, ...]
-    labels: torch.Tensor
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    train_recipe: dict  # crop and flip happen while decoding, so on the device only normalisation is left
-    in_channels: int = 3
-    image_size: int = 224
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def select(self, index: torch.Tensor) -> FolderDataset:
-        return replace(self, paths=tuple(self.paths[i] for i in index.tolist()), labels=self.labels[index])
-
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`item` = (index, seed): seed >= 0 gives the training crop drawn from that seed, -1 the test crop."""
-        index, seed = item
-        return load_image(self.paths[index], None if seed < 0 else seed, self.image_size), self.labels[index]
+    def batches(self, chunks: list[torch.Tensor], *, train: bool, generator: torch.Generator, augment: Augment,
+                device: torch.device, part: slice, sharded: bool, start: int, workers: int
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches of `chunks` (index tensors) from `start` on, as `iterate_batches` yields them: the
+        whole batch augmented, then (when `sharded`) this process's `part` of it."""
+        h, w = self.images.shape[-2:]
+        for idx in chunks[:start]:
+            augment.draw(len(idx), h, w, generator)
+        for idx in chunks[start:]:
+            idx = idx.to(self.images.device)
+            images, labels = augment(self.images[idx].to(device), generator), self.labels[idx].to(device)
+            yield (images[part], labels[part]) if sharded else (images, labels)
 
 
 Dataset = TensorDataset | FolderDataset
@@ -256,13 +243,6 @@ def _cifar10(data_dir: Path | None, split: str) -> TensorDataset:
 
 
 # ----------------------------------------------------------------------------------------------- ImageNet
-_IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
-
-
-def _class_folders(root: Path) -> list[str]:
-    return sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
-
-
 @register_dataset("imagenet")
 def _imagenet(data_dir: Path | None, split: str) -> FolderDataset:
     how = ("download ILSVRC2012 from image-net.org, extract train/ and val/ with one folder per class "
@@ -271,57 +251,18 @@ def _imagenet(data_dir: Path | None, split: str) -> FolderDataset:
     if data_dir is None:
         raise BlockswapError(f"ImageNet needs a data directory; {how}")
     root = data_dir / ("train" if split == "train" else "val")
-    classes = _class_folders(root)
+    classes = class_folders(root)
     if not classes:
         raise BlockswapError(f"ImageNet not found: {root} is missing or has no class folders; {how}")
-    other = _class_folders(data_dir / ("val" if split == "train" else "train"))
+    other = class_folders(data_dir / ("val" if split == "train" else "train"))
     if other and other != classes:  # labels are folder ranks, so both splits must list the same classes
         raise BlockswapError(f"{data_dir}/train and {data_dir}/val hold different class folders "
                              f"({len(classes)} vs {len(other)}); {how}")
-    paths, labels = [], []
-    for k, c in enumerate(classes):
-        files = sorted(str(f) for f in (root / c).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
-        paths += files
-        labels += [k] * len(files)
+    paths, labels = image_files(root, classes)
     if not paths:
         raise BlockswapError(f"no .JPEG/.jpg/.png images in the class folders of {root}; {how}")
     return FolderDataset("imagenet", tuple(paths), torch.tensor(labels), tuple(classes),
                          IMAGENET_MEAN, IMAGENET_STD, dict(pad=0, flip=False, cutout=0))
-
-
-def _random_resized_box(h: int, w: int, g: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """(top, left, height, width) of the standard Inception-style crop: random area and aspect ratio."""
-    def uniform(lo, hi):
-        return lo + (hi - lo) * torch.rand((), generator=g).item()
-    for _ in range(10):
-        area = h * w * uniform(*scale)
-        aspect = math.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
-        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
-        if 0 < cw <= w and 0 < ch <= h:
-            top = int(torch.randint(h - ch + 1, (), generator=g))
-            left = int(torch.randint(w - cw + 1, (), generator=g))
-            return top, left, ch, cw
-    # Rarely (very elongated images) no sample fits: fall back to the central crop of clamped aspect.
-    cw, ch = (w, min(h, round(w / ratio[0]))) if w / h < ratio[0] else (min(w, round(h * ratio[1])), h)
-    return (h - ch) // 2, (w - cw) // 2, ch, cw
-
-
-def load_image(path: str, seed: int | None, size: int = 224) -> torch.Tensor:
-    """Decode one image to uint8 3×size×size: random-resized crop + flip from `seed`, or (seed None)
-    resize the short side to size·8/7 (256 for 224) and take the centre crop."""
-    from torchvision.io import ImageReadMode, decode_image, read_file  # slow import, only ImageNet needs it
-    from torchvision.transforms.v2 import functional as TF
-
-    try:
-        img = decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except RuntimeError as e:
-        raise BlockswapError(f"{path}: cannot decode image ({e}); replace or delete the file") from None
-    if seed is None:
-        return TF.center_crop(TF.resize(img, [size * 8 // 7], antialias=True), [size, size])
-    g = torch.Generator().manual_seed(seed)
-    top, left, h, w = _random_resized_box(img.shape[-2], img.shape[-1], g)
-    img = TF.resized_crop(img, top, left, h, w, [size, size], antialias=True)
-    return img.flip(-1) if torch.rand((), generator=g) < 0.5 else img
 
 
 # ------------------------------------------------------------------------------------------- augmentation
@@ -428,35 +369,8 @@ def iterate_batches(dataset: Dataset, batch_size: int, *, train: bool, seed: int
     device = torch.device(device)
 
     rank, size = shard
-    part = World(rank, size).share(batch_size)
-
-    if isinstance(dataset, TensorDataset):
-        h, w = dataset.images.shape[-2:]
-        for idx in chunks[:start]:
-            augment.draw(len(idx), h, w, g)
-        for idx in chunks[start:]:
-            idx = idx.to(dataset.images.device)
-            images, labels = augment(dataset.images[idx].to(device), g), dataset.labels[idx].to(device)
-            yield (images, labels) if size == 1 else (images[part], labels[part])
-        return
-
-    # FolderDataset: each image gets its own crop seed, drawn here, so that the crops do not depend on
-    # which worker decodes the image.
-    seeds = torch.randint(2**62, (n,), generator=g) if train else torch.full((n,), -1)
-    batches = [list(zip(idx.tolist(), seeds[idx].tolist())) for idx in chunks]
-    if size > 1:
-        batches = [b[part] for b in batches]
-    for b in batches[:start]:
-        augment.draw(len(b), dataset.image_size, dataset.image_size, g)
-    # Imported here, before the workers fork: they inherit what load_image needs rather than each
-    # importing it anew (about a second) every epoch.
-    import torchvision.transforms.v2.functional  # noqa: F401  (imports torchvision.io too)
-    # Our own generator, because without one the DataLoader draws its worker seed from (and so moves)
-    # torch's global RNG; decoding never uses that seed.
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[start:], num_workers=workers,
-                                         pin_memory=device.type == "cuda", generator=torch.Generator())
-    for images, labels in loader:
-        yield augment(images.to(device, non_blocking=True), g), labels.to(device, non_blocking=True)
+    yield from dataset.batches(chunks, train=train, generator=g, augment=augment, device=device,
+                               part=World(rank, size).share(batch_size), sharded=size > 1, start=start, workers=workers)
 
 
 def first_batches(dataset: Dataset, batch_size: int, seed: int = 0, k: int = 1, device="cpu",

@@ -89,6 +89,20 @@ class Precision:
 FLOAT32 = Precision()
 
 
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def count_step(tally: Tally, values: dict[str, float], wrong: int, n: int, bar=None) -> None:
+    """Add one step's `values` (means over its `n` examples) and `wrong` count to `tally`; move `bar` on,
+    showing the loss."""
+    tally.add(values, wrong, n)
+    if bar is not None:
+        bar.update()
+        bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
+
+
 def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Objective, images: torch.Tensor,
                labels: torch.Tensor, lr: float, teacher: Network | None = None,
                world: World = SINGLE, precision: Precision = FLOAT32) -> dict[str, float]:
@@ -96,8 +110,7 @@ def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Obje
     A non-finite loss is returned without stepping, so that the caller can stop with the weights intact.
     Data-parallel (`world`): those of the global batch - the ranks' means averaged, their counts summed - so
     every rank makes the same choice."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    set_lr(optimizer, lr)
     images = precision.layout(images)
     t_logits = t_points = None
     with precision.autocast(images.device):
@@ -136,11 +149,8 @@ def train_one_epoch(model: Network, optimizer: torch.optim.Optimizer, objective:
         if not math.isfinite(values["loss"]):
             raise BlockswapError(f"the training loss became {values['loss']} in epoch {epoch + 1}, step "
                                  f"{step + 1} (lr {lr:g}); lower --lr, or check the data")
-        tally.add(values, int(values.pop("wrong")), len(targets) * world.size)
+        count_step(tally, values, int(values.pop("wrong")), len(targets) * world.size, bar)
         step += 1
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
     return step
 
 

@@ -53,6 +53,43 @@ class Settings:
             raise BlockswapError(f"unknown {cls.what} setting {unknown[0]!r}")
         return cls(**d)
 
+    # The checks both trainings' settings make, each with its one message; `_validate` calls them in its order.
+    @staticmethod
+    def _need(ok: bool, message: str) -> None:
+        if not ok:
+            raise BlockswapError(message)
+
+    def _check_at_least_one(self, *names: str, optional: bool = False) -> None:
+        for name in names:
+            value = getattr(self, name)
+            self._need((optional and value is None) or value >= 1, f"{name} must be ≥ 1, got {value}")
+
+    def _check_finite(self, names) -> None:
+        for name in names:
+            values = getattr(self, name)
+            for v in values if isinstance(values, tuple) else (values,):
+                self._need(not isinstance(v, float) or math.isfinite(v), f"{name} must be a finite number, got {v}")
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        self._need(value in choices, f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+    def _check_sgd(self) -> None:
+        """lr, momentum and weight_decay."""
+        self._need(self.lr > 0, f"lr must be a positive number, got {self.lr}")
+        self._need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        self._need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
+
+    def _check_steps(self) -> None:
+        """The step schedule's milestones and gamma."""
+        self._need(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),
+                   f"milestones must be increasing positive epochs, got {list(self.milestones)}")
+        self._need(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
+
+    def _check_device(self) -> None:
+        self._need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+                   f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
 
 @dataclass(frozen=True)
 class TrainConfig(Settings):
@@ -106,36 +143,23 @@ class TrainConfig(Settings):
         self._validate()
 
     def _validate(self):
-        def need(ok, msg):
-            if not ok:
-                raise BlockswapError(msg)
-        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
-            need(getattr(self, name) >= 1, f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("subset", "test_subset", "threads"):
-            value = getattr(self, name)
-            need(value is None or value >= 1, f"{name} must be ≥ 1, got {value}")
+        need = self._need
+        self._check_at_least_one("epochs", "batch_size", "eval_batch_size", "eval_every")
+        self._check_at_least_one("subset", "test_subset", "threads", optional=True)
         need(self.seed >= 0 and self.subset_seed >= 0, "seeds must be non-negative")
-        for f in dataclasses.fields(self):
-            values = getattr(self, f.name)
-            for v in values if isinstance(values, tuple) else (values,):
-                need(not isinstance(v, float) or math.isfinite(v), f"{f.name} must be a finite number, got {v}")
-        need(self.lr > 0, f"lr must be a positive number, got {self.lr}")
-        need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
+        self._check_finite([f.name for f in dataclasses.fields(self)])
+        self._check_sgd()
         for name in ("crs_wd", "channels_last"):
             need(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}")
-        need(self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
-        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        need(self.lr_unit in LR_UNITS, f"lr_unit must be one of {', '.join(LR_UNITS)}, got {self.lr_unit!r}")
-        need(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),
-             f"milestones must be increasing positive epochs, got {list(self.milestones)}")
-        need(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
+        self._check_choice("amp", AMP_MODES)
+        self._check_choice("schedule", SCHEDULES)
+        self._check_choice("lr_unit", LR_UNITS)
+        self._check_steps()
         need(self.cutout is None or self.cutout >= 0, f"cutout must be ≥ 0, got {self.cutout}")
         need(all(b >= 0 for b in self.at_beta), f"at_beta values must be ≥ 0, got {list(self.at_beta)}")
         need(0 <= self.kd_alpha <= 1, f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         need(self.kd_temperature > 0, f"kd_temperature must be > 0, got {self.kd_temperature}")
-        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
-             f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        self._check_device()
 
     @property
     def uses_at(self) -> bool:

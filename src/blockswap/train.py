@@ -46,61 +46,29 @@ resumes).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import random
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import Progress, ResumeFile, Tally, load_model, save, weights_sha256
+from .checkpoint import Progress, ResumeFile, Tally, load_model, weights_sha256
 from .counting import analytic, compression_ratio
 from .data import check_fits, default_augment, iterate_batches, load_dataset
-from .distributed import AgreedStop, World, check_batch, is_main, joined
+from .distributed import World, check_batch, is_main, joined
 from .engine import Precision, evaluate, resolve_device, train_one_epoch
 from .errors import BlockswapError
-from .files import check_distinct_files, provenance, write_json
+from .files import check_distinct_files, provenance
 from .genotype import Genotype
 from .losses import Objective
 from .models import Network, create_model
 from .recipe import TrainConfig, learning_rate
+from .runner import Preempted, Run, resume_path_for, seed_all, use_threads  # noqa: F401 - Preempted re-exported
 from .structured import compressed_parameters
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-
-class Preempted(Exception):
-    """Raised after SIGTERM/SIGUSR1 once the resume checkpoint is written; exit with `exit_status`."""
-
-    def __init__(self, signum: int, resume_path: Path, epoch: int, step: int):
-        self.exit_status = 128 + signum
-        self.resume_path = resume_path
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} in epoch {epoch + 1} after {step} steps; resume checkpoint "
-                         f"written to {resume_path}; run the same command again to resume")
-
-
-@contextlib.contextmanager
-def _stop_requests():
-    """Record (not act on) SIGTERM/SIGUSR1, so the loop can stop between steps; restore handlers after."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
-        yield received
-        return
-    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS}
-    try:
-        yield received
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _log(message: str) -> None:
@@ -175,7 +143,7 @@ def _datasets(config: TrainConfig, genotype: Genotype | str, block: str, device:
     check_fits(genotype, train_set)
     if len(train_set) < config.batch_size:
         raise BlockswapError(f"{len(train_set)} training examples are fewer than batch size {config.batch_size}")
-    if device.type == "cuda" and hasattr(train_set, "to"):  # in-memory sets live on the GPU: no copies
+    if device.type == "cuda":  # in-memory sets live on the GPU: no copies (folders stay on disk)
         train_set, test_set = train_set.to(device), test_set.to(device)
     augment = default_augment(train_set, True, **({} if config.cutout is None else {"cutout": config.cutout}))
     return train_set, test_set, genotype, augment
@@ -202,8 +170,8 @@ def describe_groups(groups: list[dict]) -> list[dict]:
 
 
 @dataclass
-class _Run:
-    """What a run works with once it is set up; `epoch` trains one epoch and writes the resume file."""
+class _Run(Run):
+    """What a run works with once it is set up; `runner.Run` drives its epochs."""
     config: TrainConfig
     model: Network
     optimizer: torch.optim.Optimizer
@@ -224,48 +192,40 @@ class _Run:
     def steps(self) -> int:
         return len(self.train_set) // self.config.batch_size
 
-    def elapsed(self) -> float:
-        """Wall time of all attempts."""
-        return self.progress.elapsed_s + time.perf_counter() - self.started
+    @property
+    def resume_path(self) -> Path:
+        return self.resume.path
 
-    def epoch(self, stop: list) -> None:
-        """Train the current epoch (from its saved step), test if due, save; raise Preempted on `stop`."""
+    def train_steps(self, stop) -> int:
         config, progress, steps, world = self.config, self.progress, self.steps, self.world
-        epoch, tick = progress.epoch, time.perf_counter()
+        epoch = progress.epoch
         batches = iterate_batches(self.train_set, config.batch_size, train=True, seed=config.seed, epoch=epoch,
                                   device=self.device, augment=self.augment, shard=(world.rank, world.size),
                                   start=progress.step)  # mid-epoch resume: the finished steps are skipped
-        bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
-                   leave=False, disable=not (config.progress and world.main), dynamic_ncols=True)
+        bar = self.bar(steps)
         progress.step = train_one_epoch(
             self.trainer, self.optimizer, self.objective, batches, lambda s: learning_rate(config, epoch, s, steps),
             progress.tally, epoch=epoch, step=progress.step, teacher=self.tutor and self.tutor.net, stop=stop,
             bar=bar, world=world, precision=self.precision)
         bar.close()
-        if progress.step < steps:  # stopped mid-epoch
-            progress.tally.seconds += time.perf_counter() - tick
-            if world.main:
-                self.resume.save(self.model, self.optimizer, progress, self.elapsed(), True, self.device,
-                                 self.precision.scaler)
-            raise Preempted(stop[0], self.resume.path, epoch, progress.step)
+        return steps
 
-        last = epoch + 1 == config.epochs
-        world.share_buffers(self.model)  # one network on all ranks: rank 0's, the one saved
-        test = (evaluate(self.model, self.test_set, config.eval_batch_size, self.device, world)
-                if last or (epoch + 1) % config.eval_every == 0 else None)
-        record = _epoch_record(config, epoch, steps, progress.tally, test,
-                               progress.tally.seconds + time.perf_counter() - tick)
-        progress.history.append(record)
-        progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
-        if world.main:
-            self.resume.save(self.model, self.optimizer, progress, self.elapsed(), False, self.device,
+    def test(self) -> dict:
+        return evaluate(self.model, self.test_set, self.config.eval_batch_size, self.device, self.world)
+
+    def record(self, epoch: int, steps: int, test: dict | None, seconds: float) -> dict:
+        return _epoch_record(self.config, epoch, steps, self.progress.tally, test, seconds)
+
+    def save_resume(self, mid_epoch: bool) -> None:
+        if self.world.main:
+            self.resume.save(self.model, self.optimizer, self.progress, self.elapsed(), mid_epoch, self.device,
                              self.precision.scaler)
+
+    def log_epoch(self, record: dict) -> None:
         tested = (f"test error {record['test_top1_error']:.2f}% (top-5 {record['test_top5_error']:.2f}%)"
-                  if test else "not tested")
-        _log(f"epoch {epoch + 1}/{config.epochs}: lr {record['lr']:.4g} loss {record['train_loss']:.4f} "
+                  if record["test_loss"] is not None else "not tested")
+        _log(f"epoch {record['epoch']}/{self.config.epochs}: lr {record['lr']:.4g} loss {record['train_loss']:.4f} "
              f"train error {record['train_top1_error']:.2f}% {tested} [{record['seconds']:.1f}s]")
-        if stop and not last:
-            raise Preempted(stop[0], self.resume.path, epoch + 1, 0)
 
     def metrics(self, labels: dict, betas: list, threads: int) -> dict:
         config, genotype, final = self.config, self.resume.genotype, self.progress.history[-1]
@@ -311,11 +271,9 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
 def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: torch.device, started: float,
            out_checkpoint, metrics_path, resume_path, teacher, teacher_genotype, block, labels) -> dict:
     precision = Precision.for_run(config, device)  # refuses amp and channels_last on the CPU
-    # The processes on one machine share its CPUs (and --threads, the job's count).
-    threads = max(1, (config.threads or len(os.sched_getaffinity(0))) // world.local_size)
-    torch.set_num_threads(threads)
+    threads = use_threads(config.threads, world)  # the processes on one machine share its CPUs
     out_checkpoint = Path(out_checkpoint)
-    resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
+    resume_path = resume_path_for(out_checkpoint, resume_path)
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path,
                           "teacher": teacher})
     train_set, test_set, genotype, augment = _datasets(config, genotype, block, device)
@@ -323,9 +281,7 @@ def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: 
     if tutor is not None:
         precision.layout(tutor.net)
 
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)  # seeds CUDA too
+    seed_all(config.seed)
     model = precision.layout(create_model(genotype, device))
     objective = Objective.from_config(config)
     betas = list(objective.betas(_points(genotype))) if objective.at_beta else []  # checks the count early
@@ -346,18 +302,11 @@ def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: 
          + (f", teacher {tutor.info['model']} {tutor.info['genotype_id']}" if tutor else "")
          + (f", {config.amp} autocast" if config.amp != "off" else "")
          + (", channels-last" if config.channels_last else ""))
-    with _stop_requests() as received:
-        stop = received if world.size == 1 else AgreedStop(world, received)
-        while run.progress.epoch < config.epochs:
-            run.epoch(stop)
+    run.run()
 
     metrics = run.metrics(labels or {}, betas, threads)
-    if world.main:
-        # Contiguous: a channels-last run's checkpoint is laid out as any other.
-        state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save({"genotype": genotype.to_dict(), "config": config.to_dict(), "state_dict": state_dict,
-              "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint)
-        if metrics_path:
-            write_json(metrics_path, metrics)
-        resume_path.unlink(missing_ok=True)
+    # Contiguous: a channels-last run's checkpoint is laid out as any other.
+    run.finish(lambda: {"genotype": genotype.to_dict(), "config": config.to_dict(),
+                        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                        "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint, metrics, metrics_path)
     return metrics

@@ -7,22 +7,20 @@ output is the CSV of `blockswap score` with one proxy column, `fisher`, so `bloc
 
 from __future__ import annotations
 
-from .args import int_at_least, write_text
+from .args import int_at_least
 from .detect_train import _add_option, _detector_options
 
 
 def cmd_detect_score(args) -> None:
     import torch
 
-    from ..counting import analytic
     from ..detection.coco import CocoDetection
     from ..detection.detectors import DetectorConfig
     from ..detection.fisher import fisher_batch, score_backbones
     from ..engine import resolve_device
-    from ..files import write_json
-    from ..proxies import rank
-    from ..scores import PROXY_SIGNS, format_scores
-    from .search import load_candidates
+    from ..proxies import Scores, rank
+    from ..scores import PROXY_SIGNS
+    from .search import load_candidates, write_scores
 
     genotypes = load_candidates(args.candidates)
     options = _detector_options(args)
@@ -34,17 +32,8 @@ def cmd_detect_score(args) -> None:
     detector = DetectorConfig(**{"num_classes": data.num_classes, **options})
     images, targets = fisher_batch(data, args.batch_size, args.seed)
     scores = score_backbones(genotypes, images, targets, detector, args.seed, args.seed, device, not args.quiet)
-    ranks = rank(scores, PROXY_SIGNS["fisher"])
-    counts = [analytic(g) for g in genotypes]
-    rows = [{"id": g.id, "params": c.params, "ops": c.ops, "scores": {"fisher": s}, "rank": r, "blocks": g.blocks}
-            for g, c, s, r in zip(genotypes, counts, scores, ranks)]
-    text = format_scores(rows, ["fisher"])
-    if args.output:
-        write_text(args.output, text)
-    else:
-        print(text, end="")
-    if args.best:
-        write_json(args.best, genotypes[ranks.index(1)].to_dict())
+    write_scores(args, genotypes, [Scores({"fisher": s}) for s in scores], rank(scores, PROXY_SIGNS["fisher"]),
+                 ["fisher"])
 
 
 def add_score_command(detect_subparsers) -> None:

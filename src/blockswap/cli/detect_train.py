@@ -73,7 +73,7 @@ def _train(args, config, genotype, options: dict) -> dict:
     from ..detection.train import check_processes, train
     from ..distributed import is_main
     from ..files import check_output
-    from ..train import Preempted
+    from ..runner import Preempted
 
     if genotype is None:
         raise BlockswapError("name the backbone: --genotype G.json or --model resnet34 [--block B]")

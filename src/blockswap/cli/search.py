@@ -94,14 +94,31 @@ def load_candidates(path: str) -> list:
     return out
 
 
+def write_scores(args, genotypes: list, scores: list, ranks: list[int], proxies: list[str],
+                 timings: bool = False) -> None:
+    """The scores CSV of the candidates (`proxies.Scores` each) to `args.output` (else printed) and, with
+    `args.best`, the best-ranked genotype's JSON."""
+    from ..counting import analytic
+    from ..scores import format_scores
+
+    rows = [{"id": g.id, "params": c.params, "ops": c.ops, "scores": score, "rank": r, "blocks": g.blocks,
+             "missing": score.missing, "seconds": score.seconds}
+            for g, c, score, r in zip(genotypes, map(analytic, genotypes), scores, ranks)]
+    text = format_scores(rows, proxies, timings=timings)
+    if args.output:
+        write_text(args.output, text)
+    else:
+        print(text, end="")
+    if args.best:
+        write_json(args.best, genotypes[ranks.index(1)].to_dict())
+
+
 def cmd_score(args) -> None:
     import torch
 
-    from ..counting import analytic
     from ..data import check_fits, first_batches, load_dataset
     from ..engine import resolve_device
     from ..proxies import parse_proxies, rank, score_candidates
-    from ..scores import format_scores
 
     genotypes = load_candidates(args.candidates)
     proxies = parse_proxies(args.proxy)
@@ -129,17 +146,7 @@ def cmd_score(args) -> None:
 
     first = proxies[0]
     ranks = rank([s[first.name] for s in scores], first.sign)
-    counts = [analytic(g) for g in genotypes]
-    rows = [{"id": g.id, "params": c.params, "ops": c.ops, "scores": score, "rank": r, "blocks": g.blocks,
-             "missing": score.missing, "seconds": score.seconds}
-            for g, c, score, r in zip(genotypes, counts, scores, ranks)]
-    text = format_scores(rows, [p.name for p in proxies], timings=args.timings)
-    if args.output:
-        write_text(args.output, text)
-    else:
-        print(text, end="")
-    if args.best:
-        write_json(args.best, genotypes[ranks.index(1)].to_dict())
+    write_scores(args, genotypes, scores, ranks, [p.name for p in proxies], timings=args.timings)
 
 
 # --- select --------------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def _labels(pairs: list[str]) -> dict:
 
 def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
     from ..distributed import is_main
-    from ..train import Preempted, train
+    from ..runner import Preempted
+    from ..train import train
 
     try:
         metrics = train(config, _student(args), out_checkpoint=args.checkpoint, metrics_path=args.output,

@@ -20,6 +20,7 @@ import torch
 
 from ..checkpoint import Tally
 from ..distributed import SINGLE, World
+from ..engine import count_step, set_lr
 from ..errors import BlockswapError
 from .coco import collate
 
@@ -95,8 +96,7 @@ def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, 
         except StopIteration:
             break
         lr = lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
         images, targets = to_device(images, targets, device)
         losses = model(images, targets)
         loss = sum(losses.values())
@@ -117,11 +117,8 @@ def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, 
         if clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         optimizer.step()
-        tally.add(values, 0, images_in_batch)
+        count_step(tally, values, 0, images_in_batch, bar)
         step += 1
-        if bar is not None:
-            bar.update()
-            bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
     return step
 
 

@@ -6,10 +6,8 @@ The recipe's defaults are torchvision's Mask R-CNN schedule; see `engine` for th
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
-from ..errors import BlockswapError
 from ..recipe import SCHEDULES, Settings, setting
 
 # Settings that do not change what is computed: a resumed run may change them.
@@ -48,30 +46,19 @@ class DetectTrainConfig(Settings):
         self._validate()
 
     def _validate(self):
-        def need(ok, msg):
-            if not ok:
-                raise BlockswapError(msg)
-        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
-            need(getattr(self, name) >= 1, f"{name} must be ≥ 1, got {getattr(self, name)}")
+        need = self._need
+        self._check_at_least_one("epochs", "batch_size", "eval_batch_size", "eval_every")
         need(self.warmup_iters >= 0 and self.workers >= 0 and self.seed >= 0,
              "warmup_iters, workers and seed must be ≥ 0")
-        need(self.threads is None or self.threads >= 1, f"threads must be ≥ 1, got {self.threads}")
-        for name in ("lr", "momentum", "weight_decay", "gamma", "warmup_factor", "clip_grad_norm"):
-            value = getattr(self, name)
-            need(value is None or math.isfinite(value), f"{name} must be a finite number, got {value}")
-        need(self.lr > 0, f"lr must be a positive number, got {self.lr}")
-        need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay}")
-        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        need(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),
-             f"milestones must be increasing positive epochs, got {list(self.milestones)}")
-        need(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
+        self._check_at_least_one("threads", optional=True)
+        self._check_finite(("lr", "momentum", "weight_decay", "gamma", "warmup_factor", "clip_grad_norm"))
+        self._check_sgd()
+        self._check_choice("schedule", SCHEDULES)
+        self._check_steps()
         need(self.clip_grad_norm is None or self.clip_grad_norm > 0,
              f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
         need(0 < self.warmup_factor <= 1, f"warmup_factor must be in (0, 1], got {self.warmup_factor}")
-        need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
-             f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-
+        self._check_device()
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(DetectTrainConfig)}

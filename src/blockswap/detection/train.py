@@ -2,7 +2,7 @@
 
 The resume file (default `<checkpoint>.resume`) is one flat dict rewritten atomically after every epoch,
 and mid-epoch when SIGTERM/SIGUSR1 asks the job to stop (SLURM preemption or time limit; the step in flight
-is finished first, then `train.Preempted` is raised and the command exits 128 + signal): model, optimizer,
+is finished first, then `runner.Preempted` is raised and the command exits 128 + signal): model, optimizer,
 scheduler (the position the lr function is evaluated at), epoch and step, RNG states, the epochs' records,
 the unfinished epoch's loss sums, and the run's identity - genotype, detector settings, training settings
 (`engine.RUN_ONLY` aside) and the sha256 of the classification weights it started from, if any. A resume
@@ -24,29 +24,31 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import random
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..checkpoint import Progress, Tally, _rng_state, _set_rng_state, describe, read, save
-from ..distributed import AgreedStop, World, check_batch, joined
+from ..distributed import World, check_batch, joined
 from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
 from ..genotype import Genotype
-from ..train import Preempted, _stop_requests
+from ..runner import Run, resume_path_for, seed_all, stop_requests, use_threads
 from .backbone import init_weights_sha256
 from .detectors import DetectorConfig, build_detector
 from .engine import RUN_ONLY, DetectTrainConfig, batch_order, evaluate, learning_rate, load_batches, train_one_epoch
 
 RESUME_FORMAT = "blockswap-detect-resume-2"
 CHECKPOINT_KEYS = ("genotype", "detector", "config", "category_ids", "state_dict", "metrics", "provenance")
+# Looked up when a run starts, so that a test can stand in for the signals.
+_stop_requests = stop_requests
 
 
 def _log(message: str) -> None:
@@ -102,31 +104,6 @@ def _log_epoch(record: dict, epochs: int) -> None:
          f"{ap} [{record['seconds']:.1f}s]")
 
 
-def _save_resume(path, genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfig, init_sha256,
-                 model, optimizer, progress: Progress, elapsed_s: float, rng: list[dict]) -> None:
-    save({"format": RESUME_FORMAT, "genotype": genotype.to_dict(), "detector": detector.to_dict(),
-          "config": config.to_dict(), "init_sha256": init_sha256, "model": model.state_dict(),
-          "optimizer": optimizer.state_dict(),
-          "scheduler": {"schedule": config.schedule, "epoch": progress.epoch, "step": progress.step},
-          "epoch": progress.epoch, "step": progress.step, "rng": rng,
-          "history": progress.history, "tally": dataclasses.asdict(progress.tally), "elapsed_s": elapsed_s,
-          "resumes": progress.resumes}, path)
-
-
-def _load_resume(path, genotype, detector, config, init_sha256, model, optimizer, world: World) -> Progress:
-    state = read(path, "resume checkpoint", ("format", "genotype", "detector", "config", "epoch", "step"))
-    if state["format"] != RESUME_FORMAT:
-        raise BlockswapError(f"{path}: resume checkpoint format {state['format']!r}, expected {RESUME_FORMAT!r}")
-    check_identity(path, state, genotype, detector, config, init_sha256,
-                   f"; delete {path} to start afresh, or pass --resume with another path")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    rng = state["rng"]  # one state per process of the run that wrote it
-    _set_rng_state(rng[world.rank] if len(rng) == world.size else rng[0])
-    return Progress(state["epoch"], state["step"], list(state["history"]), Tally(**state["tally"]),
-                    state["elapsed_s"], state["resumes"] + 1)
-
-
 def check_processes(detector: DetectorConfig, config: DetectTrainConfig) -> torch.device:
     """The device of a run, once its settings are known to suit the processes torchrun starts (checked
     before any data is read)."""
@@ -159,11 +136,104 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
                       metrics_path, resume_path, init, labels, batches)
 
 
+@dataclass
+class _DetectionRun(Run):
+    """A detection run once it is set up; `runner.Run` drives its epochs."""
+    genotype: Genotype
+    detector: DetectorConfig
+    config: DetectTrainConfig
+    model: torch.nn.Module
+    trained: torch.nn.Module  # `model` as trained: itself, or wrapped in DistributedDataParallel
+    optimizer: torch.optim.Optimizer
+    train_set: object
+    val_set: object
+    batches: Callable
+    device: torch.device
+    world: World
+    started: float  # perf_counter at the start of this attempt
+    resume_path: Path
+    init_sha256: str | None
+    progress: Progress = field(default_factory=Progress)
+    ap: dict | None = None  # the last evaluation's
+
+    def train_steps(self, stop) -> int:
+        config, progress, world, train_set = self.config, self.progress, self.world, self.train_set
+        epoch = progress.epoch
+        if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
+            train_set.set_epoch(epoch)
+        order = [batch[world.share(len(batch))]
+                 for batch in self.batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
+                 if len(batch) >= world.size]
+        bar = self.bar(len(order))
+        # A resumed epoch skips the batches already trained on: their indices are known, nothing is read.
+        progress.step = train_one_epoch(
+            self.trained, self.optimizer, load_batches(train_set, order[progress.step:], config.workers, config.seed,
+                                                       epoch),
+            partial(learning_rate, config, epoch, steps_per_epoch=len(order)), self.device, progress.tally,
+            epoch=epoch, step=progress.step, stop=stop, clip_grad_norm=config.clip_grad_norm, bar=bar, world=world)
+        bar.close()
+        return len(order)
+
+    def test(self) -> dict | None:
+        self.ap = (None if self.val_set is None else
+                   evaluate(self.model, self.val_set, self.config.eval_batch_size, self.device, self.config.workers,
+                            self.world))
+        return self.ap
+
+    def record(self, epoch: int, steps: int, test: dict | None, seconds: float) -> dict:
+        tally = self.progress.tally
+        return _record(epoch, learning_rate(self.config, epoch, steps - 1, steps),
+                       {k: v / tally.n for k, v in tally.sums.items()}, test, seconds)
+
+    def log_epoch(self, record: dict) -> None:
+        if self.world.main:
+            _log_epoch(record, self.config.epochs)
+
+    def save_resume(self, mid_epoch: bool) -> None:
+        """Also at an epoch's end the file holds the (then empty) tally."""
+        rng = self.world.gather([_rng_state(self.device)])  # a collective: every process takes part
+        if self.world.main:
+            config, progress = self.config, self.progress
+            save({"format": RESUME_FORMAT, "genotype": self.genotype.to_dict(), "detector": self.detector.to_dict(),
+                  "config": config.to_dict(), "init_sha256": self.init_sha256, "model": self.model.state_dict(),
+                  "optimizer": self.optimizer.state_dict(),
+                  "scheduler": {"schedule": config.schedule, "epoch": progress.epoch, "step": progress.step},
+                  "epoch": progress.epoch, "step": progress.step, "rng": rng,
+                  "history": progress.history, "tally": dataclasses.asdict(progress.tally),
+                  "elapsed_s": self.elapsed(), "resumes": progress.resumes}, self.resume_path)
+
+    def load_resume(self) -> None:
+        path = self.resume_path
+        state = read(path, "resume checkpoint", ("format", "genotype", "detector", "config", "epoch", "step"))
+        if state["format"] != RESUME_FORMAT:
+            raise BlockswapError(f"{path}: resume checkpoint format {state['format']!r}, expected {RESUME_FORMAT!r}")
+        check_identity(path, state, self.genotype, self.detector, self.config, self.init_sha256,
+                       f"; delete {path} to start afresh, or pass --resume with another path")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        rng = state["rng"]  # one state per process of the run that wrote it
+        _set_rng_state(rng[self.world.rank] if len(rng) == self.world.size else rng[0])
+        self.progress = Progress(state["epoch"], state["step"], list(state["history"]), Tally(**state["tally"]),
+                                 state["elapsed_s"], state["resumes"] + 1)
+
+    def metrics(self, labels: dict | None, threads: int, init, categories) -> dict:
+        config, detector, progress, model, wall = self.config, self.detector, self.progress, self.model, self.elapsed()
+        prov = provenance({"detector": detector.to_dict(), **config.to_dict()}, config.seed, str(self.device), wall,
+                          self.world.size)
+        prov.update(threads=threads, resumes=progress.resumes, init=None if init is None else str(init))
+        return {"labels": dict(labels or {}), "genotype_id": self.genotype.id, "genotype": self.genotype.to_dict(),
+                "detector": detector.to_dict(), "settings": config.to_dict(),
+                "backbone_params": sum(p.numel() for p in model.backbone.body.parameters()),
+                "detector_params": sum(p.numel() for p in model.parameters()),
+                "category_ids": categories, "train_images": len(self.train_set),
+                "val_images": None if self.val_set is None else len(self.val_set), "epochs": progress.history,
+                **(self.ap or {}), "wall_time_s": wall, "provenance": prov}
+
+
 def _train(genotype, detector, config, train_set, val_set, world: World, device, started: float,
            out_checkpoint: Path, metrics_path, resume_path, init, labels, batches) -> dict:
-    threads = max(1, (config.threads or len(os.sched_getaffinity(0))) // world.local_size)
-    torch.set_num_threads(threads)
-    resume_path = Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
+    threads = use_threads(config.threads, world)
+    resume_path = resume_path_for(out_checkpoint, resume_path)
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path, "init": init})
     if len(train_set) == 0:
         raise BlockswapError("the training set has no images")
@@ -172,84 +242,26 @@ def _train(genotype, detector, config, train_set, val_set, world: World, device,
     init_sha256 = None if init is None else init_weights_sha256(genotype, init)
     log = _log if world.main else (lambda message: None)
 
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)  # seeds CUDA too
+    seed_all(config.seed)
     model = build_detector(genotype, detector, init).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    progress = Progress()
+    run = _DetectionRun(genotype, detector, config, model, model, optimizer, train_set, val_set, batches, device,
+                        world, started, resume_path, init_sha256)
     if resume_path.exists():
-        progress = _load_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer, world)
-        log(f"resuming from {resume_path}: epoch {progress.epoch + 1}, step {progress.step}")
-    trained = world.wrap(model, sync_bn=False)  # --norm syncbn built SyncBatchNorm already
+        run.load_resume()
+        log(f"resuming from {resume_path}: epoch {run.progress.epoch + 1}, step {run.progress.step}")
+    run.trained = world.wrap(model, sync_bn=False)  # --norm syncbn built SyncBatchNorm already
     log(f"training {detector.detector} on {genotype.model} {genotype.id} ({len(train_set)} images, {config.epochs} "
         f"epochs, {device}, {threads} threads"
         + (f", {world.size} processes of {config.batch_size // world.size} images a step)" if world.size > 1 else ")"))
+    run.run(_stop_requests)
 
-    def save_resume():
-        rng = world.gather([_rng_state(device)])  # a collective: every process takes part
-        if world.main:
-            _save_resume(resume_path, genotype, detector, config, init_sha256, model, optimizer, progress,
-                         progress.elapsed_s + time.perf_counter() - started, rng)
-
-    with _stop_requests() as received:
-        stop = received if world.size == 1 else AgreedStop(world, received)
-        ap = None
-        while progress.epoch < config.epochs:
-            epoch, tick = progress.epoch, time.perf_counter()
-            if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
-                train_set.set_epoch(epoch)
-            order = [batch[world.share(len(batch))]
-                     for batch in batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
-                     if len(batch) >= world.size]
-            steps = len(order)
-            bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr,
-                       leave=False, disable=not (config.progress and world.main), dynamic_ncols=True)
-            # A resumed epoch skips the batches already trained on: their indices are known, nothing is read.
-            progress.step = train_one_epoch(
-                trained, optimizer, load_batches(train_set, order[progress.step:], config.workers, config.seed, epoch),
-                partial(learning_rate, config, epoch, steps_per_epoch=steps), device, progress.tally, epoch=epoch,
-                step=progress.step, stop=stop, clip_grad_norm=config.clip_grad_norm, bar=bar, world=world)
-            bar.close()
-            progress.tally.seconds += time.perf_counter() - tick
-            world.share_buffers(model)  # one network on all processes: rank 0's, the one saved
-            if progress.step < steps:  # stopped mid-epoch
-                save_resume()
-                raise Preempted(stop[0], resume_path, epoch, progress.step)
-            last = epoch + 1 == config.epochs
-            tick = time.perf_counter()
-            ap = (evaluate(model, val_set, config.eval_batch_size, device, config.workers, world)
-                  if val_set is not None and (last or (epoch + 1) % config.eval_every == 0) else None)
-            tally = progress.tally
-            progress.history.append(_record(epoch, learning_rate(config, epoch, steps - 1, steps),
-                                            {k: v / tally.n for k, v in tally.sums.items()}, ap,
-                                            tally.seconds + time.perf_counter() - tick))
-            progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
-            save_resume()
-            if world.main:
-                _log_epoch(progress.history[-1], config.epochs)
-            if stop and not last:
-                raise Preempted(stop[0], resume_path, epoch + 1, 0)
-
-    wall = progress.elapsed_s + time.perf_counter() - started
-    prov = provenance({"detector": detector.to_dict(), **config.to_dict()}, config.seed, str(device), wall, world.size)
-    prov.update(threads=threads, resumes=progress.resumes, init=None if init is None else str(init))
-    metrics = {"labels": dict(labels or {}), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
-               "detector": detector.to_dict(), "settings": config.to_dict(),
-               "backbone_params": sum(p.numel() for p in model.backbone.body.parameters()),
-               "detector_params": sum(p.numel() for p in model.parameters()),
-               "category_ids": categories, "train_images": len(train_set),
-               "val_images": None if val_set is None else len(val_set), "epochs": progress.history, **(ap or {}),
-               "wall_time_s": wall, "provenance": prov}
-    if world.main:
-        state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save({"genotype": genotype.to_dict(), "detector": detector.to_dict(), "config": config.to_dict(),
-              "category_ids": categories, "state_dict": state_dict, "metrics": metrics, "provenance": prov},
-             out_checkpoint)
-        if metrics_path:
-            write_json(metrics_path, metrics)
-        resume_path.unlink(missing_ok=True)
+    metrics = run.metrics(labels, threads, init, categories)
+    run.finish(lambda: {"genotype": genotype.to_dict(), "detector": detector.to_dict(), "config": config.to_dict(),
+                        "category_ids": categories, "state_dict": {k: v.detach().cpu() for k, v in
+                                                                   model.state_dict().items()},
+                        "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint, metrics, metrics_path)
     return metrics
 
 

@@ -1,0 +1,129 @@
+"""Image files in class folders (ImageNet's layout), decoded lazily in DataLoader workers: `FolderDataset`.
+
+A set too big to hold in memory keeps its file paths; every image is decoded when its batch is read, with the
+training crop of Szegedy et al., "Going deeper with convolutions" (CVPR 2015): a random area of 8-100% of
+the image and aspect ratio 3/4-4/3, resized to size×size, flipped with probability 1/2 - or, for testing,
+the short side resized to size·8/7 and the centre crop. Each image's crop comes from its own seed, drawn
+from the epoch's generator in the training process, so the crops do not depend on which worker decodes
+which image, nor on how many workers there are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .errors import BlockswapError
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+
+
+def class_folders(root: Path) -> list[str]:
+    """The sorted names of the folders in `root` (none if it is missing): the classes, labelled by rank."""
+    return sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+
+
+def image_files(root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
+    """(paths, labels) of the images in root/<class>/ for each class, sorted by name within a class."""
+    paths, labels = [], []
+    for k, c in enumerate(classes):
+        files = sorted(str(f) for f in (root / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        paths += files
+        labels += [k] * len(files)
+    return paths, labels
+
+
+@dataclass(frozen=True)
+class FolderDataset:
+    """Image files in class folders, decoded on demand to uint8 3×224×224 (see `load_image`)."""
+    name: str
+    paths: tuple[str, ...]
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train_recipe: dict  # crop and flip happen while decoding, so on the device only normalisation is left
+    in_channels: int = 3
+    image_size: int = 224
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def select(self, index: torch.Tensor) -> FolderDataset:
+        return replace(self, paths=tuple(self.paths[i] for i in index.tolist()), labels=self.labels[index])
+
+    def to(self, device) -> FolderDataset:
+        """Itself: the files stay where they are, each batch is decoded on the host."""
+        return self
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`item` = (index, seed): seed >= 0 gives the training crop drawn from that seed, -1 the test crop."""
+        index, seed = item
+        return load_image(self.paths[index], None if seed < 0 else seed, self.image_size), self.labels[index]
+
+    def batches(self, chunks: list[torch.Tensor], *, train: bool, generator: torch.Generator, augment,
+                device: torch.device, part: slice, sharded: bool, start: int, workers: int
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches of `chunks` (index tensors) from `start` on, as `data.iterate_batches` yields them:
+        only this process's `part` of each is decoded (when `sharded`), in `workers` DataLoader processes."""
+        g, n = generator, len(self)
+        # Each image gets its own crop seed, drawn here, so that the crops do not depend on which worker
+        # decodes the image.
+        seeds = torch.randint(2**62, (n,), generator=g) if train else torch.full((n,), -1)
+        batches = [list(zip(idx.tolist(), seeds[idx].tolist())) for idx in chunks]
+        if sharded:
+            batches = [b[part] for b in batches]
+        for b in batches[:start]:
+            augment.draw(len(b), self.image_size, self.image_size, g)
+        # Imported here, before the workers fork: they inherit what load_image needs rather than each
+        # importing it anew (about a second) every epoch.
+        import torchvision.transforms.v2.functional  # noqa: F401  (imports torchvision.io too)
+        # Our own generator, because without one the DataLoader draws its worker seed from (and so moves)
+        # torch's global RNG; decoding never uses that seed.
+        loader = torch.utils.data.DataLoader(self, batch_sampler=batches[start:], num_workers=workers,
+                                             pin_memory=device.type == "cuda", generator=torch.Generator())
+        for images, labels in loader:
+            yield augment(images.to(device, non_blocking=True), g), labels.to(device, non_blocking=True)
+
+
+def _random_resized_box(h: int, w: int, g: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """(top, left, height, width) of the standard Inception-style crop: random area and aspect ratio."""
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand((), generator=g).item()
+    for _ in range(10):
+        area = h * w * uniform(*scale)
+        aspect = math.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+        cw, ch = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(torch.randint(h - ch + 1, (), generator=g))
+            left = int(torch.randint(w - cw + 1, (), generator=g))
+            return top, left, ch, cw
+    # Rarely (very elongated images) no sample fits: fall back to the central crop of clamped aspect.
+    cw, ch = (w, min(h, round(w / ratio[0]))) if w / h < ratio[0] else (min(w, round(h * ratio[1])), h)
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def load_image(path: str, seed: int | None, size: int = 224) -> torch.Tensor:
+    """Decode one image to uint8 3×size×size: random-resized crop + flip from `seed`, or (seed None)
+    resize the short side to size·8/7 (256 for 224) and take the centre crop."""
+    from torchvision.io import ImageReadMode, decode_image, read_file  # slow import, only image folders need it
+    from torchvision.transforms.v2 import functional as TF
+
+    try:
+        img = decode_image(read_file(path), mode=ImageReadMode.RGB)
+    except RuntimeError as e:
+        raise BlockswapError(f"{path}: cannot decode image ({e}); replace or delete the file") from None
+    if seed is None:
+        return TF.center_crop(TF.resize(img, [size * 8 // 7], antialias=True), [size, size])
+    g = torch.Generator().manual_seed(seed)
+    top, left, h, w = _random_resized_box(img.shape[-2], img.shape[-1], g)
+    img = TF.resized_crop(img, top, left, h, w, [size, size], antialias=True)
+    return img.flip(-1) if torch.rand((), generator=g) < 0.5 else img

@@ -1,0 +1,156 @@
+"""The epoch loop every training runs: classification (`train`) and detection (`detection.train`).
+
+A training is a `Run`: it supplies one epoch's steps, its evaluation, its epoch record, its resume file and its
+log line; the loop here does the rest, the same for both. Before every epoch's steps it asks nothing; after
+them, if a stop signal cut the epoch short, it writes the resume file and raises `Preempted`; otherwise it gives
+every process rank 0's buffers (`World.share_buffers`), evaluates when due (every `eval_every` epochs and after
+the last), appends the epoch's record, moves to the next epoch, rewrites the resume file and logs the epoch - and
+stops there with `Preempted` if a signal arrived meanwhile. At the end rank 0 writes the final checkpoint and the
+metrics, each atomically, and deletes the resume file (`Run.finish`).
+
+Stop signals (`stop_requests`): SIGTERM and SIGUSR1 (SLURM's preemption and time-limit warnings) are recorded,
+not acted on, so that the step in flight finishes and the resume file holds a whole step; `Preempted` carries
+the exit status 128 + signal that tells SLURM to requeue the job. With several processes the stop is agreed
+(`distributed.AgreedStop`), so all of them stop at the same step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import Tally, save
+from .distributed import AgreedStop, World
+from .files import write_json
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preempted(Exception):
+    """Raised after SIGTERM/SIGUSR1 once the resume checkpoint is written; exit with `exit_status`."""
+
+    def __init__(self, signum: int, resume_path: Path, epoch: int, step: int):
+        self.exit_status = 128 + signum
+        self.resume_path = resume_path
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} in epoch {epoch + 1} after {step} steps; resume checkpoint "
+                         f"written to {resume_path}; run the same command again to resume")
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Record (not act on) SIGTERM/SIGUSR1, so the loop can stop between steps; restore handlers after."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield received
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def use_threads(threads: int | None, world: World) -> int:
+    """Set and return torch's thread count: `threads`, or the CPUs this job may use, shared among the processes
+    of the run on this machine."""
+    threads = max(1, (threads or len(os.sched_getaffinity(0))) // world.local_size)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (torch's seeds CUDA too)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resume_path_for(out_checkpoint: Path, resume_path) -> Path:
+    """`resume_path`, by default `<out_checkpoint>.resume`."""
+    return Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
+
+
+class Run:
+    """One training as the loop drives it. A subclass (a dataclass) holds `config` (with `epochs`, `eval_every`
+    and `progress`), `world`, `model` (unwrapped), `progress` (`checkpoint.Progress`), `started` (perf_counter at
+    the start of this attempt) and `resume_path`, and supplies the methods that raise NotImplementedError."""
+
+    def train_steps(self, stop) -> int:
+        """Train the current epoch from `progress.step` on until its end or `stop`, leaving the step reached in
+        `progress.step` and the sums in `progress.tally`; return the epoch's number of steps."""
+        raise NotImplementedError
+
+    def test(self) -> dict | None:
+        """Evaluate the model (once it is the same on every process)."""
+        raise NotImplementedError
+
+    def record(self, epoch: int, steps: int, test: dict | None, seconds: float) -> dict:
+        """The finished epoch's entry of the metrics' "epochs", from `progress.tally` and `test`."""
+        raise NotImplementedError
+
+    def save_resume(self, mid_epoch: bool) -> None:
+        """Write the resume file (every process calls this; only rank 0 writes)."""
+        raise NotImplementedError
+
+    def log_epoch(self, record: dict) -> None:
+        raise NotImplementedError
+
+    def elapsed(self) -> float:
+        """Wall time of all attempts."""
+        return self.progress.elapsed_s + time.perf_counter() - self.started
+
+    def bar(self, steps: int) -> tqdm:
+        """The progress bar of the current epoch (on a terminal of rank 0, unless the config turns it off)."""
+        config, progress = self.config, self.progress
+        return tqdm(total=steps, initial=progress.step, desc=f"epoch {progress.epoch + 1}/{config.epochs}",
+                    file=sys.stderr, leave=False, disable=not (config.progress and self.world.main),
+                    dynamic_ncols=True)
+
+    def epoch(self, stop) -> None:
+        """Train the current epoch (from its saved step), test if due, save; raise Preempted on `stop`."""
+        progress = self.progress
+        epoch, tick = progress.epoch, time.perf_counter()
+        steps = self.train_steps(stop)
+        if progress.step < steps:  # stopped mid-epoch
+            progress.tally.seconds += time.perf_counter() - tick
+            self.save_resume(mid_epoch=True)
+            raise Preempted(stop[0], self.resume_path, epoch, progress.step)
+        last = epoch + 1 == self.config.epochs
+        self.world.share_buffers(self.model)  # one network on all processes: rank 0's, the one saved
+        test = self.test() if last or (epoch + 1) % self.config.eval_every == 0 else None
+        record = self.record(epoch, steps, test, progress.tally.seconds + time.perf_counter() - tick)
+        progress.history.append(record)
+        progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
+        self.save_resume(mid_epoch=False)
+        self.log_epoch(record)
+        if stop and not last:
+            raise Preempted(stop[0], self.resume_path, epoch + 1, 0)
+
+    def run(self, requests: Callable = stop_requests) -> None:
+        """Train the epochs that are left, stopping between steps when `requests()` has recorded a signal."""
+        with requests() as received:
+            stop = received if self.world.size == 1 else AgreedStop(self.world, received)
+            while self.progress.epoch < self.config.epochs:
+                self.epoch(stop)
+
+    def finish(self, checkpoint: Callable[[], dict], out_checkpoint, metrics: dict, metrics_path) -> None:
+        """On rank 0: write `checkpoint()` and the metrics (if `metrics_path`), each atomically, then delete the
+        resume file."""
+        if self.world.main:
+            save(checkpoint(), out_checkpoint)
+            if metrics_path:
+                write_json(metrics_path, metrics)
+            self.resume_path.unlink(missing_ok=True)
