@@ -5,11 +5,11 @@ import torch
 import torchvision
 from torch import nn
 
-from blockswap import counting
+from blockswap import counting, measure
 from blockswap.arch import get_architecture
 from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, STRUCTURED_TYPES, get_block
 from blockswap.genotype import Genotype
-from blockswap.models import create_model
+from blockswap.models import build_block, create_model
 from blockswap.report.tables import fmt_scaled
 
 # Spec §3: WRN-40-2 with every block one type (whole network, head included).
@@ -87,7 +87,7 @@ def test_released_genotypes_print_table2_exactly(row, blocks):
     g = Genotype("wrn-40-2", tuple(blocks.split()))
     c = counting.analytic(g)
     assert (fmt_scaled(c.params, 1e3, 1), fmt_scaled(c.ops, 1e6, 1)) == tuple(map(str, row))
-    assert counting.measured(create_model(g), g) == c
+    assert measure.measured(create_model(g), g) == c
 
 
 @pytest.mark.parametrize("name,factory,params", [
@@ -145,8 +145,8 @@ def test_every_block_type_at_every_position_analytic_equals_measured(model, imag
         for slot in slots:
             if not btype.is_valid(slot.cin, slot.cout):
                 continue
-            block = arch.build_block(slot, btype)
-            got = counting.measure(block, (1, slot.cin, slot.size, slot.size))
+            block = build_block(arch, slot, btype)
+            got = measure.measure(block, (1, slot.cin, slot.size, slot.size))
             want = (arch.block_params(slot, btype), arch.block_ops(slot, btype), arch.block_macs(slot, btype))
             assert (got.params, got.ops, got.macs) == want, (name, slot)
             checked += 1
@@ -162,20 +162,20 @@ def test_every_block_type_whole_network_analytic_equals_measured(model):
         btype = get_block(name)
         blocks = tuple(name if btype.is_valid(s.cin, s.cout) else "Conv" for s in slots)
         g = Genotype(model, blocks)
-        assert counting.measured(create_model(g), g) == counting.analytic(g), name
+        assert measure.measured(create_model(g), g) == counting.analytic(g), name
 
 
 def test_resnet34_mixed_network_analytic_equals_measured():
     names = list(BLOCK_TYPES)
     g = Genotype("resnet34", tuple(names[i * 2 % len(names)] for i in range(16)), image_size=128)
-    assert counting.measured(create_model(g), g) == counting.analytic(g)
+    assert measure.measured(create_model(g), g) == counting.analytic(g)
 
 
 def test_dilated_2x2_keeps_spatial_size():
     g = Genotype.uniform("wrn-16-1", "Conv2x2")
     logits, points = create_model(g)(torch.zeros(2, 3, 32, 32))
     assert [p.shape[-1] for p in points] == [32, 16, 8]
-    assert counting.analytic(g) == counting.measured(create_model(g), g)
+    assert counting.analytic(g) == measure.measured(create_model(g), g)
 
 
 def test_resnet18_half_width_comparator():
@@ -183,7 +183,7 @@ def test_resnet18_half_width_comparator():
     analytic ones, and its state dict has ResNet-18's keys at half the channels."""
     g = Genotype.uniform("resnet18-0.5", "Conv")
     net, full = create_model(g), create_model(Genotype.uniform("resnet18", "Conv"))
-    assert counting.measured(net, g) == counting.analytic(g)
+    assert measure.measured(net, g) == counting.analytic(g)
     assert (counting.analytic(g).params, counting.analytic(g).macs) == (3_055_880, 483_149_824)
     half, whole = net.state_dict(), full.state_dict()
     assert list(half) == list(whole)

@@ -282,8 +282,9 @@ def _evaluate_part(rank: int, size: int, folder: Path) -> None:
     by its part of the 5 canvases; rank 0 writes the result."""
     import torch.distributed as dist
 
+    from blockswap.detection.build import build_detector
     from blockswap.detection.coco import CocoDetection
-    from blockswap.detection.detectors import DetectorConfig, build_detector
+    from blockswap.detection.detectors import DetectorConfig
     from blockswap.detection.engine import evaluate
     from blockswap.distributed import SINGLE, World
 

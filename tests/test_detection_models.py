@@ -16,7 +16,8 @@ from blockswap.checkpoint import save
 from blockswap.cli import main
 from blockswap.detection import train as detection_train
 from blockswap.detection.backbone import build_body, stage_channels, with_fpn
-from blockswap.detection.detectors import DETECTORS, DetectorConfig, build_detector
+from blockswap.detection.build import build_detector
+from blockswap.detection.detectors import DETECTORS, DetectorConfig
 from blockswap.detection.engine import DetectTrainConfig, batch_order, learning_rate
 from blockswap.detection.fisher import detection_fisher, detection_fisher_per_block
 from blockswap.errors import BlockswapError

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from blockswap.arch import get_architecture, model_names
+from blockswap.blocks import build_module
 from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, PAPER_TYPES, STRUCTURED_TYPES, candidate_set, get_block
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype, import_legacy_csv, load
@@ -56,7 +57,7 @@ def test_every_block_type_builds_with_right_output(name):
     for cin, cout, stride in ((32, 32, 1), (32, 64, 2)):
         if not btype.is_valid(cin, cout):
             continue
-        m = btype.build(cin, cout, stride)
+        m = build_module(btype, cin, cout, stride)
         y = m(torch.randn(2, cin, 16, 16))
         assert y.shape == (2, cout, 16 // stride, 16 // stride)
         assert sum(p.numel() for p in m.parameters()) == btype.params(cin, cout)
@@ -64,11 +65,11 @@ def test_every_block_type_builds_with_right_output(name):
 
 def test_group_conventions():
     # G = channels per group, A = absolute number of groups (the spec's trap).
-    conv = get_block("DConvG4").build(64, 64, 1)[0]
+    conv = build_module(get_block("DConvG4"), 64, 64, 1)[0]
     assert conv.groups == 16
-    conv = get_block("DConvA4").build(64, 64, 1)[0]
+    conv = build_module(get_block("DConvA4"), 64, 64, 1)[0]
     assert conv.groups == 4
-    bottleneck = get_block("G2B4").build(64, 64, 1)
+    bottleneck = build_module(get_block("G2B4"), 64, 64, 1)
     assert bottleneck[3].groups == 8  # m = 16, 2 channels per group
 
 

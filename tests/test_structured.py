@@ -8,7 +8,8 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 
-from blockswap import counting
+from blockswap import counting, measure
+from blockswap.blocks import build_module
 from blockswap.blocktypes import STRUCTURED_TYPES, candidate_set, get_block
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
@@ -125,9 +126,9 @@ def test_params_and_macs_follow_the_spec_and_the_built_module(name):
     for n, m, stride in WIDTHS:
         if not btype.is_valid(n, m):
             continue
-        module = btype.build(n, m, stride)
+        module = build_module(btype, n, m, stride)
         assert sum(p.numel() for p in module.parameters()) == btype.params(n, m) == spec_params(name, n, m)
-        got = counting.measure(module, (1, n, 16, 16))
+        got = measure.measure(module, (1, n, 16, 16))
         positions = (16 // stride) ** 2
         assert got.macs == btype.macs(n, m, stride, 16)
         if btype.substitution.family not in ("Generic", "Shuffle"):  # a materialised dense weight
@@ -140,13 +141,13 @@ def test_params_and_macs_follow_the_spec_and_the_built_module(name):
 
 
 def test_shuffle_lowers_its_groups_until_they_divide():
-    module = get_block("Shuffle_4").build(20, 40, 1)
+    module = build_module(get_block("Shuffle_4"), 20, 40, 1)
     assert module.reduce.groups == 2 and module.expand.groups == 2  # 4 ∤ 40/4 = 10, 3 ∤ 20, 2 divides all
 
 
 def test_shuffle_replaces_the_whole_conv_as_linear_shufflenet():
     """Spec §8: grouped 1×1 N→M/4 → shuffle → depthwise 3×3 on M/4 (the stride) → grouped 1×1; nothing else."""
-    module = get_block("Shuffle_4").build(160, 320, 2)
+    module = build_module(get_block("Shuffle_4"), 160, 320, 2)
     assert isinstance(module, Shuffle)  # no depthwise conv on the input before it
     convs = [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.groups)
              for c in module.modules() if isinstance(c, torch.nn.Conv2d)]
@@ -273,7 +274,7 @@ def test_mixed_network_trains_one_step_and_counts_both_ways():
     g = Genotype("wrn-16-2", tuple(names), in_channels=1, image_size=16)
     torch.manual_seed(0)
     net = create_model(g)
-    assert counting.measured(net, g) == counting.analytic(g)
+    assert measure.measured(net, g) == counting.analytic(g)
     before = [p.detach().clone() for p in net.parameters()]
     logits, _ = net(torch.randn(4, 1, 16, 16))
     F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
@@ -293,7 +294,7 @@ def test_mixed_search_samples_structured_blocks_within_budget():
     for g in with_structured[:3]:
         counts = counting.analytic(g)
         assert budget * 0.975 < counts.params < budget * 1.025
-        assert counting.measured(create_model(g), g) == counts
+        assert measure.measured(create_model(g), g) == counts
 
 
 # --- the original (BayesWatch/deficient-efficient) on WRN-28-10, CIFAR-10 ------------------------------

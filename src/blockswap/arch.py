@@ -59,15 +59,6 @@ class Architecture:
                 cin, size = cout, out_size(size, s)
         return slots
 
-    def build_block(self, slot: Slot, btype: BlockType):
-        """The residual block of `btype` at `slot` as an nn.Module: `models.build_block`, which needs torch.
-
-        Imported here, on first use, so that the core itself loads no torch.
-        """
-        from .models import build_block
-
-        return build_block(self, slot, btype)
-
     def fixed_params(self, in_channels: int, num_classes: int) -> int:
         raise NotImplementedError
 

@@ -103,16 +103,6 @@ class BlockType:
             return k2 * cin * (cin // int(self.groups(cin))) * hw_out + cin * cout * hw_out
         return k2 * cin * cout * hw_out
 
-    # --- module factory -------------------------------------------------------------------------
-    def build(self, cin: int, cout: int, stride: int):
-        """The nn.Module of this type for (cin → cout, stride): `blocks.build_module`, which needs torch.
-
-        Imported here, on first use, so that the core itself loads no torch.
-        """
-        from .blocks import build_module
-
-        return build_module(self, cin, cout, stride)
-
 
 BLOCK_TYPES: Registry[BlockType] = Registry("block type")
 

@@ -86,11 +86,3 @@ def slot_costs(g_model: str, types: list[str], image_size: int, in_channels: int
         table.append({t: cost(s, get_block(t)) for t in types if get_block(t).is_valid(s.cin, s.cout)})
     return fixed, table
 
-
-def __getattr__(name: str):
-    """`counting.measure` / `counting.measured` still work: they load `measure` (and torch) on first use."""
-    if name in ("measure", "measured"):
-        from . import measure
-
-        return getattr(measure, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,6 @@ do (RetinaNet and FCOS never predict it): a set of K categories needs K + 1.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,28 +113,6 @@ SLIM = {"fpn_channels": 64, "box_fc": 256, "mask_head_channels": 64, "rois_per_i
 def slim_settings(canvas: int) -> dict:
     """The CPU preset for `canvas`-pixel images: slim heads (`SLIM`), images kept at their size, anchors 8…128."""
     return {**SLIM, "min_size": canvas, "max_size": canvas}
-
-
-# --------------------------------------------------------------------------------------------- building
-def build_detector(genotype, config: DetectorConfig, init: str | os.PathLike | None = None):
-    """The detector of `config` around the genotype's backbone (randomly initialised, or its body from the
-    classification checkpoint `init`)."""
-    from .backbone import build_body
-
-    return assemble(build_body(genotype, config.norm, config.gn_groups, init), genotype, config)
-
-
-def assemble(body, genotype, config: DetectorConfig):
-    """FPN and heads of `config` around a built body (apart so a search can fix their initialisation)."""
-    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-
-    from .backbone import with_fpn
-
-    if genotype.in_channels != 3:
-        raise BlockswapError(f"detection images are RGB: the backbone needs in_channels 3, not {genotype.in_channels}")
-    kind, width = config.kind, config.fpn_channels
-    extra = LastLevelP6P7(width, width) if kind.p6p7 else None
-    return kind.build(with_fpn(body, genotype, width, kind.returned, extra), config)
 
 
 def _rcnn_parts(backbone, config: DetectorConfig) -> dict:

@@ -30,7 +30,8 @@ from ..errors import BlockswapError
 from ..genotype import Genotype
 from ..proxies import _delta, _probed, candidate_seed
 from .backbone import build_body, check_resnet
-from .detectors import DetectorConfig, assemble
+from .build import assemble
+from .detectors import DetectorConfig
 
 
 def detection_fisher(genotype: Genotype, images: Sequence[torch.Tensor], targets: Sequence[dict],

@@ -42,7 +42,8 @@ from ..files import check_distinct_files, provenance, write_json
 from ..genotype import Genotype
 from ..runner import Run, resume_path_for, seed_all, stop_requests, use_threads
 from .backbone import init_weights_sha256
-from .detectors import DetectorConfig, build_detector
+from .build import build_detector
+from .detectors import DetectorConfig
 from .engine import RUN_ONLY, DetectTrainConfig, batch_order, evaluate, learning_rate, load_batches, train_one_epoch
 
 RESUME_FORMAT = "blockswap-detect-resume-2"
