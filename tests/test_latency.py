@@ -87,3 +87,52 @@ def test_a_table_of_this_machine_loads_and_a_foreign_file_is_named(tmp_path, tab
         latency.load_table(other, "cpu")
     with pytest.raises(BlockswapError, match="has no entry for"):
         latency.predict(table, Genotype("wrn-10-1", ("Conv", "A2B2", "Conv"), **SHAPE))
+
+
+def _blockswap(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "blockswap", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def measured_by_the_command(tmp_path_factory):
+    """A table written by `blockswap latency-table` (measured at the command's own thread count)."""
+    path = tmp_path_factory.mktemp("latency") / "latency.json"
+    made = _blockswap("latency-table", "--model", "wrn-10-1", "--in-channels", 1, "--image-size", 16, "--candidates",
+                      ",".join(TYPES), "--repeats", 3, "--calibration", 2, "--quiet", "-o", path)
+    assert made.returncode == 0, made.stderr
+    return path
+
+
+def test_the_commands_measure_a_table_and_sample_under_a_latency_budget(tmp_path, measured_by_the_command):
+    path = measured_by_the_command
+    table = json.loads(path.read_text())
+    assert len(table["calibration"]) == 2 and table["repeats"] == 3 and table["candidates"] == TYPES
+    lo, hi = latency.cost_table(table).feasible_range
+    budget = (lo + hi) / 2
+    out = tmp_path / "cands.jsonl"
+    drawn = _blockswap("sample", "--model", "wrn-10-1", "--metric", "latency", "--latency-table", path, "--budget",
+                       budget, "--tolerance", 0.2, "--samples", 5, "-o", out)
+    assert drawn.returncode == 0, drawn.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 5
+    for r in records:
+        g = Genotype("wrn-10-1", tuple(r["blocks"]), **SHAPE)
+        assert r["predicted_us"] == pytest.approx(latency.predict(table, g), abs=0.01)
+        assert budget * 0.8 - 2 < r["predicted_us"] < budget * 1.2 + 2  # the window, up to the µs rounding
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--budget", 900], "--metric latency needs --latency-table FILE"),
+    (["--budget", 900, "--latency-table", "{table}", "--image-size", 32], "measured at image-size 16, not 32"),
+    (["--budget", 900, "--latency-table", "{table}", "--device", "cuda"], "measured on cpu"),
+    (["--budget", 900, "--latency-table", "{missing}"], "latency table not found"),
+])
+def test_a_latency_budget_without_a_usable_table_is_one_line_exit_2(tmp_path, measured_by_the_command, args,
+                                                                    message):
+    args = [str(a).format(table=measured_by_the_command, missing=tmp_path / "none.json") for a in args]
+    out = _blockswap("sample", "--model", "wrn-10-1", "--metric", "latency", *args, "-o", tmp_path / "c.jsonl")
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "c.jsonl").exists()

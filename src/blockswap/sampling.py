@@ -207,7 +207,12 @@ SAMPLERS = ("exact", "reference")
 
 def sample(model: str, budget: float, n: int, seed: int = 0, tolerance: float = TOLERANCE, metric: str = "params",
            candidates="blockswap", sampler: str = "exact", **shape) -> list[Genotype]:
-    table = CostTable.build(model, candidates, metric, **shape)
+    return sample_table(CostTable.build(model, candidates, metric, **shape), budget, n, seed, tolerance, sampler)
+
+
+def sample_table(table: CostTable, budget: float, n: int, seed: int = 0, tolerance: float = TOLERANCE,
+                 sampler: str = "exact") -> list[Genotype]:
+    """`n` genotypes within ±tolerance of `budget` in the table's metric, by the named sampler."""
     if sampler == "exact":
         return sample_exact(table, budget, n, seed, tolerance)
     if sampler == "reference":

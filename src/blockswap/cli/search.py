@@ -76,12 +76,39 @@ def add_data_commands(sub) -> None:
 # --- sample --------------------------------------------------------------------------------------
 def cmd_sample(args) -> None:
     from ..counting import analytic
-    from ..sampling import sample
+    from ..sampling import sample, sample_table
 
-    genotypes = sample(args.model, args.budget, args.samples, seed=args.seed, tolerance=args.tolerance,
-                       metric=args.metric, candidates=args.candidates, sampler=args.sampler,
-                       in_channels=args.in_channels, num_classes=args.num_classes, image_size=args.image_size)
-    write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict()} for g in genotypes], args.output)
+    if args.metric != "latency":
+        genotypes = sample(args.model, args.budget, args.samples, seed=args.seed, tolerance=args.tolerance,
+                           metric=args.metric, candidates=args.candidates, sampler=args.sampler,
+                           in_channels=args.in_channels, num_classes=args.num_classes, image_size=args.image_size)
+        write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict()} for g in genotypes], args.output)
+        return
+    from ..latency import cost_table, load_table, predict
+
+    if not args.latency_table:
+        raise BlockswapError("--metric latency needs --latency-table FILE; measure one on this machine with "
+                             "`blockswap latency-table`")
+    table = load_table(args.latency_table, args.device, model=args.model)
+    for key in ("in_channels", "num_classes", "image_size"):
+        if getattr(args, key) not in (None, table[key]):
+            raise BlockswapError(f"{args.latency_table}: measured at {key.replace('_', '-')} {table[key]}, not "
+                                 f"{getattr(args, key)}; measure a table at this shape")
+    genotypes = sample_table(cost_table(table), args.budget, args.samples, args.seed, args.tolerance, args.sampler)
+    write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict(), "predicted_us": round(predict(table, g), 2)}
+                 for g in genotypes], args.output)
+
+
+def cmd_latency_table(args) -> None:
+    from ..latency import measure_table, save_table
+
+    given = {k: getattr(args, k) for k in ("batch_size", "repeats", "calibration") if getattr(args, k) is not None}
+    table = measure_table(args.model, args.candidates, args.device, seed=args.seed, in_channels=args.in_channels,
+                          num_classes=args.num_classes, image_size=args.image_size, **given,
+                          progress=None if args.quiet else (lambda line: print(line, file=sys.stderr)))
+    save_table(table, args.output)
+    print(f"{args.output}: {sum(map(len, table['blocks']))} block timings on {table['device_name']}, "
+          f"fixed term {table['fixed_us']:.0f} µs", file=sys.stderr)
 
 
 # --- score ---------------------------------------------------------------------------------------
@@ -192,10 +219,13 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("sample", help="sample student genotypes within a budget")
     p.add_argument("--model", required=True)
-    p.add_argument("--budget", type=positive_number, required=True, help="target params (or Ops with --metric ops)")
+    p.add_argument("--budget", type=positive_number, required=True,
+                   help="target params (Ops with --metric ops, microseconds with --metric latency)")
     p.add_argument("--tolerance", type=fraction, default=TOLERANCE,
                    help=f"accept strictly within ±this fraction (default {TOLERANCE})")
-    p.add_argument("--metric", choices=("params", "ops"), default="params")
+    p.add_argument("--metric", choices=("params", "ops", "latency"), default="params")
+    p.add_argument("--latency-table", help="with --metric latency: the table from `blockswap latency-table`")
+    p.add_argument("--device", default="cpu", help="with --metric latency: the device the table must be of")
     p.add_argument("--samples", type=int_at_least(1), default=1000)
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--candidates", default="blockswap",
@@ -207,6 +237,21 @@ def add_commands(sub) -> None:
     add_shape_args(p)
     p.add_argument("-o", "--output", help="candidates .jsonl (one genotype per line)")
     p.set_defaults(func=cmd_sample, outputs=("output",))
+
+    p = sub.add_parser("latency-table", help="time every candidate block type at every block, for latency budgets")
+    p.add_argument("--model", required=True)
+    p.add_argument("--candidates", default="blockswap", help="candidate set, as `sample --candidates`")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where the student will run")
+    # Defaults: blockswap.latency's (one image, 30 timed runs, 8 calibration nets).
+    p.add_argument("--batch-size", type=int_at_least(1), help="images per forward")
+    p.add_argument("--repeats", type=int_at_least(1), help="timed runs per module; the median counts")
+    p.add_argument("--calibration", type=int_at_least(1),
+                   help="random whole nets that fit the fixed term (stem, head, per-net overhead)")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--quiet", action="store_true")
+    add_shape_args(p)
+    p.add_argument("-o", "--output", required=True, help="the table (JSON)")
+    p.set_defaults(func=cmd_latency_table, outputs=("output",))
 
     add_score_command(sub)
     add_data_commands(sub)
