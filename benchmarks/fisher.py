@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fisher.py [--model wrn-40-2] [--batch-size 128] [--repeats 3]
         [--reference DIR]  # a checkout of the original code (github.com/BayesWatch/pytorch-blockswap)
+        [--reference-data DIR]  # CIFAR-10 python batches: the original draws each candidate's batch from them
 
 Figures: min and median wall time over --repeats, the three timings interleaved so that drift hits
 them alike (the min is the figure least disturbed by other processes on a shared machine; the load
@@ -17,6 +18,9 @@ With --reference, per candidate for --candidates WRN-40-2 students sampled at --
 original code's own per-candidate ranking (`rank_arch` of its model_generator.py, run from the checkout on
 the same batch: its masked network, a one-image shape pass, a full backward with module backward hooks),
 interleaved; the ratios reference/(b) (target ≥ 2.5) and (b)/(a) (target ≤ 1.10) over the candidates.
+With --reference-data the original also draws each candidate's batch as it does, `next(iter(loader))` of its
+own CIFAR-10 loader (crop, flip, Cutout of 128 images, workers=0), while (b) scores on the batch drawn once
+for all candidates, as `blockswap score` does: the end-to-end cost per candidate of each.
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def time_abc(g, batch, repeats) -> dict[str, list[tuple[float, float]]]:
     return runs
 
 
-def reference_ranker(checkout: str):
+def reference_ranker(checkout: str, data: str | None = None):
     """The original's `rank_arch(convs) -> fisher`, run from its checkout: its model_generator.py executes
     its search at import, so its two scoring functions are taken from the file alone and given what they
     read at module level (the model classes and helpers of its utils.py, the device, the batch source)."""
@@ -112,8 +116,15 @@ def reference_ranker(checkout: str):
     scope.update({k: original_utils.AverageMeter() for k in ("create_time", "prep_time", "fish_time", "total_time")})
     exec(compile(ast.Module(body=functions, type_ignores=[]), "model_generator.py", "exec"), scope)
 
+    if data:  # stand-in batches (as `make rehearse` writes) lack the real files' MD5 that torchvision checks
+        import torchvision.datasets.cifar
+
+        torchvision.datasets.cifar.check_integrity = lambda *args, **kwargs: True
+        torchvision.datasets.CIFAR10._check_integrity = lambda self: True
+    loader = original_utils.get_cifar_loaders(data, workers=0)[0] if data else None
+
     def rank(g: Genotype, batch) -> float:
-        scope["train_data"] = [batch]  # its loader is only ever asked for next(iter(...))
+        scope["train_data"] = loader or [batch]  # it only ever asks next(iter(train_data))
         return scope["rank_arch"]([original_utils.string_to_conv[b] for b in g.blocks])
     return rank
 
@@ -187,6 +198,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--students", type=int, default=4, help="candidates in the threads-vs-workers run")
     ap.add_argument("--reference", help="checkout of the original code, to time its ranking beside ours")
+    ap.add_argument("--reference-data", help="CIFAR-10 folder the reference draws its batches from, as it does")
     ap.add_argument("--candidates", type=int, default=8, help="sampled students timed against the reference")
     ap.add_argument("--budget", type=float, default=800_000, help="their parameter budget")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -241,9 +253,10 @@ def compare_with_reference(args):
 
     genotypes = sample(args.model, args.budget, args.candidates, seed=SEED)
     batch = make_batch(genotypes[0], args.batch_size)
-    reference = reference_ranker(args.reference)
+    reference = reference_ranker(args.reference, args.reference_data)
     print(f"{len(genotypes)} {args.model} students at {args.budget:,.0f} params, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, min of {args.repeats}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, min of {args.repeats}, reference batch "
+          f"{'from its loader' if args.reference_data else 'the same fixed one'}, "
           f"load average {os.getloadavg()[0]:.2f}")
     per = time_candidates(genotypes, batch, args.repeats, reference)
     print("candidate   (a) limit   (b) ours   reference   ref/(b)   (b)/(a)")

@@ -138,12 +138,33 @@ def write_cifar10(folder: Path, per_batch: int = 20, n_test: int = 40) -> Path:
     for name in names:
         n = n_test if name == "test_batch" else per_batch
         images = _noise_images(n, 32, 32, rng).transpose(0, 3, 1, 2).reshape(n, 3072)  # rows of R, G, B planes
-        batch = {b"batch_label": name.encode(), b"labels": (np.arange(n) % 10).tolist(), b"data": images,
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
-        (root / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {b"label_names": [f"class{c}".encode() for c in range(10)], b"num_cases_per_batch": per_batch}
-    (root / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+        batch = {"batch_label": name, "labels": (np.arange(n) % 10).tolist(), "data": images,
+                 "filenames": [f"{name}_{i}.png" for i in range(n)]}
+        (root / name).write_bytes(_python2_pickle(batch))
+    meta = {"label_names": [f"class{c}" for c in range(10)], "num_cases_per_batch": per_batch}
+    (root / "batches.meta").write_bytes(_python2_pickle(meta))
     return folder
+
+
+def _python2_pickle(mapping: dict) -> bytes:
+    """A pickled dict as CIFAR-10's batches were written by Python 2: its keys and strings (str here, or lists
+    of them) are Python 2 strings, which load as bytes with encoding="bytes" (as ours reads them) and as str
+    with encoding="latin1" (as torchvision does). Assembled from opcodes; every other value is pickled on its
+    own (its memo entries are written before they are read, so values never see each other's)."""
+    def py2(text: str) -> bytes:
+        raw = text.encode("latin1")
+        return (pickle.SHORT_BINSTRING + bytes([len(raw)]) if len(raw) < 256
+                else pickle.BINSTRING + len(raw).to_bytes(4, "little")) + raw
+
+    def value(v) -> bytes:
+        if isinstance(v, str):
+            return py2(v)
+        if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            return pickle.EMPTY_LIST + pickle.MARK + b"".join(map(py2, v)) + pickle.APPENDS
+        return pickle.dumps(v, protocol=3)[2:-1]  # without its PROTO header and STOP
+
+    items = b"".join(py2(k) + value(v) for k, v in mapping.items())
+    return pickle.PROTO + bytes([3]) + pickle.EMPTY_DICT + pickle.MARK + items + pickle.SETITEMS + pickle.STOP
 
 
 def write_imagenet(folder: Path, classes: int = 1000, per_class: int = 1) -> Path:
