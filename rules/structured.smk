@@ -38,6 +38,26 @@ use rule distill_structured as distill_structured_crs_off with:
         ),
 
 
+use rule distill_structured as distill_structured_repeat with:
+    """The same student distilled from the first teacher again, with another seed (structured.repeat_seeds)."""
+    input:
+        teacher=FIRST_TEACHER_CHECKPOINT,
+    output:
+        checkpoint=f"{R}/students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}/model.pt",
+        metrics=f"{R}/students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}/metrics.json",
+    log:
+        f"{LOGS}/students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}.tsv"
+    params:
+        labels=lambda w: labels(
+            method="structured",
+            block=w.block,
+            teacher_seed=FIRST_TEACHER,
+            seed=w.seed,
+        ),
+
+
 use rule train_blockswap_scratch as train_structured_scratch with:
     """A structured substitution in every block, trained on the data alone."""
     input:

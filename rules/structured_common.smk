@@ -15,6 +15,11 @@ def structured_metrics(wildcards):
         seed=TEACHER_SEEDS,
     )
     files += expand(
+        rules.distill_structured_repeat.output.metrics,
+        block=STRUCTURED["blocks"],
+        seed=[s for s in STRUCTURED["repeat_seeds"] if s != FIRST_TEACHER],
+    )
+    files += expand(
         rules.distill_structured_crs_off.output.metrics,
         block=STRUCTURED["crs_off"],
         seed=TEACHER_SEEDS,

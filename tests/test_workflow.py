@@ -114,14 +114,14 @@ def test_wrn28_structured_profile_dag():
 def test_default_profile_dag(tmp_path):
     """One teacher and one budget: 12 random nets, the pick with 3 seeds and its no-teacher control with the
     same 3, the closest single types under and over the budget, WRN-10-1 and the closest type without a
-    teacher, and one structured substitution (TensorTrain_0.5) distilled. (The detection stage's jobs:
+    teacher, and one structured substitution (TensorTrain_0.5) distilled with 3 seeds. (The detection stage's jobs:
     tests/test_detection_workflow.py.)"""
     jobs = {rule: n for rule, n in planned_jobs(workdir=tmp_path).items() if "detect" not in rule}
     assert jobs == {"train_teacher": 1, "sample_candidates": 1, "score_candidates": 1, "select_top": 1,
                     "distill_blockswap": 1, "distill_blockswap_repeat": 2, "train_blockswap_scratch": 3,
                     "distill_moonshine": 2, "train_moonshine_scratch": 1, "distill_scaled": 1,
                     "sample_random_nets": 1, "distill_random_net": 12, "score_random_nets": 2,
-                    "distill_structured": 1, "report_structured": 1,
+                    "distill_structured": 1, "distill_structured_repeat": 2, "report_structured": 1,
                     "report_results": 1, "report_correlation": 1, "report_proxy_zoo": 1,
                     "report_density": 1, "report_claims": 1,
                     "all": 1}

@@ -105,17 +105,42 @@ class SepHashed(StructuredLinear):
 
 class TensorTrain(StructuredLinear):
     """The M×N weight, row-major, as a d1×d2×d3 tensor (`three_factors(NM)`) in TT form G1·G2·G3,
-    cores r_{i-1}×d_i×r_i (r0 = r3 = 1)."""
+    cores r_{i-1}×d_i×r_i (r0 = r3 = 1).
+
+    Initialised as the original does (Gray et al. 2019, through tntorch): the TT-SVD of a dense weight drawn
+    as the replaced 1×1's (variance 2/M), truncated to the ranks - G1 and G2 left-orthonormal, G3 carrying
+    the scale. (Three independent Gaussian cores of the right product variance instead give weights whose
+    scale varies 0.66-1.4× from layer to layer, and the default's TT student trained to 18.6% error on one
+    CPU and 31.1% on another.)
+    """
 
     def __init__(self, n: int, m: int, s: float):
         super().__init__(n, m)
-        self.dims, ranks = three_factors(n * m), (1, *tt_ranks(three_factors(n * m), s), 1)
-        std = (2 / (m * ranks[1] * ranks[2])) ** (1 / 6)  # r1·r2·std⁶ = 2/M
-        self.cores = nn.ParameterList(_normal(ranks[i], d, ranks[i + 1], std=std) for i, d in enumerate(self.dims))
+        self.dims = three_factors(n * m)
+        dense = torch.randn(self.dims) * (2 / m) ** 0.5
+        self.cores = nn.ParameterList(map(nn.Parameter, tt_svd(dense, tt_ranks(self.dims, s))))
 
     def dense_weight(self):
         g1, g2, g3 = self.cores
         return torch.einsum("aib,bjc,ckd->ijk", g1, g2, g3).reshape(self.out_channels, self.in_channels)
+
+
+def tt_svd(tensor: torch.Tensor, ranks: tuple[int, int]) -> list[torch.Tensor]:
+    """Cores (1×d1×r1, r1×d2×r2, r2×d3×1) of the rank-(r1, r2) TT-SVD of a d1×d2×d3 tensor (Oseledets 2011,
+    Alg. 1): successive truncated SVDs of its unfoldings, each U kept as a core, S·Vᵀ carried on. A rank above
+    what an unfolding has gets zero columns."""
+    (d1, d2, d3), (r1, r2) = tensor.shape, ranks
+
+    def truncated(matrix: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+        u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+        k = min(r, len(s))
+        u_r, rest = matrix.new_zeros(len(matrix), r), matrix.new_zeros(r, matrix.shape[1])
+        u_r[:, :k], rest[:k] = u[:, :k], s[:k, None] * vh[:k]
+        return u_r, rest
+
+    g1, rest = truncated(tensor.reshape(d1, d2 * d3), r1)
+    g2, g3 = truncated(rest.reshape(r1 * d2, d3), r2)
+    return [g1.reshape(1, d1, r1), g2.reshape(r1, d2, r2), g3.reshape(r2, d3, 1)]
 
 
 class Tucker(StructuredLinear):
