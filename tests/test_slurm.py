@@ -60,7 +60,8 @@ RULE_CLASS = {
     "sample_n_candidates": "light", "select_n_top": "light",
     "report_results": "light", "report_correlation": "light", "report_proxy_zoo": "light", "report_density": "light",
     "report_samples": "light", "report_claims": "light",
-    "distill_structured": "train", "train_structured_scratch": "train", "distill_structured_crs_off": "train",
+    "distill_structured": "train", "distill_structured_repeat": "train", "train_structured_scratch": "train",
+    "distill_structured_crs_off": "train",
     "report_structured": "light",
     # the detection stage's jobs take detection.resources
     "detect_make_set": "light", "detect_sample": "light", "detect_score": "detect_score",
