@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
-from blockswap.proxies import _probed, get_proxy, score_candidates, score_one
+from blockswap.proxies import get_proxy, probed, score_candidates, score_one
 
 SEED = 0
 
@@ -92,7 +92,7 @@ def timed(fn, *args) -> tuple[float, float]:
 def time_abc(g, batch, repeats) -> dict[str, list[tuple[float, float]]]:
     net = create_model(g).train()
     runs = {"a": [], "b": [], "c": []}
-    with _probed(net) as acts, torch.enable_grad():
+    with probed(net) as acts, torch.enable_grad():
         limit_pass(net, acts, batch)  # warm-up: first calls create the oneDNN kernels
         naive(g, batch)
         for _ in range(repeats):
@@ -135,7 +135,7 @@ def time_candidates(genotypes, batch, repeats, reference) -> dict[str, list[floa
     for g in genotypes:
         net = create_model(g).train()
         runs = {"a": [], "b": [], "ref": []}
-        with _probed(net) as acts, torch.enable_grad():
+        with probed(net) as acts, torch.enable_grad():
             limit_pass(net, acts, batch)  # warm-up for this net's kernels
             for _ in range(repeats):
                 runs["a"].append(timed(limit_pass, net, acts, batch)[0])

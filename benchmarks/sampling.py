@@ -12,7 +12,7 @@ from blockswap.errors import BlockswapError
 from blockswap.sampling import (
     TOLERANCE,
     CostTable,
-    _completion_counts,
+    completion_counts,
     count_in_budget,
     sample_exact,
     sample_reference,
@@ -47,7 +47,7 @@ def main():
             ref = f"{time.perf_counter() - t0:12.2f} {drawn:12,}"
         except BlockswapError:
             ref = f"{'> cap':>12} {args.reference_cap:>12,}"
-        entries = _completion_counts(table, *window(budget, TOLERANCE)).entries
+        entries = completion_counts(table, *window(budget, TOLERANCE)).entries
         print(f"{budget:10,.0f} {count_in_budget(table, budget):14.3g} {entries:10,} {exact_s:8.3f} {ref}")
 
 

@@ -23,6 +23,7 @@ from blockswap.engine import FLOAT32, Precision, resolve_device, train_step
 from blockswap.genotype import Genotype
 from blockswap.losses import Objective
 from blockswap.models import create_model
+from blockswap.runner import resolve_threads
 
 # name: (model, channels, side, batch, augmentation) - WRN-40-2 is the CIFAR-10 BlockSwap teacher,
 # wrn-16-1 on Fashion-MNIST the default tiny profile.
@@ -66,8 +67,7 @@ def main() -> None:
     parser.add_argument("--profiles", default=",".join(PROFILES), help="comma list of: " + ", ".join(PROFILES))
     args = parser.parse_args()
     device = resolve_device(args.device)
-    threads = args.threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads)
+    threads = resolve_threads(args.threads)
     print(f"device {device}, {threads} threads, {args.iterations} timed steps per row, torch {torch.__version__}, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'profile':<24} {'batch':>5} {'images/s':>10} {'images/s AT':>12} {'AT cost':>8}")

@@ -14,17 +14,19 @@ use rule sample_candidates as sample_random_nets with:
         seed=ABLATIONS["random_seed"],
 
 
+DISTILL_RANDOM_NET_FILES = run_files("ablations/random/budget{budget}/net{i}")
+
+
 use rule distill_blockswap as distill_random_net with:
     input:
         teacher=FIRST_TEACHER_CHECKPOINT,
         nets=rules.sample_random_nets.output,
     output:
-        checkpoint=f"{R}/ablations/random/budget{{budget}}/net{{i}}/model.pt",
-        metrics=f"{R}/ablations/random/budget{{budget}}/net{{i}}/metrics.json",
+        **DISTILL_RANDOM_NET_FILES.output,
     log:
-        f"{LOGS}/ablations/random/budget{{budget}}/net{{i}}.log",
+        DISTILL_RANDOM_NET_FILES.log,
     benchmark:
-        f"{BENCH}/ablations/random/budget{{budget}}/net{{i}}.tsv"
+        DISTILL_RANDOM_NET_FILES.benchmark
     params:
         genotype=lambda w, input: f"--genotype {input.nets} --index {w.i}",
         labels=lambda w: labels(
@@ -33,15 +35,19 @@ use rule distill_blockswap as distill_random_net with:
         seed=FIRST_TEACHER,
 
 
+DISTILL_RANDOM_NET_REPEAT_FILES = run_files(
+    "ablations/random/budget{budget}/net{i}/seed{seed}"
+)
+
+
 use rule distill_random_net as distill_random_net_repeat with:
     """A random net trained again with another seed (ablations.random_repeats): one training's reliability."""
     output:
-        checkpoint=f"{R}/ablations/random/budget{{budget}}/net{{i}}/seed{{seed}}/model.pt",
-        metrics=f"{R}/ablations/random/budget{{budget}}/net{{i}}/seed{{seed}}/metrics.json",
+        **DISTILL_RANDOM_NET_REPEAT_FILES.output,
     log:
-        f"{LOGS}/ablations/random/budget{{budget}}/net{{i}}/seed{{seed}}.log",
+        DISTILL_RANDOM_NET_REPEAT_FILES.log,
     benchmark:
-        f"{BENCH}/ablations/random/budget{{budget}}/net{{i}}/seed{{seed}}.tsv"
+        DISTILL_RANDOM_NET_REPEAT_FILES.benchmark
     params:
         genotype=rules.distill_random_net.params.genotype,
         labels=lambda w: labels(

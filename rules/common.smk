@@ -1,8 +1,10 @@
 # Config validation, paths, shared parameters and input functions.
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from blockswap import plan
@@ -41,6 +43,21 @@ CONDA_ENV = "../envs/blockswap.yaml"  # for --sdm conda: the same pins as pyproj
 # A rehearsal's reports mark their tables and figures (blockswap.report.base reads the variable).
 REHEARSAL = "export BLOCKSWAP_REHEARSAL=1; " if config["rehearsal"] else ""
 shell.prefix(f'export PATH="{Path(sys.executable).parent}:$PATH"; {REHEARSAL}')
+
+
+def run_files(stem):
+    """A training rule's files from one path stem (wildcards in single braces): `output`, its checkpoint
+    and metrics under results_dir (unpack it with ** into the rule's output), `log` and `benchmark`.
+    """
+    return SimpleNamespace(
+        output={
+            "checkpoint": f"{R}/{stem}/model.pt",
+            "metrics": f"{R}/{stem}/metrics.json",
+        },
+        log=f"{LOGS}/{stem}.log",
+        benchmark=f"{BENCH}/{stem}.tsv",
+    )
+
 
 DATASET = config["dataset"]
 TEACHER = config["teacher"]

@@ -1,8 +1,11 @@
-# Stage 3b: structured substitutions (deficient-efficient, spec §8): the teacher's model with every block one
+# Stage 3b: structured substitutions (deficient-efficient: Gray et al. 2019): the teacher's model with every block one
 # substitution, distilled with AT from every teacher (`use rule distill_blockswap`), trained without a teacher
 # (`use rule train_blockswap_scratch`), and, for structured.crs_off, distilled again with CRS-wd off.
 # Their table and Pareto figures put them beside the teachers, BlockSwap and Moonshine students.
 # Its config and input functions are in structured_common.smk.
+
+
+DISTILL_STRUCTURED_FILES = run_files("students/structured/{block}/teacher{seed}")
 
 
 use rule distill_blockswap as distill_structured with:
@@ -10,27 +13,30 @@ use rule distill_blockswap as distill_structured with:
     input:
         teacher=TEACHER_RULE.output.checkpoint,
     output:
-        checkpoint=f"{R}/students/structured/{{block}}/teacher{{seed}}/model.pt",
-        metrics=f"{R}/students/structured/{{block}}/teacher{{seed}}/metrics.json",
+        **DISTILL_STRUCTURED_FILES.output,
     log:
-        f"{LOGS}/students/structured/{{block}}/teacher{{seed}}.log",
+        DISTILL_STRUCTURED_FILES.log,
     benchmark:
-        f"{BENCH}/students/structured/{{block}}/teacher{{seed}}.tsv"
+        DISTILL_STRUCTURED_FILES.benchmark
     params:
         recipe=structured_recipe(STRUCTURED["crs_wd"]),
         genotype=lambda w: f"--model {TEACHER['model']} --block {w.block}",
         labels=lambda w: labels(method="structured", block=w.block, teacher_seed=w.seed),
 
 
+DISTILL_STRUCTURED_CRS_OFF_FILES = run_files(
+    "students/structured_crs_off/{block}/teacher{seed}"
+)
+
+
 use rule distill_structured as distill_structured_crs_off with:
     """The CRS-wd ablation: the same student with the plain weight decay on every tensor."""
     output:
-        checkpoint=f"{R}/students/structured_crs_off/{{block}}/teacher{{seed}}/model.pt",
-        metrics=f"{R}/students/structured_crs_off/{{block}}/teacher{{seed}}/metrics.json",
+        **DISTILL_STRUCTURED_CRS_OFF_FILES.output,
     log:
-        f"{LOGS}/students/structured_crs_off/{{block}}/teacher{{seed}}.log",
+        DISTILL_STRUCTURED_CRS_OFF_FILES.log,
     benchmark:
-        f"{BENCH}/students/structured_crs_off/{{block}}/teacher{{seed}}.tsv"
+        DISTILL_STRUCTURED_CRS_OFF_FILES.benchmark
     params:
         recipe=structured_recipe(False),
         labels=lambda w: labels(
@@ -38,17 +44,21 @@ use rule distill_structured as distill_structured_crs_off with:
         ),
 
 
+DISTILL_STRUCTURED_REPEAT_FILES = run_files(
+    f"students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}"
+)
+
+
 use rule distill_structured as distill_structured_repeat with:
     """The same student distilled from the first teacher again, with another seed (structured.repeat_seeds)."""
     input:
         teacher=FIRST_TEACHER_CHECKPOINT,
     output:
-        checkpoint=f"{R}/students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}/model.pt",
-        metrics=f"{R}/students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}/metrics.json",
+        **DISTILL_STRUCTURED_REPEAT_FILES.output,
     log:
-        f"{LOGS}/students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}.log",
+        DISTILL_STRUCTURED_REPEAT_FILES.log,
     benchmark:
-        f"{BENCH}/students/structured/{{block}}/teacher{FIRST_TEACHER}/seed{{seed}}.tsv"
+        DISTILL_STRUCTURED_REPEAT_FILES.benchmark
     params:
         labels=lambda w: labels(
             method="structured",
@@ -58,17 +68,21 @@ use rule distill_structured as distill_structured_repeat with:
         ),
 
 
+TRAIN_STRUCTURED_SCRATCH_FILES = run_files(
+    "students/structured_scratch/{block}/seed{seed}"
+)
+
+
 use rule train_blockswap_scratch as train_structured_scratch with:
     """A structured substitution in every block, trained on the data alone."""
     input:
         [],
     output:
-        checkpoint=f"{R}/students/structured_scratch/{{block}}/seed{{seed}}/model.pt",
-        metrics=f"{R}/students/structured_scratch/{{block}}/seed{{seed}}/metrics.json",
+        **TRAIN_STRUCTURED_SCRATCH_FILES.output,
     log:
-        f"{LOGS}/students/structured_scratch/{{block}}/seed{{seed}}.log",
+        TRAIN_STRUCTURED_SCRATCH_FILES.log,
     benchmark:
-        f"{BENCH}/students/structured_scratch/{{block}}/seed{{seed}}.tsv"
+        TRAIN_STRUCTURED_SCRATCH_FILES.benchmark
     params:
         recipe=structured_recipe(STRUCTURED["crs_wd"]),
         genotype=lambda w: f"--model {TEACHER['model']} --block {w.block}",

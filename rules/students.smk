@@ -6,6 +6,9 @@
 FIRST_TEACHER_CHECKPOINT = expand(TEACHER_RULE.output.checkpoint, seed=FIRST_TEACHER)
 
 
+DISTILL_BLOCKSWAP_FILES = run_files("students/blockswap/budget{budget}/teacher{seed}")
+
+
 rule distill_blockswap:
     input:
         teacher=TEACHER_RULE.output.checkpoint,
@@ -13,12 +16,11 @@ rule distill_blockswap:
             rules.select_top.output, n=SEARCH["samples"], allow_missing=True
         ),
     output:
-        checkpoint=f"{R}/students/blockswap/budget{{budget}}/teacher{{seed}}/model.pt",
-        metrics=f"{R}/students/blockswap/budget{{budget}}/teacher{{seed}}/metrics.json",
+        **DISTILL_BLOCKSWAP_FILES.output,
     log:
-        f"{LOGS}/students/blockswap/budget{{budget}}/teacher{{seed}}.log",
+        DISTILL_BLOCKSWAP_FILES.log,
     benchmark:
-        f"{BENCH}/students/blockswap/budget{{budget}}/teacher{{seed}}.tsv"
+        DISTILL_BLOCKSWAP_FILES.benchmark
     conda:
         CONDA_ENV
     threads: res("train", "threads")
@@ -41,18 +43,22 @@ rule distill_blockswap:
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 
 
+DISTILL_BLOCKSWAP_REPEAT_FILES = run_files(
+    f"students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}"
+)
+
+
 use rule distill_blockswap as distill_blockswap_repeat with:
     """The BlockSwap pick distilled from the first teacher again, with another seed (student.repeat_seeds)."""
     input:
         teacher=FIRST_TEACHER_CHECKPOINT,
         genotype=rules.distill_blockswap.input.genotype,
     output:
-        checkpoint=f"{R}/students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}/model.pt",
-        metrics=f"{R}/students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}/metrics.json",
+        **DISTILL_BLOCKSWAP_REPEAT_FILES.output,
     log:
-        f"{LOGS}/students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}.log",
+        DISTILL_BLOCKSWAP_REPEAT_FILES.log,
     benchmark:
-        f"{BENCH}/students/blockswap/budget{{budget}}/teacher{FIRST_TEACHER}/seed{{seed}}.tsv"
+        DISTILL_BLOCKSWAP_REPEAT_FILES.benchmark
     params:
         labels=lambda w: labels(
             method="blockswap",
@@ -62,17 +68,21 @@ use rule distill_blockswap as distill_blockswap_repeat with:
         ),
 
 
+DISTILL_MOONSHINE_FILES = run_files(
+    "students/moonshine/budget{budget}/{block}/teacher{seed}"
+)
+
+
 use rule distill_blockswap as distill_moonshine with:
     """Moonshine: the teacher with every block one cheap type."""
     input:
         teacher=TEACHER_RULE.output.checkpoint,
     output:
-        checkpoint=f"{R}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}/model.pt",
-        metrics=f"{R}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}/metrics.json",
+        **DISTILL_MOONSHINE_FILES.output,
     log:
-        f"{LOGS}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}.log",
+        DISTILL_MOONSHINE_FILES.log,
     benchmark:
-        f"{BENCH}/students/moonshine/budget{{budget}}/{{block}}/teacher{{seed}}.tsv"
+        DISTILL_MOONSHINE_FILES.benchmark
     params:
         genotype=lambda w: f"--model {TEACHER['model']} --block {w.block}",
         labels=lambda w: labels(
@@ -80,20 +90,25 @@ use rule distill_blockswap as distill_moonshine with:
         ),
 
 
+DISTILL_SCALED_FILES = run_files("students/scaled/{model}/teacher{seed}")
+
+
 use rule distill_blockswap as distill_scaled with:
     """A depth/width-scaled WRN (all standard blocks) as the student."""
     input:
         teacher=TEACHER_RULE.output.checkpoint,
     output:
-        checkpoint=f"{R}/students/scaled/{{model}}/teacher{{seed}}/model.pt",
-        metrics=f"{R}/students/scaled/{{model}}/teacher{{seed}}/metrics.json",
+        **DISTILL_SCALED_FILES.output,
     log:
-        f"{LOGS}/students/scaled/{{model}}/teacher{{seed}}.log",
+        DISTILL_SCALED_FILES.log,
     benchmark:
-        f"{BENCH}/students/scaled/{{model}}/teacher{{seed}}.tsv"
+        DISTILL_SCALED_FILES.benchmark
     params:
         genotype=lambda w: f"--model {w.model}",
         labels=lambda w: labels(method="scaled", model=w.model, teacher_seed=w.seed),
+
+
+DISTILL_MBCONV_FILES = run_files("students/mbconv/teacher{seed}")
 
 
 use rule distill_blockswap as distill_mbconv with:
@@ -101,26 +116,29 @@ use rule distill_blockswap as distill_mbconv with:
     input:
         teacher=TEACHER_RULE.output.checkpoint,
     output:
-        checkpoint=f"{R}/students/mbconv/teacher{{seed}}/model.pt",
-        metrics=f"{R}/students/mbconv/teacher{{seed}}/metrics.json",
+        **DISTILL_MBCONV_FILES.output,
     log:
-        f"{LOGS}/students/mbconv/teacher{{seed}}.log",
+        DISTILL_MBCONV_FILES.log,
     benchmark:
-        f"{BENCH}/students/mbconv/teacher{{seed}}.tsv"
+        DISTILL_MBCONV_FILES.benchmark
     params:
         genotype=f"--model {TEACHER['model']} --block MBConv6",
         labels=lambda w: labels(method="mbconv", teacher_seed=w.seed),
 
 
+DISTILL_MOONSHINE_KD_FILES = run_files(
+    "students/moonshine_kd/budget{budget}/{block}/teacher{seed}"
+)
+
+
 # Controls (baselines.controls): the same students with KD instead of AT, or without a teacher.
 use rule distill_moonshine as distill_moonshine_kd with:
     output:
-        checkpoint=f"{R}/students/moonshine_kd/budget{{budget}}/{{block}}/teacher{{seed}}/model.pt",
-        metrics=f"{R}/students/moonshine_kd/budget{{budget}}/{{block}}/teacher{{seed}}/metrics.json",
+        **DISTILL_MOONSHINE_KD_FILES.output,
     log:
-        f"{LOGS}/students/moonshine_kd/budget{{budget}}/{{block}}/teacher{{seed}}.log",
+        DISTILL_MOONSHINE_KD_FILES.log,
     benchmark:
-        f"{BENCH}/students/moonshine_kd/budget{{budget}}/{{block}}/teacher{{seed}}.tsv"
+        DISTILL_MOONSHINE_KD_FILES.benchmark
     params:
         distill=recipe_flags({"at_beta": 0, **BASELINES["kd"]}),
         labels=lambda w: labels(
@@ -128,17 +146,21 @@ use rule distill_moonshine as distill_moonshine_kd with:
         ),
 
 
+TRAIN_BLOCKSWAP_SCRATCH_FILES = run_files(
+    "students/blockswap_scratch/budget{budget}/seed{seed}"
+)
+
+
 rule train_blockswap_scratch:
     """The BlockSwap pick trained on the data alone, one run per teacher seed."""
     input:
         genotype=rules.distill_blockswap.input.genotype,
     output:
-        checkpoint=f"{R}/students/blockswap_scratch/budget{{budget}}/seed{{seed}}/model.pt",
-        metrics=f"{R}/students/blockswap_scratch/budget{{budget}}/seed{{seed}}/metrics.json",
+        **TRAIN_BLOCKSWAP_SCRATCH_FILES.output,
     log:
-        f"{LOGS}/students/blockswap_scratch/budget{{budget}}/seed{{seed}}.log",
+        TRAIN_BLOCKSWAP_SCRATCH_FILES.log,
     benchmark:
-        f"{BENCH}/students/blockswap_scratch/budget{{budget}}/seed{{seed}}.tsv"
+        TRAIN_BLOCKSWAP_SCRATCH_FILES.benchmark
     conda:
         CONDA_ENV
     threads: res("train", "threads")
@@ -159,17 +181,21 @@ rule train_blockswap_scratch:
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 
 
+TRAIN_MOONSHINE_SCRATCH_FILES = run_files(
+    "students/moonshine_scratch/budget{budget}/{block}/seed{seed}"
+)
+
+
 use rule train_blockswap_scratch as train_moonshine_scratch with:
     """A Moonshine student trained on the data alone."""
     input:
         [],
     output:
-        checkpoint=f"{R}/students/moonshine_scratch/budget{{budget}}/{{block}}/seed{{seed}}/model.pt",
-        metrics=f"{R}/students/moonshine_scratch/budget{{budget}}/{{block}}/seed{{seed}}/metrics.json",
+        **TRAIN_MOONSHINE_SCRATCH_FILES.output,
     log:
-        f"{LOGS}/students/moonshine_scratch/budget{{budget}}/{{block}}/seed{{seed}}.log",
+        TRAIN_MOONSHINE_SCRATCH_FILES.log,
     benchmark:
-        f"{BENCH}/students/moonshine_scratch/budget{{budget}}/{{block}}/seed{{seed}}.tsv"
+        TRAIN_MOONSHINE_SCRATCH_FILES.benchmark
     params:
         genotype=lambda w: f"--model {TEACHER['model']} --block {w.block}",
         labels=lambda w: labels(

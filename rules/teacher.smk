@@ -1,18 +1,19 @@
 # Stage 1: one teacher per seed: trained here, or (teacher.pretrained) weights trained elsewhere, checked and
 # tested. Either way its files are the same, so the students' rules name TEACHER_RULE and do not change.
 
+TEACHER_FILES = run_files("teachers/seed{seed}")
+
 if TEACHER["pretrained"]:
 
     rule import_teacher:
         """The pretrained teacher (teacher.pretrained, e.g. torchvision's ResNet-34), checked against
         teacher.model and tested, as the checkpoint a trained teacher would be."""
         output:
-            checkpoint=f"{R}/teachers/seed{{seed}}/model.pt",
-            metrics=f"{R}/teachers/seed{{seed}}/metrics.json",
+            **TEACHER_FILES.output,
         log:
-            f"{LOGS}/teachers/seed{{seed}}.log",
+            TEACHER_FILES.log,
         benchmark:
-            f"{BENCH}/teachers/seed{{seed}}.tsv"
+            TEACHER_FILES.benchmark
         conda:
             CONDA_ENV
         threads: res("score", "threads")
@@ -39,12 +40,11 @@ else:
 
     rule train_teacher:
         output:
-            checkpoint=f"{R}/teachers/seed{{seed}}/model.pt",
-            metrics=f"{R}/teachers/seed{{seed}}/metrics.json",
+            **TEACHER_FILES.output,
         log:
-            f"{LOGS}/teachers/seed{{seed}}.log",
+            TEACHER_FILES.log,
         benchmark:
-            f"{BENCH}/teachers/seed{{seed}}.tsv"
+            TEACHER_FILES.benchmark
         conda:
             CONDA_ENV
         threads: res("train", "threads")

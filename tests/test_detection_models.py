@@ -260,6 +260,17 @@ def _classification_checkpoint(path, genotype):
     return net
 
 
+def test_test_only_refuses_a_set_without_coco_categories_in_one_line(tmp_path):
+    """A checkpoint trained on data without COCO categories stores None; evaluating it on such a set is one
+    error (COCO AP names the labels by the set's category ids), not a TypeError from list(None)."""
+    run = DetectTrainConfig(**{**RUN.to_dict(), "epochs": 1})
+    detection_train.train(RESNET18, slim("fasterrcnn"), run, Rectangles(2, train=True),
+                          out_checkpoint=tmp_path / "m.pt")
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["category_ids"] is None
+    with pytest.raises(BlockswapError, match="the validation set has no COCO categories"):
+        detection_train.test_only(tmp_path / "m.pt", Rectangles(2), run)
+
+
 def test_backbone_from_a_classification_checkpoint(tmp_path):
     net = _classification_checkpoint(tmp_path / "cls.pt", Genotype.uniform("resnet18", "Conv", num_classes=10))
     body = build_body(RESNET18, init=tmp_path / "cls.pt")

@@ -120,7 +120,7 @@ class Progress:
     resumes: int = 0
 
 
-def _rng_state(device: torch.device) -> dict:
+def rng_state(device: torch.device) -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))}
@@ -129,7 +129,7 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]
@@ -157,7 +157,7 @@ class ResumeFile:
               "epoch": p.epoch, "step": p.step,
               "scheduler": {"schedule": self.config.schedule, "lr_unit": self.config.lr_unit, "epoch": p.epoch,
                             "step": p.step},
-              "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": _rng_state(device),
+              "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(device),
               "metrics": p.history, "tally": dataclasses.asdict(p.tally) if mid_epoch else None,
               "elapsed_s": elapsed_s, "resumes": p.resumes,
               **({} if scaler is None else {"scaler": scaler.state_dict()})}, self.path)
@@ -169,7 +169,7 @@ class ResumeFile:
                                                                   "step")))
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         return Progress(state["epoch"], state["step"], list(state["metrics"]), Tally(**(state.get("tally") or {})),

@@ -91,20 +91,24 @@ SINGLE = World()
 
 
 class AgreedStop:
-    """The stop requests (signal numbers) of all processes as one answer: a stop signal reaches the processes
-    at different steps, and one that stops alone would leave the others waiting in a collective forever."""
+    """The stop requests (signal numbers, as `runner.stop_requests` records them) of all processes as one
+    answer: a stop signal reaches the processes at different steps, and one that stops alone would leave the
+    others waiting in a collective forever.
+
+    `agreed()` asks; with several processes it is a collective (an all-reduce), so every process must ask at
+    the same points of the loop. There is no truth value: an `if stop` would hide a collective."""
 
     def __init__(self, world: World, received: list[int]):
         self.world, self.received, self.signum = world, received, 0
 
-    def __bool__(self) -> bool:
+    def agreed(self) -> bool:
+        """Whether some process has received a stop signal; the largest signal number is left in `signum`.
+        With several processes, a collective: every process calls it at the same point."""
         self.signum = self.world.max(self.received[0] if self.received else 0)
         return self.signum > 0
 
-    def __getitem__(self, i: int) -> int:  # as the list of received signals: stop[0] is the signal
-        if i != 0 or not self.signum:
-            raise IndexError(i)
-        return self.signum
+    def __bool__(self) -> bool:
+        raise TypeError("AgreedStop has no truth value: call agreed() (a collective with several processes)")
 
 
 def _env_int(name: str) -> int:

@@ -135,14 +135,15 @@ def train_step(model: Network, optimizer: torch.optim.Optimizer, objective: Obje
 
 def train_one_epoch(model: Network, optimizer: torch.optim.Optimizer, objective: Objective,
                     batches: Iterable, lr_at: Callable[[int], float], tally: Tally, *, epoch: int, step: int = 0,
-                    teacher: Network | None = None, stop: list | tuple = (), bar=None, world: World = SINGLE,
-                    precision: Precision = FLOAT32) -> int:
+                    teacher: Network | None = None, stop: Callable[[], bool] | None = None, bar=None,
+                    world: World = SINGLE, precision: Precision = FLOAT32) -> int:
     """Train on `batches` (those of `epoch` from `step` on), adding to `tally`. Returns the step reached: the
-    epoch's end, or earlier as soon as `stop` is non-empty (a stop signal arrived). Data-parallel, `batches`
+    epoch's end, or earlier as soon as `stop()` is true (asked before each step: `AgreedStop.agreed`, a
+    collective with several processes). Data-parallel, `batches`
     are this rank's slices and the tally counts the global batch."""
     model.train()
     for images, targets in batches:
-        if stop:
+        if stop is not None and stop():
             break
         lr = lr_at(step)
         values = train_step(model, optimizer, objective, images, targets, lr, teacher, world, precision)

@@ -5,7 +5,7 @@ transfer (AT).
     AT_i = mean over batch and positions of (at(student_i) - at(teacher_i))², at(x) = L2-normalise over
            positions of the channel mean of x², per example (Zagoruyko & Komodakis)
     KD   = T²·KL(softmax(t/T) ‖ softmax(s/T)), averaged over the batch (Hinton et al.; the reference
-           Moonshine code). The spec's "KL(student/T ‖ teacher/T)" names the same term: the teacher's
+           Moonshine code). Written "KL(student/T ‖ teacher/T)", it is the same term: the teacher's
            softened distribution is the target.
 α = 0 switches KD off, an empty β list switches AT off. β has one value per attention point (3 for WRN, 4
 for ResNet): one number means the same β at every point (BlockSwap CIFAR: 1000 at 3 points; ImageNet: 750

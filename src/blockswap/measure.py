@@ -1,7 +1,7 @@
 """Params, Ops and MACs of a built network, counted by forward hooks (the check on `counting.analytic`).
 
-Same conventions as `counting` (spec §4), where the rule is stated: Ops = conv + linear multiply-adds +
-linear bias adds + the element count entering every `nn.ReLU` (the skeleton's; a cheap module's
+Same conventions as `counting` (BlockSwap Table 2's "Ops"), where the rule is stated: Ops = conv + linear
+multiply-adds + linear bias adds + the element count entering every `nn.ReLU` (the skeleton's; a cheap module's
 `blocks.InnerReLU` is not one), for one image. A structured replacement's own weights (factors, or a dense
 weight it materialises) are applied through `structured.Pointwise`, counted like a 1×1 conv.
 """

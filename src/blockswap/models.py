@@ -69,7 +69,7 @@ class PostActBlock(nn.Module):
         out = self.conv1(x)
         if self.conv2 is not None:
             out = self.conv2(self.relu(self.bn1(out)))
-        # The Fisher probe reads the branch's output: after its last BN, before the addition (spec §5). Before
+        # The Fisher probe reads the branch's output: after its last BN, before the addition (BlockSwap §3.3). Before
         # bn2, train-mode BN would hide the branch's scale from the probe's gradient.
         out = self.probe(self.bn2(out))
         return self.relu_out(out + (x if self.downsample is None else self.downsample(x)))

@@ -4,7 +4,7 @@ Source: J. Turner, E. J. Crowley, M. O'Boyle, A. Storkey, G. Gray, "BlockSwap: F
 Substitution for Network Compression on a Budget", ICLR 2020 (arXiv 1906.04113). Errors are in percent,
 params/Ops/MACs are plain counts (the paper prints them in K/M/G, rounded to the digits kept here).
 
-The `wrn28` profile's rows are spec §8's readings of the deficient-efficient paper's figure (Gray, Crowley,
+The `wrn28` profile's rows are readings of the deficient-efficient paper's figure (Gray, Crowley,
 Storkey, arXiv 1906.00859): WRN-28-10 students with AT on CIFAR-10, one family each, at the size read off.
 
 Lookup rules (`lookup`): a paper row answers a run group of the same profile and method when every key
@@ -102,7 +102,7 @@ def _figure(family: str, params_m: float, error: float) -> PaperRow:
                     budget=params_m * M, block=f"{family}_*")
 
 
-# Spec §8: the figure's WRN-28-10 + AT points (error %, params read off the plot); Ops not read.
+# Gray et al. 2019, their figure's WRN-28-10 + AT points (error %, params read off the plot); Ops not read.
 WRN28_FIGURE = (
     _figure("TensorTrain", 2.4, 3.60), _figure("TensorTrain", 1.1, 4.04), _figure("TensorTrain", 0.6, 4.96),
     _figure("SepHashed", 2.4, 3.91), _figure("SepHashed", 0.57, 4.85), _figure("ACDC", 0.6, 5.22),

@@ -145,8 +145,8 @@ def _check_processes(config: dict) -> None:
 
 
 def scoring_batch(config: dict) -> int:
-    """The proxies' minibatch size: search.batch_size, else the students' training batch (spec §5: the paper
-    scores on a minibatch of the training batch size)."""
+    """The proxies' minibatch size: search.batch_size, else the students' training batch (BlockSwap §3.3: Fisher
+    potential on one minibatch of the training batch size, 128 on CIFAR-10)."""
     return config["search"]["batch_size"] or config["student"]["recipe"]["batch_size"]
 
 

@@ -3,7 +3,8 @@
 Each proxy is `fn(net, batches, genotype) -> float` on a freshly initialised network in train mode,
 registered with the sign that makes "higher = better": `sign * value` is what ranking sorts on.
 
-"After k minibatches" (spec §5, Table 1): every metric is measured on a network being trained. From its
+"After k minibatches" (BlockSwap Table 1, §4.2: "after 1, 10, and 100 minibatches of training"): every
+metric is measured on a network being trained. From its
 random initialisation it takes k SGD steps, one per minibatch (`train_k_steps`: lr 0.1, momentum 0.9,
 weight decay 5e-4). The *trajectory* metrics are taken during those steps, each before its step: Fisher
 accumulates Δ over the k passes, grad_norm sums the weight-gradient norms over the k steps, training
@@ -95,7 +96,7 @@ def parse_proxies(text: str) -> list[Proxy]:
 
 # ------------------------------------------------------------------------------------------ Fisher
 @contextlib.contextmanager
-def _probed(net: nn.Module, probes: Sequence[nn.Module] | None = None):
+def probed(net: nn.Module, probes: Sequence[nn.Module] | None = None):
     """Collect each probe's output during forward (default: every block's `probe` of `net`), with the
     parameters of `net` frozen; undone on exit.
 
@@ -124,7 +125,7 @@ def _probed(net: nn.Module, probes: Sequence[nn.Module] | None = None):
             p.requires_grad_(True)
 
 
-def _delta(acts: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> torch.Tensor:
+def fisher_delta(acts: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """Δ_block of one pass (float64): Σ_c 1/(2N) Σ_n (Σ_ij a·g)². (A product and a sum: 4× faster on the CPU
     than einsum's contraction, which goes through a batched matmul of 1-wide matrices.)"""
     per_nc = [(a * g).sum((2, 3)).double() for a, g in zip(acts, grads)]
@@ -136,7 +137,7 @@ K_STEP_SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
 
 
 def train_k_steps(net: nn.Module, batches: Sequence[Batch]) -> dict[str, float]:
-    """One SGD step per minibatch from the net's current weights (spec §5); returns what the steps measure,
+    """One SGD step per minibatch from the net's current weights (BlockSwap §4.2); returns what the steps measure,
     each before its step: fisher (Δ summed over the passes), grad_norm (Σ over steps of Σ_W ‖∂L/∂W‖),
     train_accuracy and train_loss (of the minibatches as they are trained on). `net` ends stepped."""
     net.train()
@@ -160,7 +161,7 @@ def train_k_steps(net: nn.Module, batches: Sequence[Batch]) -> dict[str, float]:
                 loss = F.cross_entropy(logits, y)
                 loss.backward()
                 with torch.no_grad():
-                    fisher += _delta(acts, [a.grad for a in acts])
+                    fisher += fisher_delta(acts, [a.grad for a in acts])
                     grad_norm += float(sum(w.grad.double().norm() for w in weights))
                     correct += float((logits.argmax(1) == y).sum())
                     loss_sum += float(loss) * len(y)
@@ -182,13 +183,13 @@ def fisher_per_block(net: nn.Module, batches: Sequence[Batch]) -> torch.Tensor:
     """
     net.train()
     total = torch.zeros(len(net.blocks), dtype=torch.float64)
-    with _probed(net) as acts, torch.enable_grad():
+    with probed(net) as acts, torch.enable_grad():
         for x, y in batches:
             acts.clear()
             logits, _ = net(x)
             grads = torch.autograd.grad(F.cross_entropy(logits, y), acts)
             with torch.no_grad():
-                total += _delta(acts, grads)
+                total += fisher_delta(acts, grads)
             del logits, grads
             acts.clear()  # drop the graph before the next batch
     return total

@@ -11,7 +11,8 @@ metrics, each atomically, and deletes the resume file (`Run.finish`).
 Stop signals (`stop_requests`): SIGTERM and SIGUSR1 (SLURM's preemption and time-limit warnings) are recorded,
 not acted on, so that the step in flight finishes and the resume file holds a whole step; `Preempted` carries
 the exit status 128 + signal that tells SLURM to requeue the job. With several processes the stop is agreed
-(`distributed.AgreedStop`), so all of them stop at the same step.
+(`distributed.AgreedStop`), so all of them stop at the same step: the loop asks `stop.agreed()`, a collective
+with several processes, at the same points on every process - before each step, and once after each epoch.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import Tally, save
-from .distributed import AgreedStop, World
+from .distributed import SINGLE, AgreedStop, World
 from .files import write_json
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -63,10 +64,18 @@ def stop_requests():
             signal.signal(s, handler)
 
 
-def use_threads(threads: int | None, world: World) -> int:
-    """Set and return torch's thread count: `threads`, or the CPUs this job may use, shared among the processes
-    of the run on this machine."""
-    threads = max(1, (threads or len(os.sched_getaffinity(0))) // world.local_size)
+def available_cpus() -> int:
+    """The CPUs this process may use: its CPU affinity where the system has one (Linux; under SLURM, the job's
+    CPUs), else all of the machine's (`os.cpu_count`, e.g. on macOS)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def resolve_threads(threads: int | None = None, world: World = SINGLE) -> int:
+    """Set and return torch's intra-op thread count: `threads`, or the CPUs this process may use
+    (`available_cpus`); either shared among the processes of the run on this machine (`world.local_size`)."""
+    threads = max(1, (threads or available_cpus()) // world.local_size)
     torch.set_num_threads(threads)
     return threads
 
@@ -88,8 +97,9 @@ class Run:
     and `progress`), `world`, `model` (unwrapped), `progress` (`checkpoint.Progress`), `started` (perf_counter at
     the start of this attempt) and `resume_path`, and supplies the methods that raise NotImplementedError."""
 
-    def train_steps(self, stop) -> int:
-        """Train the current epoch from `progress.step` on until its end or `stop`, leaving the step reached in
+    def train_steps(self, stop: AgreedStop) -> int:
+        """Train the current epoch from `progress.step` on until its end or until `stop.agreed()` (asked before
+        each step, so a collective at the same steps on every process), leaving the step reached in
         `progress.step` and the sums in `progress.tally`; return the epoch's number of steps."""
         raise NotImplementedError
 
@@ -119,7 +129,7 @@ class Run:
                     file=sys.stderr, leave=False, disable=not (config.progress and self.world.main),
                     dynamic_ncols=True)
 
-    def epoch(self, stop) -> None:
+    def epoch(self, stop: AgreedStop) -> None:
         """Train the current epoch (from its saved step), test if due, save; raise Preempted on `stop`."""
         progress = self.progress
         epoch, tick = progress.epoch, time.perf_counter()
@@ -127,7 +137,7 @@ class Run:
         if progress.step < steps:  # stopped mid-epoch
             progress.tally.seconds += time.perf_counter() - tick
             self.save_resume(mid_epoch=True)
-            raise Preempted(stop[0], self.resume_path, epoch, progress.step)
+            raise Preempted(stop.signum, self.resume_path, epoch, progress.step)
         last = epoch + 1 == self.config.epochs
         self.world.share_buffers(self.model)  # one network on all processes: rank 0's, the one saved
         test = self.test() if last or (epoch + 1) % self.config.eval_every == 0 else None
@@ -136,13 +146,13 @@ class Run:
         progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
         self.save_resume(mid_epoch=False)
         self.log_epoch(record)
-        if stop and not last:
-            raise Preempted(stop[0], self.resume_path, epoch + 1, 0)
+        if stop.agreed() and not last:  # asked on every process (a collective), the last epoch's end too
+            raise Preempted(stop.signum, self.resume_path, epoch + 1, 0)
 
     def run(self, requests: Callable = stop_requests) -> None:
         """Train the epochs that are left, stopping between steps when `requests()` has recorded a signal."""
         with requests() as received:
-            stop = received if self.world.size == 1 else AgreedStop(self.world, received)
+            stop = AgreedStop(self.world, received)
             while self.progress.epoch < self.config.epochs:
                 self.epoch(stop)
 

@@ -8,7 +8,7 @@ every step. lr_unit="epoch" (default) holds it constant through an epoch, as the
 code does (its schedulers step once per epoch); "iteration" moves it every step. Cosine goes from `lr`
 towards 0 at the end of the last epoch; "step" multiplies by `gamma` at each milestone epoch.
 Weight decay is applied to all parameters (BN included), as in the reference code. With `crs_wd` (CRS-wd,
-spec §8) the tensors that structured substitutions declare compressed (`structured.compressed_parameters`)
+Gray et al. 2019) the tensors that structured substitutions declare compressed (`structured.compressed_parameters`)
 form their own parameter group, whose weight decay is scaled by the genotype's compression ratio
 (`counting.compression_ratio`); the groups are recorded in the metrics.
 
@@ -59,7 +59,7 @@ from tqdm import tqdm
 from .checkpoint import Progress, ResumeFile, Tally, load_model, weights_sha256
 from .counting import analytic, compression_ratio
 from .data import check_fits, default_augment, iterate_batches, load_dataset
-from .distributed import World, check_batch, is_main, joined
+from .distributed import AgreedStop, World, check_batch, is_main, joined
 from .engine import Precision, evaluate, resolve_device, train_one_epoch
 from .errors import BlockswapError
 from .files import check_distinct_files, provenance
@@ -67,7 +67,7 @@ from .genotype import Genotype
 from .losses import Objective
 from .models import Network, create_model
 from .recipe import TrainConfig, learning_rate
-from .runner import Preempted, Run, resume_path_for, seed_all, use_threads  # noqa: F401 - Preempted re-exported
+from .runner import Preempted, Run, resolve_threads, resume_path_for, seed_all  # noqa: F401 - Preempted re-exported
 from .structured import compressed_parameters
 
 
@@ -196,7 +196,7 @@ class _Run(Run):
     def resume_path(self) -> Path:
         return self.resume.path
 
-    def train_steps(self, stop) -> int:
+    def train_steps(self, stop: AgreedStop) -> int:
         config, progress, steps, world = self.config, self.progress, self.steps, self.world
         epoch = progress.epoch
         batches = iterate_batches(self.train_set, config.batch_size, train=True, seed=config.seed, epoch=epoch,
@@ -205,7 +205,7 @@ class _Run(Run):
         bar = self.bar(steps)
         progress.step = train_one_epoch(
             self.trainer, self.optimizer, self.objective, batches, lambda s: learning_rate(config, epoch, s, steps),
-            progress.tally, epoch=epoch, step=progress.step, teacher=self.tutor and self.tutor.net, stop=stop,
+            progress.tally, epoch=epoch, step=progress.step, teacher=self.tutor and self.tutor.net, stop=stop.agreed,
             bar=bar, world=world, precision=self.precision)
         bar.close()
         return steps
@@ -271,7 +271,7 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
 def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: torch.device, started: float,
            out_checkpoint, metrics_path, resume_path, teacher, teacher_genotype, block, labels) -> dict:
     precision = Precision.for_run(config, device)  # refuses amp and channels_last on the CPU
-    threads = use_threads(config.threads, world)  # the processes on one machine share its CPUs
+    threads = resolve_threads(config.threads, world)  # the processes on one machine share its CPUs
     out_checkpoint = Path(out_checkpoint)
     resume_path = resume_path_for(out_checkpoint, resume_path)
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path,

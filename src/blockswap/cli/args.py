@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
+from ..errors import BlockswapError
 from ..files import write_json, write_text
 
 
@@ -65,6 +67,36 @@ def number_list(cast):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     return parse
+
+
+FIELD_PARSERS = {"int_list": number_list(int), "float_list": number_list(float), "bool": boolean}
+"""The argparse types of the settings fields whose `metadata["type"]` names one (others parse as their type)."""
+
+
+def add_field_option(p: argparse.ArgumentParser, f: dataclasses.Field, *, given_only: bool = False,
+                     default=None) -> None:
+    """A settings field (its metadata: "type", "help", optional "choices") as the option --<name>, with the
+    field's default (or `default`, where a command differs) stated in its help. `given_only`: the option's
+    argparse default is None, so that a value given is told from one left out."""
+    value = f.default if default is None else default
+    kind = f.metadata["type"] or type(value)
+    listed = isinstance(value, tuple)
+    shown = ",".join(map(str, value)) if listed else value
+    p.add_argument("--" + f.name.replace("_", "-"), type=FIELD_PARSERS.get(kind, kind),
+                   default=None if given_only else list(value) if listed else value,
+                   choices=f.metadata.get("choices"),
+                   help=f.metadata["help"] + ("" if value is None else f" (default {shown})"))
+
+
+def parse_labels(pairs: list[str]) -> dict:
+    """--label KEY=VALUE options (repeatable) as the metrics' labels."""
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BlockswapError(f"--label {pair!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
 
 
 def emit(obj, output: str | None) -> None:

@@ -7,8 +7,8 @@ output is the CSV of `blockswap score` with one proxy column, `fisher`, so `bloc
 
 from __future__ import annotations
 
-from .args import int_at_least
-from .detect_train import _add_option, _detector_options
+from .args import add_field_option, int_at_least
+from .detect_train import detector_options
 
 
 def cmd_detect_score(args) -> None:
@@ -23,7 +23,7 @@ def cmd_detect_score(args) -> None:
     from .search import load_candidates, write_scores
 
     genotypes = load_candidates(args.candidates)
-    options = _detector_options(args)
+    options = detector_options(args)
     DetectorConfig(**options)  # checks the detector settings before any data is read
     device = resolve_device(args.device)
     if args.threads:
@@ -51,7 +51,7 @@ def add_score_command(detect_subparsers) -> None:
     p.add_argument("--slim", type=int_at_least(32), metavar="CANVAS",
                    help="start from the CPU preset for CANVAS-pixel images (slim heads, anchors 8…128, no resizing)")
     for f in FIELDS.values():
-        _add_option(p, f, given_only=True)
+        add_field_option(p, f, given_only=True)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int_at_least(1), help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -10,27 +10,14 @@ option given beside it wins. `--backend mmdet --mmdet-config C.py` takes the det
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import sys
 
 from ..errors import BlockswapError
-from .args import int_at_least
-from .training import PARSERS, _labels
+from .args import add_field_option, int_at_least, parse_labels
 
 
-def _add_option(p: argparse.ArgumentParser, f: dataclasses.Field, given_only: bool) -> None:
-    """A settings field as an option; `given_only`: its argparse default is None, so a given value is known."""
-    kind = f.metadata["type"] or type(f.default)
-    shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
-    default = None if given_only else (list(f.default) if isinstance(f.default, tuple) else f.default)
-    p.add_argument("--" + f.name.replace("_", "-"), type=PARSERS.get(kind, kind), default=default,
-                   choices=f.metadata.get("choices"),
-                   help=f.metadata["help"] + ("" if f.default is None else f" (default {shown})"))
-
-
-def _detector_options(args) -> dict:
+def detector_options(args) -> dict:
     """The detector settings the command names: the --slim preset's, then the options given."""
     from ..detection.detectors import FIELDS, slim_settings
 
@@ -97,7 +84,7 @@ def _train(args, config, genotype, options: dict) -> dict:
 
     try:
         return train(genotype, detector, config, train_set, val_set, out_checkpoint=args.checkpoint,
-                     metrics_path=args.output, resume_path=args.resume, init=args.init, labels=_labels(args.label),
+                     metrics_path=args.output, resume_path=args.resume, init=args.init, labels=parse_labels(args.label),
                      batches=aspect_ratio_batches)
     except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
         if is_main():
@@ -136,7 +123,7 @@ def _train_mmdet(args, config, genotype, options: dict) -> dict:
     return mmdet_train.train(args.mmdet_config, genotype, config, train=(args.train_images, args.train_annotations),
                              val=(args.val_images, args.val_annotations), out_checkpoint=args.checkpoint,
                              metrics_path=args.output, norm=options.get("norm"),
-                             gn_groups=options.get("gn_groups") or 32, init=args.init, labels=_labels(args.label))
+                             gn_groups=options.get("gn_groups") or 32, init=args.init, labels=parse_labels(args.label))
 
 
 def _test_only(args, config, genotype, options: dict) -> dict:
@@ -160,7 +147,7 @@ def cmd_detect_train(args) -> None:
     config = DetectTrainConfig(**{name: getattr(args, name) for name in FIELDS if FIELDS[name].metadata["cli"]},
                                progress=not args.quiet)
     genotype = _genotype(args)
-    options = _detector_options(args)
+    options = detector_options(args)
     DetectorConfig(**options)  # checks the detector settings before any data is read
     run = _train_mmdet if args.backend == "mmdet" else _test_only if args.test_only else _train
     metrics = run(args, config, genotype, options)
@@ -190,10 +177,10 @@ def add_train_command(detect_subparsers) -> None:
     p.add_argument("--slim", type=int_at_least(32), metavar="CANVAS",
                    help="start from the CPU preset for CANVAS-pixel images (slim heads, anchors 8…128, no resizing)")
     for f in DETECTOR_FIELDS.values():
-        _add_option(p, f, given_only=True)
+        add_field_option(p, f, given_only=True)
     for f in TRAIN_FIELDS.values():
         if f.metadata["cli"]:
-            _add_option(p, f, given_only=False)
+            add_field_option(p, f)
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch still)")
     p.add_argument("--checkpoint", required=True,
                    help="final checkpoint .pt, written when training is done (--test-only: the one to evaluate)")

@@ -6,26 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
 from ..errors import BlockswapError
 from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
-from .args import boolean, emit, int_at_least, number_list
-
-PARSERS = {"int_list": number_list(int), "float_list": number_list(float), "bool": boolean}
+from .args import add_field_option, emit, int_at_least, parse_labels
 
 
 def add_setting(p: argparse.ArgumentParser, name: str, default=None) -> None:
     """One TrainConfig field as an option; `default` replaces the field's own where a command differs."""
-    f = FIELDS[name]
-    value = f.default if default is None else default
-    kind = f.metadata["type"] or type(value)
-    listed = isinstance(value, tuple)
-    text = ",".join(map(str, value)) if listed else value
-    p.add_argument("--" + name.replace("_", "-"), type=PARSERS.get(kind, kind),
-                   default=list(value) if listed else value, choices=f.metadata.get("choices"),
-                   help=f.metadata["help"] + ("" if value is None else f" (default {text})"))
+    add_field_option(p, FIELDS[name], default=default)
 
 
 def config_from_args(args, fields) -> TrainConfig:
@@ -45,16 +35,6 @@ def _student(args):
     return load(args.genotype, args.index)
 
 
-def _labels(pairs: list[str]) -> dict:
-    labels = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise BlockswapError(f"--label {pair!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
-
-
 def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
     from ..distributed import is_main
     from ..runner import Preempted
@@ -63,7 +43,7 @@ def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
     try:
         metrics = train(config, _student(args), out_checkpoint=args.checkpoint, metrics_path=args.output,
                         resume_path=args.resume, teacher=teacher, teacher_genotype=teacher_genotype,
-                        block=args.block or "Conv", labels=_labels(args.label))
+                        block=args.block or "Conv", labels=parse_labels(args.label))
     except Preempted as e:  # SLURM preemption/time limit: not an error, the job is to be requeued
         if is_main():
             print(f"blockswap {args.command}: {e}", file=sys.stderr)
@@ -87,16 +67,15 @@ def cmd_distill(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    import torch
-
     from ..checkpoint import load_model
     from ..counting import analytic
     from ..data import check_fits, load_dataset
     from ..engine import evaluate, resolve_device
     from ..files import provenance
     from ..genotype import Genotype
+    from ..runner import resolve_threads
 
-    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    resolve_threads(args.threads)
     device = resolve_device(args.device)
     model, ckpt = load_model(args.checkpoint, device=device)
     genotype = Genotype.from_dict(ckpt["genotype"])
@@ -116,16 +95,15 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_import_weights(args) -> None:
-    import torch
-
     from ..engine import resolve_device
     from ..pretrained import import_weights
+    from ..runner import resolve_threads
 
-    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    resolve_threads(args.threads)
     metrics = import_weights(args.weights, args.model, args.dataset, out_checkpoint=args.checkpoint,
                              metrics_path=args.output, data_dir=args.data_dir, test_subset=args.test_subset,
                              device=resolve_device(args.device), batch_size=args.batch_size,
-                             labels=_labels(args.label))
+                             labels=parse_labels(args.label))
     if not args.output:
         print(json.dumps(metrics, indent=2))
 

@@ -75,12 +75,13 @@ def to_device(images, targets, device) -> tuple[list, list]:
 
 # ----------------------------------------------------------------------------------------------- training
 def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, lr_at: Callable[[int], float],
-                    device, tally: Tally, *, epoch: int, step: int = 0, stop: list | tuple = (),
+                    device, tally: Tally, *, epoch: int, step: int = 0, stop: Callable[[], bool] | None = None,
                     clip_grad_norm: float | None = None, bar=None, world: World = SINGLE) -> int:
     """Train on `batches` (those of `epoch` from `step` on) with SGD at `lr_at(step)`, the gradients' norm
     clipped to `clip_grad_norm` if given, adding each loss and their sum ("loss"), image-weighted, to `tally`.
-    Returns the step reached: the epoch's end, or earlier as soon as `stop` is non-empty (checked before a
-    batch is read, so that no draw is made for it). A non-finite loss stops the run before its step, with
+    Returns the step reached: the epoch's end, or earlier as soon as `stop()` is true (asked before a batch
+    is read, so that no draw is made for it, and once more at the epoch's end; `AgreedStop.agreed`, a
+    collective with several processes). A non-finite loss stops the run before its step, with
     the weights intact.
 
     Data-parallel (`world` of several processes, `model` in DistributedDataParallel): `batches` are this
@@ -90,7 +91,7 @@ def train_one_epoch(model, optimizer: torch.optim.Optimizer, batches: Iterable, 
     gradient of the global batch's mean loss even where the parts differ in length."""
     model.train()
     batches = iter(batches)
-    while not stop:
+    while stop is None or not stop():
         try:
             images, targets = next(batches)
         except StopIteration:

@@ -4,7 +4,7 @@ BlockSwap §7 "apply[s] BlockSwap using COCO images": the candidates are ranked 
 task's loss responds to each block, so the loss back-propagated here is the detector's own - the sum of its
 training losses (for Mask R-CNN: RPN objectness and box regression, RoI classification, box regression and
 mask) - on one minibatch of detection images and their boxes, masks and labels. Δ is the classification
-search's (spec §5, `proxies`): at each residual branch's output, from activation gradients only, summed
+search's (BlockSwap §3.3, Eq. 2–3; `proxies`): at each residual branch's output, from activation gradients only, summed
 over the blocks.
 
 Everything but the backbone is held fixed across candidates: the FPN and heads are initialised from
@@ -28,7 +28,7 @@ import torch
 
 from ..errors import BlockswapError
 from ..genotype import Genotype
-from ..proxies import _delta, _probed, candidate_seed
+from ..proxies import candidate_seed, fisher_delta, probed
 from .backbone import build_body, check_resnet
 from .build import assemble
 from .detectors import DetectorConfig
@@ -54,11 +54,11 @@ def detection_fisher_per_block(genotype: Genotype, images: Sequence[torch.Tensor
         torch.manual_seed(head_seed)
         model = assemble(body, genotype, detector_config).to(device).train()
         torch.manual_seed(head_seed)  # the detector's sampling of anchors and RoIs
-        with _probed(model, model.backbone.probes) as acts, torch.enable_grad():
+        with probed(model, model.backbone.probes) as acts, torch.enable_grad():
             loss = sum(model(images, targets).values())
             grads = torch.autograd.grad(loss, acts)
             with torch.no_grad():
-                return _delta(acts, grads)
+                return fisher_delta(acts, grads)
 
 
 def fisher_batch(dataset, batch_size: int, seed: int) -> tuple[list, list]:

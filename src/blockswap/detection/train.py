@@ -34,13 +34,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import Progress, Tally, _rng_state, _set_rng_state, describe, read, save
-from ..distributed import World, check_batch, joined
+from ..checkpoint import Progress, Tally, describe, read, rng_state, save, set_rng_state
+from ..distributed import AgreedStop, World, check_batch, joined
 from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
 from ..genotype import Genotype
-from ..runner import Run, resume_path_for, seed_all, stop_requests, use_threads
+from ..runner import Run, resolve_threads, resume_path_for, seed_all, stop_requests
 from .backbone import init_weights_sha256
 from .build import build_detector
 from .detectors import DetectorConfig
@@ -157,7 +157,7 @@ class _DetectionRun(Run):
     progress: Progress = field(default_factory=Progress)
     ap: dict | None = None  # the last evaluation's
 
-    def train_steps(self, stop) -> int:
+    def train_steps(self, stop: AgreedStop) -> int:
         config, progress, world, train_set = self.config, self.progress, self.world, self.train_set
         epoch = progress.epoch
         if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
@@ -171,7 +171,8 @@ class _DetectionRun(Run):
             self.trained, self.optimizer, load_batches(train_set, order[progress.step:], config.workers, config.seed,
                                                        epoch),
             partial(learning_rate, config, epoch, steps_per_epoch=len(order)), self.device, progress.tally,
-            epoch=epoch, step=progress.step, stop=stop, clip_grad_norm=config.clip_grad_norm, bar=bar, world=world)
+            epoch=epoch, step=progress.step, stop=stop.agreed, clip_grad_norm=config.clip_grad_norm, bar=bar,
+            world=world)
         bar.close()
         return len(order)
 
@@ -192,7 +193,7 @@ class _DetectionRun(Run):
 
     def save_resume(self, mid_epoch: bool) -> None:
         """Also at an epoch's end the file holds the (then empty) tally."""
-        rng = self.world.gather([_rng_state(self.device)])  # a collective: every process takes part
+        rng = self.world.gather([rng_state(self.device)])  # a collective: every process takes part
         if self.world.main:
             config, progress = self.config, self.progress
             save({"format": RESUME_FORMAT, "genotype": self.genotype.to_dict(), "detector": self.detector.to_dict(),
@@ -213,7 +214,7 @@ class _DetectionRun(Run):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         rng = state["rng"]  # one state per process of the run that wrote it
-        _set_rng_state(rng[self.world.rank] if len(rng) == self.world.size else rng[0])
+        set_rng_state(rng[self.world.rank] if len(rng) == self.world.size else rng[0])
         self.progress = Progress(state["epoch"], state["step"], list(state["history"]), Tally(**state["tally"]),
                                  state["elapsed_s"], state["resumes"] + 1)
 
@@ -233,7 +234,7 @@ class _DetectionRun(Run):
 
 def _train(genotype, detector, config, train_set, val_set, world: World, device, started: float,
            out_checkpoint: Path, metrics_path, resume_path, init, labels, batches) -> dict:
-    threads = use_threads(config.threads, world)
+    threads = resolve_threads(config.threads, world)
     resume_path = resume_path_for(out_checkpoint, resume_path)
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path, "init": init})
     if len(train_set) == 0:
@@ -271,13 +272,17 @@ def test_only(checkpoint: str | os.PathLike, val_set, config: DetectTrainConfig,
     """COCO AP of a final detection checkpoint on `val_set`; refuses one of another genotype or detector
     where those are given."""
     started = time.perf_counter()
-    threads = config.threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads)
+    resolve_threads(config.threads)
     device = resolve_device(config.device)
     model, ckpt = load_detector(checkpoint, device)
     saved_genotype = Genotype.from_dict(ckpt["genotype"])
     check_identity(checkpoint, ckpt, genotype, detector or DetectorConfig.from_dict(ckpt["detector"]))
-    categories = list(getattr(val_set, "category_ids", ckpt["category_ids"]))
+    # COCO AP names each label by the set's category ids (`evaluate`): a set without them cannot be scored (a
+    # checkpoint trained on such data stores None).
+    if getattr(val_set, "category_ids", None) is None:
+        raise BlockswapError(f"the validation set has no COCO categories (category_ids); {checkpoint} is scored by "
+                             "COCO AP on a COCO set: --val-images and --val-annotations")
+    categories = list(val_set.category_ids)
     if categories != ckpt["category_ids"]:
         raise BlockswapError(f"{checkpoint} was trained on categories {ckpt['category_ids']}, the validation set "
                              f"has {categories}: its labels would name other categories")
