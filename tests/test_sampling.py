@@ -17,7 +17,7 @@ from blockswap.genotype import Genotype
 from blockswap.sampling import (
     MAX_DP_ENTRIES,
     CostTable,
-    _completion_counts,
+    completion_counts,
     count_in_budget,
     sample,
     sample_exact,
@@ -67,7 +67,7 @@ def test_trimmed_table_holds_the_exact_completion_counts(budget):
     lo, hi = window(budget, 0.025)
     totals = table.total(choices)
     inside = (totals > lo) & (totals < hi)
-    dp = _completion_counts(table, lo, hi)
+    dp = completion_counts(table, lo, hi)
     assert dp.total == inside.sum() > 0
     unit = int(np.gcd.reduce(np.concatenate(table.costs)))
     for k in range(len(table.costs) + 1):
@@ -117,14 +117,14 @@ def test_moonshine_budget_with_the_exact_sampler():
     """WRN-40-2 with Moonshine's types at 2.1M params: the table spans only the partial costs that can still
     end in (2.0475M, 2.1525M) - 1.29M entries, where a table over every cost up to the budget needed 20.4M."""
     table = CostTable.build("wrn-40-2", "moonshine")
-    dp = _completion_counts(table, *window(2_100_000, 0.025))
+    dp = completion_counts(table, *window(2_100_000, 0.025))
     assert dp.entries < 1_500_000 and dp.total > 1e12
     genotypes = sample("wrn-40-2", 2_100_000, 100, seed=0, candidates="moonshine")
     params = [counting.analytic(g).params for g in genotypes]
     assert all(2_047_500 < p < 2_152_500 for p in params) and len(set(g.blocks for g in genotypes)) == 100
     # Over the whole feasible range the table stays well under the cap (at most ~3.1M entries, at mid budgets).
     low, high = table.feasible_range
-    sizes = [_completion_counts(table, *window(b, 0.025)).entries for b in np.linspace(low * 1.03, high, 25)]
+    sizes = [completion_counts(table, *window(b, 0.025)).entries for b in np.linspace(low * 1.03, high, 25)]
     assert max(sizes) < 4_000_000 < MAX_DP_ENTRIES
 
 
@@ -170,9 +170,14 @@ def test_seeded_and_reproducible():
     assert a == b and a != c
 
 
-def test_ops_budget():
-    genotypes = sample("wrn-40-2", 100e6, 200, seed=0, metric="ops")
-    assert all(97.5e6 < counting.analytic(g).ops < 102.5e6 for g in genotypes)
+@pytest.mark.parametrize("metric,budget", [("ops", 100e6), ("macs", 90e6)])
+def test_ops_and_macs_budgets(metric, budget):
+    genotypes = sample("wrn-40-2", budget, 200, seed=0, metric=metric)
+    assert all(0.975 * budget < getattr(counting.analytic(g), metric) < 1.025 * budget for g in genotypes)
+    # the table's sum is the analytic count of the genotype, net by net
+    table = CostTable.build("wrn-40-2", metric=metric)
+    choices = np.array([[table.types[i].index(b) for i, b in enumerate(g.blocks)] for g in genotypes])
+    assert table.total(choices).tolist() == [getattr(counting.analytic(g), metric) for g in genotypes]
 
 
 def test_invalid_types_are_never_sampled_at_narrow_widths():

@@ -26,6 +26,8 @@ from .arch import get_architecture
 from .blocktypes import get_block
 from .genotype import Genotype
 
+COUNTED_METRICS = ("params", "ops", "macs")  # what a budget can count without measuring anything
+
 
 @dataclass(frozen=True)
 class Counts:
@@ -76,11 +78,11 @@ def slot_costs(g_model: str, types: list[str], image_size: int, in_channels: int
     if metric == "params":
         fixed = arch.fixed_params(in_channels, num_classes)
         cost = arch.block_params
-    elif metric == "ops":
-        fixed = arch.fixed_ops(in_channels, num_classes, image_size)[0]
-        cost = arch.block_ops
+    elif metric in ("ops", "macs"):  # fixed_ops gives (Ops, MACs) of the stem and head
+        fixed = arch.fixed_ops(in_channels, num_classes, image_size)[metric == "macs"]
+        cost = arch.block_ops if metric == "ops" else arch.block_macs
     else:
-        raise ValueError(f"metric must be 'params' or 'ops', got {metric!r}")
+        raise ValueError(f"metric must be one of {COUNTED_METRICS}, got {metric!r}")
     table = []
     for s in slots:
         table.append({t: cost(s, get_block(t)) for t in types if get_block(t).is_valid(s.cin, s.cout)})

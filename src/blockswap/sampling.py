@@ -20,14 +20,14 @@ import numpy as np
 
 from .arch import get_architecture
 from .blocktypes import candidate_set
-from .counting import slot_costs
+from .counting import COUNTED_METRICS, slot_costs
 from .errors import BlockswapError
 from .genotype import Genotype
 
 # The exact sampler holds one float64 vector per block over the accumulated costs (in units of the costs'
 # gcd) that can still end in budget (`CompletionTable`); beyond this many entries in all it refuses rather
 # than eat the machine's memory (20M entries = 160 MB).
-# BlockSwap keeps a candidate whose count lies strictly within ±2.5% of the budget (spec §1).
+# BlockSwap keeps a candidate whose count lies strictly within ±2.5% of the budget (BlockSwap §4).
 TOLERANCE = 0.025
 MAX_DP_ENTRIES = 20_000_000
 
@@ -52,8 +52,8 @@ class CostTable:
         in_channels = in_channels or arch.default_in_channels
         num_classes = num_classes or arch.default_num_classes
         image_size = image_size or arch.default_image_size
-        if metric not in ("params", "ops"):
-            raise BlockswapError(f"budget metric must be 'params' or 'ops', got {metric!r}")
+        if metric not in COUNTED_METRICS:
+            raise BlockswapError(f"budget metric must be one of {', '.join(COUNTED_METRICS)}, got {metric!r}")
         fixed, table = slot_costs(model, candidate_set(candidates), image_size, in_channels, num_classes, metric)
         for i, row in enumerate(table):
             if not row:
@@ -142,7 +142,7 @@ class CompletionTable:
         return float(self.counts[0][0]) if len(self.counts[0]) else 0.0
 
 
-def _completion_counts(table: CostTable, lo: float, hi: float) -> CompletionTable:
+def completion_counts(table: CostTable, lo: float, hi: float) -> CompletionTable:
     """The completion counts of `CompletionTable`, by dynamic programming from the last block back."""
     unit = reduce(math.gcd, [int(c) for costs in table.costs for c in costs], 0) or 1
     scaled = [c // unit for c in table.costs]
@@ -176,14 +176,14 @@ def _completion_counts(table: CostTable, lo: float, hi: float) -> CompletionTabl
 def count_in_budget(table: CostTable, budget: float, tolerance: float = TOLERANCE) -> float:
     """How many genotypes lie in the budget window (float: it can exceed 2**63)."""
     _check_feasible(table, budget, tolerance)
-    return _completion_counts(table, *window(budget, tolerance)).total
+    return completion_counts(table, *window(budget, tolerance)).total
 
 
 def sample_exact(table: CostTable, budget: float, n: int, seed: int = 0,
                  tolerance: float = TOLERANCE) -> list[Genotype]:
     """Exactly uniform over the in-budget genotypes, without rejection."""
     _check_feasible(table, budget, tolerance, n)
-    dp = _completion_counts(table, *window(budget, tolerance))
+    dp = completion_counts(table, *window(budget, tolerance))
     if dp.total == 0:
         raise BlockswapError(f"no {table.model} student lies strictly within ±{tolerance:.1%} of {budget:,.0f} "
                              f"{table.metric}; widen the tolerance or move the budget")

@@ -220,17 +220,17 @@ def add_commands(sub) -> None:
     p = sub.add_parser("sample", help="sample student genotypes within a budget")
     p.add_argument("--model", required=True)
     p.add_argument("--budget", type=positive_number, required=True,
-                   help="target params (Ops with --metric ops, microseconds with --metric latency)")
+                   help="target params (Ops or MACs with --metric ops|macs, microseconds with --metric latency)")
     p.add_argument("--tolerance", type=fraction, default=TOLERANCE,
                    help=f"accept strictly within ±this fraction (default {TOLERANCE})")
-    p.add_argument("--metric", choices=("params", "ops", "latency"), default="params")
+    p.add_argument("--metric", choices=("params", "ops", "macs", "latency"), default="params")
     p.add_argument("--latency-table", help="with --metric latency: the table from `blockswap latency-table`")
     p.add_argument("--device", default="cpu", help="with --metric latency: the device the table must be of")
     p.add_argument("--samples", type=int_at_least(1), default=1000)
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--candidates", default="blockswap",
                    help="candidate set: blockswap (23 types), paper (21), moonshine, structured (8 structured "
-                        "substitutions, spec §8), all, named sets joined by + (blockswap+structured: the "
+                        "substitutions of Gray et al. 2019), all, named sets joined by + (blockswap+structured: the "
                         "mixed search), or a comma list")
     p.add_argument("--sampler", choices=("exact", "reference"), default="exact",
                    help="exact: uniform over the in-budget set without rejection; reference: the paper's")
