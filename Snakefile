@@ -2,24 +2,39 @@
 #   snakemake --cores all                                   (embedded Fashion-MNIST profile, CPU)
 #   snakemake --cores all --configfile workflow/config/cifar10.yaml
 #   snakemake --workflow-profile workflow/profiles/slurm --configfile workflow/config/cifar10.yaml
+# Or compress a network of one's own (a teacher file and an image folder), beside structural pruning:
+#   snakemake --cores all --configfile workflow/config/compress.yaml
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-include: "rules/common.smk"
-include: "rules/structured_common.smk"
-include: "rules/teacher.smk"
-include: "rules/search.smk"
-include: "rules/students.smk"
-include: "rules/ablations.smk"
-include: "rules/detection.smk"
-include: "rules/structured.smk"
-include: "rules/report.smk"
+include: "rules/profile.smk"
 
 
-rule all:
-    default_target: True
-    input:
-        all_outputs(),
-        structured_outputs(),
+if config.get("name") == "compress":
+
+    include: "rules/compress.smk"
+
+    rule all:
+        default_target: True
+        input:
+            rules.compress_table.output,
+
+else:
+
+    include: "rules/common.smk"
+    include: "rules/structured_common.smk"
+    include: "rules/teacher.smk"
+    include: "rules/search.smk"
+    include: "rules/students.smk"
+    include: "rules/ablations.smk"
+    include: "rules/detection.smk"
+    include: "rules/structured.smk"
+    include: "rules/report.smk"
+
+    rule all:
+        default_target: True
+        input:
+            all_outputs(),
+            structured_outputs(),

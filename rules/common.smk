@@ -4,19 +4,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from blockswap import plan
 from blockswap.recipe import recipe_flags
 from blockswap.errors import BlockswapError
-
-
-def _refuse(message):
-    """A profile mistake: one line on stderr and exit status 2 before any job, as the CLI does."""
-    print(f"blockswap workflow: invalid configuration: {message}", file=sys.stderr)
-    sys.exit(2)
-
 
 # A profile given with --configfile stands alone (schema defaults fill the rest); only without one is
 # the embedded default loaded, so a paper profile never inherits the default's small subsets.
@@ -26,13 +17,7 @@ if not config:
             (Path(workflow.basedir) / "workflow/config/default.yaml").read_text()
         )
     )
-try:  # the schema fills in defaults too
-    validate(config, "../workflow/schemas/config.schema.yaml")
-except WorkflowError as e:  # one line naming the key, not the whole schema
-    why = e.__context__  # the jsonschema ValidationError
-    if not hasattr(why, "json_path"):
-        raise
-    _refuse(f"{why.json_path.lstrip('$.') or 'top level'}: {why.message}")
+validate_profile("../workflow/schemas/config.schema.yaml")
 
 R = config["results_dir"] or f"results/{config['name']}"
 LOGS = f"{R}/logs"

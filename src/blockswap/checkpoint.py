@@ -23,7 +23,7 @@ import torch
 from .errors import BlockswapError
 from .files import atomic_path
 from .genotype import Genotype
-from .models import Network, create_model
+from .models import Network, create_model, shaped_like
 from .recipe import RUN_ONLY, TrainConfig
 
 RESUME_FORMAT = "blockswap-resume-1"
@@ -84,6 +84,8 @@ def load_model(path: str | os.PathLike, expect: Genotype | None = None,
     if expect is not None and genotype != expect:
         raise BlockswapError(f"{path} holds {describe(genotype)}, not the expected {describe(expect)}")
     model = create_model(genotype)
+    if ckpt.get("pruned"):  # structurally pruned: the genotype's layers with the checkpoint's channel counts
+        shaped_like(model, ckpt["state_dict"])
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
@@ -146,6 +148,7 @@ class ResumeFile:
     config: TrainConfig
     teacher_id: str | None = None
     teacher_sha256: str | None = None
+    init_sha256: str | None = None  # a pruned net's starting weights
 
     def save(self, model: Network, optimizer: torch.optim.Optimizer, progress: Progress, elapsed_s: float,
              mid_epoch: bool, device: torch.device, scaler: torch.amp.GradScaler | None = None) -> None:
@@ -154,6 +157,7 @@ class ResumeFile:
         p = progress
         save({"format": RESUME_FORMAT, "genotype": self.genotype.to_dict(), "config": self.config.to_dict(),
               "teacher_id": self.teacher_id, "teacher_sha256": self.teacher_sha256,
+              **({} if self.init_sha256 is None else {"init_sha256": self.init_sha256}),
               "epoch": p.epoch, "step": p.step,
               "scheduler": {"schedule": self.config.schedule, "lr_unit": self.config.lr_unit, "epoch": p.epoch,
                             "step": p.step},
@@ -198,4 +202,6 @@ class ResumeFile:
                                  f"{str(state.get('teacher_sha256'))[:12]} there, {str(self.teacher_sha256)[:12]} "
                                  f"now): the teacher was retrained or replaced since; delete {path} to restart this "
                                  "student from scratch with the new teacher, or put the old teacher back")
+        if state.get("init_sha256") != self.init_sha256:
+            raise BlockswapError(f"{path} was written for a pruned net with other starting weights; {fix}")
         return state

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from .datadirs import DEBIAN_DIR, locate_fashion_mnist
 from .distributed import World
 from .errors import BlockswapError
-from .imagefolder import FolderDataset, class_folders, image_files
+from .imagefolder import FOLDER_HOW, SMALL_SIDE, FolderDataset, decoded_split, first_image_side, folder_split
 from .registry import Registry
 
 # Per-channel mean/std in [0, 1] units.
@@ -248,21 +248,27 @@ def _imagenet(data_dir: Path | None, split: str) -> FolderDataset:
     how = ("download ILSVRC2012 from image-net.org, extract train/ and val/ with one folder per class "
            "(wnid) - val/ must be sorted into class folders too - and pass --data-dir pointing at the "
            "folder holding train/ and val/")
-    if data_dir is None:
-        raise BlockswapError(f"ImageNet needs a data directory; {how}")
-    root = data_dir / ("train" if split == "train" else "val")
-    classes = class_folders(root)
-    if not classes:
-        raise BlockswapError(f"ImageNet not found: {root} is missing or has no class folders; {how}")
-    other = class_folders(data_dir / ("val" if split == "train" else "train"))
-    if other and other != classes:  # labels are folder ranks, so both splits must list the same classes
-        raise BlockswapError(f"{data_dir}/train and {data_dir}/val hold different class folders "
-                             f"({len(classes)} vs {len(other)}); {how}")
-    paths, labels = image_files(root, classes)
-    if not paths:
-        raise BlockswapError(f"no .JPEG/.jpg/.png images in the class folders of {root}; {how}")
+    classes, paths, labels = folder_split(data_dir, split, how)
     return FolderDataset("imagenet", tuple(paths), torch.tensor(labels), tuple(classes),
                          IMAGENET_MEAN, IMAGENET_STD, dict(pad=0, flip=False, cutout=0))
+
+
+# ------------------------------------------------------------------------------------- a user's image folder
+@register_dataset("folder")
+def _folder(data_dir: Path | None, split: str) -> Dataset:
+    """Small images (≤ SMALL_SIDE px) in memory at their size and channels, normalised by the training split's
+    statistics, pad-and-crop by ⌈side/8⌉ (flips for colour only: mirrored digits or garments are off-distribution);
+    larger ones decoded lazily at 224 px as ImageNet."""
+    classes, paths, labels = folder_split(data_dir, split, FOLDER_HOW, min_classes=2)
+    if first_image_side(paths[0]) > SMALL_SIDE:
+        return FolderDataset("folder", tuple(paths), torch.tensor(labels), tuple(classes),
+                             IMAGENET_MEAN, IMAGENET_STD, dict(pad=0, flip=False, cutout=0))
+    images = decoded_split(str(data_dir), split)
+    train = images if split == "train" else decoded_split(str(data_dir), "train")
+    pixels = train.transpose(0, 1).reshape(train.shape[1], -1).double() / 255
+    mean, std = (tuple(round(float(v), 4) for v in stat) for stat in (pixels.mean(1), pixels.std(1)))
+    return TensorDataset("folder", images, torch.tensor(labels), tuple(classes), mean, std,
+                         dict(pad=-(-images.shape[-1] // 8), flip=images.shape[1] == 3, cutout=0))
 
 
 # ------------------------------------------------------------------------------------------- augmentation

@@ -10,6 +10,7 @@ which image, nor on how many workers there are.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,6 +21,8 @@ import torch
 from .errors import BlockswapError
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+SMALL_SIDE = 64  # folders of images no larger than this are decoded once and held in memory, as CIFAR is
+FOLDER_HOW = "an image folder holds DIR/train/<class>/* and DIR/val/<class>/*, the same class folders in both"
 
 
 def class_folders(root: Path) -> list[str]:
@@ -35,6 +38,83 @@ def image_files(root: Path, classes: list[str]) -> tuple[list[str], list[int]]:
         paths += files
         labels += [k] * len(files)
     return paths, labels
+
+
+def folder_split(data_dir: Path | None, split: str, how: str, min_classes: int = 1
+                 ) -> tuple[list[str], list[str], list[int]]:
+    """(classes, paths, labels) of data_dir/train (split "train") or data_dir/val (else), checked: class folders
+    present, at least `min_classes`, the same in both splits (labels are folder ranks), each with images.
+    `how` ends each error: what the user should give."""
+    if data_dir is None:
+        raise BlockswapError(f"no data directory given (--data-dir); {how}")
+    root = data_dir / ("train" if split == "train" else "val")
+    classes = class_folders(root)
+    if not classes:
+        raise BlockswapError(f"{root} is missing or has no class folders; {how}")
+    if len(classes) < min_classes:
+        raise BlockswapError(f"{root} has {len(classes)} class folder ({classes[0]}); a classifier needs "
+                             f"{min_classes} or more; {how}")
+    other = class_folders(data_dir / ("val" if split == "train" else "train"))
+    if other and other != classes:
+        raise BlockswapError(f"{data_dir}/train and {data_dir}/val hold different class folders "
+                             f"({len(classes)} vs {len(other)}); {how}")
+    paths, labels = image_files(root, classes)
+    empty = sorted(set(range(len(classes))) - set(labels))
+    if empty:
+        raise BlockswapError(f"{root / classes[empty[0]]} holds no .JPEG/.jpg/.png images; {how}")
+    return classes, paths, labels
+
+
+def decode_all(paths: list[str]) -> torch.Tensor:
+    """Every image of `paths` decoded, uint8 N×C×H×W at the first image's size (others resized to it): one
+    channel if the first image has one (grayscale), else three (RGB)."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+    from torchvision.transforms.v2 import functional as TF
+
+    def read(path, mode):
+        try:
+            return decode_image(read_file(path), mode=mode)
+        except RuntimeError as e:
+            raise BlockswapError(f"{path}: cannot decode image ({e}); replace or delete the file") from None
+
+    first = read(paths[0], ImageReadMode.UNCHANGED)
+    mode = ImageReadMode.GRAY if first.shape[0] == 1 else ImageReadMode.RGB
+    size = list(first.shape[-2:])
+    out = torch.empty(len(paths), 1 if mode == ImageReadMode.GRAY else 3, *size, dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        img = read(path, mode)
+        out[i] = img if list(img.shape[-2:]) == size else TF.resize(img, size, antialias=True)
+    return out
+
+
+@functools.lru_cache(maxsize=2)  # training reads the train split's statistics again for the test split
+def decoded_split(data_dir: str, split: str) -> torch.Tensor:
+    """The images of one split of a user's folder (`folder_split`), decoded (`decode_all`)."""
+    return decode_all(folder_split(Path(data_dir), split, FOLDER_HOW, min_classes=2)[1])
+
+
+def first_image_side(path: str) -> int:
+    """The longer side of one image, read from its header."""
+    from torchvision.io import decode_image, read_file
+
+    return max(decode_image(read_file(path)).shape[-2:])
+
+
+def write_folder(train, test, root: Path) -> Path:
+    """Two in-memory splits as an image folder: root/{train,val}/<class>/<index>.png ("/" in a class name
+    becomes "-"); written into a temporary folder renamed at the end, so a folder present is complete."""
+    from torchvision.io import write_png
+
+    from .files import atomic_dir
+
+    with atomic_dir(root) as tmp:
+        for split, ds in (("train", train), ("val", test)):
+            names = [c.replace("/", "-") for c in ds.classes]
+            for name in names:
+                (tmp / split / name).mkdir(parents=True)
+            for i, (img, label) in enumerate(zip(ds.images, ds.labels.tolist())):
+                write_png(img, str(tmp / split / names[label] / f"{i:05d}.png"))
+    return root
 
 
 @dataclass(frozen=True)

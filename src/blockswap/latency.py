@@ -117,10 +117,11 @@ def measure_table(model: str, candidates="blockswap", device: str | torch.device
 
 
 def measure_network(g: Genotype, device: str | torch.device = "cpu", batch_size: int = BATCH_SIZE,
-                    repeats: int = REPEATS) -> float:
-    """Median latency (µs) of the whole network of `g`, as the blocks are timed."""
+                    repeats: int = REPEATS, net: torch.nn.Module | None = None) -> float:
+    """Median latency (µs) of the whole network of `g` (or `net`, e.g. a pruned one), as the blocks are timed."""
     device = torch.device(device)
-    return _timed_module(create_model(g), (batch_size, g.in_channels, g.image_size, g.image_size), device, repeats)
+    return _timed_module(net or create_model(g), (batch_size, g.in_channels, g.image_size, g.image_size), device,
+                         repeats)
 
 
 def sum_blocks(table: dict, g: Genotype) -> float:

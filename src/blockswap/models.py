@@ -164,3 +164,26 @@ def create_model(genotype: Genotype, device: str | torch.device | None = None) -
     """Build the network of a (validated) genotype, on `device` if given."""
     net = build_network(get_architecture(genotype.model), genotype)
     return net.to(device) if device is not None else net
+
+
+def shaped_like(net: nn.Module, state_dict: dict) -> nn.Module:
+    """`net` with every Conv2d, BatchNorm2d and Linear resized to the tensors of `state_dict` (a structurally
+    pruned copy of it: fewer channels, same layers), in place; returns it. Weights are not loaded."""
+    for name, module in list(net.named_modules()):
+        weight = state_dict.get(f"{name}.weight")
+        if weight is None or not isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)) \
+                or weight.shape == module.weight.shape:
+            continue
+        if isinstance(module, nn.Conv2d):
+            depthwise = module.groups == module.in_channels == module.out_channels > 1
+            groups = weight.shape[0] if depthwise else module.groups
+            new = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], module.kernel_size, module.stride,
+                            module.padding, module.dilation, groups, module.bias is not None)
+        elif isinstance(module, nn.BatchNorm2d):
+            new = nn.BatchNorm2d(weight.shape[0], module.eps, module.momentum, module.affine,
+                                 module.track_running_stats)
+        else:
+            new = nn.Linear(weight.shape[1], weight.shape[0], module.bias is not None)
+        parent, _, child = name.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, child, new.to(module.weight.device))
+    return net

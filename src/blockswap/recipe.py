@@ -94,7 +94,7 @@ class Settings:
 @dataclass(frozen=True)
 class TrainConfig(Settings):
     """Every setting of a run; saved in checkpoints and metrics. Errors are percentages."""
-    dataset: str = setting("fashion-mnist", "fashion-mnist, cifar10 or imagenet")
+    dataset: str = setting("fashion-mnist", "fashion-mnist, cifar10, imagenet or folder (an image folder: --data-dir)")
     data_dir: str | None = setting(None, "dataset folder (default: the dataset's standard place, if any)", str)
     subset: int | None = setting(None, "train on a class-stratified subset of N examples (default: all)", int)
     test_subset: int | None = setting(None, "test on a class-stratified subset of N examples (default: all)", int)

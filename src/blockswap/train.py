@@ -56,7 +56,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import Progress, ResumeFile, Tally, load_model, weights_sha256
+from .checkpoint import Progress, ResumeFile, Tally, load_checkpoint, load_model, weights_sha256
 from .counting import analytic, compression_ratio
 from .data import check_fits, default_augment, iterate_batches, load_dataset
 from .distributed import AgreedStop, World, check_batch, is_main, joined
@@ -65,7 +65,8 @@ from .errors import BlockswapError
 from .files import check_distinct_files, provenance
 from .genotype import Genotype
 from .losses import Objective
-from .models import Network, create_model
+from .measure import measured
+from .models import Network, create_model, shaped_like
 from .recipe import TrainConfig, learning_rate
 from .runner import Preempted, Run, resolve_threads, resume_path_for, seed_all  # noqa: F401 - Preempted re-exported
 from .structured import compressed_parameters
@@ -101,6 +102,15 @@ def load_teacher(path, config: TrainConfig, train_set, device, expect: Genotype 
     info = {"checkpoint": str(path), "genotype_id": g.id, "model": g.model, "params": analytic(g).params,
             "test_top1_error": ckpt["metrics"].get("test_top1_error")}
     return Teacher(net, info, weights_sha256(ckpt["state_dict"]))
+
+
+def _pruned_init(path, genotype: Genotype) -> dict:
+    """A pruned network's checkpoint (`pruning.prune_to`), checked to be of `genotype`'s layers."""
+    ckpt = load_checkpoint(path)
+    if not ckpt.get("pruned") or Genotype.from_dict(ckpt["genotype"]) != genotype:
+        raise BlockswapError(f"{path} is not a pruned {genotype.model} {genotype.id}; write one with "
+                             "`blockswap compress --method prune-magnitude`")
+    return ckpt
 
 
 def _check_points(model: Network, teacher: Network, genotype: Genotype, device) -> None:
@@ -250,7 +260,7 @@ class _Run(Run):
 def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str | os.PathLike,
           metrics_path: str | os.PathLike | None = None, resume_path: str | os.PathLike | None = None,
           teacher: str | os.PathLike | None = None, teacher_genotype: Genotype | None = None,
-          block: str = "Conv", labels: dict[str, str] | None = None) -> dict:
+          block: str = "Conv", labels: dict[str, str] | None = None, init: str | os.PathLike | None = None) -> dict:
     """Train `genotype` (or, given a model name, that model with every block `block`, shaped for the dataset).
 
     `teacher`: a final checkpoint, needed when config has AT or KD (checked against `teacher_genotype`
@@ -265,39 +275,46 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
         raise BlockswapError("sync_bn needs CUDA: torch's SyncBatchNorm does not run on the CPU; leave it off there")
     with joined(device) as (world, device):
         return _train(config, genotype, world, device, started, out_checkpoint, metrics_path, resume_path, teacher,
-                      teacher_genotype, block, labels)
+                      teacher_genotype, block, labels, init)
 
 
 def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: torch.device, started: float,
-           out_checkpoint, metrics_path, resume_path, teacher, teacher_genotype, block, labels) -> dict:
+           out_checkpoint, metrics_path, resume_path, teacher, teacher_genotype, block, labels, init) -> dict:
     precision = Precision.for_run(config, device)  # refuses amp and channels_last on the CPU
     threads = resolve_threads(config.threads, world)  # the processes on one machine share its CPUs
     out_checkpoint = Path(out_checkpoint)
     resume_path = resume_path_for(out_checkpoint, resume_path)
     check_distinct_files({"checkpoint": out_checkpoint, "metrics": metrics_path, "resume": resume_path,
-                          "teacher": teacher})
+                          "teacher": teacher, "init": init})
     train_set, test_set, genotype, augment = _datasets(config, genotype, block, device)
     tutor = load_teacher(teacher, config, train_set, device, expect=teacher_genotype)
     if tutor is not None:
         precision.layout(tutor.net)
 
     seed_all(config.seed)
-    model = precision.layout(create_model(genotype, device))
+    model, pruned = create_model(genotype), None
+    if init is not None:  # a pruned net: the genotype's layers at the init checkpoint's widths, from its weights
+        pruned = _pruned_init(init, genotype)
+        shaped_like(model, pruned["state_dict"]).load_state_dict(pruned["state_dict"])
+    model = precision.layout(model.to(device))
     objective = Objective.from_config(config)
     betas = list(objective.betas(_points(genotype))) if objective.at_beta else []  # checks the count early
     if tutor is not None and betas:
         _check_points(model, tutor.net, genotype, device)
     optimizer = torch.optim.SGD(weight_decay_groups(model, genotype, config), lr=config.lr,
                                 momentum=config.momentum)
-    resume = ResumeFile(resume_path, genotype, config, tutor and tutor.info["genotype_id"], tutor and tutor.sha256)
+    resume = ResumeFile(resume_path, genotype, config, tutor and tutor.info["genotype_id"], tutor and tutor.sha256,
+                        pruned and weights_sha256(pruned["state_dict"]))
     progress = (resume.load(model, optimizer, precision.scaler) if resume_path.exists()  # every rank: the same file
                 else Progress())
     run = _Run(config, model, optimizer, objective, tutor, train_set, test_set, augment, device, resume, progress,
                started, world, world.wrap(model, config.sync_bn), precision)
     if run.progress.resumes:
         _log(f"resuming from {resume_path}: epoch {run.progress.epoch + 1}, step {run.progress.step} of {run.steps}")
-    _log(f"training {genotype.model} {genotype.id} ({analytic(genotype).params:,} params) on {len(train_set)} "
-         f"{config.dataset} examples, {config.epochs} epochs of {run.steps} steps, {device}, {threads} threads"
+    params = sum(p.numel() for p in model.parameters()) if pruned else analytic(genotype).params
+    _log(f"training {genotype.model} {genotype.id}{' pruned' if pruned else ''} ({params:,} params) on "
+         f"{len(train_set)} {config.dataset} examples, {config.epochs} epochs of {run.steps} steps, {device}, "
+         f"{threads} threads"
          + (f", {world.size} processes of {config.batch_size // world.size} examples a step" if world.size > 1 else "")
          + (f", teacher {tutor.info['model']} {tutor.info['genotype_id']}" if tutor else "")
          + (f", {config.amp} autocast" if config.amp != "off" else "")
@@ -305,8 +322,11 @@ def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: 
     run.run()
 
     metrics = run.metrics(labels or {}, betas, threads)
+    if pruned is not None:  # the genotype's analytic counts are the unpruned net's
+        metrics.update(measured(model, genotype).to_dict(), pruned=pruned["pruned"])
     # Contiguous: a channels-last run's checkpoint is laid out as any other.
     run.finish(lambda: {"genotype": genotype.to_dict(), "config": config.to_dict(),
+                        **({} if pruned is None else {"pruned": pruned["pruned"]}),
                         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                         "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint, metrics, metrics_path)
     return metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..errors import BlockswapError
 from ..files import write_json, write_text
@@ -58,6 +59,16 @@ def cmd_data_fetch(args) -> None:
     emit({"dataset": args.dataset, "data_dir": str(folder)}, None)
 
 
+def cmd_data_folder(args) -> None:
+    from ..data import load_dataset
+    from ..imagefolder import write_folder
+
+    train, test = (load_dataset(args.dataset, args.data_dir, split) for split in ("train", "test"))
+    write_folder(train, test, Path(args.dest))
+    print(f"{args.dest}: {len(train):,} training and {len(test):,} validation images of {len(train.classes)} "
+          "classes", file=sys.stderr)
+
+
 def add_data_commands(sub) -> None:
     from ..datadirs import METHODS, PROJECT_SUBDIR
 
@@ -71,6 +82,11 @@ def add_data_commands(sub) -> None:
     q.add_argument("--method", choices=METHODS, default="auto",
                    help="apt: unprivileged apt-get download + dpkg-deb -x; http: the dataset's site; auto: both")
     q.set_defaults(func=cmd_data_fetch, output_dirs=("dest",))
+    q = dsub.add_parser("folder", help="write an in-memory dataset as an image folder (DEST/{train,val}/<class>/*.png)")
+    q.add_argument("dataset", choices=("fashion-mnist", "cifar10"))
+    q.add_argument("--data-dir", help="where the dataset is (default: its standard place)")
+    q.add_argument("--dest", required=True, help="the folder to write (must not exist)")
+    q.set_defaults(func=cmd_data_folder, output_dirs=("dest",))
 
 
 # --- sample --------------------------------------------------------------------------------------

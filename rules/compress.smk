@@ -1,0 +1,84 @@
+# The compress profile: a user's network compressed at each budget by each method and seed (`blockswap
+# compress`: search or prune, then the same distillation), and the table that sets them side by side.
+from pathlib import Path
+
+from blockswap.recipe import recipe_flags
+
+validate_profile("../workflow/schemas/compress.schema.yaml")
+C = config["compress"]
+R = config["results_dir"] or f"results/{config['name']}"
+DATA = f"{R}/data/fashion-mnist" if C["data"] == "embedded" else C["data"]
+TEACHER = f"{R}/teacher/model.pt" if C["teacher"] == "embedded" else C["teacher"]
+for key, path in (("data", DATA), ("teacher", TEACHER)):
+    if C[key] != "embedded" and not Path(path).exists():
+        _refuse(f"compress.{key}: {path} does not exist")
+shell.prefix(f'export PATH="{Path(sys.executable).parent}:$PATH"; ')
+
+
+rule compress_table:
+    input:
+        expand(
+            f"{R}/{{method}}/budget{{budget}}/seed{{seed}}/report.json",
+            method=C["methods"],
+            budget=[f"{b:g}" for b in C["budgets"]],
+            seed=C["seeds"],
+        ),
+    output:
+        f"{R}/table.md",
+    log:
+        f"{R}/logs/table.log",
+    shell:
+        "blockswap compress-table {input} -o {output} > {log} 2>&1"
+
+
+rule compress_student:
+    """One student: `blockswap compress` into its own folder (an interrupted job resumes there)."""
+    input:
+        data=DATA,
+        teacher=TEACHER,
+    output:
+        f"{R}/{{method}}/budget{{budget}}/seed{{seed}}/report.json",
+    log:
+        f"{R}/logs/{{method}}/budget{{budget}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{method}}/budget{{budget}}/seed{{seed}}.tsv"
+    threads: C["threads"]
+    params:
+        recipe=recipe_flags(C["recipe"]),
+        latency=f"--latency-table {C['latency_table']}" if C["latency_table"] else "",
+    shell:
+        "blockswap compress --teacher {input.teacher} --data {input.data} --budget {wildcards.budget}"
+        " --method {wildcards.method} --metric {C[metric]} {params.latency} --samples {C[samples]}"
+        " --seed {wildcards.seed} {params.recipe} --threads {threads} --quiet -o $(dirname {output})"
+        " > {log} 2>&1"
+
+
+if C["data"] == "embedded":
+
+    rule compress_embedded_data:
+        """Fashion-MNIST written as an image folder."""
+        output:
+            directory(DATA),
+        log:
+            f"{R}/logs/data.log",
+        shell:
+            "blockswap data folder fashion-mnist --dest {output} > {log} 2>&1"
+
+
+if C["teacher"] == "embedded":
+
+    rule compress_embedded_teacher:
+        """The teacher trained on the folder (compress.teacher_model, compress.teacher_recipe)."""
+        input:
+            DATA,
+        output:
+            checkpoint=TEACHER,
+            metrics=f"{R}/teacher/metrics.json",
+        log:
+            f"{R}/logs/teacher.log",
+        threads: C["threads"]
+        params:
+            recipe=recipe_flags(C["teacher_recipe"]),
+        shell:
+            "blockswap train --model {C[teacher_model]} --dataset folder --data-dir {input} {params.recipe}"
+            " --threads {threads} --quiet --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"

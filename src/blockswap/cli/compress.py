@@ -1,0 +1,80 @@
+"""`blockswap compress`: a user's trained network and image folder in, a distilled student under a budget out."""
+
+from __future__ import annotations
+
+import sys
+
+from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
+from .args import int_at_least
+from .training import add_setting
+
+SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
+NOT_OPTIONS = ("dataset", "data_dir")  # the folder is --data; its dataset is always "folder"
+
+
+def budget_number(text: str) -> float:
+    """A budget: a positive number, optionally with K, M or G (2M = 2,000,000)."""
+    scale = SUFFIXES.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale != 1 else text) * scale
+    except ValueError:
+        value = -1
+    if not value > 0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a positive number such as 40000, 40K or 2M, got {text!r}")
+    return value
+
+
+def cmd_compress(args) -> None:
+    from ..compress import compress
+
+    config = TrainConfig(**{name: getattr(args, name) for name in args.settings}, dataset="folder",
+                         data_dir=args.data, progress=not args.quiet)
+    report = compress(args.teacher, args.data, args.budget, args.output, config=config, metric=args.metric,
+                      method=args.method, samples=args.samples, latency_table=args.latency_table,
+                      log=lambda line: print(line, file=sys.stderr))
+    s = report["student"]
+    print(f"{args.output}/model_card.md: {report['method']} student, {s['params']:,} params, "
+          f"top-1 error {s['test_top1_error']:.2f}% (teacher {report['teacher']['test_top1_error']:.2f}%)",
+          file=sys.stderr)
+
+
+def cmd_compress_table(args) -> None:
+    from ..compress import comparison, comparison_markdown
+    from ..files import read_json, write_text
+
+    reports = [read_json(path, "compress report") for path in args.reports]
+    write_text(args.output, comparison_markdown(comparison(reports), reports[0]["teacher"]))
+
+
+def add_commands(sub) -> None:
+    from ..compress import METHODS
+
+    p = sub.add_parser("compress", help="compress a trained network (torchvision ResNet or blockswap checkpoint) "
+                       "under a params, MACs or latency budget on an image folder")
+    p.add_argument("--teacher", required=True, help="weights file (torchvision resnet18/resnet34 state dict, or a "
+                   "blockswap checkpoint), or a torchvision name whose weights are in torch's hub cache")
+    p.add_argument("--data", required=True, help="image folder: DATA/train/<class>/* and DATA/val/<class>/*")
+    p.add_argument("--budget", required=True, type=budget_number, help="the student's size: 40K, 2M, ...")
+    p.add_argument("--metric", choices=("params", "macs", "latency"), default="params",
+                   help="what the budget counts (latency: microseconds at batch 1, needs --latency-table)")
+    p.add_argument("--latency-table", help="with --metric latency: `blockswap latency-table` on this device")
+    p.add_argument("--method", choices=METHODS, default="blockswap",
+                   help="how the student is made; it is then distilled the same way (default blockswap)")
+    p.add_argument("--samples", type=int_at_least(1), default=100, help="blockswap: candidates ranked by Fisher "
+                   "(default 100)")
+    for name in DISTILL_FIELDS:
+        add_setting(p, name, DISTILL_DEFAULTS[name])
+    settings = [n for n, f in FIELDS.items() if f.metadata["cli"] and n not in NOT_OPTIONS]
+    for name in settings:
+        add_setting(p, name)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-o", "--output", required=True, help="the job's folder (resumed when run again)")
+    p.set_defaults(func=cmd_compress, settings=(*settings, *DISTILL_FIELDS), output_dirs=("output",))
+
+    p = sub.add_parser("compress-table", help="compress reports side by side: error per budget and method, "
+                       "each method's paired difference from BlockSwap with its 95% interval")
+    p.add_argument("reports", nargs="+", help="report.json files of `blockswap compress` jobs")
+    p.add_argument("-o", "--output", required=True, help="the Markdown table")
+    p.set_defaults(func=cmd_compress_table, outputs=("output",))

@@ -1,0 +1,311 @@
+"""Compress a user's network: a trained teacher and an image folder in, a distilled student under a params,
+MACs or latency budget out, with a model card.
+
+The teacher is a torchvision ResNet-18/34 state dict (a file, or the name of one whose weights are in torch's
+hub cache) or a blockswap checkpoint (any registered model: WRNs, ResNets); the folder is DIR/train/<class>/*
+and DIR/val/<class>/*. The student is made by `method`:
+  blockswap        the paper's search: `samples` mixed-block candidates in the budget, ranked by Fisher potential
+                   on one minibatch, the best kept (BlockSwap §3);
+  prune-magnitude  the teacher pruned to the budget by Torch-Pruning, channels ranked by L2 norm (`pruning`);
+  prune-taylor     the same, ranked by first-order Taylor importance.
+Whatever made it, the student is then trained the same way - the same recipe, steps and seed, attention
+transfer from the teacher (the pruned nets keep the attention points) - so that a comparison isolates the
+method. Each stage writes into OUTDIR atomically and is skipped when done, so an interrupted job resumes
+(the training mid-epoch, from its resume file); job.json holds the job's identity, and a folder that holds
+another job's results is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from .errors import BlockswapError
+from .files import provenance, read_json, write_json, write_text
+
+METHODS = ("blockswap", "prune-magnitude", "prune-taylor")
+TORCHVISION_RESNETS = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
+Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
+
+
+def wilson_interval(errors: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of an error rate errors/n, in percent."""
+    p, z2 = errors / n, Z95 ** 2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return 100 * (centre - half), 100 * (centre + half)
+
+
+def torchvision_model(state_dict: dict, path) -> str:
+    """Which registered ResNet a torchvision state dict is, from its tensor names; one line if none is."""
+    if any(k.endswith("conv3.weight") for k in state_dict):
+        width = state_dict.get("layer1.0.conv2.weight")
+        name = "wide_resnet50_2" if width is not None and width.shape[0] == 128 else "resnet50/101/152"
+        raise BlockswapError(f"{path} is a torchvision {name} (bottleneck blocks: conv1-conv2-conv3); the "
+                             "registry substitutes basic blocks only - compress a resnet18 or resnet34, or a "
+                             "blockswap checkpoint")
+    depth = tuple(len({k.split(".")[1] for k in state_dict if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    if depth not in TORCHVISION_RESNETS:
+        raise BlockswapError(f"{path} is not a torchvision resnet18 or resnet34 state dict (blocks per stage "
+                             f"{depth}); give one of those, or a blockswap checkpoint")
+    return TORCHVISION_RESNETS[depth]
+
+
+def teacher_file(teacher: str) -> Path:
+    """The teacher's weights file: `teacher` itself, or a torchvision name's weights in torch's hub cache."""
+    if Path(teacher).is_file():
+        return Path(teacher)
+    if teacher in ("resnet18", "resnet34", "resnet50", "wide_resnet50_2"):
+        import torch
+        from torchvision.models import get_model_weights
+
+        url = get_model_weights(teacher).DEFAULT.url
+        path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+        if not path.is_file():
+            raise BlockswapError(f"--teacher {teacher}: its weights are not in {path.parent}; download {url} "
+                                 "there, or pass the weights file")
+        return path
+    raise BlockswapError(f"--teacher {teacher}: no such file, and not a torchvision name (resnet18, resnet34, "
+                         "resnet50, wide_resnet50_2)")
+
+
+def teacher_genotype(path: Path, dataset):
+    """The teacher's genotype, shaped for `dataset`; refuses weights that do not fit it or its classes."""
+    from .genotype import Genotype
+    from .models import create_model
+    from .pretrained import check_fits, read_state_dict
+
+    state_dict, genotype = read_state_dict(path)
+    if genotype is None:  # a torchvision state dict
+        fc = state_dict.get("fc.weight")
+        genotype = Genotype.uniform(torchvision_model(state_dict, path), "Conv",
+                                    in_channels=dataset.in_channels, image_size=dataset.image_size,
+                                    num_classes=dataset.num_classes if fc is None else fc.shape[0])
+    if genotype.num_classes != dataset.num_classes:
+        raise BlockswapError(f"{path} has {genotype.num_classes} outputs, the folder {dataset.num_classes} classes; "
+                             "the teacher must be trained on these classes (one output per class folder)")
+    if (genotype.in_channels, genotype.image_size) != (dataset.in_channels, dataset.image_size):
+        raise BlockswapError(f"{path} takes {genotype.in_channels}×{genotype.image_size}² images, the folder holds "
+                             f"{dataset.in_channels}×{dataset.image_size}²")
+    check_fits(state_dict, create_model(genotype), path, f"{genotype.model} with every block Conv")
+    return genotype
+
+
+def budget_cost(genotype, metric: str, latency_table: dict | None) -> float:
+    from .counting import analytic
+    from .latency import predict
+
+    return predict(latency_table, genotype) if metric == "latency" else getattr(analytic(genotype), metric)
+
+
+def check_job(out: Path, job: dict) -> None:
+    """Refuse a folder that holds another job's results; start or continue this one."""
+    saved = out / "job.json"
+    if saved.exists():
+        then = read_json(saved, "job file")
+        diffs = [f"{k}: {then.get(k)!r} there, {job[k]!r} now" for k in job if then.get(k) != job[k]]
+        if diffs:
+            raise BlockswapError(f"{out} holds another job's results ({'; '.join(diffs[:3])}); give another "
+                                 "-o, or delete the folder to start afresh")
+    elif out.is_dir() and any(out.iterdir()):
+        raise BlockswapError(f"{out} is not empty and holds no compress job; give an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(saved, job)
+
+
+def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike, *, config, metric: str = "params",
+             method: str = "blockswap", samples: int = 100, latency_table: str | None = None,
+             log=print) -> dict:
+    """The whole job (see the module's docstring); `config` is the student's `TrainConfig` (dataset "folder",
+    AT on). Returns the report, also written to OUTDIR/report.json and OUTDIR/model_card.md."""
+    import torch
+
+    from .checkpoint import weights_sha256
+    from .data import first_batches, load_dataset
+    from .engine import resolve_device
+    from .latency import load_table
+    from .pretrained import import_weights, read_state_dict
+
+    started, out = time.perf_counter(), Path(out)
+    if method not in METHODS:
+        raise BlockswapError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if method != "blockswap" and metric == "latency":
+        raise BlockswapError("the pruning methods take params or macs budgets: Torch-Pruning has no latency model")
+    # Everything a user can get wrong, before any work.
+    device = resolve_device(config.device)
+    train_set = load_dataset("folder", data_dir, "train")
+    load_dataset("folder", data_dir, "test")  # DIR/val: present, the same classes
+    weights = teacher_file(teacher)
+    genotype = teacher_genotype(weights, train_set)
+    table = None
+    if metric == "latency":
+        if latency_table is None:
+            raise BlockswapError(f"--metric latency needs --latency-table FILE: measure one for {genotype.model} on "
+                                 f"this device with `blockswap latency-table --model {genotype.model} --image-size "
+                                 f"{genotype.image_size} --in-channels {genotype.in_channels} --num-classes "
+                                 f"{genotype.num_classes} --device {device.type}`")
+        table = load_table(latency_table, device, model=genotype.model)
+    full = budget_cost(genotype, metric, table)
+    if budget >= full:
+        raise BlockswapError(f"budget {budget:,.0f} {metric} is not below the teacher's {full:,.0f}: nothing to "
+                             "compress")
+    if method == "blockswap":
+        from .latency import cost_table
+        from .sampling import CostTable, sample_table
+
+        costs = cost_table(table) if table else CostTable.build(
+            genotype.model, "blockswap", metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
+        sample_table(costs, budget, 1, config.seed)  # refuses a budget no substitution reaches, in one line
+    job = {"teacher": str(weights), "teacher_sha256": weights_sha256(read_state_dict(weights)[0]),
+           "data_dir": str(Path(data_dir).resolve()), "budget": budget, "metric": metric, "method": method,
+           "samples": samples if method == "blockswap" else None, "latency_table": latency_table,
+           "recipe": config.to_dict()}
+    check_job(out, job)
+
+    # 1. The teacher, tested on DIR/val.
+    teacher_ckpt = out / "teacher" / "model.pt"
+    if not teacher_ckpt.exists():
+        log(f"teacher: {genotype.model} from {weights}, tested on {data_dir}/val")
+        import_weights(weights, genotype.model, "folder", out_checkpoint=teacher_ckpt,
+                       metrics_path=out / "teacher" / "metrics.json", data_dir=data_dir, device=device)
+    teacher_metrics = read_json(out / "teacher" / "metrics.json", "teacher metrics")
+    batch = first_batches(train_set, config.batch_size, config.seed)[0]
+
+    # 2. The student's architecture.
+    init = None
+    if method == "blockswap":
+        student = _search(out / "search", genotype, costs, budget, samples, config.seed, batch, device, log,
+                          config.progress)
+    else:
+        from .pruning import prune_to
+
+        student, init = genotype, out / "search" / "pruned.pt"
+        if not init.exists():
+            log(f"pruning {genotype.model} to {budget:,.0f} {metric} ({method})")
+            prune_to(teacher_ckpt, budget, method.split("-", 1)[1], batch, init, metric)
+
+    # 3. Distillation (resumes from student/model.pt.resume after an interruption).
+    from .train import train
+
+    student_ckpt = out / "student" / "model.pt"
+    if not student_ckpt.exists():
+        train(config, student, out_checkpoint=student_ckpt, metrics_path=out / "student" / "metrics.json",
+              teacher=str(teacher_ckpt), labels={"method": method, "budget": str(budget)}, init=init)
+    metrics = read_json(out / "student" / "metrics.json", "student metrics")
+
+    # 4. The report and model card.
+    from .checkpoint import load_model
+    from .latency import measure_network
+
+    torch.manual_seed(0)
+    net, _ = load_model(student_ckpt)
+    teacher_net, _ = load_model(teacher_ckpt)
+    report = {"method": method, "metric": metric, "budget": budget, "seed": config.seed, "student": _summary(metrics),
+              "teacher": _summary(teacher_metrics),
+              "latency_us": {"student": measure_network(student, device, net=net),
+                             "teacher": measure_network(genotype, device, net=teacher_net),
+                             "device": str(device)},
+              "predicted_latency_us": budget_cost(student, "latency", table) if table else None,
+              "student_checkpoint": str(student_ckpt), "wall_time_s": time.perf_counter() - started}
+    report["provenance"] = provenance(job, config.seed, str(device), report["wall_time_s"])
+    write_json(out / "report.json", report)
+    write_text(out / "model_card.md", model_card(report))
+    return report
+
+
+def _search(folder: Path, genotype, costs, budget: float, samples: int, seed: int, batch, device, log,
+            progress: bool):
+    """BlockSwap's pick: `samples` candidates in the budget, the best by Fisher potential on `batch`."""
+    from .genotype import Genotype, load_records
+    from .proxies import get_proxy, rank, score_candidates
+    from .sampling import sample_table
+
+    pick = folder / "genotype.json"
+    if pick.exists():
+        return Genotype.from_dict(read_json(pick, "the search's pick"))
+    candidates = folder / "candidates.jsonl"
+    if not candidates.exists():
+        drawn = sample_table(costs, budget, samples, seed)
+        write_text(candidates, "".join(json.dumps(g.to_dict()) + "\n" for g in drawn))
+    drawn = [Genotype.from_dict(d) for d in load_records(candidates)]
+    log(f"search: {len(drawn)} candidates, Fisher potential on one minibatch of {len(batch[1])}")
+    scores = score_candidates(drawn, [get_proxy("fisher")], [batch], seed, device=device, progress=progress)
+    ranks = rank([s["fisher"] for s in scores], get_proxy("fisher").sign)
+    write_json(folder / "fisher.json", [{"id": g.id, "fisher": s["fisher"], "rank": r}
+                                         for g, s, r in zip(drawn, scores, ranks)])
+    best = drawn[ranks.index(1)]
+    write_json(pick, best.to_dict())
+    return best
+
+
+def _summary(metrics: dict) -> dict:
+    n, error = metrics["test_examples"], metrics["test_top1_error"]
+    return {"params": metrics["params"], "macs": metrics["macs"], "test_top1_error": error,
+            "error_interval_95": wilson_interval(round(error * n / 100), n), "test_examples": n,
+            "genotype_id": metrics["genotype_id"]}
+
+
+def model_card(report: dict) -> str:
+    s, t, lat = report["student"], report["teacher"], report["latency_us"]
+    row = "| {} | {:,} | {:,} | {:.0f} | {:.2f} [{:.2f}, {:.2f}] |"
+    lines = [f"# Model card: {report['method']} student, budget {report['budget']:,.0f} {report['metric']}", "",
+             "| network | params | MACs | latency (µs, batch 1) | top-1 error % [95% interval] |",
+             "|---|---:|---:|---:|---|",
+             row.format("teacher", t["params"], t["macs"], lat["teacher"], t["test_top1_error"],
+                        *t["error_interval_95"]),
+             row.format("student", s["params"], s["macs"], lat["student"], s["test_top1_error"],
+                        *s["error_interval_95"]), "",
+             f"Latency measured on {lat['device']}; errors on {s['test_examples']} validation images (Wilson "
+             "interval).",
+             f"Load the student with `blockswap.checkpoint.load_model(\"{report['student_checkpoint']}\")`, which "
+             "returns (network, checkpoint); the network's forward gives (logits, attention maps)."]
+    return "\n".join(lines) + "\n"
+
+
+def comparison(reports: list[dict]) -> list[dict]:
+    """One row per (budget, method) of compress reports: params, mean top-1 error and sd over the seeds, and
+    the mean difference from the BlockSwap student of the same budget and seed with its 95% t-interval
+    (paired by seed: the seed fixes the data order and the search's draws)."""
+    import statistics
+
+    from scipy import stats
+
+    groups: dict[tuple, dict[int, dict]] = {}
+    for r in reports:
+        groups.setdefault((r["budget"], r["method"]), {})[r["seed"]] = r
+    rows = []
+    for (budget, method), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][0], METHODS.index(kv[0][1]))):
+        errors = [by_seed[s]["student"]["test_top1_error"] for s in sorted(by_seed)]
+        row = {"budget": budget, "method": method, "seeds": sorted(by_seed), "errors": errors,
+               "params": sorted({r["student"]["params"] for r in by_seed.values()}),
+               "mean": statistics.mean(errors), "sd": statistics.stdev(errors) if len(errors) > 1 else None,
+               "vs_blockswap": None}
+        base = groups.get((budget, "blockswap"), {})
+        paired = [by_seed[s]["student"]["test_top1_error"] - base[s]["student"]["test_top1_error"]
+                  for s in sorted(by_seed) if s in base]
+        if method != "blockswap" and len(paired) > 1:
+            mean, sd = statistics.mean(paired), statistics.stdev(paired)
+            half = stats.t.ppf(0.975, len(paired) - 1) * sd / len(paired) ** 0.5
+            row["vs_blockswap"] = {"mean": mean, "low": mean - half, "high": mean + half, "n": len(paired)}
+        rows.append(row)
+    return rows
+
+
+def comparison_markdown(rows: list[dict], teacher: dict) -> str:
+    lines = [f"Teacher: {teacher['params']:,} params, top-1 error {teacher['test_top1_error']:.2f}%.", "",
+             "| budget | method | params | error % mean ± sd | per seed | − BlockSwap (paired, 95% t) | verdict |",
+             "|---:|---|---:|---|---|---|---|"]
+    for r in rows:
+        params = f"{r['params'][0]:,}" + (f"–{r['params'][-1]:,}" if len(r["params"]) > 1 else "")
+        spread = f"{r['mean']:.2f} ± {r['sd']:.2f}" if r["sd"] is not None else f"{r['mean']:.2f}"
+        d, verdict, diff = r["vs_blockswap"], "", ""
+        if d:
+            diff = f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+            verdict = ("BlockSwap better" if d["low"] > 0 else "pruning better" if d["high"] < 0
+                       else "no difference shown")
+        lines.append(f"| {r['budget']:,.0f} | {r['method']} | {params} | {spread} | "
+                     f"{' / '.join(f'{e:.2f}' for e in r['errors'])} | {diff} | {verdict} |")
+    return "\n".join(lines) + "\n"
