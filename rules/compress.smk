@@ -24,11 +24,12 @@ rule compress_table:
             seed=C["seeds"],
         ),
     output:
-        f"{R}/table.md",
+        table=f"{R}/table.md",
+        figure=f"{R}/pareto.png",
     log:
         f"{R}/logs/table.log",
     shell:
-        "blockswap compress-table {input} -o {output} > {log} 2>&1"
+        "blockswap compress-table {input} -o {output.table} --figure {output.figure} > {log} 2>&1"
 
 
 rule compress_student:

@@ -184,6 +184,7 @@ def test_compress_profile_runs_every_method_and_tabulates_the_paired_differences
     assert taylor["high"] - taylor["mean"] == pytest.approx(half)
     table = (tmp_path / "results/compress/table.md").read_text()
     assert table.count("| 40,000 |") == 3 and f"{taylor['mean']:+.2f} [" in table
+    assert (tmp_path / "results/compress/pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: compress\ncompress:\n  teacher: /nonexistent.pt\n")
     run = snakemake("-n", "--configfile", bad, workdir=tmp_path)

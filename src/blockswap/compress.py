@@ -309,3 +309,23 @@ def comparison_markdown(rows: list[dict], teacher: dict) -> str:
         lines.append(f"| {r['budget']:,.0f} | {r['method']} | {params} | {spread} | "
                      f"{' / '.join(f'{e:.2f}' for e in r['errors'])} | {diff} | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def comparison_figure(rows: list[dict], teacher: dict):
+    """Error against params, one line per method (mean over seeds, bars: ± sd), the teacher as a point."""
+    from .report.figures import log_axis, new_figure
+
+    fig, (ax,) = new_figure()
+    for i, method in enumerate(m for m in METHODS if any(r["method"] == m for r in rows)):
+        mine = [r for r in rows if r["method"] == method]
+        params = [sum(r["params"]) / len(r["params"]) for r in mine]
+        ax.errorbar(params, [r["mean"] for r in mine], yerr=[r["sd"] or 0 for r in mine], marker="osd"[i % 3],
+                    capsize=3, label=method)
+    ax.scatter([teacher["params"]], [teacher["test_top1_error"]], marker="*", s=120, color="black",
+               label="teacher")
+    log_axis(ax)
+    ax.set_xlabel("params")
+    ax.set_ylabel("top-1 error (%)")
+    ax.set_title("Compressed students: mean over seeds ± sd")
+    ax.legend()
+    return fig

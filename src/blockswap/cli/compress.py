@@ -41,11 +41,16 @@ def cmd_compress(args) -> None:
 
 
 def cmd_compress_table(args) -> None:
-    from ..compress import comparison, comparison_markdown
+    from ..compress import comparison, comparison_figure, comparison_markdown
     from ..files import read_json, write_text
 
     reports = [read_json(path, "compress report") for path in args.reports]
-    write_text(args.output, comparison_markdown(comparison(reports), reports[0]["teacher"]))
+    rows, teacher = comparison(reports), reports[0]["teacher"]
+    write_text(args.output, comparison_markdown(rows, teacher))
+    if args.figure:
+        from ..report.figures import save_figure
+
+        save_figure(comparison_figure(rows, teacher), args.figure)
 
 
 def add_commands(sub) -> None:
@@ -77,4 +82,5 @@ def add_commands(sub) -> None:
                        "each method's paired difference from BlockSwap with its 95% interval")
     p.add_argument("reports", nargs="+", help="report.json files of `blockswap compress` jobs")
     p.add_argument("-o", "--output", required=True, help="the Markdown table")
-    p.set_defaults(func=cmd_compress_table, outputs=("output",))
+    p.add_argument("--figure", help="also the Pareto figure: error against params per method (.png, .pdf, .svg)")
+    p.set_defaults(func=cmd_compress_table, outputs=("output", "figure"))
