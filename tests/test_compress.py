@@ -122,7 +122,8 @@ def test_blockswap_student_in_budget_with_a_model_card_and_resume(job):
     card = (out / "model_card.md").read_text()
     assert f"| student | {analytic(pick).params:,} |" in card and "load_model(" in card
     before = (out / "student" / "model.pt").stat().st_mtime_ns
-    assert compress(tmp, root, out, "--budget", "40K", "--samples", "4") == 0  # done: nothing retrained
+    # done: nothing retrained, and another thread count is the same job
+    assert compress(tmp, root, out, "--budget", "40K", "--samples", "4", "--threads", "2") == 0
     assert (out / "student" / "model.pt").stat().st_mtime_ns == before
     assert compress(tmp, root, out, "--budget", "30K", "--samples", "4") == 2  # another job's folder
 
@@ -155,6 +156,8 @@ def test_mistakes_end_before_any_work(job, capsys):
     assert compress(tmp, root, out, "--budget", "20K", "--method", "prune-magnitude", "--metric", "latency",
                     "--latency-table", str(tmp / "none.json")) == 2
     assert "Torch-Pruning has no latency model" in capsys.readouterr().err
+    assert compress(tmp, root, out, "--budget", "20K", "--at-beta", "0") == 2
+    assert "give --at-beta > 0" in capsys.readouterr().err
     assert not out.exists()
 
 

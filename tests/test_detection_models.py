@@ -30,7 +30,12 @@ CANVAS = 64
 
 class Rectangles(torch.utils.data.Dataset):
     """`n` canvases with 1–2 rectangles of two classes (class 1 red, class 2 green) and their masks, in the
-    (image, target) form of `coco.CocoDetection`; `train=True` flips half of the reads (global RNG)."""
+    (image, target) form of `coco.CocoDetection`; `train=True` flips half of the reads (global RNG). A
+    detection dataset as `detection.train` takes one: no COCO categories, no per-epoch augmentation."""
+    category_ids = None
+
+    def set_epoch(self, epoch: int) -> None:
+        pass
 
     def __init__(self, n: int, seed: int = 0, train: bool = False):
         g = torch.Generator().manual_seed(seed)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .errors import BlockswapError
 from .files import provenance, read_json, write_json, write_text
+from .recipe import RUN_ONLY
 
 METHODS = ("blockswap", "prune-magnitude", "prune-taylor")
 TORCHVISION_RESNETS = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
@@ -134,6 +135,12 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
         raise BlockswapError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if method != "blockswap" and metric == "latency":
         raise BlockswapError("the pruning methods take params or macs budgets: Torch-Pruning has no latency model")
+    if method != "blockswap":
+        from .pruning import torch_pruning
+
+        torch_pruning()  # installed, or one line saying how
+    if not config.uses_at:
+        raise BlockswapError("compress distils the student with attention transfer: give --at-beta > 0")
     # Everything a user can get wrong, before any work.
     device = resolve_device(config.device)
     train_set = load_dataset("folder", data_dir, "train")
@@ -162,7 +169,7 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
     job = {"teacher": str(weights), "teacher_sha256": weights_sha256(read_state_dict(weights)[0]),
            "data_dir": str(Path(data_dir).resolve()), "budget": budget, "metric": metric, "method": method,
            "samples": samples if method == "blockswap" else None, "latency_table": latency_table,
-           "recipe": config.to_dict()}
+           "recipe": {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY}}  # threads may change
     check_job(out, job)
 
     # 1. The teacher, tested on DIR/val.

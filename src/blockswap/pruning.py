@@ -31,7 +31,7 @@ CRITERIA = ("magnitude", "taylor")
 BISECTION_STEPS = 30  # the ratio to within 1e-9: far below one channel of any group
 
 
-def _torch_pruning():
+def torch_pruning():
     try:
         import torch_pruning
     except ImportError:
@@ -42,7 +42,7 @@ def _torch_pruning():
 
 def prune(net: torch.nn.Module, genotype: Genotype, ratio: float, criterion: str, batch) -> torch.nn.Module:
     """A copy of `net` with `ratio` of each prunable group's channels removed by `criterion`."""
-    tp = _torch_pruning()
+    tp = torch_pruning()
     if criterion not in CRITERIA:
         raise BlockswapError(f"unknown pruning criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
     net = copy.deepcopy(net).eval()

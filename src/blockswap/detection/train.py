@@ -18,6 +18,11 @@ settings (training), backbone_params (the body without its classifier), detector
 val_images, epochs (per epoch: epoch, lr of its last step, train_loss = the sum of the losses and
 train_<name> per loss, bbox_AP / segm_AP when evaluated, seconds), bbox and segm (the final COCO AP dicts,
 0–1 scale), detections, wall_time_s and provenance (+ threads, resumes, init).
+
+A detection dataset (`coco.CocoDetection` is one) is a torch Dataset of (image, target) that also has
+`category_ids` (the COCO category id of each contiguous label 1..K, or None where the set names none; COCO
+AP needs them) and `set_epoch(epoch)` (its augmentation draws from (seed, epoch, index); a no-op where it
+has none).
 """
 
 from __future__ import annotations
@@ -160,8 +165,7 @@ class _DetectionRun(Run):
     def train_steps(self, stop: AgreedStop) -> int:
         config, progress, world, train_set = self.config, self.progress, self.world, self.train_set
         epoch = progress.epoch
-        if hasattr(train_set, "set_epoch"):  # the dataset's augmentation draws from (seed, epoch, index)
-            train_set.set_epoch(epoch)
+        train_set.set_epoch(epoch)  # its augmentation draws from (seed, epoch, index)
         order = [batch[world.share(len(batch))]
                  for batch in self.batches(train_set, config.batch_size, seed=config.seed, epoch=epoch)
                  if len(batch) >= world.size]
@@ -240,7 +244,7 @@ def _train(genotype, detector, config, train_set, val_set, world: World, device,
     if len(train_set) == 0:
         raise BlockswapError("the training set has no images")
     # Label i is category categories[i - 1]; None for data without COCO categories.
-    categories = list(train_set.category_ids) if hasattr(train_set, "category_ids") else None
+    categories = None if train_set.category_ids is None else list(train_set.category_ids)
     init_sha256 = None if init is None else init_weights_sha256(genotype, init)
     log = _log if world.main else (lambda message: None)
 
@@ -279,7 +283,7 @@ def test_only(checkpoint: str | os.PathLike, val_set, config: DetectTrainConfig,
     check_identity(checkpoint, ckpt, genotype, detector or DetectorConfig.from_dict(ckpt["detector"]))
     # COCO AP names each label by the set's category ids (`evaluate`): a set without them cannot be scored (a
     # checkpoint trained on such data stores None).
-    if getattr(val_set, "category_ids", None) is None:
+    if val_set.category_ids is None:
         raise BlockswapError(f"the validation set has no COCO categories (category_ids); {checkpoint} is scored by "
                              "COCO AP on a COCO set: --val-images and --val-annotations")
     categories = list(val_set.category_ids)
