@@ -69,10 +69,11 @@ def test_torchvision_teachers_are_recognised_and_checked(tmp_path):
     ds = load_dataset("folder", image_folder(tmp_path / "d"), "train")
     path = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
-    g = teacher_genotype(path, ds)
+    g, state = teacher_genotype(path, ds)
+    assert state.keys() == torchvision.models.resnet18(num_classes=3).state_dict().keys()
     assert (g.model, g.num_classes, g.image_size, g.blocks) == ("resnet18", 3, 32, ("Conv",) * 8)
     torch.save(torchvision.models.resnet34(num_classes=3).state_dict(), path)
-    assert teacher_genotype(path, ds).model == "resnet34"
+    assert teacher_genotype(path, ds)[0].model == "resnet34"
     torch.save(torchvision.models.resnet50(num_classes=3).state_dict(), path)
     with pytest.raises(BlockswapError, match=r"torchvision resnet50/101/152 \(bottleneck blocks"):
         teacher_genotype(path, ds)

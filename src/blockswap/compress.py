@@ -74,7 +74,8 @@ def teacher_file(teacher: str) -> Path:
 
 
 def teacher_genotype(path: Path, dataset):
-    """The teacher's genotype, shaped for `dataset`; refuses weights that do not fit it or its classes."""
+    """The teacher's genotype, shaped for `dataset`, and its state dict; refuses weights that do not fit the
+    genotype or the folder's classes."""
     from .genotype import Genotype
     from .models import create_model
     from .pretrained import check_fits, read_state_dict
@@ -92,7 +93,7 @@ def teacher_genotype(path: Path, dataset):
         raise BlockswapError(f"{path} takes {genotype.in_channels}×{genotype.image_size}² images, the folder holds "
                              f"{dataset.in_channels}×{dataset.image_size}²")
     check_fits(state_dict, create_model(genotype), path, f"{genotype.model} with every block Conv")
-    return genotype
+    return genotype, state_dict
 
 
 def budget_cost(genotype, metric: str, latency_table: dict | None) -> float:
@@ -117,36 +118,29 @@ def check_job(out: Path, job: dict) -> None:
     write_json(saved, job)
 
 
-def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike, *, config, metric: str = "params",
-             method: str = "blockswap", samples: int = 100, latency_table: str | None = None,
-             log=print) -> dict:
-    """The whole job (see the module's docstring); `config` is the student's `TrainConfig` (dataset "folder",
-    AT on). Returns the report, also written to OUTDIR/report.json and OUTDIR/model_card.md."""
-    import torch
-
-    from .checkpoint import weights_sha256
-    from .data import first_batches, load_dataset
+def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str, method: str,
+                 latency_table: str | None):
+    """Everything a user can get wrong, before any work: (teacher file, its genotype and state dict, the
+    training set, the device, the latency table or None, BlockSwap's cost table or None)."""
+    from .data import load_dataset
     from .engine import resolve_device
-    from .latency import load_table
-    from .pretrained import import_weights, read_state_dict
+    from .latency import cost_table, load_table
+    from .sampling import CostTable, sample_table
 
-    started, out = time.perf_counter(), Path(out)
     if method not in METHODS:
         raise BlockswapError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if method != "blockswap" and metric == "latency":
-        raise BlockswapError("the pruning methods take params or macs budgets: Torch-Pruning has no latency model")
     if method != "blockswap":
-        from .pruning import torch_pruning
+        from .pruning import check_metric, torch_pruning
 
+        check_metric(metric)
         torch_pruning()  # installed, or one line saying how
     if not config.uses_at:
         raise BlockswapError("compress distils the student with attention transfer: give --at-beta > 0")
-    # Everything a user can get wrong, before any work.
     device = resolve_device(config.device)
     train_set = load_dataset("folder", data_dir, "train")
     load_dataset("folder", data_dir, "test")  # DIR/val: present, the same classes
     weights = teacher_file(teacher)
-    genotype = teacher_genotype(weights, train_set)
+    genotype, state_dict = teacher_genotype(weights, train_set)
     table = None
     if metric == "latency":
         if latency_table is None:
@@ -159,14 +153,27 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
     if budget >= full:
         raise BlockswapError(f"budget {budget:,.0f} {metric} is not below the teacher's {full:,.0f}: nothing to "
                              "compress")
+    costs = None
     if method == "blockswap":
-        from .latency import cost_table
-        from .sampling import CostTable, sample_table
-
         costs = cost_table(table) if table else CostTable.build(
             genotype.model, "blockswap", metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
         sample_table(costs, budget, 1, config.seed)  # refuses a budget no substitution reaches, in one line
-    job = {"teacher": str(weights), "teacher_sha256": weights_sha256(read_state_dict(weights)[0]),
+    return weights, genotype, state_dict, train_set, device, table, costs
+
+
+def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike, *, config, metric: str = "params",
+             method: str = "blockswap", samples: int = 100, latency_table: str | None = None,
+             log=print) -> dict:
+    """The whole job (see the module's docstring); `config` is the student's `TrainConfig` (dataset "folder",
+    AT on). Returns the report, also written to OUTDIR/report.json and OUTDIR/model_card.md."""
+    from .checkpoint import weights_sha256
+    from .data import first_batches
+    from .pretrained import import_weights
+
+    started, out = time.perf_counter(), Path(out)
+    weights, genotype, state_dict, train_set, device, table, costs = check_inputs(
+        teacher, data_dir, budget, config, metric, method, latency_table)
+    job = {"teacher": str(weights), "teacher_sha256": weights_sha256(state_dict),
            "data_dir": str(Path(data_dir).resolve()), "budget": budget, "metric": metric, "method": method,
            "samples": samples if method == "blockswap" else None, "latency_table": latency_table,
            "recipe": {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY}}  # threads may change
@@ -178,7 +185,6 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
         log(f"teacher: {genotype.model} from {weights}, tested on {data_dir}/val")
         import_weights(weights, genotype.model, "folder", out_checkpoint=teacher_ckpt,
                        metrics_path=out / "teacher" / "metrics.json", data_dir=data_dir, device=device)
-    teacher_metrics = read_json(out / "teacher" / "metrics.json", "teacher metrics")
     batch = first_batches(train_set, config.batch_size, config.seed)[0]
 
     # 2. The student's architecture.
@@ -201,26 +207,33 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
     if not student_ckpt.exists():
         train(config, student, out_checkpoint=student_ckpt, metrics_path=out / "student" / "metrics.json",
               teacher=str(teacher_ckpt), labels={"method": method, "budget": str(budget)}, init=init)
-    metrics = read_json(out / "student" / "metrics.json", "student metrics")
 
     # 4. The report and model card.
-    from .checkpoint import load_model
-    from .latency import measure_network
-
-    torch.manual_seed(0)
-    net, _ = load_model(student_ckpt)
-    teacher_net, _ = load_model(teacher_ckpt)
-    report = {"method": method, "metric": metric, "budget": budget, "seed": config.seed, "student": _summary(metrics),
-              "teacher": _summary(teacher_metrics),
-              "latency_us": {"student": measure_network(student, device, net=net),
-                             "teacher": measure_network(genotype, device, net=teacher_net),
-                             "device": str(device)},
-              "predicted_latency_us": budget_cost(student, "latency", table) if table else None,
-              "student_checkpoint": str(student_ckpt), "wall_time_s": time.perf_counter() - started}
+    report = _report(out, job, student, genotype, device, table, config.seed)
+    report["wall_time_s"] = time.perf_counter() - started
     report["provenance"] = provenance(job, config.seed, str(device), report["wall_time_s"])
     write_json(out / "report.json", report)
     write_text(out / "model_card.md", model_card(report))
     return report
+
+
+def _report(out: Path, job: dict, student, genotype, device, table: dict | None, seed: int) -> dict:
+    """Both networks' counts, errors with their intervals and latency measured on `device`."""
+    import torch
+
+    from .checkpoint import load_model
+    from .latency import measure_network
+
+    torch.manual_seed(0)  # the timing input
+    net, _ = load_model(out / "student" / "model.pt")
+    teacher_net, _ = load_model(out / "teacher" / "model.pt")
+    return {"method": job["method"], "metric": job["metric"], "budget": job["budget"], "seed": seed,
+            "student": _summary(read_json(out / "student" / "metrics.json", "student metrics")),
+            "teacher": _summary(read_json(out / "teacher" / "metrics.json", "teacher metrics")),
+            "latency_us": {"student": measure_network(student, device, net=net),
+                           "teacher": measure_network(genotype, device, net=teacher_net), "device": str(device)},
+            "predicted_latency_us": budget_cost(student, "latency", table) if table else None,
+            "student_checkpoint": str(out / "student" / "model.pt")}
 
 
 def _search(folder: Path, genotype, costs, budget: float, samples: int, seed: int, batch, device, log,

@@ -62,15 +62,21 @@ def prune(net: torch.nn.Module, genotype: Genotype, ratio: float, criterion: str
     return net
 
 
-def prune_to(teacher: str | os.PathLike, budget: float, criterion: str, batch, out_checkpoint: str | os.PathLike,
-             metric: str = "params") -> dict:
-    """Prune the teacher checkpoint to at most `budget` `metric` (params or macs) and save it; returns its record."""
+def check_metric(metric: str) -> None:
+    """Pruning budgets count params or MACs: Torch-Pruning has no latency model."""
     if metric not in ("params", "macs"):
         raise BlockswapError(f"pruning budgets count params or macs, not {metric}: Torch-Pruning has no latency "
                              "model; use --metric params or macs with the prune methods")
+
+
+def prune_to(teacher: str | os.PathLike, budget: float, criterion: str, batch, out_checkpoint: str | os.PathLike,
+             metric: str = "params") -> dict:
+    """Prune the teacher checkpoint to at most `budget` `metric` (params or macs) and save it; returns its record."""
+    check_metric(metric)
     net, ckpt = load_model(teacher)
     genotype = Genotype.from_dict(ckpt["genotype"])
-    full = getattr(measured(net, genotype), metric)
+    teacher_counts = measured(net, genotype)
+    full = getattr(teacher_counts, metric)
     if budget >= full:
         raise BlockswapError(f"budget {budget:,.0f} {metric} is not below the teacher's {full:,}")
 
@@ -89,7 +95,7 @@ def prune_to(teacher: str | os.PathLike, budget: float, criterion: str, batch, o
     pruned = prune(net, genotype, hi, criterion, batch)
     counts = measured(pruned, genotype)
     record = {"criterion": criterion, "ratio": hi, "metric": metric, "budget": budget, **counts.to_dict(),
-              "teacher": str(teacher), "teacher_params": measured(net, genotype).params}
+              "teacher": str(teacher), "teacher_params": teacher_counts.params}
     state = {k: v.detach().cpu().contiguous() for k, v in pruned.state_dict().items()}
     save({"genotype": genotype.to_dict(), "config": ckpt["config"], "state_dict": state,
           "metrics": {**record, "test_top1_error": None}, "provenance": provenance(record, None, "cpu"),
