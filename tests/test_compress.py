@@ -146,6 +146,43 @@ def test_pruned_student_under_budget_trained_from_the_pruned_weights(job, method
     assert report["student"]["params"] == record["params"] and report["teacher"]["params"] == analytic(g).params
 
 
+def test_a_distilled_student_can_teach(job):
+    """A blockswap checkpoint of mixed blocks is a teacher too: searched below, and pruned."""
+    tmp, root = job
+    g = Genotype("wrn-16-1", ("Conv", "G4B2", "Conv", "DConvB2", "Conv", "DConv"), in_channels=1, num_classes=3,
+                 image_size=28)
+    torch.manual_seed(1)
+    save({"genotype": g.to_dict(), "config": {"dataset": "folder"}, "state_dict": create_model(g).state_dict(),
+          "metrics": {}, "provenance": {}}, tmp / "mixed.pt")
+    budget = analytic(g).params // 2
+    for method in ("blockswap", "prune-magnitude"):
+        out = tmp / f"mixed-{method}"
+        assert main(["compress", "--teacher", str(tmp / "mixed.pt"), "--data", str(root), "--budget", str(budget),
+                     "--method", method, "--samples", "3", "--epochs", "1", "--batch-size", "8", "--threads", "1",
+                     "--quiet", "-o", str(out)]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert report["teacher"]["params"] == analytic(g).params and report["teacher"]["genotype_id"] == g.id
+        assert report["distillation"] == "AT" and report["student"]["params"] <= budget * 1.025
+        student, _ = load_model(out / "student" / "model.pt")
+        assert sum(p.numel() for p in student.parameters()) == report["student"]["params"]
+
+
+def test_a_student_without_the_teachers_attention_points_is_distilled_by_kd(tmp_path):
+    from blockswap.compress import KD_ALPHA, distillation_for
+    from blockswap.recipe import TrainConfig
+
+    student = Genotype.uniform("wrn-16-1", "Conv", in_channels=1, num_classes=3, image_size=32)
+    for name, model in (("wrn.pt", "wrn-40-1"), ("resnet.pt", "resnet18")):  # 3 points at 32/16/8; 4 points
+        g = Genotype.uniform(model, "Conv", in_channels=1, num_classes=3, image_size=32)
+        save({"genotype": g.to_dict(), "config": {"dataset": "folder"}, "state_dict": create_model(g).state_dict(),
+              "metrics": {}, "provenance": {}}, tmp_path / name)
+    config = TrainConfig(dataset="folder", at_beta=(1000.0,))
+    assert distillation_for(config, student, None, tmp_path / "wrn.pt") == (config, "AT")
+    kd, how = distillation_for(config, student, None, tmp_path / "resnet.pt")
+    assert how == "KD (α = 0.9, T = 4)" and not kd.uses_at and kd.kd_alpha == KD_ALPHA == 0.9
+    assert kd.to_dict() | {"at_beta": None, "kd_alpha": None} == config.to_dict() | {"at_beta": None, "kd_alpha": None}
+
+
 def test_mistakes_end_before_any_work(job, capsys):
     tmp, root = job
     out = tmp / "refused"

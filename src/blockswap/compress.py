@@ -9,7 +9,8 @@ and DIR/val/<class>/*. The student is made by `method`:
   prune-magnitude  the teacher pruned to the budget by Torch-Pruning, channels ranked by L2 norm (`pruning`);
   prune-taylor     the same, ranked by first-order Taylor importance.
 Whatever made it, the student is then trained the same way - the same recipe, steps and seed, attention
-transfer from the teacher (the pruned nets keep the attention points) - so that a comparison isolates the
+transfer from the teacher where the student's attention points pair with the teacher's (the registry's nets,
+pruned or substituted, keep them), knowledge distillation otherwise - so that a comparison isolates the
 method. Each stage writes into OUTDIR atomically and is skipped when done, so an interrupted job resumes
 (the training mid-epoch, from its resume file); job.json holds the job's identity, and a folder that holds
 another job's results is refused.
@@ -30,6 +31,7 @@ from .recipe import RUN_ONLY
 METHODS = ("blockswap", "prune-magnitude", "prune-taylor")
 TORCHVISION_RESNETS = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
+KD_ALPHA = 0.9  # KD's mix when the student has no attention points to pair: (1-α)·CE + α·KD (Hinton et al.)
 
 
 def wilson_interval(errors: int, n: int) -> tuple[float, float]:
@@ -92,7 +94,7 @@ def teacher_genotype(path: Path, dataset):
     if (genotype.in_channels, genotype.image_size) != (dataset.in_channels, dataset.image_size):
         raise BlockswapError(f"{path} takes {genotype.in_channels}×{genotype.image_size}² images, the folder holds "
                              f"{dataset.in_channels}×{dataset.image_size}²")
-    check_fits(state_dict, create_model(genotype), path, f"{genotype.model} with every block Conv")
+    check_fits(state_dict, create_model(genotype), path, f"{genotype.model} {genotype.id}")
     return genotype, state_dict
 
 
@@ -204,17 +206,37 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
     from .train import train
 
     student_ckpt = out / "student" / "model.pt"
+    config, distillation = distillation_for(config, student, init, teacher_ckpt)
     if not student_ckpt.exists():
+        log(f"distilling the student: {distillation}")
         train(config, student, out_checkpoint=student_ckpt, metrics_path=out / "student" / "metrics.json",
               teacher=str(teacher_ckpt), labels={"method": method, "budget": str(budget)}, init=init)
 
     # 4. The report and model card.
     report = _report(out, job, student, genotype, device, table, config.seed)
+    report["distillation"] = distillation
     report["wall_time_s"] = time.perf_counter() - started
     report["provenance"] = provenance(job, config.seed, str(device), report["wall_time_s"])
     write_json(out / "report.json", report)
     write_text(out / "model_card.md", model_card(report))
     return report
+
+
+def distillation_for(config, student, init: Path | None, teacher_ckpt: Path):
+    """(config, "AT") where the student's attention points pair with the teacher's - the same number, the same
+    spatial sizes -, else (config with KD instead, "KD"): AT has nothing to match on such a student."""
+    import dataclasses
+
+    from .checkpoint import load_model
+    from .models import create_model
+    from .train import attention_shapes
+
+    net = load_model(init)[0] if init is not None else create_model(student)
+    teacher, ckpt = load_model(teacher_ckpt)
+    if attention_shapes(net, student) == attention_shapes(teacher, student):
+        return config, "AT"
+    kd = dataclasses.replace(config, at_beta=(), kd_alpha=config.kd_alpha or KD_ALPHA)
+    return kd, f"KD (α = {kd.kd_alpha:g}, T = {kd.kd_temperature:g})"
 
 
 def _report(out: Path, job: dict, student, genotype, device, table: dict | None, seed: int) -> dict:

@@ -74,9 +74,12 @@ def import_weights(weights: str | os.PathLike, model: str, dataset: str, *, out_
     test_set = load_dataset(dataset, data_dir, "test", test_subset, 0)
     genotype = Genotype.uniform(model, "Conv", in_channels=test_set.in_channels, num_classes=test_set.num_classes,
                                 image_size=test_set.image_size)
-    if saved is not None and saved != genotype:
-        raise BlockswapError(f"{weights} holds {saved.model} {saved.id}, not {model} with every block Conv shaped "
-                             f"for {dataset} ({genotype.id})")
+    if saved is not None:  # a blockswap checkpoint keeps its own blocks: a distilled student can teach
+        if saved.to_dict() | {"blocks": None} != genotype.to_dict() | {"blocks": None}:
+            raise BlockswapError(f"{weights} holds {saved.model} {saved.id} ({saved.in_channels}×{saved.image_size}² "
+                                 f"in, {saved.num_classes} out), not {model} shaped for {dataset} "
+                                 f"({genotype.in_channels}×{genotype.image_size}² in, {genotype.num_classes} out)")
+        genotype = saved
     net = create_model(genotype)
     check_fits(state_dict, net, weights, f"{model} for {dataset} ({test_set.num_classes} classes)")
     net.load_state_dict(state_dict)

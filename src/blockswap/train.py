@@ -113,16 +113,23 @@ def _pruned_init(path, genotype: Genotype) -> dict:
     return ckpt
 
 
+def attention_shapes(net: Network, genotype: Genotype, device="cpu") -> list[tuple[int, int]]:
+    """The spatial sizes of `net`'s attention points on a `genotype`-shaped input (AT pairs them one to one)."""
+    x = torch.zeros(1, genotype.in_channels, genotype.image_size, genotype.image_size, device=device)
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        shapes = [tuple(p.shape[-2:]) for p in net(x)[1]]
+    net.train(was_training)
+    return shapes
+
+
 def _check_points(model: Network, teacher: Network, genotype: Genotype, device) -> None:
     """AT pairs attention points one to one: same number, same spatial sizes."""
-    x = torch.zeros(1, genotype.in_channels, genotype.image_size, genotype.image_size, device=device)
-    model.eval()
-    with torch.no_grad():
-        s, t = [p.shape[-2:] for p in model(x)[1]], [p.shape[-2:] for p in teacher(x)[1]]
-    model.train()
+    s, t = attention_shapes(model, genotype, device), attention_shapes(teacher, genotype, device)
     if s != t:
         raise BlockswapError(f"attention transfer needs matching attention points, but the student has "
-                             f"{[tuple(p) for p in s]} and the teacher {[tuple(p) for p in t]}")
+                             f"{s} and the teacher {t}")
 
 
 def _points(genotype: Genotype) -> int:
@@ -266,7 +273,8 @@ def train(config: TrainConfig, genotype: Genotype | str, *, out_checkpoint: str 
     `teacher`: a final checkpoint, needed when config has AT or KD (checked against `teacher_genotype`
     if given). Resumes from `resume_path` (default `<out_checkpoint>.resume`) if it exists. Writes the
     final checkpoint and `metrics_path` atomically and returns the metrics; `labels` (e.g. method=teacher,
-    for the report) are copied into them.
+    for the report) are copied into them. `init`: a pruned checkpoint of `genotype` (`pruning.prune_to`) whose
+    channel counts and weights the run starts from, instead of a fresh initialisation.
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
