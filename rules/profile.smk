@@ -1,8 +1,14 @@
 # A profile's validation, shared by the paper workflow (common.smk) and the compress profile (compress.smk).
 import sys
 
+import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+# JSON schema types a string of a --config value may stand for.
+_SCALARS = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None}
 
 
 def _refuse(message):
@@ -11,12 +17,35 @@ def _refuse(message):
     sys.exit(2)
 
 
+def _retyped(why) -> bool:
+    """Snakemake reads a nested --config value with YAML's BaseLoader, every leaf a string (`--config
+    compress='{seeds: [0, 1]}'` gives '0'): where the schema wants a number, boolean or null and YAML reads
+    the string as one, put that in its place. True if it did."""
+    if why.validator != "type" or not isinstance(why.instance, str) or not why.absolute_path:
+        return False
+    wanted = why.validator_value if isinstance(why.validator_value, list) else [why.validator_value]
+    try:
+        value = yaml.safe_load(why.instance)
+    except yaml.YAMLError:
+        return False
+    if not any(_SCALARS.get(t, lambda v: False)(value) for t in wanted):
+        return False
+    *parents, leaf = why.absolute_path
+    node = config
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    return True
+
+
 def validate_profile(schema):
     """The config against `schema`, which fills in its defaults; a mistake is one line naming the key."""
-    try:
-        validate(config, schema)
-    except WorkflowError as e:
-        why = e.__context__  # the jsonschema ValidationError
-        if not hasattr(why, "json_path"):
-            raise
-        _refuse(f"{why.json_path.lstrip('$.') or 'top level'}: {why.message}")
+    while True:
+        try:
+            return validate(config, schema)
+        except WorkflowError as e:
+            why = e.__context__  # the jsonschema ValidationError
+            if not hasattr(why, "json_path"):
+                raise
+            if not _retyped(why):
+                _refuse(f"{why.json_path.lstrip('$.') or 'top level'}: {why.message}")

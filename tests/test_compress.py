@@ -231,3 +231,15 @@ def test_compress_profile_runs_every_method_and_tabulates_the_paired_differences
     bad.write_text("name: compress\ncompress:\n  teacher: /nonexistent.pt\n")
     run = snakemake("-n", "--configfile", bad, workdir=tmp_path)
     assert run.returncode == 2 and "compress.teacher: /nonexistent.pt does not exist" in run.stderr
+
+
+def test_nested_config_overrides_are_read_as_their_schema_types(tmp_path):
+    """Snakemake reads a nested --config value as strings; the profile reads numbers where the schema wants them."""
+    from test_workflow import ROOT, planned_jobs, snakemake
+
+    profile = ROOT / "workflow/config/compress.yaml"
+    jobs = planned_jobs("--configfile", profile, "--config", "compress={seeds: [0, 1], budgets: [30000]}",
+                        workdir=tmp_path)
+    assert jobs["compress_student"] == 2 * 3  # 2 seeds × 3 methods at one budget
+    run = snakemake("-n", "--configfile", profile, "--config", "compress={seeds: [zero]}", workdir=tmp_path)
+    assert run.returncode == 2 and "compress.seeds[0]: 'zero' is not of type 'integer'" in run.stderr
