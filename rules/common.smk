@@ -22,12 +22,8 @@ validate_profile("../workflow/schemas/config.schema.yaml")
 R = config["results_dir"] or f"results/{config['name']}"
 LOGS = f"{R}/logs"
 BENCH = f"{R}/benchmarks"
-# Jobs call `blockswap` from the environment running Snakemake (e.g. .venv/bin), with no activation
-# needed; with --sdm conda the job's own environment comes first on PATH.
 CONDA_ENV = "../envs/blockswap.yaml"  # for --sdm conda: the same pins as pyproject.toml
-# A rehearsal's reports mark their tables and figures (blockswap.report.base reads the variable).
-REHEARSAL = "export BLOCKSWAP_REHEARSAL=1; " if config["rehearsal"] else ""
-shell.prefix(f'export PATH="{Path(sys.executable).parent}:$PATH"; {REHEARSAL}')
+job_shell_prefix()
 
 
 def run_files(stem):

@@ -12,7 +12,7 @@ TEACHER = f"{R}/teacher/model.pt" if C["teacher"] == "embedded" else C["teacher"
 for key, path in (("data", DATA), ("teacher", TEACHER)):
     if C[key] != "embedded" and not Path(path).exists():
         _refuse(f"compress.{key}: {path} does not exist")
-shell.prefix(f'export PATH="{Path(sys.executable).parent}:$PATH"; ')
+job_shell_prefix()
 
 
 rule compress_table:
@@ -20,7 +20,7 @@ rule compress_table:
         expand(
             f"{R}/{{method}}/budget{{budget}}/seed{{seed}}/report.json",
             method=C["methods"],
-            budget=[f"{b:g}" for b in C["budgets"]],
+            budget=[int(b) if float(b).is_integer() else b for b in C["budgets"]],  # 2e6 as 2000000
             seed=C["seeds"],
         ),
     output:

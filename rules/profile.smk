@@ -1,5 +1,6 @@
 # A profile's validation, shared by the paper workflow (common.smk) and the compress profile (compress.smk).
 import sys
+from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -49,3 +50,11 @@ def validate_profile(schema):
                 raise
             if not _retyped(why):
                 _refuse(f"{why.json_path.lstrip('$.') or 'top level'}: {why.message}")
+
+
+def job_shell_prefix():
+    """Jobs call `blockswap` from the environment running Snakemake (e.g. .venv/bin), with no activation
+    needed (with --sdm conda the job's own environment comes first on PATH); a rehearsal's jobs mark their
+    tables and figures (blockswap.report.figures reads BLOCKSWAP_REHEARSAL)."""
+    rehearsal = "export BLOCKSWAP_REHEARSAL=1; " if config.get("rehearsal") else ""
+    shell.prefix(f'export PATH="{Path(sys.executable).parent}:$PATH"; {rehearsal}')

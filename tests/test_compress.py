@@ -197,6 +197,8 @@ def test_mistakes_end_before_any_work(job, capsys):
     assert "Torch-Pruning has no latency model" in capsys.readouterr().err
     assert compress(tmp, root, out, "--budget", "20K", "--at-beta", "0") == 2
     assert "give --at-beta > 0" in capsys.readouterr().err
+    assert compress(tmp, root, out, "--budget", "20K", "--subset", "49") == 2  # 48 training images
+    assert "subset=49 must be between 1 and the 48 examples" in capsys.readouterr().err
     assert not out.exists()
 
 

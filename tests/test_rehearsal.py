@@ -15,7 +15,9 @@ import yaml
 from PIL import Image
 
 from blockswap import rehearsal
+from blockswap.counting import analytic
 from blockswap.data import load_dataset
+from blockswap.genotype import Genotype
 from blockswap.report.figures import REHEARSAL_MARK
 from test_workflow import ROOT, job_stats, planned_jobs, snakemake
 
@@ -44,7 +46,7 @@ def _assert_only_shrinks(new, old, where=""):
         assert new == old, (where, new, old)
 
 
-@pytest.mark.parametrize("name", PROFILES)
+@pytest.mark.parametrize("name", [p for p in PROFILES if p != "compress"])
 def test_overlay_only_shrinks_and_moves_to_the_cpu(name):
     profile = _profile(name)
     cfg = rehearsal.overlay(profile, "out/results")
@@ -57,6 +59,35 @@ def test_overlay_only_shrinks_and_moves_to_the_cpu(name):
     several = profile.get("resources", {}).get("train", {}).get("gpu", 0) > 1
     assert cfg["resources"]["train"].get("processes") == (2 if several else None)
     assert profile == _profile(name)  # the profile itself untouched
+
+
+def test_compress_overlay_shrinks_and_moves_to_the_cpu(tmp_path):
+    profile = _profile("compress")
+    cfg = rehearsal.overlay(profile, "out/results")
+    _assert_only_shrinks(cfg, profile)
+    c = cfg["compress"]
+    assert cfg["rehearsal"] is True and (c["budgets"], c["seeds"], c["samples"]) == ([20000], [0, 1], rehearsal.SAMPLES)
+    for recipe in (c["recipe"], c["teacher_recipe"]):
+        assert (recipe["device"], recipe["subset"], recipe["test_subset"]) == ("cpu", 32, 32)
+    overlay, said = rehearsal.prepare(ROOT / "workflow/config/compress.yaml", tmp_path / "out")
+    assert said == ["compress.data: embedded Fashion-MNIST, written as an image folder (the real data)",
+                    "compress.teacher: embedded (wrn-16-1 trained here)"] and not (tmp_path / "out/standin").exists()
+    jobs = planned_jobs("--configfile", ROOT / "workflow/config/compress.yaml", overlay, workdir=tmp_path)
+    assert jobs["compress_student"] == 1 * 3 * 2  # a budget, the 3 methods, 2 seeds
+
+
+def test_compress_rehearsal_of_a_missing_teacher_beside_the_users_grayscale_folder(tmp_path):
+    from test_compress import image_folder
+
+    folder = image_folder(tmp_path / "mine", classes=4, channels=1, side=28)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"name": "compress", "compress": {"teacher": "gone.pth", "data": str(folder),
+                                                                     "budgets": [2000000]}}))
+    overlay, said = rehearsal.prepare(path, tmp_path / "out")
+    c = yaml.safe_load(overlay.read_text())["compress"]
+    params = analytic(Genotype.uniform("wrn-16-1", "Conv", in_channels=1, num_classes=4, image_size=28)).params
+    assert (c["data"], c["teacher"], c["budgets"]) == (str(folder), "embedded", [params // 4])
+    assert said[0] == f"compress.data: {folder} (the user's, a few batches)" and "do not fit a torchvision" in said[1]
 
 
 def test_imagenet_trains_as_two_gloo_processes():
@@ -210,3 +241,26 @@ def test_rehearsal_executes_every_rule_of_the_profile(tmp_path, name):
         assert csv.read_text().splitlines()[0].split(",")[-1] == "rehearsal", csv
     pngs = sorted((out / "results/figures").glob("*.png"))
     assert pngs and all(Image.open(p).info.get("Description") == REHEARSAL_MARK for p in pngs)
+
+
+@pytest.mark.slow
+def test_compress_rehearsal_with_standins_executes_every_rule(tmp_path):
+    """A user's compress profile whose files are not there yet: a stand-in folder and torchvision ResNet-18."""
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("name: compress\ncompress:\n  teacher: my/resnet18.pth\n  data: my/images\n")
+    prepared = _blockswap("rehearse", profile, "--out", "out", cwd=tmp_path)
+    assert prepared.returncode == 0, prepared.stderr
+    told = json.loads(prepared.stdout)
+    params = sum(p.numel() for p in torchvision.models.resnet18(num_classes=3).parameters())  # 3 stand-in classes
+    assert [line.split(" (")[0] for line in told["data"]] == [
+        "compress.data: stand-in image folder out/standin/folder",
+        "compress.teacher: stand-in torchvision resnet18 state dict out/standin/teacher/resnet18.pth",
+        f"compress.budgets: [{params // 4}], a quarter of the stand-in teacher's {params:,} params"]
+    run = snakemake("--cores", 2, "--configfile", profile, told["overlay"], workdir=tmp_path, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert job_stats(run.stderr + run.stdout) == {"compress_student": 6, "compress_table": 1, "all": 1}
+    reports = [json.loads(p.read_text()) for p in (tmp_path / "out/results").glob("*/*/*/report.json")]
+    assert {(r["teacher"]["params"], r["teacher"]["test_examples"]) for r in reports} == {(params, 32)}
+    assert all(r["student"]["params"] <= params // 4 * 1.025 and r["student"]["test_examples"] == 32 for r in reports)
+    assert (tmp_path / "out/results/table.md").read_text().startswith(REHEARSAL_MARK)
+    assert Image.open(tmp_path / "out/results/pareto.png").info.get("Description") == REHEARSAL_MARK

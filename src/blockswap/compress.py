@@ -124,7 +124,7 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
                  latency_table: str | None):
     """Everything a user can get wrong, before any work: (teacher file, its genotype and state dict, the
     training set, the device, the latency table or None, BlockSwap's cost table or None)."""
-    from .data import load_dataset
+    from .data import load_dataset, stratified_subset
     from .engine import resolve_device
     from .latency import cost_table, load_table
     from .sampling import CostTable, sample_table
@@ -140,7 +140,9 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
         raise BlockswapError("compress distils the student with attention transfer: give --at-beta > 0")
     device = resolve_device(config.device)
     train_set = load_dataset("folder", data_dir, "train")
-    load_dataset("folder", data_dir, "test")  # DIR/val: present, the same classes
+    if config.subset is not None:  # a subset larger than the folder is refused now, not after the teacher's test
+        stratified_subset(train_set.labels, config.subset, config.subset_seed)
+    load_dataset("folder", data_dir, "test", config.test_subset, config.subset_seed)  # DIR/val: the same classes
     weights = teacher_file(teacher)
     genotype, state_dict = teacher_genotype(weights, train_set)
     table = None
@@ -181,12 +183,14 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
            "recipe": {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY}}  # threads may change
     check_job(out, job)
 
-    # 1. The teacher, tested on DIR/val.
+    # 1. The teacher, tested on DIR/val (the student's test_subset of it).
     teacher_ckpt = out / "teacher" / "model.pt"
     if not teacher_ckpt.exists():
         log(f"teacher: {genotype.model} from {weights}, tested on {data_dir}/val")
         import_weights(weights, genotype.model, "folder", out_checkpoint=teacher_ckpt,
-                       metrics_path=out / "teacher" / "metrics.json", data_dir=data_dir, device=device)
+                       metrics_path=out / "teacher" / "metrics.json", data_dir=data_dir,
+                       test_subset=config.test_subset, subset_seed=config.subset_seed,  # the student's images
+                       device=device)
     batch = first_batches(train_set, config.batch_size, config.seed)[0]
 
     # 2. The student's architecture.

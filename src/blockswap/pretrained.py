@@ -65,13 +65,13 @@ def check_fits(state_dict: dict, net: torch.nn.Module, path, what: str) -> None:
 
 def import_weights(weights: str | os.PathLike, model: str, dataset: str, *, out_checkpoint: str | os.PathLike,
                    metrics_path: str | os.PathLike | None = None, data_dir: str | None = None,
-                   test_subset: int | None = None, device: torch.device | str = "cpu",
+                   test_subset: int | None = None, subset_seed: int = 0, device: torch.device | str = "cpu",
                    batch_size: int = 500, labels: dict | None = None) -> dict:
     """Check `weights` as `model` shaped for `dataset`, test it, write the checkpoint (and metrics); return them."""
     started, device = time.perf_counter(), torch.device(device)
     check_distinct_files({"weights": weights, "checkpoint": out_checkpoint, "metrics": metrics_path})
     state_dict, saved = read_state_dict(weights)
-    test_set = load_dataset(dataset, data_dir, "test", test_subset, 0)
+    test_set = load_dataset(dataset, data_dir, "test", test_subset, subset_seed)
     genotype = Genotype.uniform(model, "Conv", in_channels=test_set.in_channels, num_classes=test_set.num_classes,
                                 image_size=test_set.image_size)
     if saved is not None:  # a blockswap checkpoint keeps its own blocks: a distilled student can teach

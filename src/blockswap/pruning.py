@@ -58,8 +58,9 @@ def prune(net: torch.nn.Module, genotype: Genotype, ratio: float, criterion: str
     else:
         importance = tp.importance.GroupMagnitudeImportance(p=2)
     classifier = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    pruner = tp.pruner.MetaPruner(net, example, importance=importance, pruning_ratio=ratio,
-                                  global_pruning=True, max_pruning_ratio=MAX_GROUP_RATIO, ignored_layers=[classifier], output_transform=lambda out: out[0])
+    pruner = tp.pruner.MetaPruner(net, example, importance=importance, pruning_ratio=ratio, global_pruning=True,
+                                  max_pruning_ratio=MAX_GROUP_RATIO, ignored_layers=[classifier],
+                                  output_transform=lambda out: out[0])
     pruner.step()
     net.zero_grad(set_to_none=True)
     return net

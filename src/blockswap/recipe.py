@@ -18,7 +18,7 @@ SCHEDULES = ("cosine", "step")
 AMP_MODES = ("off", "bf16", "fp16")
 LR_UNITS = ("epoch", "iteration")
 DISTILL_FIELDS = ("at_beta", "kd_alpha", "kd_temperature")
-# Settings that do not change what is computed: a resumed run may change them.
+# Settings (of either training) that do not change what is computed: a resumed run may change them.
 RUN_ONLY = frozenset({"device", "threads", "progress", "data_dir"})
 
 
@@ -27,6 +27,22 @@ def setting(default, help: str, type=None, cli: bool = True, recorded: bool = Tr
     recorded=False: `to_dict` leaves the field out while it has its default, so that adding it changed no
     record (checkpoint, metrics, resume file) of the runs that do not use it."""
     return field(default=default, metadata={"help": help, "type": type, "cli": cli, "recorded": recorded, **extra})
+
+
+# The fields both trainings' settings (this `TrainConfig`, `detection.settings.DetectTrainConfig`) have, each
+# default and help stated here once; `shared(name)` makes the field (a dataclass field belongs to one class).
+SHARED_FIELDS = {
+    "momentum": dict(default=0.9, help="SGD momentum"),
+    "eval_every": dict(default=1, help="test every N epochs (the last one always)"),
+    "seed": dict(default=0, help="seed of the initialisation, batch order and augmentation"),
+    "device": dict(default="auto", help="auto, cpu, cuda or cuda:N"),
+    "threads": dict(default=None, help="torch threads (default: the CPUs this job may use)", type=int),
+    "progress": dict(default=True, help="a progress bar per epoch", cli=False),
+}
+
+
+def shared(name: str):
+    return setting(**SHARED_FIELDS[name])
 
 
 class Settings:
@@ -104,7 +120,7 @@ class TrainConfig(Settings):
     batch_size: int = setting(128, "minibatch size")
     eval_batch_size: int = setting(500, "test batch size (does not change the result)")
     lr: float = setting(0.1, "initial SGD learning rate")
-    momentum: float = setting(0.9, "SGD momentum")
+    momentum: float = shared("momentum")
     weight_decay: float = setting(5e-4, "L2 weight decay of every parameter")
     crs_wd: bool = setting(False, "CRS-wd: scale the weight decay of the structured layers' compressed tensors by "
                            "the genotype's compression ratio (params / params with full convs)", "bool")
@@ -121,8 +137,8 @@ class TrainConfig(Settings):
                                          "float_list", cli=False)
     kd_alpha: float = setting(0.0, "KD mixing: (1-α)·CE + α·KD (0: no KD)", cli=False)
     kd_temperature: float = setting(4.0, "KD temperature T", cli=False)
-    eval_every: int = setting(1, "test every N epochs (the last one always)")
-    seed: int = setting(0, "seed of the initialisation, batch order and augmentation")
+    eval_every: int = shared("eval_every")
+    seed: int = shared("seed")
     # Added after results existed: `recipe_flags` leaves it out while off, so their commands stay as they were.
     sync_bn: bool = setting(False, "data-parallel runs (torchrun): BatchNorm statistics over the global batch "
                             "(SyncBatchNorm, CUDA only) rather than each process's part", "bool", flag_if_set=True)
@@ -131,9 +147,9 @@ class TrainConfig(Settings):
                        "loss scaling (weights and optimiser stay float32)", choices=AMP_MODES, recorded=False)
     channels_last: bool = setting(False, "CUDA only: the network and its inputs in channels-last memory layout, "
                                   "which tensor-core convolutions prefer", "bool", recorded=False)
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
-    threads: int | None = setting(None, "torch threads (default: the CPUs this job may use)", int)
-    progress: bool = setting(True, "a progress bar per epoch", cli=False)
+    device: str = shared("device")
+    threads: int | None = shared("threads")
+    progress: bool = shared("progress")
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
@@ -176,12 +192,16 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 DISTILL_DEFAULTS = {"at_beta": (1000.0,), "kd_alpha": 0.0, "kd_temperature": 4.0}
 
 
-def learning_rate(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
-    """The learning rate of `step` of `epoch` (both from 0)."""
-    t = epoch + (step / steps_per_epoch if config.lr_unit == "iteration" else 0.0)
+def scheduled_lr(config, t: float) -> float:
+    """The schedule's learning rate at `t` epochs into the run (either training's settings)."""
     if config.schedule == "cosine":
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * t / config.epochs))
     return config.lr * config.gamma ** sum(t >= m for m in config.milestones)
+
+
+def learning_rate(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """The learning rate of `step` of `epoch` (both from 0)."""
+    return scheduled_lr(config, epoch + (step / steps_per_epoch if config.lr_unit == "iteration" else 0.0))
 
 
 def recipe_flags(recipe: dict) -> str:

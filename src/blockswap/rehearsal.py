@@ -6,7 +6,8 @@ on several GPUs runs as 2 gloo processes under torchrun). Every rule of the prof
 The data are the user's where they are present (a few batches of them: paths, formats and classes are
 read for real) and otherwise stand-ins written in the real formats: CIFAR-10's python batches, ImageNet's
 `train|val/<wnid>/*.JPEG` with a torchvision-format ResNet state dict as the pretrained teacher, a COCO
-instances file with polygon, RLE and crowd masks and category-id gaps. The stand-ins are noise: a
+instances file with polygon, RLE and crowd masks and category-id gaps; for the compress profile an image
+folder of PNGs and a torchvision ResNet-18 state dict as the teacher. The stand-ins are noise: a
 rehearsal's tables and figures say it (`rehearsal: true` marks them) and are no evidence of anything.
 """
 
@@ -66,6 +67,8 @@ def _first_per_family(blocks: list[str]) -> list[str]:
 
 def overlay(profile: dict, results_dir: str) -> dict:
     """The rehearsal of `profile` (as its YAML file reads): the same keys, smaller, on the CPU."""
+    if profile.get("name") == "compress":
+        return compress_overlay(profile, results_dir)
     cfg = copy.deepcopy(profile)
     cfg.update(results_dir=results_dir, device="cpu", rehearsal=True)
     for part in ("teacher", "student"):
@@ -114,6 +117,21 @@ def overlay(profile: dict, results_dir: str) -> dict:
         res = detection.setdefault("resources", {})
         for kind in ("train", "score"):
             res[kind] = _cpu_resource(res.get(kind, {}), kind == "train")
+    return cfg
+
+
+def compress_overlay(profile: dict, results_dir: str) -> dict:
+    """The compress profile's rehearsal: its first budget, two seeds (a paired interval needs two), a few
+    candidates, the students' and the embedded teacher's recipes shrunk, on the CPU."""
+    cfg = copy.deepcopy(profile)
+    cfg.update(results_dir=results_dir, rehearsal=True)
+    c = cfg.setdefault("compress", {})
+    c["budgets"] = c.get("budgets", [20000, 40000])[:1]
+    c["seeds"] = c.get("seeds", [0, 1, 2])[:2]
+    c["samples"] = min(c.get("samples", 100), SAMPLES)
+    for key in ("recipe", "teacher_recipe"):
+        c[key] = {**_shrink_recipe(c.get(key, {})), "device": "cpu"}
+    c["threads"] = 1
     return cfg
 
 
@@ -179,6 +197,20 @@ def write_imagenet(folder: Path, classes: int = 1000, per_class: int = 1) -> Pat
             for i in range(per_class):
                 h, w = rng.integers(40, 120, 2)
                 Image.fromarray(_noise_images(1, h, w, rng)[0]).save(d / f"{split}_{c}_{i}.JPEG", quality=75)
+    return folder
+
+
+def write_image_folder(folder: Path, classes: int = 3, per_class: int = 16, side: int = 32) -> Path:
+    """DIR/train|val/class<c>/*.png: `per_class` RGB images of `side` px per class, as a user's folder is."""
+    from PIL import Image
+
+    rng = np.random.default_rng(STANDIN_SEED)
+    for split in ("train", "val"):
+        for c in range(classes):
+            d = folder / split / f"class{c}"
+            d.mkdir(parents=True, exist_ok=True)
+            for i, image in enumerate(_noise_images(per_class, side, side, rng)):
+                Image.fromarray(image).save(d / f"{i}.png")
     return folder
 
 
@@ -257,6 +289,48 @@ def first_images(annotations: Path, n: int, out: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- setup
+def _compress_inputs(c: dict, standin: Path) -> list[str]:
+    """The compress profile's data and teacher: the user's where present, else stand-ins (said per line). With
+    a stand-in teacher the budget is a quarter of its params, so that the user's budget (for their network)
+    cannot make the rehearsal fail."""
+    from .counting import analytic
+    from .data import load_dataset
+    from .genotype import Genotype
+
+    said, data, teacher = [], c.get("data", "embedded"), c.get("teacher", "embedded")
+    if data == "embedded":
+        said.append("compress.data: embedded Fashion-MNIST, written as an image folder (the real data)")
+    elif _imagenet_present(Path(data)):
+        said.append(f"compress.data: {data} (the user's, a few batches)")
+    else:
+        c["data"] = str(write_image_folder(standin / "folder"))
+        said.append(f"compress.data: stand-in image folder {c['data']} ({data} has no train/ val/)")
+    if teacher == "embedded" or Path(teacher).is_file():
+        said.append(f"compress.teacher: {teacher}" + (" (the user's)" if teacher != "embedded" else
+                                                      f" ({c.get('teacher_model', 'wrn-16-1')} trained here)"))
+        return said
+    if c["data"] == "embedded":
+        channels, classes, side = 1, 10, 28  # Fashion-MNIST's
+    else:
+        folder = load_dataset("folder", c["data"], "train")
+        channels, classes, side = folder.in_channels, folder.num_classes, folder.image_size
+    if channels == 3 and side >= 32:  # torchvision's ResNet-18 takes it as it is
+        model = "resnet18"
+        c["teacher"] = str(write_torchvision_resnet(standin / "teacher" / "resnet18.pth", model, classes))
+        said.append(f"compress.teacher: stand-in torchvision resnet18 state dict {c['teacher']} ({teacher} not found)")
+    else:
+        model = c.get("teacher_model", "wrn-16-1")
+        c["teacher"] = "embedded"
+        said.append(f"compress.teacher: embedded {model} trained here ({teacher} not found; the folder's "
+                    f"{channels}-channel {side} px images do not fit a torchvision ResNet)")
+    params = analytic(Genotype.uniform(model, "Conv", in_channels=channels, num_classes=classes,
+                                       image_size=side)).params
+    c["budgets"] = [params // 4]
+    said.append(f"compress.budgets: [{params // 4}], a quarter of the stand-in teacher's {params:,} params")
+    return said
+
+
+
 def _cifar10_present(data_dir: Path) -> bool:
     return any((d / "test_batch").is_file() for d in (data_dir / "cifar-10-batches-py", data_dir))
 
@@ -285,6 +359,10 @@ def prepare(profile_path: Path, out_dir: Path) -> tuple[Path, list[str]]:
         raise BlockswapError(f"{profile_path}: a profile is a mapping of config keys, as workflow/config/*.yaml")
     cfg = overlay(profile, str(out_dir / "results"))
     said = []
+    if cfg.get("name") == "compress":
+        said = _compress_inputs(cfg["compress"], out_dir / "standin")
+        write_text(path, header + yaml.safe_dump(cfg, sort_keys=False))
+        return path, said
     dataset = cfg.get("dataset", {})
     standin = out_dir / "standin"
     if not cfg.get("detection", {}).get("only"):

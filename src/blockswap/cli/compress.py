@@ -43,13 +43,12 @@ def cmd_compress(args) -> None:
 def cmd_compress_table(args) -> None:
     from ..compress import comparison, comparison_figure, comparison_markdown
     from ..files import read_json, write_text
+    from ..report.figures import REHEARSAL_MARK, rehearsal, save_figure
 
     reports = [read_json(path, "compress report") for path in args.reports]
     rows, teacher = comparison(reports), reports[0]["teacher"]
-    write_text(args.output, comparison_markdown(rows, teacher))
-    if args.figure:
-        from ..report.figures import save_figure
-
+    write_text(args.output, (REHEARSAL_MARK + "\n\n" if rehearsal() else "") + comparison_markdown(rows, teacher))
+    if args.figure:  # marked as a rehearsal by save_figure
         save_figure(comparison_figure(rows, teacher), args.figure)
 
 

@@ -22,6 +22,7 @@ from ..checkpoint import Tally
 from ..distributed import SINGLE, World
 from ..engine import count_step, set_lr
 from ..errors import BlockswapError
+from ..recipe import scheduled_lr
 from .coco import collate
 
 # The settings live apart, without torch, so that the CLI builds its options without importing torch.
@@ -30,10 +31,7 @@ from .settings import FIELDS, RUN_ONLY, DetectTrainConfig  # noqa: F401 - re-exp
 
 def learning_rate(config: DetectTrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     """The lr of `step` of `epoch` (both from 0): the epoch's schedule value, warmed up in the first epoch."""
-    if config.schedule == "cosine":
-        lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
-    else:
-        lr = config.lr * config.gamma ** sum(epoch >= m for m in config.milestones)
+    lr = scheduled_lr(config, epoch)
     warm = min(config.warmup_iters, steps_per_epoch - 1)
     if epoch == 0 and step < warm:
         alpha = step / warm

@@ -8,10 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..recipe import SCHEDULES, Settings, setting
-
-# Settings that do not change what is computed: a resumed run may change them.
-RUN_ONLY = frozenset({"device", "threads", "progress"})
+from ..recipe import RUN_ONLY, SCHEDULES, Settings, setting, shared  # noqa: F401 - RUN_ONLY re-exported
 
 
 @dataclass(frozen=True)
@@ -22,7 +19,7 @@ class DetectTrainConfig(Settings):
     batch_size: int = setting(16, "images per step (torchvision and the paper: 16, 2 on each of 8 GPUs)")
     lr: float = setting(0.02, "peak SGD learning rate; scale it with the batch size (torchvision: 0.02 for 16 "
                         "images; from scratch on the slim preset, 0.02 with 4 images diverges)")
-    momentum: float = setting(0.9, "SGD momentum")
+    momentum: float = shared("momentum")
     weight_decay: float = setting(1e-4, "L2 weight decay of every parameter")
     schedule: str = setting("step", "step (×gamma at milestones) or cosine (to 0 at the last epoch), per epoch",
                             choices=SCHEDULES)
@@ -33,13 +30,13 @@ class DetectTrainConfig(Settings):
                                            "(default: no clipping, as torchvision)", float)
     warmup_iters: int = setting(1000, "linear warm-up steps at the start of the first epoch (0: none)")
     warmup_factor: float = setting(0.001, "the warm-up starts at this fraction of the lr")
-    eval_every: int = setting(1, "evaluate on the validation set every N epochs (the last one always)")
+    eval_every: int = shared("eval_every")
     eval_batch_size: int = setting(2, "images per evaluation step (padding to a batch can move AP slightly)")
     workers: int = setting(0, "data-loading processes (0: load in the training process)")
-    seed: int = setting(0, "seed of the initialisation, batch order and augmentation")
-    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
-    threads: int | None = setting(None, "torch threads (default: the CPUs this job may use)", int)
-    progress: bool = setting(True, "a progress bar per epoch", cli=False)
+    seed: int = shared("seed")
+    device: str = shared("device")
+    threads: int | None = shared("threads")
+    progress: bool = shared("progress")
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
