@@ -2,6 +2,7 @@
 workflow's recipe flags, and the schema's recipe defaults."""
 
 import dataclasses
+import math
 
 import pytest
 import yaml
@@ -49,6 +50,7 @@ def test_recipe_flags_round_trip_through_the_cli():
     flags = recipe_flags(recipe)
     assert "--cutout" not in flags and "--test-subset" not in flags  # null: the command's default
     assert recipe_flags({"sync_bn": False}) == ""  # off: left out, as before the setting existed
+    assert recipe_flags({"warmup_iters": 0, "warmup_factor": 0.001}) == ""  # likewise the warm-up, at its defaults
     assert "--milestones 2,5" in flags
     got = _config(["train", "--model", "wrn-16-1", "--checkpoint", "m.pt", *flags.split()])
     want = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items() if v is not None}
@@ -62,13 +64,14 @@ def test_recipe_flags_round_trip_through_the_cli():
 
 
 def test_gpu_settings_are_recorded_only_when_set():
-    """amp and channels_last, off by default, leave the records (checkpoints, metrics, resume files) of the runs
-    that do not use them exactly as they were before the settings existed."""
-    new = {"amp", "channels_last"}
+    """amp, channels_last and the warm-up, off by default, leave the records (checkpoints, metrics, resume files)
+    of the runs that do not use them exactly as they were before the settings existed."""
+    new = {"amp", "channels_last", "warmup_iters", "warmup_factor"}
     everything = {f.name: list(v) if isinstance(v := getattr(TrainConfig(), f.name), tuple) else v
                   for f in dataclasses.fields(TrainConfig)}
     assert TrainConfig().to_dict() == {k: v for k, v in everything.items() if k not in new}
-    assert TrainConfig.unrecorded_defaults() == {"amp": "off", "channels_last": False}
+    assert TrainConfig.unrecorded_defaults() == {"amp": "off", "channels_last": False, "warmup_iters": 0,
+                                                 "warmup_factor": 0.001}
     for config in (TrainConfig(), TrainConfig(amp="bf16"), TrainConfig(amp="fp16", channels_last=True)):
         assert TrainConfig.from_dict(config.to_dict()) == config
     fp16 = TrainConfig(amp="fp16").to_dict()
@@ -100,3 +103,23 @@ def test_shared_constants_are_stated_once():
     assert schema["search"]["properties"]["tolerance"]["default"] == TOLERANCE
     args = build_parser().parse_args(["sample", "--model", "wrn-16-1", "--budget", "20000"])
     assert args.tolerance == TOLERANCE
+
+
+def test_one_learning_rate_for_both_trainings_and_one_meaning_of_the_recorded_lr():
+    """Classification with a warm-up and per-step cosine; detection per step; the records state the schedule's
+    value at each epoch's start, and the new settings stay out of the records while at their defaults."""
+    from blockswap.detection.settings import DetectTrainConfig
+    from blockswap.recipe import learning_rate, scheduled_lr
+
+    c = TrainConfig(epochs=2, lr=0.1, lr_unit="iteration", warmup_iters=4, warmup_factor=0.1)
+    cosine = [0.1 * 0.5 * (1 + math.cos(math.pi * (s / 10) / 2)) for s in range(10)]
+    assert [learning_rate(c, 0, s, 10) for s in range(10)] == pytest.approx(
+        [v * (0.1 * (1 - s / 4) + s / 4 if s < 4 else 1) for s, v in enumerate(cosine)])
+    assert learning_rate(c, 1, 5, 10) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 1.5 / 2)))
+    assert scheduled_lr(c, 1) == learning_rate(c, 1, 0, 10) == pytest.approx(0.05)
+    d = DetectTrainConfig(epochs=2, lr=0.1, schedule="cosine", lr_unit="iteration", warmup_iters=0)
+    assert learning_rate(d, 0, 5, 10) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 0.25)))
+    assert "warmup_iters" not in TrainConfig().to_dict() and "lr_unit" not in DetectTrainConfig().to_dict()
+    assert c.to_dict()["warmup_iters"] == 4 and d.to_dict()["lr_unit"] == "iteration"
+    with pytest.raises(BlockswapError, match=r"warmup_factor must be in \(0, 1\], got 2"):
+        TrainConfig(warmup_factor=2)

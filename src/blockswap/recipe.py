@@ -33,6 +33,10 @@ def setting(default, help: str, type=None, cli: bool = True, recorded: bool = Tr
 # default and help stated here once; `shared(name)` makes the field (a dataclass field belongs to one class).
 SHARED_FIELDS = {
     "momentum": dict(default=0.9, help="SGD momentum"),
+    "lr_unit": dict(default="epoch", help="change the lr once per epoch (the reference code) or every step",
+                    choices=LR_UNITS),
+    "warmup_iters": dict(help="linear warm-up steps at the start of the first epoch (0: none)"),
+    "warmup_factor": dict(default=0.001, help="the warm-up starts at this fraction of the lr"),
     "eval_every": dict(default=1, help="test every N epochs (the last one always)"),
     "seed": dict(default=0, help="seed of the initialisation, batch order and augmentation"),
     "device": dict(default="auto", help="auto, cpu, cuda or cuda:N"),
@@ -41,8 +45,8 @@ SHARED_FIELDS = {
 }
 
 
-def shared(name: str):
-    return setting(**SHARED_FIELDS[name])
+def shared(name: str, **changes):
+    return setting(**{**SHARED_FIELDS[name], **changes})
 
 
 class Settings:
@@ -102,6 +106,14 @@ class Settings:
                    f"milestones must be increasing positive epochs, got {list(self.milestones)}")
         self._need(self.gamma > 0, f"gamma must be > 0, got {self.gamma}")
 
+    def _check_schedule(self) -> None:
+        """schedule, lr_unit, the step schedule's milestones and gamma, the warm-up."""
+        self._check_choice("schedule", SCHEDULES)
+        self._check_choice("lr_unit", LR_UNITS)
+        self._check_steps()
+        self._need(self.warmup_iters >= 0, f"warmup_iters must be ≥ 0, got {self.warmup_iters}")
+        self._need(0 < self.warmup_factor <= 1, f"warmup_factor must be in (0, 1], got {self.warmup_factor}")
+
     def _check_device(self) -> None:
         self._need(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
                    f"device must be auto, cpu or cuda[:N], got {self.device!r}")
@@ -129,8 +141,10 @@ class TrainConfig(Settings):
     milestones: tuple[int, ...] = setting((60, 120, 160), "epochs where the step schedule multiplies the lr by "
                                           "--gamma", "int_list")
     gamma: float = setting(0.2, "step-schedule factor")
-    lr_unit: str = setting("epoch", "change the lr once per epoch (the reference code) or every step",
-                           choices=LR_UNITS)
+    lr_unit: str = shared("lr_unit")
+    # Added after results existed: off, and then neither recorded nor passed by the workflow.
+    warmup_iters: int = shared("warmup_iters", default=0, recorded=False, flag_if_set=True)
+    warmup_factor: float = shared("warmup_factor", recorded=False, flag_if_set=True)
     cutout: int | None = setting(None, "Cutout square side (default: the dataset's recipe, 16 on CIFAR-10, "
                                  "0 = off)", int)
     at_beta: tuple[float, ...] = setting((), "AT weight β, one value or one per attention point (0: no AT)",
@@ -168,9 +182,7 @@ class TrainConfig(Settings):
         for name in ("crs_wd", "channels_last"):
             need(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}")
         self._check_choice("amp", AMP_MODES)
-        self._check_choice("schedule", SCHEDULES)
-        self._check_choice("lr_unit", LR_UNITS)
-        self._check_steps()
+        self._check_schedule()
         need(self.cutout is None or self.cutout >= 0, f"cutout must be ≥ 0, got {self.cutout}")
         need(all(b >= 0 for b in self.at_beta), f"at_beta values must be ≥ 0, got {list(self.at_beta)}")
         need(0 <= self.kd_alpha <= 1, f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
@@ -193,15 +205,23 @@ DISTILL_DEFAULTS = {"at_beta": (1000.0,), "kd_alpha": 0.0, "kd_temperature": 4.0
 
 
 def scheduled_lr(config, t: float) -> float:
-    """The schedule's learning rate at `t` epochs into the run (either training's settings)."""
+    """The schedule's learning rate at `t` epochs into the run (either training's settings); at t = epoch, the
+    `lr` an epoch's record states (the value at its start, before any warm-up)."""
     if config.schedule == "cosine":
         return config.lr * 0.5 * (1.0 + math.cos(math.pi * t / config.epochs))
     return config.lr * config.gamma ** sum(t >= m for m in config.milestones)
 
 
-def learning_rate(config: TrainConfig, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
-    """The learning rate of `step` of `epoch` (both from 0)."""
-    return scheduled_lr(config, epoch + (step / steps_per_epoch if config.lr_unit == "iteration" else 0.0))
+def learning_rate(config, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """The lr of `step` of `epoch` (both from 0), of either training's settings: the schedule's value (once an
+    epoch, or every step with lr_unit iteration), warmed up linearly over the first epoch's first warmup_iters
+    steps (at most all but its last) from warmup_factor times it."""
+    lr = scheduled_lr(config, epoch + (step / steps_per_epoch if config.lr_unit == "iteration" else 0.0))
+    warm = min(config.warmup_iters, steps_per_epoch - 1)
+    if epoch == 0 and step < warm:
+        alpha = step / warm
+        lr *= config.warmup_factor * (1 - alpha) + alpha
+    return lr
 
 
 def recipe_flags(recipe: dict) -> str:

@@ -37,8 +37,8 @@ Metrics (JSON and the checkpoint's "metrics"; errors in %): labels, genotype_id,
 dataset, train_examples, test_examples, teacher (checkpoint, genotype_id, model, params, its
 test_top1_error; null without one), objective (at_beta per point, kd_alpha, kd_temperature),
 weight_decay_groups (per optimizer group: name, tensors, params, weight_decay), crs_ratio (null without
-CRS-wd), epochs (per epoch: epoch, lr, train_loss = the objective, train_ce, train_at =
-Σ_i AT_i unweighted, train_kd, train_top1_error on the augmented batches in train mode, test_loss,
+CRS-wd), epochs (per epoch: epoch, lr = the schedule's value at its start, train_loss = the objective,
+train_ce, train_at = Σ_i AT_i unweighted, train_kd, train_top1_error on the augmented batches in train mode, test_loss,
 test_top1_error, test_top5_error - null on untested epochs - and seconds), the final test_top1_error,
 test_top5_error, test_loss, train_top1_error, wall_time_s (all attempts) and provenance (+ threads,
 resumes).
@@ -67,7 +67,7 @@ from .genotype import Genotype
 from .losses import Objective
 from .measure import measured
 from .models import Network, create_model, shaped_like
-from .recipe import TrainConfig, learning_rate
+from .recipe import TrainConfig, learning_rate, scheduled_lr
 from .runner import Preempted, Run, resolve_threads, resume_path_for, seed_all  # noqa: F401 - Preempted re-exported
 from .structured import compressed_parameters
 
@@ -141,9 +141,9 @@ def _epoch_record(config: TrainConfig, epoch: int, steps: int, tally: Tally, tes
                   seconds: float) -> dict:
     if test and not math.isfinite(test["loss"]):
         raise BlockswapError(f"the test loss became {test['loss']} after epoch {epoch + 1} (lr "
-                             f"{learning_rate(config, epoch, 0, steps):g}): the run diverged; lower --lr, "
+                             f"{scheduled_lr(config, epoch):g}): the run diverged; lower --lr, "
                              "or check the data")
-    return {"epoch": epoch + 1, "lr": learning_rate(config, epoch, 0, steps),
+    return {"epoch": epoch + 1, "lr": scheduled_lr(config, epoch),
             **{f"train_{k}": v / tally.n for k, v in tally.sums.items()},
             "train_top1_error": 100.0 * tally.wrong / tally.n,
             "test_loss": test and test["loss"], "test_top1_error": test and test["top1_error"],

@@ -22,21 +22,11 @@ from ..checkpoint import Tally
 from ..distributed import SINGLE, World
 from ..engine import count_step, set_lr
 from ..errors import BlockswapError
-from ..recipe import scheduled_lr
+from ..recipe import learning_rate  # noqa: F401 - re-exported: the lr of either training
 from .coco import collate
 
 # The settings live apart, without torch, so that the CLI builds its options without importing torch.
 from .settings import FIELDS, RUN_ONLY, DetectTrainConfig  # noqa: F401 - re-exported
-
-
-def learning_rate(config: DetectTrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
-    """The lr of `step` of `epoch` (both from 0): the epoch's schedule value, warmed up in the first epoch."""
-    lr = scheduled_lr(config, epoch)
-    warm = min(config.warmup_iters, steps_per_epoch - 1)
-    if epoch == 0 and step < warm:
-        alpha = step / warm
-        lr *= config.warmup_factor * (1 - alpha) + alpha
-    return lr
 
 
 # ------------------------------------------------------------------------------------------------ batches

@@ -21,15 +21,15 @@ class DetectTrainConfig(Settings):
                         "images; from scratch on the slim preset, 0.02 with 4 images diverges)")
     momentum: float = shared("momentum")
     weight_decay: float = setting(1e-4, "L2 weight decay of every parameter")
-    schedule: str = setting("step", "step (×gamma at milestones) or cosine (to 0 at the last epoch), per epoch",
+    schedule: str = setting("step", "step (×gamma at milestones) or cosine (to 0 at the last epoch)",
                             choices=SCHEDULES)
     milestones: tuple[int, ...] = setting((16, 22), "epochs where the step schedule multiplies the lr by gamma",
                                           "int_list")
     gamma: float = setting(0.1, "step-schedule factor")
     clip_grad_norm: float | None = setting(None, "clip the gradients' global ℓ2 norm to this before each step "
                                            "(default: no clipping, as torchvision)", float)
-    warmup_iters: int = setting(1000, "linear warm-up steps at the start of the first epoch (0: none)")
-    warmup_factor: float = setting(0.001, "the warm-up starts at this fraction of the lr")
+    warmup_iters: int = shared("warmup_iters", default=1000)
+    warmup_factor: float = shared("warmup_factor")
     eval_every: int = shared("eval_every")
     eval_batch_size: int = setting(2, "images per evaluation step (padding to a batch can move AP slightly)")
     workers: int = setting(0, "data-loading processes (0: load in the training process)")
@@ -37,6 +37,8 @@ class DetectTrainConfig(Settings):
     device: str = shared("device")
     threads: int | None = shared("threads")
     progress: bool = shared("progress")
+    # Added after results existed: per epoch, as torchvision, and then not recorded.
+    lr_unit: str = shared("lr_unit", recorded=False)
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
@@ -45,16 +47,13 @@ class DetectTrainConfig(Settings):
     def _validate(self):
         need = self._need
         self._check_at_least_one("epochs", "batch_size", "eval_batch_size", "eval_every")
-        need(self.warmup_iters >= 0 and self.workers >= 0 and self.seed >= 0,
-             "warmup_iters, workers and seed must be ≥ 0")
+        need(self.workers >= 0 and self.seed >= 0, "workers and seed must be ≥ 0")
         self._check_at_least_one("threads", optional=True)
         self._check_finite(("lr", "momentum", "weight_decay", "gamma", "warmup_factor", "clip_grad_norm"))
         self._check_sgd()
-        self._check_choice("schedule", SCHEDULES)
-        self._check_steps()
+        self._check_schedule()
         need(self.clip_grad_norm is None or self.clip_grad_norm > 0,
              f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
-        need(0 < self.warmup_factor <= 1, f"warmup_factor must be in (0, 1], got {self.warmup_factor}")
         self._check_device()
 
 

@@ -45,6 +45,7 @@ from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
 from ..genotype import Genotype
+from ..recipe import scheduled_lr
 from ..runner import Run, resolve_threads, resume_path_for, seed_all, stop_requests
 from .backbone import init_weights_sha256
 from .build import build_detector
@@ -188,7 +189,7 @@ class _DetectionRun(Run):
 
     def record(self, epoch: int, steps: int, test: dict | None, seconds: float) -> dict:
         tally = self.progress.tally
-        return _record(epoch, learning_rate(self.config, epoch, steps - 1, steps),
+        return _record(epoch, scheduled_lr(self.config, epoch),
                        {k: v / tally.n for k, v in tally.sums.items()}, test, seconds)
 
     def log_epoch(self, record: dict) -> None:
