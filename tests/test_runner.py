@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sys
 
 import pytest
 import torch
@@ -36,3 +37,23 @@ def test_agreed_stop_is_asked_explicitly():
     assert not stop.agreed() and stop.signum == 0
     received.append(signal.SIGTERM)
     assert stop.agreed() and stop.signum == signal.SIGTERM
+
+
+def test_progress_bars_are_drawn_on_a_terminal_only(monkeypatch):
+    import io
+
+    from blockswap.runner import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log file: no bar frames
+    assert progress_bar(True, total=3).disable and progress_bar(False, total=3).disable
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    bar = progress_bar(True, total=3, desc="epoch 1/1")
+    assert not bar.disable
+    bar.update(3)
+    bar.close()
+    assert "epoch 1/1" in sys.stderr.getvalue()
+    assert progress_bar(False, total=3).disable  # --quiet

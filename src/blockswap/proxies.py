@@ -26,7 +26,6 @@ import hashlib
 import math
 import multiprocessing
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -405,13 +404,13 @@ def score_candidates(genotypes: Sequence[Genotype], proxies: Sequence[Proxy | st
     `workers` > 1 (CPU only) scores in that many forked processes, each with
     `torch.get_num_threads() // workers` intra-op threads (at least 1).
     """
-    from tqdm import tqdm
+    from .runner import progress_bar
 
     proxies = [get_proxy(p) if isinstance(p, str) else p for p in proxies]
     if minibatches < 1:
         raise BlockswapError(f"minibatches must be ≥ 1, got {minibatches}")
     state = dict(proxies=proxies, batch=batch, seed=seed, minibatches=minibatches, device=device)
-    bar = tqdm(total=len(genotypes), desc="score", unit="net", file=sys.stderr, disable=not progress)
+    bar = progress_bar(progress, total=len(genotypes), desc="score", unit="net")
     items = list(enumerate(genotypes))
     try:
         if workers <= 1 or len(items) <= 1 or torch.device(device).type != "cpu" \

@@ -49,6 +49,11 @@ class Preempted(Exception):
                          f"written to {resume_path}; run the same command again to resume")
 
 
+def progress_bar(enabled: bool, **options) -> tqdm:
+    """A tqdm bar on stderr, drawn only where stderr is a terminal: a job's log file gets no bar frames."""
+    return tqdm(file=sys.stderr, disable=None if enabled else True, **options)
+
+
 @contextlib.contextmanager
 def stop_requests():
     """Record (not act on) SIGTERM/SIGUSR1, so the loop can stop between steps; restore handlers after."""
@@ -125,9 +130,8 @@ class Run:
     def bar(self, steps: int) -> tqdm:
         """The progress bar of the current epoch (on a terminal of rank 0, unless the config turns it off)."""
         config, progress = self.config, self.progress
-        return tqdm(total=steps, initial=progress.step, desc=f"epoch {progress.epoch + 1}/{config.epochs}",
-                    file=sys.stderr, leave=False, disable=not (config.progress and self.world.main),
-                    dynamic_ncols=True)
+        return progress_bar(config.progress and self.world.main, total=steps, initial=progress.step,
+                            desc=f"epoch {progress.epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True)
 
     def epoch(self, stop: AgreedStop) -> None:
         """Train the current epoch (from its saved step), test if due, save; raise Preempted on `stop`."""

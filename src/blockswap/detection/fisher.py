@@ -21,7 +21,6 @@ experiment set out to avoid.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 import torch
@@ -75,9 +74,9 @@ def fisher_batch(dataset, batch_size: int, seed: int) -> tuple[list, list]:
 def score_backbones(genotypes: Sequence[Genotype], images, targets, detector_config: DetectorConfig, seed: int = 0,
                     head_seed: int = 0, device="cpu", progress: bool = False) -> list[float]:
     """`detection_fisher` of each genotype on the same minibatch, in order."""
-    from tqdm import tqdm
+    from ..runner import progress_bar
 
     for genotype in genotypes:
         check_resnet(genotype)
     return [detection_fisher(g, images, targets, detector_config, seed, head_seed, device)
-            for g in tqdm(genotypes, desc="score", unit="net", file=sys.stderr, disable=not progress)]
+            for g in progress_bar(progress, iterable=genotypes, desc="score", unit="net")]
