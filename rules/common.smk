@@ -4,19 +4,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import yaml
+from snakemake.utils import update_config
 
 from blockswap import plan
 from blockswap.recipe import recipe_flags
 from blockswap.errors import BlockswapError
 
 # A profile given with --configfile stands alone (schema defaults fill the rest); only without one is
-# the embedded default loaded, so a paper profile never inherits the default's small subsets.
-if not config:
-    config.update(
-        yaml.safe_load(
-            (Path(workflow.basedir) / "workflow/config/default.yaml").read_text()
-        )
+# the embedded default loaded, so a paper profile never inherits the default's small subsets. --config
+# values are merged into either.
+if not workflow.overwrite_configfiles:
+    embedded = yaml.safe_load(
+        (Path(workflow.basedir) / "workflow/config/default.yaml").read_text()
     )
+    update_config(embedded, config)
+    config.clear()
+    config.update(embedded)
 validate_profile("../workflow/schemas/config.schema.yaml")
 
 R = config["results_dir"] or f"results/{config['name']}"

@@ -304,3 +304,14 @@ def test_html_report(finished_run):
     html = (workdir / "report.html").read_text(errors="replace")
     for name in ("pareto_params.png", "fisher_vs_error.png", "density.png", "samples.png", "main.md"):
         assert name in html
+
+
+def test_config_values_merge_into_the_embedded_default(tmp_path):
+    """`snakemake --config key=...` without --configfile changes that key of the default profile, nothing else."""
+    default = yaml.safe_load((ROOT / "workflow/config/default.yaml").read_text())["ablations"]
+    plain = planned_jobs(workdir=tmp_path)
+    changed = planned_jobs("--config", "ablations={random_count: 20}", workdir=tmp_path)
+    assert plain["distill_random_net"] == default["random_count"] * len(default["random_budgets"])
+    assert changed["distill_random_net"] == 20 * len(default["random_budgets"])
+    assert {k: v for k, v in changed.items() if "random" not in k and k not in ("all", "total")} == {
+        k: v for k, v in plain.items() if "random" not in k and k not in ("all", "total")}
