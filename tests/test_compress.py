@@ -226,6 +226,12 @@ def test_compress_profile_runs_every_method_and_tabulates_the_paired_differences
     taylor = rows[2]["vs_blockswap"]
     assert rows[2]["method"] == "prune-taylor" and taylor["mean"] == pytest.approx(sum(diffs) / 2)
     assert taylor["high"] - taylor["mean"] == pytest.approx(half)
+    t = taylor["mean"] / (abs(diffs[0] - diffs[1]) / math.sqrt(2) / math.sqrt(2))  # the paired t statistic
+    assert taylor["p"] == pytest.approx(2 * stats.t.sf(abs(t), 1))
+    p = sorted(r["vs_blockswap"]["p"] for r in rows[1:])  # Holm over the 2 differences
+    holm = {p[0]: min(1, 2 * p[0]), p[1]: max(min(1, 2 * p[0]), p[1])}
+    assert [r["vs_blockswap"]["p_holm"] for r in rows[1:]] == pytest.approx([holm[r["vs_blockswap"]["p"]]
+                                                                            for r in rows[1:]])
     table = (tmp_path / "results/compress/table.md").read_text()
     assert table.count("| 40,000 |") == 3 and f"{taylor['mean']:+.2f} [" in table
     assert (tmp_path / "results/compress/pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -31,6 +31,7 @@ from .recipe import RUN_ONLY
 METHODS = ("blockswap", "prune-magnitude", "prune-taylor")
 TORCHVISION_RESNETS = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
+ALPHA = 0.05  # a table's verdicts: a difference is shown where its Holm-adjusted p is below this
 KD_ALPHA = 0.9  # KD's mix when the student has no attention points to pair: (1-α)·CE + α·KD (Hinton et al.)
 
 
@@ -314,10 +315,13 @@ def model_card(report: dict) -> str:
 def comparison(reports: list[dict]) -> list[dict]:
     """One row per (budget, method) of compress reports: params, mean top-1 error and sd over the seeds, and
     the mean difference from the BlockSwap student of the same budget and seed with its 95% t-interval
-    (paired by seed: the seed fixes the data order and the search's draws)."""
+    (paired by seed: the seed fixes the data order and the search's draws), the paired t-test's p and that p
+    Holm-adjusted over every difference of the table."""
     import statistics
 
     from scipy import stats
+
+    from .report.stats import holm
 
     groups: dict[tuple, dict[int, dict]] = {}
     for r in reports:
@@ -335,25 +339,33 @@ def comparison(reports: list[dict]) -> list[dict]:
         if method != "blockswap" and len(paired) > 1:
             mean, sd = statistics.mean(paired), statistics.stdev(paired)
             half = stats.t.ppf(0.975, len(paired) - 1) * sd / len(paired) ** 0.5
-            row["vs_blockswap"] = {"mean": mean, "low": mean - half, "high": mean + half, "n": len(paired)}
+            p = stats.ttest_1samp(paired, 0).pvalue if sd > 0 else (1.0 if mean == 0 else 0.0)
+            row["vs_blockswap"] = {"mean": mean, "low": mean - half, "high": mean + half, "n": len(paired),
+                                   "p": float(p)}
         rows.append(row)
+    compared = [r["vs_blockswap"] for r in rows if r["vs_blockswap"]]
+    for d, adjusted in zip(compared, holm([d["p"] for d in compared])):
+        d["p_holm"] = adjusted
     return rows
 
 
 def comparison_markdown(rows: list[dict], teacher: dict) -> str:
+    family = sum(1 for r in rows if r["vs_blockswap"])
     lines = [f"Teacher: {teacher['params']:,} params, top-1 error {teacher['test_top1_error']:.2f}%.", "",
-             "| budget | method | params | error % mean ± sd | per seed | − BlockSwap (paired, 95% t) | verdict |",
-             "|---:|---|---:|---|---|---|---|"]
+             "| budget | method | params | error % mean ± sd | per seed | − BlockSwap (paired, 95% t) | "
+             f"p (Holm over {family}) | verdict (Holm, α = {ALPHA:g}) |",
+             "|---:|---|---:|---|---|---|---|---|"]
     for r in rows:
         params = f"{r['params'][0]:,}" + (f"–{r['params'][-1]:,}" if len(r["params"]) > 1 else "")
         spread = f"{r['mean']:.2f} ± {r['sd']:.2f}" if r["sd"] is not None else f"{r['mean']:.2f}"
-        d, verdict, diff = r["vs_blockswap"], "", ""
+        d, verdict, diff, p = r["vs_blockswap"], "", "", ""
         if d:
             diff = f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
-            verdict = ("BlockSwap better" if d["low"] > 0 else "pruning better" if d["high"] < 0
-                       else "no difference shown")
+            p = f"{d['p']:.3f} ({d['p_holm']:.3f})"
+            verdict = ("no difference shown" if d["p_holm"] >= ALPHA else
+                       "BlockSwap better" if d["mean"] > 0 else "pruning better")
         lines.append(f"| {r['budget']:,.0f} | {r['method']} | {params} | {spread} | "
-                     f"{' / '.join(f'{e:.2f}' for e in r['errors'])} | {diff} | {verdict} |")
+                     f"{' / '.join(f'{e:.2f}' for e in r['errors'])} | {diff} | {p} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
