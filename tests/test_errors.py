@@ -1,14 +1,18 @@
 """Mistakes a user can make end in one line naming the problem, exit status 2, nothing written, before any
 work: bad numbers, unwritable outputs, files of the wrong kind, workflow profiles with bad names."""
 
+import fcntl
 import json
 import os
+import pty
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 from pathlib import Path
 
 import pytest
@@ -140,19 +144,33 @@ def test_ctrl_c_on_score_stops_cleanly(tmp_path, candidates):
     assert cli.main(["sample", "--model", "wrn-16-1", "--budget", "40000", "--samples", "2000", "--in-channels", "1",
                      "--image-size", "28", "-o", str(many)]) == 0
     out = tmp_path / "scores.csv"
+    terminal, stderr = pty.openpty()  # stderr a terminal, as where Ctrl-C is typed: the bar is drawn there
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns: room for a bar
     proc = subprocess.Popen([sys.executable, "-m", "blockswap", "score", str(many), "--dataset", "fashion-mnist",
                              "--data-dir", str(tmp_path), "--batch-size", "32", "--workers", "2", "--threads", "2",
-                             "-o", str(out)], stderr=subprocess.PIPE, start_new_session=True,
+                             "-o", str(out)], stderr=stderr, start_new_session=True,
                             # a background job may inherit SIGINT ignored; a terminal's program does not
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(stderr)
+
+    def read() -> bytes:
+        try:
+            return os.read(terminal, 4096)
+        except OSError:  # the terminal's other end closed: the process has exited
+            return b""
+
     seen = b""
     while not re.search(rb"\| *[1-9]\d*/2000", seen):  # the workers have scored some
-        chunk = os.read(proc.stderr.fileno(), 4096)
-        assert chunk, seen.decode()
+        chunk = read()
+        assert chunk, (proc.poll(), seen.decode())
         seen += chunk
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole group
-    _, err = proc.communicate(timeout=60)
-    err = err.decode()
+    proc.wait(timeout=60)
+    rest = b""
+    while chunk := read():
+        rest += chunk
+    os.close(terminal)
+    err = rest.decode().replace("\r\n", "\n")
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert err.strip().splitlines()[-1] == "blockswap score: interrupted; no output written"
