@@ -20,7 +20,9 @@ rule compress_table:
         expand(
             f"{R}/{{method}}/budget{{budget}}/seed{{seed}}/report.json",
             method=C["methods"],
-            budget=[int(b) if float(b).is_integer() else b for b in C["budgets"]],  # 2e6 as 2000000
+            budget=[
+                int(b) if float(b).is_integer() else b for b in C["budgets"]
+            ],  # 2e6 as 2000000
             seed=C["seeds"],
         ),
     output:

@@ -7,9 +7,12 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # JSON schema types a string of a --config value may stand for.
-_SCALARS = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-            "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-            "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None}
+_SCALARS = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
 
 
 def _refuse(message):
@@ -22,9 +25,17 @@ def _retyped(why) -> bool:
     """Snakemake reads a nested --config value with YAML's BaseLoader, every leaf a string (`--config
     compress='{seeds: [0, 1]}'` gives '0'): where the schema wants a number, boolean or null and YAML reads
     the string as one, put that in its place. True if it did."""
-    if why.validator != "type" or not isinstance(why.instance, str) or not why.absolute_path:
+    if (
+        why.validator != "type"
+        or not isinstance(why.instance, str)
+        or not why.absolute_path
+    ):
         return False
-    wanted = why.validator_value if isinstance(why.validator_value, list) else [why.validator_value]
+    wanted = (
+        why.validator_value
+        if isinstance(why.validator_value, list)
+        else [why.validator_value]
+    )
     try:
         value = yaml.safe_load(why.instance)
     except yaml.YAMLError:
