@@ -330,7 +330,6 @@ def _compress_inputs(c: dict, standin: Path) -> list[str]:
     return said
 
 
-
 def _cifar10_present(data_dir: Path) -> bool:
     return any((d / "test_batch").is_file() for d in (data_dir / "cifar-10-batches-py", data_dir))
 
