@@ -107,7 +107,7 @@ def compress(tmp, root, out, *extra):
                  "--batch-size", "8", "--threads", "1", "--quiet", "-o", str(out), *extra])
 
 
-def test_blockswap_student_in_budget_with_a_model_card_and_resume(job):
+def test_blockswap_student_in_budget_with_a_model_card_and_resume(job, capsys):
     tmp, root = job
     out = tmp / "blockswap"
     assert compress(tmp, root, out, "--budget", "40K", "--samples", "4") == 0
@@ -126,7 +126,9 @@ def test_blockswap_student_in_budget_with_a_model_card_and_resume(job):
     # done: nothing retrained, and another thread count is the same job
     assert compress(tmp, root, out, "--budget", "40K", "--samples", "4", "--threads", "2") == 0
     assert (out / "student" / "model.pt").stat().st_mtime_ns == before
-    assert compress(tmp, root, out, "--budget", "30K", "--samples", "4") == 2  # another job's folder
+    assert compress(tmp, root, out, "--budget", "30K", "--samples", "4", "--lr", "0.2") == 2  # another job's folder
+    err = capsys.readouterr().err
+    assert "holds another job's results (budget: 40000.0 there, 30000.0 now; recipe.lr: 0.1 there, 0.2 now)" in err
 
 
 @pytest.mark.parametrize("method", ["prune-magnitude", "prune-taylor"])

@@ -110,8 +110,7 @@ def check_job(out: Path, job: dict) -> None:
     """Refuse a folder that holds another job's results; start or continue this one."""
     saved = out / "job.json"
     if saved.exists():
-        then = read_json(saved, "job file")
-        diffs = [f"{k}: {then.get(k)!r} there, {job[k]!r} now" for k in job if then.get(k) != job[k]]
+        diffs = _differences(read_json(saved, "job file"), job)
         if diffs:
             raise BlockswapError(f"{out} holds another job's results ({'; '.join(diffs[:3])}); give another "
                                  "-o, or delete the folder to start afresh")
@@ -119,6 +118,18 @@ def check_job(out: Path, job: dict) -> None:
         raise BlockswapError(f"{out} is not empty and holds no compress job; give an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
     write_json(saved, job)
+
+
+def _differences(then: dict, now: dict, prefix: str = "") -> list[str]:
+    """'key: old there, new now' for each key whose value differs, nested dicts key by key (recipe.lr: ...)."""
+    out = []
+    for key in dict.fromkeys([*now, *then]):
+        a, b = then.get(key, "(none)"), now.get(key, "(none)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return out
 
 
 def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str, method: str,
