@@ -248,7 +248,7 @@ def distillation_for(config, student, init: Path | None, teacher_ckpt: Path):
     from .train import attention_shapes
 
     net = load_model(init)[0] if init is not None else create_model(student)
-    teacher, ckpt = load_model(teacher_ckpt)
+    teacher = load_model(teacher_ckpt)[0]
     if attention_shapes(net, student) == attention_shapes(teacher, student):
         return config, "AT"
     kd = dataclasses.replace(config, at_beta=(), kd_alpha=config.kd_alpha or KD_ALPHA)
