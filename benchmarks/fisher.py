@@ -38,9 +38,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from blockswap.fisher import probed
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
-from blockswap.proxies import get_proxy, probed, score_candidates, score_one
+from blockswap.proxies import get_proxy, score_candidates, score_one
 
 SEED = 0
 
@@ -160,7 +161,7 @@ def memory_child(what: str, genotype: dict, batch_size: int) -> None:
     net = create_model(g).train()
     before = rss_bytes()
     if what == "score":
-        from blockswap.proxies import fisher_per_block
+        from blockswap.fisher import fisher_per_block
         fisher_per_block(net, [batch])
     elif what == "naive":
         naive(g, batch)

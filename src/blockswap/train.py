@@ -56,7 +56,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import Progress, ResumeFile, Tally, load_checkpoint, load_model, weights_sha256
+from .checkpoint import Progress, ResumeFile, Tally, load_model, weights_sha256
 from .counting import analytic, compression_ratio
 from .data import check_fits, default_augment, iterate_batches, load_dataset
 from .distributed import AgreedStop, World, check_batch, is_main, joined
@@ -66,7 +66,7 @@ from .files import check_distinct_files, provenance
 from .genotype import Genotype
 from .losses import Objective
 from .measure import measured
-from .models import Network, create_model, shaped_like
+from .models import Network, create_model
 from .recipe import TrainConfig, learning_rate, scheduled_lr
 from .runner import Preempted, Run, resolve_threads, resume_path_for, seed_all  # noqa: F401 - Preempted re-exported
 from .structured import compressed_parameters
@@ -104,13 +104,13 @@ def load_teacher(path, config: TrainConfig, train_set, device, expect: Genotype 
     return Teacher(net, info, weights_sha256(ckpt["state_dict"]))
 
 
-def _pruned_init(path, genotype: Genotype) -> dict:
-    """A pruned network's checkpoint (`pruning.prune_to`), checked to be of `genotype`'s layers."""
-    ckpt = load_checkpoint(path)
+def _pruned_init(path, genotype: Genotype) -> tuple[Network, dict]:
+    """A pruned network (`pruning.prune_to`) and its checkpoint, checked to be of `genotype`'s layers."""
+    net, ckpt = load_model(path)
     if not ckpt.get("pruned") or Genotype.from_dict(ckpt["genotype"]) != genotype:
         raise BlockswapError(f"{path} is not a pruned {genotype.model} {genotype.id}; write one with "
                              "`blockswap compress --method prune-magnitude`")
-    return ckpt
+    return net, ckpt
 
 
 def attention_shapes(net: Network, genotype: Genotype, device="cpu") -> list[tuple[int, int]]:
@@ -300,10 +300,8 @@ def _train(config: TrainConfig, genotype: Genotype | str, world: World, device: 
         precision.layout(tutor.net)
 
     seed_all(config.seed)
-    model, pruned = create_model(genotype), None
-    if init is not None:  # a pruned net: the genotype's layers at the init checkpoint's widths, from its weights
-        pruned = _pruned_init(init, genotype)
-        shaped_like(model, pruned["state_dict"]).load_state_dict(pruned["state_dict"])
+    # A pruned net: the genotype's layers at the init checkpoint's widths, from its weights.
+    model, pruned = _pruned_init(init, genotype) if init is not None else (create_model(genotype), None)
     model = precision.layout(model.to(device))
     objective = Objective.from_config(config)
     betas = list(objective.betas(_points(genotype))) if objective.at_beta else []  # checks the count early

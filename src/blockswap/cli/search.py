@@ -233,6 +233,20 @@ def add_commands(sub) -> None:
     q.add_argument("-o", "--output", help="OUT.json for a one-row CSV, or OUT.jsonl for all rows")
     q.set_defaults(func=cmd_import_legacy, outputs=("output",))
 
+    add_sample_command(sub)
+    add_latency_table_command(sub)
+    add_score_command(sub)
+    add_data_commands(sub)
+    p = sub.add_parser("select", help="the best-scored candidate among the first n samples")
+    p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
+    p.add_argument("scores", help="scores CSV from `blockswap score`")
+    p.add_argument("--proxy", default="fisher", help="the proxy column that ranks them")
+    p.add_argument("--first", type=int_at_least(1), required=True, help="consider only the first n candidates")
+    p.add_argument("-o", "--output", help="genotype JSON of the pick")
+    p.set_defaults(func=cmd_select, outputs=("output",))
+
+
+def add_sample_command(sub) -> None:
     p = sub.add_parser("sample", help="sample student genotypes within a budget")
     p.add_argument("--model", required=True)
     p.add_argument("--budget", type=positive_number, required=True,
@@ -254,6 +268,8 @@ def add_commands(sub) -> None:
     p.add_argument("-o", "--output", help="candidates .jsonl (one genotype per line)")
     p.set_defaults(func=cmd_sample, outputs=("output",))
 
+
+def add_latency_table_command(sub) -> None:
     p = sub.add_parser("latency-table", help="time every candidate block type at every block, for latency budgets")
     p.add_argument("--model", required=True)
     p.add_argument("--candidates", default="blockswap", help="candidate set, as `sample --candidates`")
@@ -268,16 +284,6 @@ def add_commands(sub) -> None:
     add_shape_args(p)
     p.add_argument("-o", "--output", required=True, help="the table (JSON)")
     p.set_defaults(func=cmd_latency_table, outputs=("output",))
-
-    add_score_command(sub)
-    add_data_commands(sub)
-    p = sub.add_parser("select", help="the best-scored candidate among the first n samples")
-    p.add_argument("candidates", help="candidates .jsonl from `blockswap sample`")
-    p.add_argument("scores", help="scores CSV from `blockswap score`")
-    p.add_argument("--proxy", default="fisher", help="the proxy column that ranks them")
-    p.add_argument("--first", type=int_at_least(1), required=True, help="consider only the first n candidates")
-    p.add_argument("-o", "--output", help="genotype JSON of the pick")
-    p.set_defaults(func=cmd_select, outputs=("output",))
 
 
 def add_score_command(sub) -> None:

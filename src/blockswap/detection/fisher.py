@@ -26,8 +26,9 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import BlockswapError
+from ..fisher import fisher_delta, probed
 from ..genotype import Genotype
-from ..proxies import candidate_seed, fisher_delta, probed
+from ..proxies import candidate_seed
 from .backbone import build_body, check_resnet
 from .build import assemble
 from .detectors import DetectorConfig
