@@ -19,6 +19,7 @@ from pycocotools import mask as mask_utils
 from blockswap.cli import main
 from blockswap.detection.coco import CocoDetection, aspect_ratio_batches, collate
 from blockswap.detection.embedded import MIN_VISIBLE, build_embedded_set, settle
+from blockswap.detection.engine import batch_order
 from blockswap.detection.evaluate import coco_evaluate, predictions_from_outputs
 from blockswap.detection.instances import decode, to_rle
 from blockswap.errors import BlockswapError
@@ -156,6 +157,9 @@ def test_batches_group_by_orientation_and_collate_keeps_lists(tmp_path):
         assert len({ds[i][0].shape for i in b}) == 1  # one orientation per batch
     assert sorted(map(len, batches)) == [1, 2, 2, 2, 2, 2]  # 7 landscape: 3 pairs and one left; 4 portrait: 2 pairs
     assert aspect_ratio_batches(ds, 2, seed=1, epoch=0) == batches != aspect_ratio_batches(ds, 2, seed=1, epoch=1)
+    order = sum(batch_order(ds, len(ds), seed=1, epoch=0), [])  # the same permutation, binned as it comes
+    assert [i for b in batches if b[0] % 3 for i in b] == [i for i in order if i % 3]
+    assert [i for b in batches if not b[0] % 3 for i in b] == [i for i in order if not i % 3]
     images, targets = collate([ds[0], ds[1]])
     assert [im.shape for im in images] == [(3, 30, 20), (3, 20, 30)] and targets[1]["image_id"] == 1
 

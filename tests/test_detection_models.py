@@ -14,6 +14,7 @@ from torch import nn
 
 from blockswap.checkpoint import save
 from blockswap.cli import main
+from blockswap.data import TensorDataset, iterate_batches
 from blockswap.detection import train as detection_train
 from blockswap.detection.backbone import build_body, stage_channels, with_fpn
 from blockswap.detection.build import build_detector
@@ -175,6 +176,14 @@ def test_batch_order_depends_only_on_seed_and_epoch():
     a = batch_order(data, 3, seed=1, epoch=2)
     assert a == batch_order(data, 3, seed=1, epoch=2) != batch_order(data, 3, seed=1, epoch=3)
     assert [len(b) for b in a] == [3, 3, 1] and sorted(sum(a, [])) == list(range(7))
+
+
+def test_detection_draws_the_batch_order_classification_draws():
+    n = 7
+    images = torch.zeros((n, 1, 4, 4), dtype=torch.uint8)
+    ids = TensorDataset("ids", images, torch.arange(n), tuple("abcdefg"), (0.0,), (1.0,), {})
+    classified = [i for _, y in iterate_batches(ids, 3, train=True, seed=1, epoch=2) for i in y.tolist()]
+    assert classified == sum(batch_order(range(n), 3, seed=1, epoch=2), [])[:6]  # classification drops the 7th
 
 
 RUN = DetectTrainConfig(epochs=2, batch_size=2, lr=0.01, warmup_iters=1, device="cpu", threads=1, progress=False)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..data import epoch_generator
 from ..errors import BlockswapError
 from .instances import decode, load_instances, to_rle
 
@@ -132,8 +133,9 @@ def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor],
 
 def aspect_ratio_batches(dataset: CocoDetection, batch_size: int, *, seed: int = 0, epoch: int = 0,
                          drop_last: bool = False) -> list[list[int]]:
-    """Batches of indices whose images are all landscape (width ≥ height) or all portrait, in an order that
-    depends only on (seed, epoch); a DataLoader's `batch_sampler`.
+    """Batches of indices whose images are all landscape (width ≥ height) or all portrait, each bin filled
+    in the order of `engine.batch_order` (the permutation of `data.epoch_generator(seed, epoch)`); a
+    DataLoader's `batch_sampler`.
 
     Why: a detector pads every image of a batch to the batch's largest height and width, so a portrait image
     among landscape ones at COCO scale (640×480 and 480×640) computes almost twice the pixels it holds.
@@ -142,7 +144,7 @@ def aspect_ratio_batches(dataset: CocoDetection, batch_size: int, *, seed: int =
     """
     if batch_size < 1:
         raise BlockswapError(f"batch size must be ≥ 1, got {batch_size}")
-    order = np.random.default_rng([seed, epoch]).permutation(len(dataset))
+    order = torch.randperm(len(dataset), generator=epoch_generator(seed, epoch))
     pending: dict[bool, list[int]] = {True: [], False: []}
     batches = []
     for index in order.tolist():

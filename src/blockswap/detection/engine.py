@@ -6,9 +6,10 @@ min(1000, steps − 1) steps from 0.001·lr). Another batch size wants the lr sc
 image). The lr is a pure function of (epoch, step), so a resumed run needs no scheduler object: the resume
 file records the position only.
 
-The batch order of an epoch depends only on (seed, epoch). Random augmentation is the dataset's: COCO's flip
-depends on (seed, epoch, index) through its `set_epoch`, called before each epoch; another dataset drawing
-from torch's global generator is reproduced too, as the resume file restores that generator's state.
+The batch order of an epoch is classification's, drawn from `data.epoch_generator(seed, epoch)`. Random
+augmentation is the dataset's: COCO's flip depends on (seed, epoch, index) through its `set_epoch`, called
+before each epoch; another dataset drawing from torch's global generator is reproduced too, as the resume
+file restores that generator's state.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 
 from ..checkpoint import Tally
+from ..data import epoch_generator
 from ..distributed import SINGLE, World
 from ..engine import count_step, set_lr
 from ..errors import BlockswapError
@@ -30,18 +32,12 @@ from .settings import FIELDS, RUN_ONLY, DetectTrainConfig  # noqa: F401 - re-exp
 
 
 # ------------------------------------------------------------------------------------------------ batches
-def epoch_seed(seed: int, epoch: int) -> int:
-    """One number from (seed, epoch): the seed of that epoch's batch order and data workers."""
-    return seed * 100_003 + epoch
-
-
 def batch_order(dataset, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:
-    """The epoch's batches of dataset indices: a permutation drawn from (seed, epoch) alone, last batch short.
-    (COCO data has its own, grouped by aspect ratio: `coco.aspect_ratio_batches`, with this signature.)"""
-    n = len(dataset)
-    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    order = torch.randperm(n, generator=generator).tolist()
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    """The epoch's batches of dataset indices: the permutation classification draws for (seed, epoch)
+    (`data.epoch_generator`), last batch short. (COCO data groups it by aspect ratio:
+    `coco.aspect_ratio_batches`, with this signature.)"""
+    order = torch.randperm(len(dataset), generator=epoch_generator(seed, epoch)).tolist()
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def load_batches(dataset, batches: Sequence[Sequence[int]], workers: int = 0, seed: int = 0, epoch: int = 0
@@ -51,7 +47,7 @@ def load_batches(dataset, batches: Sequence[Sequence[int]], workers: int = 0, se
     if workers == 0:
         return (collate([dataset[i] for i in batch]) for batch in batches)
     return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                                       generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+                                       generator=epoch_generator(seed, epoch))
 
 
 def to_device(images, targets, device) -> tuple[list, list]:
