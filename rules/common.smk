@@ -7,7 +7,7 @@ import yaml
 from snakemake.utils import update_config
 
 from blockswap import plan
-from blockswap.recipe import recipe_flags
+from blockswap.recipe import TrainConfig
 from blockswap.errors import BlockswapError
 
 # A profile given with --configfile stands alone (schema defaults fill the rest); only without one is

@@ -2,7 +2,7 @@
 # compress`: search or prune, then the same distillation), and the table that sets them side by side.
 from pathlib import Path
 
-from blockswap.recipe import recipe_flags
+from blockswap.recipe import TrainConfig
 
 validate_profile("../workflow/schemas/compress.schema.yaml")
 C = config["compress"]
@@ -47,7 +47,7 @@ rule compress_student:
         f"{R}/benchmarks/{{method}}/budget{{budget}}/seed{{seed}}.tsv"
     threads: C["threads"]
     params:
-        recipe=recipe_flags(C["recipe"]),
+        recipe=TrainConfig.flags(C["recipe"]),
         latency=f"--latency-table {C['latency_table']}" if C["latency_table"] else "",
     shell:
         "blockswap compress --teacher {input.teacher} --data {input.data} --budget {wildcards.budget}"
@@ -81,7 +81,7 @@ if C["teacher"] == "embedded":
             f"{R}/logs/teacher.log",
         threads: C["threads"]
         params:
-            recipe=recipe_flags(C["teacher_recipe"]),
+            recipe=TrainConfig.flags(C["teacher_recipe"]),
         shell:
             "blockswap train --model {C[teacher_model]} --dataset folder --data-dir {input} {params.recipe}"
             " --threads {threads} --quiet --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"

@@ -21,10 +21,10 @@ rule detect_make_set:
     resources:
         **LIGHT_RESOURCES,
     params:
-        sizes=plan_detection.flags(
+        sizes=options(
             {k: v for k, v in DETECTION["embedded"].items() if k != "data_dir"}
         ),
-        data_dir=plan_detection.flags({"data_dir": plan_detection.items_dir(config)}),
+        data_dir=options({"data_dir": plan_detection.items_dir(config)}),
     shell:
         "blockswap detect make-set {params.sizes} {params.data_dir} -o {output} > {log} 2>&1"
 
@@ -102,7 +102,7 @@ rule detect_train_blockswap:
         genotype=lambda w, input: f"--genotype {input.genotype}",
         data=detection_data_args("train", "val"),
         detector=train_detector_args(),
-        recipe=plan_detection.flags(DETECTION["recipe"]),
+        recipe=DetectTrainConfig.flags(DETECTION["recipe"]),
         device=config["device"],
         labels=labels(method="blockswap", budget=plan_detection.budget(config)),
         launch=DET_TRAIN_LAUNCH,

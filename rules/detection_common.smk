@@ -2,6 +2,8 @@
 import os
 
 from blockswap import plan_detection
+from blockswap.detection.settings import DetectTrainConfig
+from blockswap.recipe import options
 
 DETECTION = config["detection"]
 DET = f"{R}/detection"

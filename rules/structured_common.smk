@@ -4,7 +4,7 @@ STRUCTURED = config["structured"]
 
 def structured_recipe(crs_wd):
     """The students' recipe with CRS-wd on or off."""
-    return recipe_flags({**STUDENT["recipe"], "crs_wd": crs_wd})
+    return TrainConfig.flags({**STUDENT["recipe"], "crs_wd": crs_wd})
 
 
 def structured_metrics(wildcards):

@@ -27,8 +27,8 @@ rule distill_blockswap:
     resources:
         **TRAIN_RESOURCES,
     params:
-        recipe=recipe_flags(STUDENT["recipe"]),
-        distill=recipe_flags(STUDENT["distillation"]),
+        recipe=TrainConfig.flags(STUDENT["recipe"]),
+        distill=TrainConfig.flags(STUDENT["distillation"]),
         data=data_args(),
         device=config["device"],
         genotype=lambda w, input: f"--genotype {input.genotype}",
@@ -140,7 +140,7 @@ use rule distill_moonshine as distill_moonshine_kd with:
     benchmark:
         DISTILL_MOONSHINE_KD_FILES.benchmark
     params:
-        distill=recipe_flags({"at_beta": 0, **BASELINES["kd"]}),
+        distill=TrainConfig.flags({"at_beta": 0, **BASELINES["kd"]}),
         labels=lambda w: labels(
             method="moonshine_kd", budget=w.budget, block=w.block, teacher_seed=w.seed
         ),
@@ -167,7 +167,7 @@ rule train_blockswap_scratch:
     resources:
         **TRAIN_RESOURCES,
     params:
-        recipe=recipe_flags(STUDENT["recipe"]),
+        recipe=TrainConfig.flags(STUDENT["recipe"]),
         data=data_args(),
         device=config["device"],
         genotype=lambda w, input: f"--genotype {input.genotype}",

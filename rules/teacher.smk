@@ -24,7 +24,7 @@ if TEACHER["pretrained"]:
             weights=TEACHER["pretrained"],
             model=TEACHER["model"],
             data=data_args(),
-            test_subset=recipe_flags(
+            test_subset=TrainConfig.flags(
                 {"test_subset": TEACHER["recipe"].get("test_subset")}
             ),
             device=config["device"],
@@ -52,7 +52,7 @@ else:
             **TRAIN_RESOURCES,
         params:
             model=TEACHER["model"],
-            recipe=recipe_flags(TEACHER["recipe"]),
+            recipe=TrainConfig.flags(TEACHER["recipe"]),
             data=data_args(),
             device=config["device"],
         shell:

@@ -10,7 +10,7 @@ import pytest
 from blockswap.errors import BlockswapError
 
 CORE = ["registry", "errors", "files", "recipe", "substitutions", "blocktypes", "arch", "genotype", "counting",
-        "sampling", "scores", "datadirs", "plan", "plan_detection", "paper"]
+        "sampling", "scores", "datadirs", "plan", "plan_detection", "paper", "detection.settings"]
 
 
 def test_the_core_imports_no_torch():

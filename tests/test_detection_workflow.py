@@ -13,6 +13,7 @@ from blockswap import cli, paper, plan_detection
 from blockswap.counting import analytic
 from blockswap.detection.detectors import detector_names
 from blockswap.detection.engine import FIELDS as TRAIN_FIELDS
+from blockswap.detection.settings import DetectTrainConfig
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 from blockswap.report import REPORTS
@@ -99,8 +100,11 @@ def test_schema_mirrors_the_detection_settings():
 def test_detection_plan():
     config = profile("default")
     assert plan_detection.embedded(config) and plan_detection.budget(config) == 3_132_520
-    assert plan_detection.flags({"epochs": 2, "clip_grad_norm": None, "milestones": [1, 2]}) == \
-        "--epochs 2 --milestones 1,2"
+    assert DetectTrainConfig.flags({"epochs": 2, "clip_grad_norm": None, "milestones": [1, 2], "lr_unit": "epoch"}) \
+        == "--epochs 2 --milestones 1,2"  # null: the command's default; lr_unit at its default: left out
+    assert DetectTrainConfig.flags({"lr_unit": "iteration"}) == "--lr-unit iteration"
+    with pytest.raises(BlockswapError, match="unknown detection training setting 'sync_bn'"):
+        DetectTrainConfig.flags({"sync_bn": True})
     coco = yaml.safe_load(COCO.read_text())
     assert not plan_detection.embedded(profile("coco")) and coco["detection"]["only"]
     with pytest.raises(BlockswapError, match="detection.val: .*val2017 not found"):

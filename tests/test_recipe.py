@@ -10,7 +10,7 @@ import yaml
 from blockswap.cli import build_parser
 from blockswap.cli.training import config_from_args
 from blockswap.errors import BlockswapError
-from blockswap.recipe import DISTILL_DEFAULTS, FIELDS, TrainConfig, recipe_flags
+from blockswap.recipe import DISTILL_DEFAULTS, FIELDS, TrainConfig
 from blockswap.sampling import TOLERANCE
 
 from conftest import ROOT
@@ -47,20 +47,20 @@ def test_recipe_flags_round_trip_through_the_cli():
     recipe = {"epochs": 7, "batch_size": 32, "lr": 0.05, "schedule": "step", "milestones": [2, 5], "gamma": 0.1,
               "cutout": None, "subset": 4000, "test_subset": None, "lr_unit": "iteration", "weight_decay": 1e-4,
               "crs_wd": True, "sync_bn": True}
-    flags = recipe_flags(recipe)
+    flags = TrainConfig.flags(recipe)
     assert "--cutout" not in flags and "--test-subset" not in flags  # null: the command's default
-    assert recipe_flags({"sync_bn": False}) == ""  # off: left out, as before the setting existed
-    assert recipe_flags({"warmup_iters": 0, "warmup_factor": 0.001}) == ""  # likewise the warm-up, at its defaults
+    assert TrainConfig.flags({"sync_bn": False}) == ""  # off: left out, as before the setting existed
+    assert TrainConfig.flags({"warmup_iters": 0, "warmup_factor": 0.001}) == ""  # likewise the warm-up, at its defaults
     assert "--milestones 2,5" in flags
     got = _config(["train", "--model", "wrn-16-1", "--checkpoint", "m.pt", *flags.split()])
     want = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items() if v is not None}
     assert got == dataclasses.replace(TrainConfig(), **want)
     distill = {"at_beta": [750.0, 750.0, 750.0, 750.0], "kd_alpha": 0.5, "kd_temperature": 2.0}
     got = _config(["distill", "--model", "wrn-16-1", "--teacher", "t.pt", "--checkpoint", "m.pt",
-                   *recipe_flags(distill).split()])
+                   *TrainConfig.flags(distill).split()])
     assert (got.at_beta, got.kd_alpha, got.kd_temperature) == ((750.0,) * 4, 0.5, 2.0)
     with pytest.raises(BlockswapError, match="unknown training setting 'train_subset'"):
-        recipe_flags({"train_subset": 10})
+        TrainConfig.flags({"train_subset": 10})
 
 
 def test_gpu_settings_are_recorded_only_when_set():
@@ -78,7 +78,7 @@ def test_gpu_settings_are_recorded_only_when_set():
     assert fp16["amp"] == "fp16" and "channels_last" not in fp16
     got = _config(["train", "--model", "wrn-16-1", "--checkpoint", "m.pt", "--amp", "bf16", "--channels-last", "true"])
     assert got == TrainConfig(amp="bf16", channels_last=True)
-    assert "--amp fp16" in recipe_flags({"amp": "fp16"})
+    assert "--amp fp16" in TrainConfig.flags({"amp": "fp16"})
     with pytest.raises(BlockswapError, match="amp must be one of off, bf16, fp16, got 'fp32'"):
         TrainConfig(amp="fp32")
     with pytest.raises(BlockswapError, match="channels_last must be true or false"):

@@ -1,5 +1,5 @@
 """What a profile's `detection:` section asks for (BlockSwap §7, Table 4), decided without torch like `plan`:
-the cross-key checks the schema cannot express, the search budget, the data paths and the command flags.
+the cross-key checks the schema cannot express, the search budget and the data paths.
 
 The backbone is a ResNet at its own (ImageNet) shape, and its budget counts the classification network's
 params, as Table 3 does: ResNet-34-G(N) is 3.13M there, the "3M" of Table 4. The detector drops the
@@ -137,13 +137,3 @@ def check_data(config: dict) -> None:
             raise BlockswapError(f"detection.{split}: {what} not found (COCO 2017: data/coco/{split}2017 and "
                                  f"data/coco/annotations/instances_{split}2017.json, from cocodataset.org)")
 
-
-def flags(settings: dict) -> str:
-    """Settings as `blockswap detect` options (key_name → --key-name, lists comma-joined); null left out."""
-    out = []
-    for key, value in settings.items():
-        if value is None:
-            continue
-        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-        out.append(f"--{key.replace('_', '-')} {text}")
-    return " ".join(out)

@@ -1,7 +1,7 @@
 """Every training setting, defined once: `TrainConfig` (torch-free).
 
 The CLI's training options, their defaults and help are built from these fields (`cli.training`); the
-workflow passes a profile's recipe through whole (`recipe_flags`); the schema's recipe defaults are
+workflow passes a profile's recipe through whole (`TrainConfig.flags`); the schema's recipe defaults are
 tested against them. A field's `metadata["cli"]` is False where the CLI spells it otherwise
 (`progress` is `--quiet`) or a command adds it itself (the distillation fields, on `distill` only).
 """
@@ -68,10 +68,26 @@ class Settings:
 
     @classmethod
     def from_dict(cls, d: dict):
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        cls._check_known(d)
+        return cls(**d)
+
+    @classmethod
+    def flags(cls, recipe: dict) -> str:
+        """A profile's recipe (keys: these fields) as the command's options. Null values are left out, so that
+        the command's default applies (the dataset's recipe, the whole split), and so are settings marked
+        flag_if_set while at their default (the schema fills them in; a new flag would change every job's
+        command and make Snakemake rerun finished jobs)."""
+        fields = cls._check_known(recipe)
+        return options({k: v for k, v in recipe.items()
+                        if not (fields[k].metadata.get("flag_if_set") and v == fields[k].default)})
+
+    @classmethod
+    def _check_known(cls, d: dict) -> dict:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
         if unknown:
             raise BlockswapError(f"unknown {cls.what} setting {unknown[0]!r}")
-        return cls(**d)
+        return fields
 
     # The checks both trainings' settings make, each with its one message; `_validate` calls them in its order.
     @staticmethod
@@ -153,7 +169,7 @@ class TrainConfig(Settings):
     kd_temperature: float = setting(4.0, "KD temperature T", cli=False)
     eval_every: int = shared("eval_every")
     seed: int = shared("seed")
-    # Added after results existed: `recipe_flags` leaves it out while off, so their commands stay as they were.
+    # Added after results existed: `flags` leaves it out while off, so their commands stay as they were.
     sync_bn: bool = setting(False, "data-parallel runs (torchrun): BatchNorm statistics over the global batch "
                             "(SyncBatchNorm, CUDA only) rather than each process's part", "bool", flag_if_set=True)
     # Off by default, and then left out of the records, so that the runs without them are recorded as before.
@@ -224,17 +240,8 @@ def learning_rate(config, epoch: int, step: int = 0, steps_per_epoch: int = 1) -
     return lr
 
 
-def recipe_flags(recipe: dict) -> str:
-    """A profile's recipe (keys = TrainConfig fields) as `blockswap train` options; null values are left out,
-    so the command's default (the dataset's recipe, the whole split) applies, and so are settings marked
-    flag_if_set while at their default (the schema fills them in; a new flag would change every job's command
-    and make Snakemake rerun finished jobs)."""
-    flags = []
-    for key, value in recipe.items():
-        if key not in FIELDS:
-            raise BlockswapError(f"unknown training setting {key!r}")
-        if value is None or (FIELDS[key].metadata.get("flag_if_set") and value == FIELDS[key].default):
-            continue
-        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-        flags.append(f"--{key.replace('_', '-')} {text}")
-    return " ".join(flags)
+def options(settings: dict) -> str:
+    """Settings as command options: key_name → --key-name value, lists comma-joined; null values left out."""
+    return " ".join(f"--{key.replace('_', '-')} " + (",".join(map(str, value)) if isinstance(value, (list, tuple))
+                                                      else str(value))
+                    for key, value in settings.items() if value is not None)

@@ -19,7 +19,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def boolean(text: str) -> bool:
-    """An argparse type: true/false, yes/no, on/off or 1/0 in any case (`recipe_flags` writes True/False)."""
+    """An argparse type: true/false, yes/no, on/off or 1/0 in any case (`Settings.flags` writes True/False)."""
     value = {"true": True, "yes": True, "on": True, "1": True,
              "false": False, "no": False, "off": False, "0": False}.get(text.strip().lower())
     if value is None:

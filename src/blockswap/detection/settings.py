@@ -37,8 +37,8 @@ class DetectTrainConfig(Settings):
     device: str = shared("device")
     threads: int | None = shared("threads")
     progress: bool = shared("progress")
-    # Added after results existed: per epoch, as torchvision, and then not recorded.
-    lr_unit: str = shared("lr_unit", recorded=False)
+    # Added after results existed: per epoch, as torchvision, and then neither recorded nor passed by the workflow.
+    lr_unit: str = shared("lr_unit", recorded=False, flag_if_set=True)
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
