@@ -81,18 +81,20 @@ rule detect_score:
         " --quiet -o {output.scores} --best {output.pick} > {log} 2>&1"
 
 
+DETECT_BLOCKSWAP_FILES = run_files("detection/blockswap")
+
+
 rule detect_train_blockswap:
     input:
         genotype=rules.detect_score.output.pick,
         data=detection_set,
         mmdet_config=mmdet_config,
     output:
-        checkpoint=f"{DET}/blockswap/model.pt",
-        metrics=f"{DET}/blockswap/metrics.json",
+        **DETECT_BLOCKSWAP_FILES.output,
     log:
-        f"{LOGS}/detection/blockswap.log",
+        DETECT_BLOCKSWAP_FILES.log,
     benchmark:
-        f"{BENCH}/detection/blockswap.tsv"
+        DETECT_BLOCKSWAP_FILES.benchmark
     conda:
         CONDA_ENV
     threads: DETECTION["resources"]["train"]["threads"]
@@ -112,18 +114,20 @@ rule detect_train_blockswap:
         " --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 
 
+DETECT_SINGLE_FILES = run_files("detection/moonshine/{block}")
+
+
 use rule detect_train_blockswap as detect_train_single with:
     """The single-type backbone (every block detection.single_block; DConv: ResNet-34-G(N))."""
     input:
         data=detection_set,
         mmdet_config=mmdet_config,
     output:
-        checkpoint=f"{DET}/moonshine/{{block}}/model.pt",
-        metrics=f"{DET}/moonshine/{{block}}/metrics.json",
+        **DETECT_SINGLE_FILES.output,
     log:
-        f"{LOGS}/detection/moonshine/{{block}}.log",
+        DETECT_SINGLE_FILES.log,
     benchmark:
-        f"{BENCH}/detection/moonshine/{{block}}.tsv"
+        DETECT_SINGLE_FILES.benchmark
     params:
         genotype=lambda w: f"--model {DETECTION['model']} --block {w.block}",
         labels=lambda w: labels(method="moonshine", block=w.block),

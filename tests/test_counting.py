@@ -12,7 +12,7 @@ from blockswap.genotype import Genotype
 from blockswap.models import build_block, create_model
 from blockswap.report.tables import fmt_scaled
 
-# Spec §3: WRN-40-2 with every block one type (whole network, head included).
+# BlockSwap §3's types: WRN-40-2 with every block one type (whole network, head included).
 ALL_ONE_TYPE_WRN_40_2 = {
     "Conv": 2_243_546, "DConvA2": 1_358_970, "DConvA4": 814_650, "DConvA8": 542_490, "DConvA16": 406_410,
     "DConvG16": 641_274, "DConvG8": 455_802, "DConvG4": 363_066, "DConvG2": 316_698, "DConv": 293_514,
@@ -31,7 +31,7 @@ def test_table_covers_the_23_code_types():
     assert sorted(ALL_ONE_TYPE_WRN_40_2) == sorted(BLOCKSWAP_TYPES)
 
 
-# Spec §4 / Table 2: (params, Ops) rounded to 0.1K / 0.1M as the paper prints them.
+# BlockSwap Table 2: (params, Ops) rounded to 0.1K / 0.1M as the paper prints them.
 @pytest.mark.parametrize("model,block,k_params,m_ops", [
     ("wrn-40-2", "Conv", 2243.5, 328.3), ("wrn-16-2", "Conv", 691.7, 101.4), ("wrn-40-1", "Conv", 563.9, 83.6),
     ("wrn-16-1", "Conv", 175.1, 26.8)])
@@ -52,7 +52,7 @@ def test_wrn_40_2_exact_and_plain_macs():
 
 def test_all_mbconv6():
     c = counting.analytic(Genotype.uniform("wrn-40-2", "MBConv6"))
-    # Spec formula per block: 6i² + 12i + 9·6i + 12i + 6i·o + 2o, plus input BN and 1×1 shortcuts.
+    # MBConv6's params per block: 6i² + 12i + 9·6i + 12i + 6i·o + 2o, plus input BN and 1×1 shortcuts.
     arch = get_architecture("wrn-40-2")
     expected = arch.fixed_params(3, 10)
     for s in arch.slots(32):

@@ -64,7 +64,7 @@ def test_every_block_type_builds_with_right_output(name):
 
 
 def test_group_conventions():
-    # G = channels per group, A = absolute number of groups (the spec's trap).
+    # G = channels per group, A = absolute number of groups (the BlockSwap code's naming trap).
     conv = build_module(get_block("DConvG4"), 64, 64, 1)[0]
     assert conv.groups == 16
     conv = build_module(get_block("DConvA4"), 64, 64, 1)[0]

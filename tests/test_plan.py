@@ -23,7 +23,7 @@ def profile(name: str, **overrides) -> dict:
 
 def test_density_nets_bracket_the_budget():
     config = profile("cifar10")
-    # Spec §3: G8B2 189,914 is the closest type under 200K; A4B2 214,106 (the paper's own example) over it.
+    # Single-type WRN-40-2s: G8B2 189,914 is the closest under 200K; A4B2 214,106 (the paper's own example) over it.
     assert plan.density_blocks(config, 200_000) == ["G8B2", "A4B2"]
     costs = plan.single_type_costs(config)
     for budget in (200_000, 400_000, 800_000):

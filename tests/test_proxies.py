@@ -105,7 +105,7 @@ def test_fisher_on_post_activation_resnet():
 
 
 def test_resnet_probe_reads_the_branch_output_after_its_last_bn():
-    """Spec §5: in the post-activation layout the branch's output is bn2's; a probe before bn2 would see an
+    """BlockSwap §3.3: in the post-activation layout the branch's output is bn2's; a probe before bn2 would see an
     activation whose scale train-mode BN removes."""
     torch.manual_seed(0)
     net = create_model(Genotype.uniform("resnet18", "Conv", num_classes=10, image_size=32)).train()
@@ -139,7 +139,8 @@ def test_every_registered_proxy_gives_a_finite_float():
 
 
 def test_train_k_steps_measures_each_pass_before_its_step():
-    """Spec §5: Fisher and grad norms are taken during k SGD steps, each before its step; ℓ2 after them."""
+    """BlockSwap §4.2 ("after 1, 10, and 100 minibatches"): Fisher and grad norms are taken during k SGD steps,
+    each before its step; ℓ2 after them."""
     b1, b2 = batch(n=16, seed=1), batch(n=16, seed=2)
     g, net = tiny()
     measured = train_k_steps(net, [b1, b2])

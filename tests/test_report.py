@@ -172,7 +172,7 @@ def test_results_imagenet_uses_macs_and_table3(tmp_path):
 
 
 def test_structured_students_beside_the_deficient_efficient_figure(tmp_path):
-    """Spec §8's figure readings pair with structured students of the same family within ±2.5 % params."""
+    """Gray et al. 2019's figure readings pair with structured students of the same family within ±2.5 % params."""
     assert paper.lookup("wrn28", "structured", block="TensorTrain_0.72", budget=2_404_086).error == 3.60
     assert paper.lookup("wrn28", "structured", block="TensorTrain_0.24", budget=601_360).error == 4.96
     assert paper.lookup("wrn28", "structured", block="TensorTrain_0.23", budget=584_032) is None  # 2.7 % off

@@ -1,4 +1,4 @@
-"""Structured substitutions (spec §8): names, factorisations, counts, dense equivalence, initialisation."""
+"""Structured substitutions (Gray et al. 2019): names, factorisations, counts, dense equivalence, initialisation."""
 
 import math
 
@@ -22,14 +22,14 @@ from blockswap.substitutions import three_factors, tt_ranks, tucker_ranks
 WIDTHS = [(16, 16, 1), (16, 32, 2), (32, 64, 1), (32, 64, 2), (64, 32, 1)]
 
 
-# --- spec §8's WRN-28-10 rows --------------------------------------------------------------------
+# --- Gray et al. 2019's WRN-28-10 rows -----------------------------------------------------------------
 def test_wrn_28_10_counts_of_spec_8():
     full = counting.analytic(Genotype.uniform("wrn-28-10", "Conv"))
     sep = counting.analytic(Genotype.uniform("wrn-28-10", "Sep"))
     generic = Genotype.uniform("wrn-28-10", "Generic_0.03")
     assert full.params == 36_479_194 and round(full.ops / 1e9, 3) == 5.246
     assert sep.params == 4_380_138 and round(sep.ops / 1e8, 3) == 6.297
-    # The spec's mult-adds include the skeleton's ReLUs (Ops); plain conv + linear MACs:
+    # Those mult-adds include the skeleton's ReLUs (Ops); plain conv + linear MACs:
     assert (full.macs, sep.macs) == (5_243_328_768, 627_386_624)
     assert counting.analytic(generic).params == 601_162
     assert round(counting.compression_ratio(generic), 4) == 0.0165
@@ -89,9 +89,9 @@ def test_factorisation_and_ranks_by_hand():
     assert tucker_ranks((8, 8, 8), 0.01) == (1, 1, 1)
 
 
-# --- counts: spec §8's table, the built module, and the hooks ------------------------------------
+# --- counts: the params formulas, the built module, and the hooks ------------------------------------
 def spec_params(name: str, n: int, m: int) -> int:
-    """Spec §8's table, written out per family (plus the depthwise 3×3's 9N, except Shuffle's)."""
+    """The params of each family, written out (plus the depthwise 3×3's 9N, except Shuffle's)."""
     family, _, text = name.partition("_")
     hyper = float(text) if text else None
     if family == "Sep":
@@ -146,7 +146,7 @@ def test_shuffle_lowers_its_groups_until_they_divide():
 
 
 def test_shuffle_replaces_the_whole_conv_as_linear_shufflenet():
-    """Spec §8: grouped 1×1 N→M/4 → shuffle → depthwise 3×3 on M/4 (the stride) → grouped 1×1; nothing else."""
+    """Shuffle: grouped 1×1 N→M/4 → shuffle → depthwise 3×3 on M/4 (the stride) → grouped 1×1; nothing else."""
     module = build_module(get_block("Shuffle_4"), 160, 320, 2)
     assert isinstance(module, Shuffle)  # no depthwise conv on the input before it
     convs = [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.groups)
@@ -337,7 +337,7 @@ def test_mixed_search_samples_structured_blocks_within_budget():
 # running its code (commit 06d37fa, on torch 2.14 with tntorch 1.1.2 and gngdb/pytorch-acdc at 60044f3, whose
 # DCT matrices were built through a stand-in for the removed torch.rfft - values that no count depends on):
 # params = sum(p.numel()) of the built network, mult-adds = its count.py `measure_model(model, 32, 32)`,
-# which counts conv and linear multiply-adds, linear bias adds and each nn.ReLU's input - spec §4's Ops.
+# which counts conv and linear multiply-adds, linear bias adds and each nn.ReLU's input - BlockSwap's Ops.
 # Its research-log.md prints the same Shuffle_{4,8,16,32} counts (28 Dec 2018) and TensorTrain_0.26 /
 # Tucker_0.25 params (4 Jan 2019).
 # The classes: Sep = `DepthwiseSep`, Generic = `GenericLowRank`, Shuffle = `LinearShuffleNet`, SepHashed =
@@ -403,7 +403,7 @@ def test_the_full_network_counts_as_the_original():
 @pytest.mark.parametrize("name", ["SepHashed_0.05", "SepHashed_0.1"])
 def test_sephashed_against_the_original(name):
     """Same mult-adds (both count the dense 1×1). The original has M more params per conv: its `HashedConv2d`
-    builds its nn.Conv2d with bias=True whatever it is asked; spec §8 counts int(s·N·M) and no bias."""
+    builds its nn.Conv2d with bias=True whatever it is asked; ours counts int(s·N·M) and no bias."""
     counts = counting.analytic(Genotype.uniform("wrn-28-10", name))
     assert counts.ops == ORIGINAL_WRN_28_10[name][1]
     assert counts.params + sum(m for _, m, _, _ in _wrn_28_10_convs()) == ORIGINAL_WRN_28_10[name][0]
@@ -412,7 +412,7 @@ def test_sephashed_against_the_original(name):
 @pytest.mark.parametrize("name", ["ACDC_12", "ACDC_6"])
 def test_acdc_against_the_original(name):
     """The original's `FastStackedConvACDC(…, n_layers=L)` builds L layers and drops the last
-    (`layers.pop(-1)`), so it has L−1: 2N'(L−1) params per conv where spec §8 says 2N'L. Its count.py counts
+    (`layers.pop(-1)`), so it has L−1: 2N'(L−1) params per conv where the paper's count is 2N'L. Its count.py counts
     those L−1 layers at the resolution of the layer's input, before the depthwise conv's stride."""
     g = Genotype.uniform("wrn-28-10", name)
     layers = int(name.split("_")[1])
@@ -422,7 +422,7 @@ def test_acdc_against_the_original(name):
     ops = counts.ops + sum((layers - 1) * (4 * max(n, m) + 5 * max(n, m) * math.log2(max(n, m))) * side_in ** 2
                            - n * m * side_out ** 2 for n, m, side_in, side_out in _wrn_28_10_convs())
     assert ops == pytest.approx(want_ops, abs=0.01)
-    # Ours with L layers, at the output's resolution, as spec §8 states the rule:
+    # Ours with L layers, at the output's resolution, as the paper states the rule:
     assert counting.published_macs(g) == pytest.approx(counts.macs + sum(
         layers * (4 * max(n, m) + 5 * max(n, m) * math.log2(max(n, m))) * side_out ** 2 - n * m * side_out ** 2
         for n, m, _, side_out in _wrn_28_10_convs()))
@@ -434,8 +434,8 @@ def test_acdc_against_the_original(name):
 
 @pytest.mark.parametrize("name", ["TensorTrain_0.23", "TensorTrain_0.26"])
 def test_tensor_train_against_the_original(name):
-    """Same ranks rule, same dense mult-adds; the reshaping differs. Spec §8 says "3 near-equal dims"; ours
-    are the most equal (`three_factors`), the original's come from its greedy `dimensionize`. They are the
+    """Same ranks rule, same dense mult-adds; the reshaping differs. Both take "3 near-equal dims": ours
+    the most equal (`three_factors`), the original's come from its greedy `dimensionize`. They are the
     same dims (up to order, which TT's count does not see) for every conv of WRN-28-10 but the 320→320 ones:
     (40, 40, 64) here, (50, 64, 32) there."""
     s = float(name.split("_")[1])
@@ -459,7 +459,7 @@ def test_tucker_against_the_original(name):
     """Same ranks rule, same dense mult-adds. Two differences, both in the params: the original's dims
     (see the TT test), and its core: tntorch keeps the r1×r2×r3 core as a tensor train whose ranks are
     min(d1, r2·r3) and r3 (what rounding the full-rank TT to the Tucker ranks leaves), so its core costs
-    r1·R1 + R1·r2·r3 + r3² where spec §8's dense core costs r1·r2·r3. (Read from tntorch's
+    r1·R1 + R1·r2·r3 + r3² where the dense core costs r1·r2·r3. (Read from tntorch's
     `Tensor.__init__` / `round_tucker`, and checked on the run's parameter shapes.)"""
     s = float(name.split("_")[1])
     counts = counting.analytic(Genotype.uniform("wrn-28-10", name))

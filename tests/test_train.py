@@ -390,7 +390,7 @@ def test_bad_checkpoints_and_genotypes_are_refused(data_dir, reference, tmp_path
 
 
 def test_crs_wd_decays_the_compressed_tensors_by_the_ratio(data_dir, tmp_path):
-    """CRS-wd (spec §8): the structured 1×1s' factors form their own group, decayed by params/full params."""
+    """CRS-wd (Gray et al. 2019): the structured 1×1s' factors form their own group, decayed by params/full params."""
     assert cli.main(_args(data_dir, tmp_path, "--block", "Generic_0.1", "--crs-wd", "true", "--epochs", "1")) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     g = Genotype.from_dict(metrics["genotype"])

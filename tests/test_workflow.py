@@ -158,7 +158,7 @@ def test_table1_profile_dag():
 
 
 def test_proxies_score_on_the_students_training_batch(tmp_path):
-    """Spec §5: the proxies' minibatch is the training batch - the default profile's students train at 16."""
+    """BlockSwap §3.3: the proxies' minibatch is the training batch - the default profile's students train at 16."""
     out = snakemake("-n", "-p", workdir=tmp_path)
     scores = [line for line in out.stdout.splitlines() if "blockswap score " in line]
     assert scores and all("--batch-size 16 " in line for line in scores), scores[:1]

@@ -73,7 +73,7 @@ class Architecture:
         raise NotImplementedError
 
     def block_relus(self, slot: Slot, btype: BlockType) -> int:
-        """Elements entering the block's skeleton ReLUs (not those inside a cheap module: spec §4)."""
+        """Elements entering the block's skeleton ReLUs (not those inside a cheap module, as `counting` states)."""
         raise NotImplementedError
 
     def block_ops(self, slot: Slot, btype: BlockType) -> int:

@@ -1,19 +1,19 @@
 """The registry of cheap block types, as data: kinds, analytic counts and validity (no torch).
 
-Two kinds (spec §3):
+Two kinds (BlockSwap §3):
 - "conv": replaces *each* of a residual block's two 3×3 convs (the block keeps its middle BN);
 - "block": one module replaces the whole residual branch (both convs and the middle BN).
 
 Every type is one entry of a parametrised family: a grouped/separable conv whose group count is a
 function of the width, a bottleneck with a reduction factor and such a grouped 3×3 in its middle, or a
-structured substitution (spec §8, per-conv: depthwise 3×3 → structured 1×1, or Shuffle's module for the
+structured substitution (Gray et al. 2019, per-conv: depthwise 3×3 → structured 1×1, or Shuffle's module for the
 whole conv; `substitutions`) whose name carries its hyperparameter (`Generic_0.03`, `ACDC_12`: a registry
 pattern, parsed and validated on lookup).
 Each entry knows its analytic params and Ops for a given (in, out, stride, input size); `blocks`
 builds its module (`BlockType.build`) and `counting` checks the counts against the built modules.
 
-A module's Ops are its multiply-adds: the activations inside a cheap module are not counted (spec §4;
-`counting` states the rule).
+A module's Ops are its multiply-adds: the activations inside a cheap module are not counted (as in the
+original counter; `counting` states the rule).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class BlockType:
     dilation: int = 1
     separable: bool = False  # per-conv: grouped 3×3 i→i, BN-ReLU, then 1×1 i→o
     expansion: int = 0  # MBConv: hidden = expansion·in
-    substitution: Substitution | None = None  # structured: (depthwise k×k →) this replacement (spec §8)
+    substitution: Substitution | None = None  # structured: (depthwise k×k →) this replacement (Gray et al. 2019)
 
     # --- validity -------------------------------------------------------------------------------
     def invalid_reason(self, cin: int, cout: int) -> str | None:
@@ -175,8 +175,8 @@ BLOCK_TYPES.add_pattern(rf"({'|'.join(FRACTION_FAMILIES + COUNT_FAMILIES)})_(.*)
 
 # --- candidate sets ----------------------------------------------------------------------------
 # The 23 types of the BlockSwap code, the paper's 21-type list (which swaps G{8,4,2}B4 for DConvB2),
-# Moonshine's single-blocktype set, a fixed list of structured substitutions (spec §8's example settings, one
-# or two per family; on WRN-28-10 they span 0.44M-4.4M params), and everything registered one by one.
+# Moonshine's single-blocktype set, a fixed list of structured substitutions (one or two settings
+# per family; on WRN-28-10 they span 0.44M-4.4M params), and everything registered one by one.
 # Named sets join with '+': 'blockswap+structured' is the mixed search.
 BLOCKSWAP_TYPES = (
     ["Conv"] + [f"DConvA{g}" for g in (2, 4, 8, 16)] + [f"DConvG{s}" for s in (16, 8, 4, 2)] + ["DConv"]

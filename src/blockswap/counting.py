@@ -1,7 +1,7 @@
 """Params and the papers' Ops, analytically from a genotype (no torch; `measure` counts a built network).
 
-Ops (spec §4) = conv multiply-adds + linear multiply-adds + linear bias adds + the element count entering
-each ReLU of the network's *skeleton* (each block's pre-activation ReLU, the ReLU between the two convs
+Ops (BlockSwap Table 2's column) = conv multiply-adds + linear multiply-adds + linear bias adds + the element
+count entering each ReLU of the network's *skeleton* (each block's pre-activation ReLU, the ReLU between the two convs
 of a per-conv block, a ResNet block's ReLU after the addition, the stem's and the head's), for one image.
 Two things are not counted, because the papers' counter never saw them: activations *inside* a cheap
 module (between a grouped conv and its 1×1, a bottleneck's, MBConv6's) - it counted ReLU modules only,
@@ -13,9 +13,9 @@ Table 2's Ops exactly; counting the pool's input (8,192 per image on WRN-40-2) w
 the 289.2K genotype (paper 65.9M) and 231.8M for MBConv6 (paper 231.7M).
 MACs = conv + linear multiply-adds only (the ImageNet tables' convention).
 The two ways must agree exactly; the tests check it for every block type at every position.
-Structured substitutions (spec §8) count what their modules compute (`substitutions`: a dense weight
+Structured substitutions (Gray et al. 2019) count what their modules compute (`substitutions`: a dense weight
 materialised once per forward pass costs NM per position); `published_macs` counts ACDC as the original did.
-Spec §8's WRN-28-10 figures (5.246e9 full, 6.297e8 Sep) are Ops in this sense; plain MACs are 5.243e9/6.274e8.
+Gray et al. 2019's WRN-28-10 figures (5.246e9 full, 6.297e8 Sep) are Ops in this sense; plain MACs are 5.243e9/6.274e8.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def analytic(g: Genotype) -> Counts:
 
 
 def compression_ratio(g: Genotype) -> float:
-    """CRS-wd's ratio (spec §8): params of `g` / params of the same network with every block `Conv`."""
+    """CRS-wd's ratio (Gray et al. 2019): params of `g` / params of the same network with every block `Conv`."""
     return analytic(g).params / analytic(replace(g, blocks=("Conv",) * len(g.blocks))).params
 
 

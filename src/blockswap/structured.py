@@ -1,4 +1,4 @@
-"""Structured substitutions as nn.Modules (spec §8): depthwise k×k → a structured replacement of the 1×1,
+"""Structured substitutions as nn.Modules (Gray et al. 2019): depthwise k×k → a structured replacement of the 1×1,
 or, for `Shuffle`, one module for the whole k×k conv.
 
 The arithmetic (hyperparameters, factorisations, counts) lives in `substitutions`; this module builds it.
@@ -14,11 +14,11 @@ Every weight a replacement applies itself goes through a `Pointwise`, whose forw
 counts its mult-adds.
 
 Initialisation: the represented M×N weight has mean square 2/M, the variance the network's init gives the
-dense 1×1 it replaces (He, fan-out: N(0, sqrt(2/(k²·out))) with k = 1, spec §2). ACDC's diagonals start at
-N(1, 0.01²) as the paper's; its near-permutation product has mean square 1/N', so a fixed gain
+dense 1×1 it replaces (He, fan-out: N(0, sqrt(2/(k²·out))) with k = 1, the WRN code's conv init). ACDC's
+diagonals start at N(1, 0.01²) as the paper's; its near-permutation product has mean square 1/N', so a fixed gain
 sqrt(2N'/M) (not a parameter) scales its output to the same 2/M.
 
-CRS-wd (spec §8) needs each replacement's compressed tensors: `compressed_parameters()` declares them
+CRS-wd (Gray et al. 2019) needs each replacement's compressed tensors: `compressed_parameters()` declares them
 (the factors, cores, shared values, diagonals, or all three convs of Shuffle's module, which together
 factor the k×k conv - not the depthwise conv on the input of the other families, not Sep's dense 1×1), and
 the module-level `compressed_parameters(model)` collects them from a network. These are the tensors the

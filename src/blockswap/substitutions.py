@@ -1,4 +1,4 @@
-"""Structured substitutions (deficient-efficient, spec §8) as arithmetic: names, factorisations, counts.
+"""Structured substitutions (Gray et al. 2019, deficient-efficient) as arithmetic: names, factorisations, counts.
 
 A substituted k×k conv N→M becomes a depthwise k×k conv (N·k² params, carrying the conv's stride) followed
 by a structured replacement of the dense 1×1 N→M, with no BN or nonlinearity inside - except `Shuffle`,

@@ -2,7 +2,7 @@
 
 Built directly from torchvision's classes (its builder functions would download ImageNet weights). Every size
 that matters for speed is a `DetectorConfig` setting whose default is torchvision's; `DetectorConfig.slim`
-is the preset for minutes-long CPU runs on small canvases (measured in environment.md: FPN 64, box fc 256,
+is the preset for minutes-long CPU runs on small canvases (sizes measured on 2 CPU cores: FPN 64, box fc 256,
 mask head 64, 128 RoIs per image, images kept at the canvas size, anchors 8…128 px).
 
 Every detector takes 5 pyramid levels: the R-CNNs P2–P5 plus a max-pooled P6 (torchvision's default),
