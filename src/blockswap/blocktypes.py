@@ -10,7 +10,7 @@ structured substitution (Gray et al. 2019, per-conv: depthwise 3×3 → structur
 whole conv; `substitutions`) whose name carries its hyperparameter (`Generic_0.03`, `ACDC_12`: a registry
 pattern, parsed and validated on lookup).
 Each entry knows its analytic params and Ops for a given (in, out, stride, input size); `blocks`
-builds its module (`BlockType.build`) and `counting` checks the counts against the built modules.
+builds its module (`blocks.build_module`) and `counting` checks the counts against the built modules.
 
 A module's Ops are its multiply-adds: the activations inside a cheap module are not counted (as in the
 original counter; `counting` states the rule).

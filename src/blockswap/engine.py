@@ -16,7 +16,7 @@ from .distributed import SINGLE, World
 from .errors import BlockswapError
 from .losses import Objective
 from .models import Network
-from .recipe import TrainConfig
+from .recipe import EVAL_BATCH_SIZE, TrainConfig
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -156,7 +156,7 @@ def train_one_epoch(model: Network, optimizer: torch.optim.Optimizer, objective:
 
 
 @torch.no_grad()
-def evaluate(model: Network, dataset, batch_size: int = 500, device=None, world: World = SINGLE) -> dict:
+def evaluate(model: Network, dataset, batch_size: int = EVAL_BATCH_SIZE, device=None, world: World = SINGLE) -> dict:
     """Top-1/top-5 error (%) and mean cross-entropy on `dataset`, in eval mode, without augmentation.
     Data-parallel (`world`): each rank tests every size-th example from its rank on and the sums are
     all-reduced, so every rank returns the same result (the model must be the same on all: `share_buffers`)."""

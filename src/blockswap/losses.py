@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import BlockswapError
-from .recipe import TrainConfig
+from .recipe import FIELDS, TrainConfig
 
 
 def attention_map(x: torch.Tensor) -> torch.Tensor:
@@ -42,9 +42,9 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 @dataclass(frozen=True)
 class Objective:
     """CE, optionally mixed with KD by α, plus Σ β_i·AT_i. Returns (loss, parts) - parts unweighted."""
-    at_beta: tuple[float, ...] = ()
-    kd_alpha: float = 0.0
-    kd_temperature: float = 4.0
+    at_beta: tuple[float, ...] = FIELDS["at_beta"].default
+    kd_alpha: float = FIELDS["kd_alpha"].default
+    kd_temperature: float = FIELDS["kd_temperature"].default
 
     @classmethod
     def from_config(cls, c: TrainConfig) -> Objective:

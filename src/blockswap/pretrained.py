@@ -25,6 +25,7 @@ from .errors import BlockswapError
 from .files import check_distinct_files, provenance, write_json
 from .genotype import Genotype
 from .models import create_model
+from .recipe import EVAL_BATCH_SIZE
 
 
 def read_state_dict(path: str | os.PathLike) -> tuple[dict, Genotype | None]:
@@ -66,7 +67,7 @@ def check_fits(state_dict: dict, net: torch.nn.Module, path, what: str) -> None:
 def import_weights(weights: str | os.PathLike, model: str, dataset: str, *, out_checkpoint: str | os.PathLike,
                    metrics_path: str | os.PathLike | None = None, data_dir: str | None = None,
                    test_subset: int | None = None, subset_seed: int = 0, device: torch.device | str = "cpu",
-                   batch_size: int = 500, labels: dict | None = None) -> dict:
+                   batch_size: int = EVAL_BATCH_SIZE, labels: dict | None = None) -> dict:
     """Check `weights` as `model` shaped for `dataset`, test it, write the checkpoint (and metrics); return them."""
     started, device = time.perf_counter(), torch.device(device)
     check_distinct_files({"weights": weights, "checkpoint": out_checkpoint, "metrics": metrics_path})

@@ -20,6 +20,7 @@ LR_UNITS = ("epoch", "iteration")
 DISTILL_FIELDS = ("at_beta", "kd_alpha", "kd_temperature")
 # Settings (of either training) that do not change what is computed: a resumed run may change them.
 RUN_ONLY = frozenset({"device", "threads", "progress", "data_dir"})
+EVAL_BATCH_SIZE = 500  # images per test step of a classifier: memory, not the result
 
 
 def setting(default, help: str, type=None, cli: bool = True, recorded: bool = True, **extra):
@@ -146,7 +147,7 @@ class TrainConfig(Settings):
     subset_seed: int = setting(0, "seed of the class-stratified subsets")
     epochs: int = setting(200, "training epochs (the papers' CIFAR recipe: 200)")
     batch_size: int = setting(128, "minibatch size")
-    eval_batch_size: int = setting(500, "test batch size (does not change the result)")
+    eval_batch_size: int = setting(EVAL_BATCH_SIZE, "test batch size (does not change the result)")
     lr: float = setting(0.1, "initial SGD learning rate")
     momentum: float = shared("momentum")
     weight_decay: float = setting(5e-4, "L2 weight decay of every parameter")
@@ -217,7 +218,7 @@ class TrainConfig(Settings):
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # What `blockswap distill` uses where the user says nothing: BlockSwap's β = 1000 at every point, no KD.
-DISTILL_DEFAULTS = {"at_beta": (1000.0,), "kd_alpha": 0.0, "kd_temperature": 4.0}
+DISTILL_DEFAULTS = {**{name: FIELDS[name].default for name in DISTILL_FIELDS}, "at_beta": (1000.0,)}
 
 
 def scheduled_lr(config, t: float) -> float:

@@ -9,7 +9,7 @@ import math
 import sys
 
 from ..errors import BlockswapError
-from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
+from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, EVAL_BATCH_SIZE, FIELDS, TrainConfig
 from .args import add_field_option, emit, int_at_least, parse_labels
 
 
@@ -149,7 +149,7 @@ def add_commands(sub) -> None:
     add_setting(p, "dataset")
     add_setting(p, "data_dir")
     add_setting(p, "test_subset")
-    p.add_argument("--batch-size", type=int_at_least(1), default=500, help="test batch size")
+    p.add_argument("--batch-size", type=int_at_least(1), default=EVAL_BATCH_SIZE, help="test batch size")
     add_setting(p, "device")
     add_setting(p, "threads")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
@@ -164,7 +164,7 @@ def add_commands(sub) -> None:
     p.add_argument("--data-dir", help="default: the checkpoint's")
     p.add_argument("--test-subset", type=int_at_least(1),
                    help="a class-stratified subset of N test examples (default: all)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=500)
+    p.add_argument("--batch-size", type=int_at_least(1), default=EVAL_BATCH_SIZE, help="test batch size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int_at_least(1))
     p.add_argument("-o", "--output", help="metrics JSON (default: print)")
