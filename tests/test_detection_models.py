@@ -406,6 +406,10 @@ def test_detect_score_ranks_backbones_by_fisher_through_the_detector(tmp_path):
     from blockswap.scores import read_scores
 
     annotations = _write_coco(tmp_path, 4, seed=0)
+    instances = json.loads(annotations.read_text())
+    for ann in instances["annotations"][::2]:  # crowd regions, which training (and so scoring) leaves out
+        ann["iscrowd"] = 1
+    annotations.write_text(json.dumps(instances))
     genotypes = [Genotype.uniform("resnet18", b, image_size=CANVAS) for b in ("Conv", "DConv", "ConvB2")]
     (tmp_path / "c.jsonl").write_text("".join(g.to_json() + "\n" for g in genotypes))
     assert main(["detect", "score", str(tmp_path / "c.jsonl"), "--images", str(tmp_path), "--annotations",
@@ -414,10 +418,17 @@ def test_detect_score_ranks_backbones_by_fisher_through_the_detector(tmp_path):
                  "--best", str(tmp_path / "best.json")]) == 0
     rows, columns = read_scores(tmp_path / "s.csv")
     assert columns == {"fisher": "fisher"} and [int(r["rank"]) for r in rows] == [1, 2, 3]
-    images, targets = fisher_batch(coco.CocoDetection(tmp_path, annotations), 2, seed=3)
+    train_set = coco.CocoDetection(tmp_path, annotations, train=True, seed=3)  # what `detect train --seed 3` reads
+    first = coco.aspect_ratio_batches(train_set, 2, seed=3, epoch=0)[0]
+    images, targets = fisher_batch(train_set, 2, seed=3, batches=coco.aspect_ratio_batches)
+    assert [t["image_id"] for t in targets] == [train_set.image_ids[i] for i in first]
     config = slim("fasterrcnn")
     expected = {g.id: detection_fisher(g, images, targets, config, seed=3, head_seed=3) for g in genotypes}
     assert {r["id"]: r["fisher"] for r in rows} == pytest.approx(expected, rel=1e-12)
+    evaluation_view = fisher_batch(coco.CocoDetection(tmp_path, annotations), 2, 3, coco.aspect_ratio_batches)
+    assert sum(len(t["boxes"]) for t in evaluation_view[1]) > sum(len(t["boxes"]) for t in targets)  # the crowds'
+    assert detection_fisher(genotypes[0], *evaluation_view, config, seed=3, head_seed=3) != \
+        pytest.approx(expected[genotypes[0].id], rel=1e-6)
     assert [r["id"] for r in rows] == sorted(expected, key=expected.get, reverse=True)
     assert json.loads((tmp_path / "best.json").read_text()) == next(g.to_dict() for g in genotypes
                                                                    if g.id == rows[0]["id"])

@@ -1,7 +1,8 @@
 """`blockswap detect score`: rank candidate backbones by Fisher potential through a detector (BlockSwap §7).
 
-Every candidate is scored on the same minibatch of detection images (the first batch of a seeded order,
-without augmentation), with the detector's FPN and heads initialised alike (`detection.fisher`). The
+Every candidate is scored on the same minibatch of detection images (the first batch `detect train` reads
+with the same seed: flipped as in training, crowd annotations left out), with the detector's FPN and heads
+initialised alike (`detection.fisher`). The
 output is the CSV of `blockswap score` with one proxy column, `fisher`, so `blockswap select` reads it.
 """
 
@@ -14,7 +15,7 @@ from .detect_train import detector_options
 def cmd_detect_score(args) -> None:
     import torch
 
-    from ..detection.coco import CocoDetection
+    from ..detection.coco import CocoDetection, aspect_ratio_batches
     from ..detection.detectors import DetectorConfig
     from ..detection.fisher import fisher_batch, score_backbones
     from ..engine import resolve_device
@@ -28,9 +29,9 @@ def cmd_detect_score(args) -> None:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = CocoDetection(args.images, args.annotations, train=False)
+    data = CocoDetection(args.images, args.annotations, train=True, seed=args.seed)
     detector = DetectorConfig(**{"num_classes": data.num_classes, **options})
-    images, targets = fisher_batch(data, args.batch_size, args.seed)
+    images, targets = fisher_batch(data, args.batch_size, args.seed, batches=aspect_ratio_batches)
     scores = score_backbones(genotypes, images, targets, detector, args.seed, args.seed, device, not args.quiet)
     write_scores(args, genotypes, [Scores({"fisher": s}) for s in scores], rank(scores, PROXY_SIGNS["fisher"]),
                  ["fisher"])
@@ -47,7 +48,8 @@ def add_score_command(detect_subparsers) -> None:
     p.add_argument("--batch-size", type=int_at_least(1), default=16,
                    help="images in the minibatch: the training batch size, as the paper scores (default 16)")
     p.add_argument("--seed", type=int_at_least(0), default=0,
-                   help="picks the minibatch, the heads' initialisation and every candidate's")
+                   help="picks the minibatch (detect train --seed S's first), the heads' initialisation and every "
+                        "candidate's")
     p.add_argument("--slim", type=int_at_least(32), metavar="CANVAS",
                    help="start from the CPU preset for CANVAS-pixel images (slim heads, anchors 8…128, no resizing)")
     for f in FIELDS.values():

@@ -61,13 +61,17 @@ def detection_fisher_per_block(genotype: Genotype, images: Sequence[torch.Tensor
                 return fisher_delta(acts, grads)
 
 
-def fisher_batch(dataset, batch_size: int, seed: int) -> tuple[list, list]:
-    """The minibatch every candidate is scored on: the first batch of epoch 0's order under `seed`."""
+def fisher_batch(dataset, batch_size: int, seed: int, batches=None) -> tuple[list, list]:
+    """The minibatch every candidate is scored on: the first of epoch 0's `batches` (default
+    `engine.batch_order`) under `seed`, read from `dataset` at epoch 0. `detect score` passes a training set
+    and COCO's aspect-ratio bins, so the batch is the first that `detect train` reads with that seed: flipped
+    as in training, crowd annotations left out (as the classification search takes the first training batch)."""
     from .engine import batch_order
 
     if len(dataset) < batch_size:
         raise BlockswapError(f"the scoring set has {len(dataset)} images, fewer than the batch size {batch_size}")
-    indices = batch_order(dataset, batch_size, seed=seed, epoch=0)[0]
+    dataset.set_epoch(0)
+    indices = (batches or batch_order)(dataset, batch_size, seed=seed, epoch=0)[0]
     images, targets = zip(*(dataset[i] for i in indices))
     return list(images), list(targets)
 
