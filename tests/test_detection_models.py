@@ -19,11 +19,13 @@ from blockswap.detection import train as detection_train
 from blockswap.detection.backbone import build_body, stage_channels, with_fpn
 from blockswap.detection.build import build_detector
 from blockswap.detection.detectors import DETECTORS, DetectorConfig
-from blockswap.detection.engine import DetectTrainConfig, batch_order, learning_rate
+from blockswap.detection.engine import batch_order
 from blockswap.detection.fisher import detection_fisher, detection_fisher_per_block
+from blockswap.detection.settings import DetectTrainConfig
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
+from blockswap.recipe import learning_rate
 from blockswap.train import Preempted
 
 CANVAS = 64

@@ -12,7 +12,7 @@ import yaml
 from blockswap import cli, paper, plan_detection
 from blockswap.counting import analytic
 from blockswap.detection.detectors import detector_names
-from blockswap.detection.engine import FIELDS as TRAIN_FIELDS
+from blockswap.detection.settings import FIELDS as TRAIN_FIELDS
 from blockswap.detection.settings import DetectTrainConfig
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype

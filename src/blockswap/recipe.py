@@ -243,6 +243,6 @@ def learning_rate(config, epoch: int, step: int = 0, steps_per_epoch: int = 1) -
 
 def options(settings: dict) -> str:
     """Settings as command options: key_name → --key-name value, lists comma-joined; null values left out."""
-    return " ".join(f"--{key.replace('_', '-')} " + (",".join(map(str, value)) if isinstance(value, (list, tuple))
-                                                      else str(value))
-                    for key, value in settings.items() if value is not None)
+    def text(value) -> str:
+        return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return " ".join(f"--{key.replace('_', '-')} {text(value)}" for key, value in settings.items() if value is not None)

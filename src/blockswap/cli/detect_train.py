@@ -1,7 +1,7 @@
 """`blockswap detect train`: train (or, with --test-only, evaluate) a detector around a genotype backbone.
 
 Options are built from the fields of `detection.detectors.DetectorConfig` (what the detector is) and
-`detection.engine.DetectTrainConfig` (how it is trained), where their defaults and help are stated once.
+`detection.settings.DetectTrainConfig` (how it is trained), where their defaults and help are stated once.
 `--slim CANVAS` starts the detector settings from the CPU preset for CANVAS-pixel images; any detector
 option given beside it wins. `--backend mmdet --mmdet-config C.py` takes the detector from an mmdet config instead
 (only --norm and --gn-groups apply to it) and trains it by the same recipe with mmengine's Runner

@@ -1,10 +1,4 @@
-"""Detection training settings, the learning rate, batches, one training epoch and COCO evaluation.
-
-The recipe's defaults are torchvision's Mask R-CNN schedule (26 epochs; SGD, momentum 0.9, weight decay
-1e-4, lr 0.02 for 16 images a step, ×0.1 at epochs 16 and 22; a linear warm-up over the first
-min(1000, steps − 1) steps from 0.001·lr). Another batch size wants the lr scaled with it (0.00125 per
-image). The lr is a pure function of (epoch, step), so a resumed run needs no scheduler object: the resume
-file records the position only.
+"""Detection batches, one training epoch and COCO evaluation.
 
 The batch order of an epoch is classification's, drawn from `data.epoch_generator(seed, epoch)`. Random
 augmentation is the dataset's: COCO's flip depends on (seed, epoch, index) through its `set_epoch`, called
@@ -24,11 +18,7 @@ from ..data import epoch_generator
 from ..distributed import SINGLE, World
 from ..engine import count_step, set_lr
 from ..errors import BlockswapError
-from ..recipe import learning_rate  # noqa: F401 - re-exported: the lr of either training
 from .coco import collate
-
-# The settings live apart, without torch, so that the CLI builds its options without importing torch.
-from .settings import FIELDS, RUN_ONLY, DetectTrainConfig  # noqa: F401 - re-exported
 
 
 # ------------------------------------------------------------------------------------------------ batches

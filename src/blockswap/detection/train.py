@@ -5,7 +5,7 @@ and mid-epoch when SIGTERM/SIGUSR1 asks the job to stop (SLURM preemption or tim
 is finished first, then `runner.Preempted` is raised and the command exits 128 + signal): model, optimizer,
 scheduler (the position the lr function is evaluated at), epoch and step, RNG states, the epochs' records,
 the unfinished epoch's loss sums, and the run's identity - genotype, detector settings, training settings
-(`engine.RUN_ONLY` aside) and the sha256 of the classification weights it started from, if any. A resume
+(`recipe.RUN_ONLY` aside) and the sha256 of the classification weights it started from, if any. A resume
 refuses a file whose identity differs. A stopped run (SIGKILL included: it restarts from its last finished
 epoch) ends with bitwise the weights of an uninterrupted run on the same device and thread count: the
 batch order depends only on (seed, epoch), a resumed epoch skips the batches it trained on without reading
@@ -45,12 +45,13 @@ from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
 from ..genotype import Genotype
-from ..recipe import scheduled_lr
+from ..recipe import RUN_ONLY, learning_rate, scheduled_lr
 from ..runner import Run, resolve_threads, resume_path_for, seed_all, stop_requests
 from .backbone import init_weights_sha256
 from .build import build_detector
 from .detectors import DetectorConfig
-from .engine import RUN_ONLY, DetectTrainConfig, batch_order, evaluate, learning_rate, load_batches, train_one_epoch
+from .engine import batch_order, evaluate, load_batches, train_one_epoch
+from .settings import DetectTrainConfig
 
 RESUME_FORMAT = "blockswap-detect-resume-2"
 CHECKPOINT_KEYS = ("genotype", "detector", "config", "category_ids", "state_dict", "metrics", "provenance")
