@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -206,7 +207,6 @@ def test_mistakes_end_before_any_work(job, capsys):
 
 @pytest.mark.slow
 def test_compress_profile_runs_every_method_and_tabulates_the_paired_differences(job, tmp_path):
-    from scipy import stats
 
     from blockswap.compress import comparison
     from test_workflow import snakemake
@@ -223,24 +223,45 @@ def test_compress_profile_runs_every_method_and_tabulates_the_paired_differences
         (m, s) for m in ("blockswap", "prune-magnitude", "prune-taylor") for s in (0, 1)]
     rows = comparison(reports)
     by = {(r["method"], r["seed"]): r["student"]["test_top1_error"] for r in reports}
-    diffs = [by[("prune-taylor", s)] - by[("blockswap", s)] for s in (0, 1)]
-    half = stats.t.ppf(0.975, 1) * abs(diffs[0] - diffs[1]) / math.sqrt(2) / math.sqrt(2)  # sd of 2 = |a-b|/√2
     taylor = rows[2]["vs_blockswap"]
-    assert rows[2]["method"] == "prune-taylor" and taylor["mean"] == pytest.approx(sum(diffs) / 2)
-    assert taylor["high"] - taylor["mean"] == pytest.approx(half)
-    t = taylor["mean"] / (abs(diffs[0] - diffs[1]) / math.sqrt(2) / math.sqrt(2))  # the paired t statistic
-    assert taylor["p"] == pytest.approx(2 * stats.t.sf(abs(t), 1))
-    p = sorted(r["vs_blockswap"]["p"] for r in rows[1:])  # Holm over the 2 differences
-    holm = {p[0]: min(1, 2 * p[0]), p[1]: max(min(1, 2 * p[0]), p[1])}
-    assert [r["vs_blockswap"]["p_holm"] for r in rows[1:]] == pytest.approx([holm[r["vs_blockswap"]["p"]]
-                                                                            for r in rows[1:]])
+    assert rows[2]["method"] == "prune-taylor"
+    assert taylor["mean"] == pytest.approx(sum(by[("prune-taylor", s)] - by[("blockswap", s)] for s in (0, 1)) / 2)
+    # Two seeds are too few for a verdict: the difference alone, outside Holm's family.
+    assert taylor["why"] == "too few runs (2 pairs)" and math.isnan(taylor["p"]) and math.isnan(taylor["p_holm"])
     table = (tmp_path / "results/compress/table.md").read_text()
-    assert table.count("| 40,000 |") == 3 and f"{taylor['mean']:+.2f} [" in table
+    assert table.count("| 40,000 |") == 3 and f"| {taylor['mean']:+.2f} |  | no verdict: too few runs (2 pairs) |" \
+        in table and "p (Holm over 0)" in table
     assert (tmp_path / "results/compress/pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: compress\ncompress:\n  teacher: /nonexistent.pt\n")
     run = snakemake("-n", "--configfile", bad, workdir=tmp_path)
     assert run.returncode == 2 and "compress.teacher: /nonexistent.pt does not exist" in run.stderr
+
+
+def _report(method: str, seed: int, error: float) -> dict:
+    return {"budget": 40000.0, "method": method, "seed": seed, "student": {"test_top1_error": error, "params": 1}}
+
+
+def test_comparison_tests_paired_differences_with_a_t_and_holm():
+    from scipy import stats
+
+    from blockswap.compress import comparison, comparison_markdown
+
+    base, taylor, magnitude = [10.0, 11.0, 12.5], [11.0, 12.5, 13.0], [12.0, 13.0, 14.5]
+    reports = [_report(m, s, e) for m, errors in (("blockswap", base), ("prune-taylor", taylor),
+                                                  ("prune-magnitude", magnitude)) for s, e in enumerate(errors)]
+    rows = {r["method"]: r for r in comparison(reports)}
+    diffs = np.subtract(taylor, base)  # 1.0, 1.5, 0.5
+    t = rows["prune-taylor"]["vs_blockswap"]
+    half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
+    assert (t["mean"], t["low"], t["high"]) == pytest.approx((1.0, 1.0 - half, 1.0 + half))
+    assert t["p"] == pytest.approx(stats.ttest_1samp(diffs, 0).pvalue) and t["why"] == ""
+    # Magnitude's differences are all 2.0: no spread is no evidence of a zero-width interval or of p = 0.
+    m = rows["prune-magnitude"]["vs_blockswap"]
+    assert m["mean"] == pytest.approx(2.0) and m["why"] == "no spread: every run gives the same difference"
+    assert math.isnan(m["p"]) and math.isnan(m["low"]) and t["p_holm"] == pytest.approx(t["p"])  # a family of 1
+    md = comparison_markdown(list(rows.values()), {"params": 2, "test_top1_error": 9.0})
+    assert "p (Holm over 1)" in md and "| +2.00 |  | no verdict: no spread" in md
 
 
 def test_nested_config_overrides_are_read_as_their_schema_types(tmp_path):

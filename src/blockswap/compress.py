@@ -327,12 +327,11 @@ def comparison(reports: list[dict]) -> list[dict]:
     """One row per (budget, method) of compress reports: params, mean top-1 error and sd over the seeds, and
     the mean difference from the BlockSwap student of the same budget and seed with its 95% t-interval
     (paired by seed: the seed fixes the data order and the search's draws), the paired t-test's p and that p
-    Holm-adjusted over every difference of the table."""
+    Holm-adjusted over every difference of the table. Fewer than three pairs, or pairs that all differ by the
+    same amount, give the difference alone (`why` says which) and stay out of Holm's family."""
     import statistics
 
-    from scipy import stats
-
-    from .report.stats import holm
+    from .report.stats import holm, t_difference
 
     groups: dict[tuple, dict[int, dict]] = {}
     for r in reports:
@@ -345,14 +344,12 @@ def comparison(reports: list[dict]) -> list[dict]:
                "mean": statistics.mean(errors), "sd": statistics.stdev(errors) if len(errors) > 1 else None,
                "vs_blockswap": None}
         base = groups.get((budget, "blockswap"), {})
-        paired = [by_seed[s]["student"]["test_top1_error"] - base[s]["student"]["test_top1_error"]
-                  for s in sorted(by_seed) if s in base]
-        if method != "blockswap" and len(paired) > 1:
-            mean, sd = statistics.mean(paired), statistics.stdev(paired)
-            half = stats.t.ppf(0.975, len(paired) - 1) * sd / len(paired) ** 0.5
-            p = stats.ttest_1samp(paired, 0).pvalue if sd > 0 else (1.0 if mean == 0 else 0.0)
-            row["vs_blockswap"] = {"mean": mean, "low": mean - half, "high": mean + half, "n": len(paired),
-                                   "p": float(p)}
+        seeds = [s for s in sorted(by_seed) if s in base]
+        if method != "blockswap" and seeds:
+            test = t_difference([by_seed[s]["student"]["test_top1_error"] for s in seeds],
+                                [base[s]["student"]["test_top1_error"] for s in seeds], paired=True)
+            row["vs_blockswap"] = {"mean": test["estimate"], "low": test["ci_lo"], "high": test["ci_hi"],
+                                   "n": len(seeds), "p": test["p"], "why": test["why"]}
         rows.append(row)
     compared = [r["vs_blockswap"] for r in rows if r["vs_blockswap"]]
     for d, adjusted in zip(compared, holm([d["p"] for d in compared])):
@@ -361,7 +358,7 @@ def comparison(reports: list[dict]) -> list[dict]:
 
 
 def comparison_markdown(rows: list[dict], teacher: dict) -> str:
-    family = sum(1 for r in rows if r["vs_blockswap"])
+    family = sum(1 for r in rows if r["vs_blockswap"] and not math.isnan(r["vs_blockswap"]["p"]))
     lines = [f"Teacher: {teacher['params']:,} params, top-1 error {teacher['test_top1_error']:.2f}%.", "",
              "| budget | method | params | error % mean ± sd | per seed | − BlockSwap (paired, 95% t) | "
              f"p (Holm over {family}) | verdict (Holm, α = {ALPHA:g}) |",
@@ -370,7 +367,9 @@ def comparison_markdown(rows: list[dict], teacher: dict) -> str:
         params = f"{r['params'][0]:,}" + (f"–{r['params'][-1]:,}" if len(r["params"]) > 1 else "")
         spread = f"{r['mean']:.2f} ± {r['sd']:.2f}" if r["sd"] is not None else f"{r['mean']:.2f}"
         d, verdict, diff, p = r["vs_blockswap"], "", "", ""
-        if d:
+        if d and d["why"]:
+            diff, verdict = f"{d['mean']:+.2f}", f"no verdict: {d['why']}"
+        elif d:
             diff = f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
             p = f"{d['p']:.3f} ({d['p_holm']:.3f})"
             verdict = ("no difference shown" if d["p_holm"] >= ALPHA else

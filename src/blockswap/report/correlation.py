@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,10 +13,13 @@ from ..scores import PROXY_SIGNS, read_scores
 from .base import Report, register
 from .figures import new_figure
 from .runs import Run, error_by_net, group_runs, parse_count, select
-from .stats import bootstrap_correlation, correlate, missing, reliability
+from .stats import bootstrap_correlation, correlate, holm, missing, reliability
 from .tables import Table, fmt, fmt_budget, frame_of
 
 TABLE1_ORDER = ("train_accuracy", "l2_norm", "grad_norm", "fisher")
+NORMAL_ALPHA = 0.05  # a Shapiro-Wilk p below this: the ceiling's normal model is flagged
+EXPLORATORY = ("Exploratory: {n} correlations, each interval at 95% on its own; the CSV's spearman_p_holm "
+               "adjusts ρ's p over the whole table (Holm) for a claim about any one of them.")
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,10 @@ def correlations(runs: list[Run], scores, profile: str | None) -> tuple[list, li
             if c["note"]:
                 notes.append(f"{proxy}, {fmt_budget(spec.budget)}, k={spec.k}: {c['note']}.")
             records.append({"proxy": proxy, "sign": PROXY_SIGNS.get(proxy), "budget": spec.budget, "k": spec.k,
-                            **c, "ceiling": ceiling_of(ceilings, spec.budget),
+                            **c, **ceiling_of(ceilings, spec.budget),
                             "paper_spearman": paper.table1_rho(profile, proxy, spec.budget, spec.k)})
+    for r, p in zip(records, holm([r["spearman_p"] for r in records])):
+        r["spearman_p_holm"] = p
     return records, notes, loaded, error_of
 
 
@@ -104,9 +110,27 @@ def errors_by_net(runs: list[Run]) -> dict[str, list[float]]:
             for i, rs in group_runs(runs, lambda r: r.id).items()}
 
 
-def ceiling_of(ceilings: dict, budget) -> float:
-    """The largest |Spearman ρ| the seed noise of the random nets at `budget` allows (NaN if unmeasured)."""
-    return ceilings.get(budget, {}).get("ceiling_spearman", float("nan"))
+def ceiling_of(ceilings: dict, budget) -> dict:
+    """The Spearman ρ a perfect ranker would show on average through the seed noise of the random nets at
+    `budget`, its 95% interval and the Shapiro-Wilk p of their errors' normality (NaN if unmeasured)."""
+    c = ceilings.get(budget, {})
+    return {"ceiling": c.get("ceiling_spearman", math.nan), "ceiling_lo": c.get("ceiling_lo", math.nan),
+            "ceiling_hi": c.get("ceiling_hi", math.nan), "normal_p": c.get("normal_p", math.nan)}
+
+
+def ceiling_notes(records: list[dict]) -> list[str]:
+    """One line per budget: the ceiling with its interval, said to be an average under normal errors, and a
+    warning where the errors are far from normal."""
+    lines = []
+    for b, r in sorted({r["budget"]: r for r in records if not missing(r["ceiling"])}.items()):
+        line = (f"{fmt_budget(b)}: through the seed noise of one training a perfect ranker would show ρ ≈ "
+                f"{fmt(r['ceiling'])} [{fmt(r['ceiling_lo'])}, {fmt(r['ceiling_hi'])}] on average (the "
+                "attenuation ceiling, from the nets trained with several seeds, under normal errors; not a bound)")
+        if r["normal_p"] < NORMAL_ALPHA:
+            line += (f"; the errors are far from normal (Shapiro-Wilk p {r['normal_p']:.2g}), where the real "
+                     "figure is lower")
+        lines.append(line + ".")
+    return lines
 
 
 @register("correlation", help="Table 1: Spearman/Kendall of each proxy with trained error, and a scatter",
@@ -148,12 +172,11 @@ def _table(records, notes) -> Table:
     caption = ("Spearman ρ [95% bootstrap interval] / Kendall τ of each proxy's raw value with trained test "
                "error, per budget and k minibatches" + (" (paper's ρ, Table 1, in parentheses)" if has_paper
                                                         else ""))
-    ceilings = {r["budget"]: r["ceiling"] for r in records if not missing(r["ceiling"])}
     lead = ["Sign: + means higher is better, so a good proxy has ρ < 0 with error (− : the reverse).",
+            EXPLORATORY.format(n=sum(not missing(r["spearman_p"]) for r in records)),
             "An interval that contains 0 means the runs cannot tell the proxy from chance; the CSV has τ's "
-            "interval and both p-values."]
-    lead += [f"{fmt_budget(b)}: the seed noise of one training allows |ρ| ≤ {fmt(c)} (attenuation ceiling, from "
-             "the nets trained with several seeds)." for b, c in sorted(ceilings.items())]
+            "interval and both p-values, each inverted from the same bootstrap draws as its interval."]
+    lead += ceiling_notes(records)
     return Table(header, rows, "l" + "r" * len(columns), caption, lead + notes)
 
 

@@ -1,4 +1,4 @@
-"""The reports' statistics: mean ± sample std, rank correlations."""
+"""The reports' statistics: mean ± sample std, rank correlations, intervals and the p-values read off them."""
 
 from __future__ import annotations
 
@@ -58,27 +58,40 @@ def _rank_rows(a: np.ndarray) -> np.ndarray:
     return rankdata(a, axis=1)  # average ranks for ties, row by row
 
 
-def bootstrap_correlation(x, y, resamples: int = BOOTSTRAP, seed: int = 0) -> dict:
-    """Percentile 95% intervals of Spearman ρ and Kendall τ-b, resampling the (x, y) pairs; NaN when fewer
-    than 3 finite pairs. Resamples with a constant side are skipped (their correlation is undefined)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    out = {"spearman_lo": math.nan, "spearman_hi": math.nan, "kendall_lo": math.nan, "kendall_hi": math.nan}
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return out
-    idx = np.random.default_rng(seed).integers(0, len(x), (resamples, len(x)))
-    xs, ys = x[idx], y[idx]
+def _resamples(n: int, resamples: int, seed: int) -> np.ndarray:
+    """The (resamples, n) indices every bootstrap over the same n units draws: the same seed gives the same
+    resamples, so the correlation table's interval and the claims table's are one computation."""
+    return np.random.default_rng(seed).integers(0, n, (resamples, n))
+
+
+def _spearman_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     rx, ry = _rank_rows(xs), _rank_rows(ys)
     rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (rx * ry).sum(1) / np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
-        tau = np.concatenate([_kendall_rows(xs[i:i + 100], ys[i:i + 100]) for i in range(0, resamples, 100)])
-    tail = 100 * (1 - LEVEL) / 2
-    for name, values in (("spearman", rho), ("kendall", tau)):
-        values = values[np.isfinite(values)]
-        if values.size:
-            out[f"{name}_lo"], out[f"{name}_hi"] = (float(v) for v in np.percentile(values, [tail, 100 - tail]))
+        return (rx * ry).sum(1) / np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
+
+
+def bootstrap_correlation(x, y, resamples: int = BOOTSTRAP, seed: int = 0, kendall: bool = True) -> dict:
+    """95% percentile intervals of Spearman ρ and Kendall τ-b (unless `kendall` is false: τ costs n² per
+    resample), resampling the (x, y) pairs, and the two-sided p of 0 inverted from the same draws
+    (`inverted_p`); NaN when fewer than 3 finite pairs. Resamples with a constant side are skipped (their
+    correlation is undefined)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    out = {f"{name}_{key}": math.nan for name in ("spearman", "kendall") for key in ("lo", "hi", "p")}
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    idx = _resamples(len(x), resamples, seed)
+    xs, ys = x[idx], y[idx]
+    draws = {"spearman": _spearman_rows(xs, ys)}
+    if kendall:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            draws["kendall"] = np.concatenate([_kendall_rows(xs[i:i + 100], ys[i:i + 100])
+                                               for i in range(0, resamples, 100)])
+    for name, values in draws.items():
+        out[f"{name}_lo"], out[f"{name}_hi"] = interval_of(values)
+        out[f"{name}_p"] = inverted_p(values)
     return out
 
 
@@ -88,104 +101,159 @@ def _kendall_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return (sx * sy).sum((1, 2)) / np.sqrt((sx ** 2).sum((1, 2)) * (sy ** 2).sum((1, 2)))
 
 
-def mean_ci(values) -> tuple[float, float, float]:
-    """Mean and its t-based 95% interval (NaN bounds with fewer than 2 values)."""
-    a = np.asarray([v for v in values if not missing(v)], dtype=float)
-    if a.size == 0:
-        return math.nan, math.nan, math.nan
-    if a.size < 2:
-        return float(a.mean()), math.nan, math.nan
+def interval_of(draws) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap draws, taken so that it excludes a value exactly when
+    `inverted_p` of that value is below 0.05: the lower end is the smallest draw with at least 2.5% of the
+    draws at or below it, the upper end the largest with at least 2.5% at or above it (NaN without draws)."""
+    d = np.asarray(draws, dtype=float)
+    d = np.sort(d[np.isfinite(d)])
+    if d.size == 0:
+        return math.nan, math.nan
+    k = math.ceil((1 - LEVEL) / 2 * d.size - 1e-9)  # draws in each tail that the interval must keep
+    k = max(k, 1)
+    return float(d[k - 1]), float(d[d.size - k])
+
+
+def inverted_p(draws, null: float = 0.0) -> float:
+    """Two-sided p of `null` from the same bootstrap draws as `interval_of`: twice the smaller share of draws
+    on either side of it (at least 1/draws), the smallest level whose percentile interval excludes it. One
+    method for both, so a row's interval and its p cannot disagree."""
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return math.nan
+    return float(min(1.0, max(2 * min((d <= null).mean(), (d >= null).mean()), 1 / d.size)))
+
+
+MIN_RUNS = 3  # runs a side below which a difference gets no interval and no verdict
+
+
+def t_difference(a, b, paired: bool = False) -> dict:
+    """mean(a) − mean(b) with a t interval and the p of the same t (so the interval excludes 0 exactly when
+    p < 0.05): paired, a one-sample t over the differences a[i] − b[i]; else Welch's t with its
+    Satterthwaite degrees of freedom. With fewer than MIN_RUNS values a side, or no spread at all, the
+    estimate alone (interval and p NaN, `why` saying which): a percentile bootstrap of 2 or 3 runs covers
+    66-80%, and identical differences are no evidence of a zero-width interval."""
     from scipy.stats import t
 
-    half = float(t.ppf(0.5 + LEVEL / 2, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
-    return float(a.mean()), float(a.mean()) - half, float(a.mean()) + half
-
-
-def _difference_draws(a, b, resamples: int, seed: int, single_std: float | None):
-    """(mean(a) − mean(b), bootstrap draws of it or None): each group resampled on its own; a group of one
-    run varies by the normal std `single_std` (the noise floor), or gives no draws without it."""
     a = np.asarray([v for v in a if not missing(v)], dtype=float)
     b = np.asarray([v for v in b if not missing(v)], dtype=float)
+    out = {"estimate": math.nan, "ci_lo": math.nan, "ci_hi": math.nan, "p": math.nan, "df": math.nan,
+           "why": ""}
     if a.size == 0 or b.size == 0:
-        return math.nan, None
-    rng = np.random.default_rng(seed)
-
-    def means(x: np.ndarray) -> np.ndarray | None:
-        if x.size > 1:
-            return x[rng.integers(0, x.size, (resamples, x.size))].mean(1)
-        return None if missing(single_std) else x[0] + rng.normal(0.0, single_std, resamples)
-
-    ma, mb = means(a), means(b)
-    return float(a.mean() - b.mean()), None if ma is None or mb is None else ma - mb
-
-
-def difference_ci(a, b, resamples: int = BOOTSTRAP, seed: int = 0,
-                  single_std: float | None = None) -> tuple[float, float, float]:
-    """mean(a) − mean(b) with a percentile bootstrap 95% interval, each group resampled on its own. A group
-    of one run cannot show its own noise: with `single_std` (the noise floor) it varies by that normal std,
-    without it the bounds are NaN."""
-    d, draws = _difference_draws(a, b, resamples, seed, single_std)
-    if draws is None:
-        return d, math.nan, math.nan
-    tail = 100 * (1 - LEVEL) / 2
-    lo, hi = np.percentile(draws, [tail, 100 - tail])
-    return d, float(lo), float(hi)
-
-
-def difference_p(a, b, resamples: int = BOOTSTRAP, seed: int = 0, single_std: float | None = None) -> float:
-    """Two-sided bootstrap p of mean(a) − mean(b) = 0, from the draws of `difference_ci` (at least 1/resamples)."""
-    _, draws = _difference_draws(a, b, resamples, seed, single_std)
-    if draws is None:
-        return math.nan
-    return float(min(1.0, max(2 * min((draws <= 0).mean(), (draws >= 0).mean()), 1 / resamples)))
+        return out
+    if paired:
+        diffs = a - b
+        out["estimate"] = float(diffs.mean())
+        n = diffs.size
+        se, df = (float(diffs.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan), n - 1
+        few = n < MIN_RUNS and f"too few runs ({n} pairs)"
+    else:
+        out["estimate"] = float(a.mean() - b.mean())
+        va = a.var(ddof=1) / a.size if a.size > 1 else math.nan
+        vb = b.var(ddof=1) / b.size if b.size > 1 else math.nan
+        se = math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)) if se > 0 else math.nan
+        few = min(a.size, b.size) < MIN_RUNS and f"too few runs ({a.size} vs {b.size})"
+    if few:
+        out["why"] = few
+        return out
+    if not se > 0:
+        out["why"] = "no spread: every run gives the same difference"
+        return out
+    half = float(t.ppf(0.5 + LEVEL / 2, df) * se)
+    out.update(ci_lo=out["estimate"] - half, ci_hi=out["estimate"] + half, df=float(df),
+               p=float(2 * t.sf(abs(out["estimate"]) / se, df)))
+    return out
 
 
 # --- what an experiment could have seen --------------------------------------------------------------------
-def reliability(errors_by_net: dict) -> dict:
+def reliability(errors_by_net: dict, resamples: int = BOOTSTRAP, seed: int = 0) -> dict:
     """The reliability of the per-net errors a correlation uses, from nets trained with several seeds.
 
     `errors_by_net`: {net: [error of each training]}. One training's error is a net's true error plus seed
     noise of variance σ²ₙ (pooled within the repeated nets); the variance of single trainings across nets is
     σ²ₜ + σ²ₙ. A net's mean over m trainings has noise σ²ₙ/m, so the errors correlated (each net's mean)
-    have reliability R = σ²ₜ / (σ²ₜ + mean(σ²ₙ/m)). Under a bivariate normal model no proxy can show a
-    Pearson r above √R with them, nor a Spearman ρ above (6/π)·asin(√R/2) - the attenuation ceiling.
+    have reliability R = σ²ₜ / (σ²ₜ + mean(σ²ₙ/m)). Under a bivariate normal model a perfect ranker of the
+    true errors shows, on average, a Pearson r of √R with them and a Spearman ρ of (6/π)·asin(√R/2): the
+    attenuation ceiling. It is an expected value, not a bound (a perfect ranker exceeds it in about half of
+    samples), and lower still where the errors are skewed; so it carries a 95% bootstrap interval over the
+    nets (their repeats resampled with them) and the Shapiro-Wilk p of the single trainings' normality.
     NaN without a repeated net or a spread of single trainings."""
-    singles = [e[0] for e in errors_by_net.values() if e]
-    repeated = [e for e in errors_by_net.values() if len(e) >= 2]
-    out = {"nets": len(singles), "repeated": len(repeated), "noise_sd": math.nan, "reliability": math.nan,
-           "ceiling_pearson": math.nan, "ceiling_spearman": math.nan}
-    if not repeated or len(singles) < 3:
+    nets = [e for e in errors_by_net.values() if e]
+    out = {"nets": len(nets), "repeated": sum(len(e) >= 2 for e in nets), "noise_sd": math.nan,
+           "noise_df": 0, "reliability": math.nan, "ceiling_pearson": math.nan, "ceiling_spearman": math.nan,
+           "ceiling_lo": math.nan, "ceiling_hi": math.nan, "normal_p": math.nan}
+    if not out["repeated"] or len(nets) < 3:
         return out
-    noise = sum((len(e) - 1) * np.var(e, ddof=1) for e in repeated) / sum(len(e) - 1 for e in repeated)
-    true = max(0.0, float(np.var(singles, ddof=1)) - noise)
-    mean_noise = float(np.mean([noise / len(e) for e in errors_by_net.values() if e]))
-    r = true / (true + mean_noise) if true + mean_noise > 0 else math.nan
-    out.update(noise_sd=float(math.sqrt(noise)), reliability=r, ceiling_pearson=math.sqrt(r),
-               ceiling_spearman=6 / math.pi * math.asin(math.sqrt(r) / 2))
+    parts = _noise_parts(nets)
+    ceiling, noise, r = _ceilings(parts, np.arange(len(nets))[None, :])
+    out.update(noise_sd=float(math.sqrt(noise[0])), noise_df=int(parts[2].sum()), reliability=float(r[0]),
+               ceiling_pearson=float(math.sqrt(r[0])), ceiling_spearman=float(ceiling[0]),
+               normal_p=shapiro_p(parts[0]))
+    out["ceiling_lo"], out["ceiling_hi"] = interval_of(_ceilings(parts, _resamples(len(nets), resamples, seed))[0])
+    return out
+
+
+def _noise_parts(nets: list[list[float]]) -> tuple[np.ndarray, ...]:
+    """Per net: its first training's error, its within-net sum of squares, its degrees of freedom (trainings
+    − 1) and its number of trainings - what `_ceilings` needs of any resample of the nets."""
+    first = np.array([e[0] for e in nets], dtype=float)
+    ss = np.array([(len(e) - 1) * np.var(e, ddof=1) if len(e) > 1 else 0.0 for e in nets])
+    df = np.array([len(e) - 1 for e in nets], dtype=float)
+    return first, ss, df, np.array([len(e) for e in nets], dtype=float)
+
+
+def _ceilings(parts, idx: np.ndarray):
+    """(Spearman ceiling, pooled noise variance, reliability) of each row of net indices `idx` (NaN where a
+    resample holds no repeated net)."""
+    first, ss, df, m = (p[idx] for p in parts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        noise = ss.sum(1) / df.sum(1)
+        true = np.maximum(0.0, first.var(1, ddof=1) - noise)
+        mean_noise = noise * (1 / m).mean(1)
+        r = true / (true + mean_noise)
+        return 6 / np.pi * np.arcsin(np.sqrt(r) / 2), noise, r
+
+
+def shapiro_p(values) -> float:
+    """Shapiro-Wilk p of normality (NaN with fewer than 3 values or no spread)."""
+    a = np.asarray([v for v in values if not missing(v)], dtype=float)
+    if a.size < 3 or np.ptp(a) == 0:
+        return math.nan
+    from scipy.stats import shapiro
+
+    return float(shapiro(a).pvalue)
+
+
+def against_paper(scores, nets: list[list[float]], paper_rho: float, resamples: int = BOOTSTRAP,
+                  seed: int = 0) -> dict:
+    """Our Spearman ρ (scores vs each net's mean error) against the paper's, allowing for our seed noise.
+
+    A perfect ranker shows on average only the ceiling c of our errors (`reliability`), so the paper's ρ,
+    seen through our noise, is c·ρ_paper: the test is of δ = ρ − c·ρ_paper, with c's own uncertainty carried
+    by resampling the nets (scores, errors and repeats together) and δ's interval and p taken from the same
+    draws. The paper's ρ is taken as it was measured - its nets too were trained once, so its own noise
+    attenuates it, and a noise-free paper ρ would lie further from 0: a δ shown on the weaker side holds a
+    fortiori. NaN δ where no net was trained twice (the ceiling, and so the comparison, is unmeasured)."""
+    x = np.asarray(scores, dtype=float)
+    means = np.array([np.mean(e) for e in nets])
+    idx = _resamples(len(x), resamples, seed)
+    rho_draws = _spearman_rows(x[idx], means[idx])
+    out = {"delta": math.nan, "delta_lo": math.nan, "delta_hi": math.nan, "p_paper": math.nan,
+           "expected": math.nan}
+    if not any(len(e) >= 2 for e in nets):
+        return out
+    parts = _noise_parts(nets)
+    ceiling = float(_ceilings(parts, np.arange(len(nets))[None, :])[0][0])
+    draws = rho_draws - _ceilings(parts, idx)[0] * paper_rho
+    out.update(expected=ceiling * paper_rho, delta=correlate(x, means)["spearman"] - ceiling * paper_rho,
+               p_paper=inverted_p(draws))
+    out["delta_lo"], out["delta_hi"] = interval_of(draws)
     return out
 
 
 # --- p-values and the family-wise error -------------------------------------------------------------------
-def t_pvalue(values) -> float:
-    """Two-sided p of a one-sample t-test of mean 0 (NaN with fewer than 2 values or no spread)."""
-    a = np.asarray([v for v in values if not missing(v)], dtype=float)
-    if a.size < 2 or a.std(ddof=1) == 0:
-        return math.nan
-    from scipy.stats import t
-
-    stat = a.mean() / (a.std(ddof=1) / math.sqrt(a.size))
-    return float(2 * t.sf(abs(stat), a.size - 1))
-
-
-def z_pvalue(estimate: float, se: float) -> float:
-    """Two-sided p of a normal estimate with standard error `se`."""
-    if missing(estimate) or missing(se) or se <= 0:
-        return math.nan
-    from statistics import NormalDist
-
-    return 2 * (1 - NormalDist().cdf(abs(estimate) / se))
-
-
 def holm(pvalues) -> list[float]:
     """Holm's step-down adjustment: controls the family-wise error of the whole list at any level (NaN
     p-values are left out of the family and stay NaN)."""
@@ -221,11 +289,3 @@ def precision_at(scores, errors, fraction: float = 0.1) -> float:
     s, e = np.asarray(scores, dtype=float), np.asarray(errors, dtype=float)
     top = max(1, int(round(fraction * len(s))))
     return len(set(np.argsort(-s, kind="stable")[:top]) & set(np.argsort(e, kind="stable")[:top])) / top
-
-
-def spearman_p_against(rho: float, rho0: float, n: int) -> float:
-    """Two-sided p of a Spearman ρ over n pairs against the value ρ0, by Fisher's z with the Fieller-Hartley-
-    Pearson variance 1.06/(n − 3)."""
-    if missing(rho) or n <= 3 or abs(rho) >= 1 or abs(rho0) >= 1:
-        return math.nan
-    return z_pvalue(math.atanh(rho) - math.atanh(rho0), math.sqrt(1.06 / (n - 3)))

@@ -17,12 +17,21 @@ import numpy as np
 
 from ..scores import PROXY_SIGNS, seconds_column
 from .base import Report, register
-from .correlation import add_scores_argument, ceiling_of, errors_by_net, load_scores, scores_specs
+from .correlation import (
+    EXPLORATORY,
+    add_scores_argument,
+    ceiling_notes,
+    ceiling_of,
+    errors_by_net,
+    load_scores,
+    scores_specs,
+)
 from .figures import new_figure
 from .runs import Run, error_by_net, group_runs, select
-from .stats import BOOTSTRAP, LEVEL, best_of_n, bootstrap_correlation, correlate, precision_at, reliability
+from .stats import BOOTSTRAP, LEVEL, best_of_n, bootstrap_correlation, correlate, holm, precision_at, reliability
 from .tables import Table, fmt, fmt_budget, frame_of
 
+REFERENCES = ("oracle (the trained error)", "random pick")  # rows that rank nothing of their own: not tested
 PICKS = (10, 100)  # N of the best-of-N picks
 SPLIT_SEED = 0  # the halves of the combined ranker
 
@@ -37,7 +46,7 @@ def pick_interval(score, error, n: int, resamples: int = BOOTSTRAP, seed: int = 
     return float(lo), float(hi)
 
 
-def ranking_record(name: str, score, error, ceiling: float, missing_count: int = 0,
+def ranking_record(name: str, score, error, ceiling: dict, missing_count: int = 0,
                    seconds: float = math.nan) -> dict:
     """Every column of one ranker: `score` higher = predicted better, `error` the trained errors (%)."""
     score, error = np.asarray(score, dtype=float), np.asarray(error, dtype=float)
@@ -48,7 +57,7 @@ def ranking_record(name: str, score, error, ceiling: float, missing_count: int =
     out = {"proxy": name, "n": c["n"], "missing": missing_count + int((~keep).sum()),
            "spearman": c["spearman"], "spearman_lo": c["spearman_lo"], "spearman_hi": c["spearman_hi"],
            "kendall": c["kendall"], "kendall_lo": c["kendall_lo"], "kendall_hi": c["kendall_hi"],
-           "ceiling": ceiling,
+           "spearman_p": c["spearman_p"], **ceiling,
            "precision_at_10": precision_at(s, e, 0.1) if len(s) and np.ptp(s) > 0 else math.nan,
            "seconds": seconds}
     for n in PICKS:
@@ -97,7 +106,7 @@ def greedy_combination(columns: dict, error: np.ndarray, rows: np.ndarray) -> li
         chosen, best = chosen + [name], rho
 
 
-def combined_records(columns: dict, error: np.ndarray, ceiling: float) -> tuple[list[dict], str]:
+def combined_records(columns: dict, error: np.ndarray, ceiling: dict) -> tuple[list[dict], str]:
     """The held-out rows: the combination chosen on half A, Fisher and the best single proxy of half A,
     each evaluated on half B; and a note naming the combination."""
     order = np.random.default_rng(SPLIT_SEED).permutation(len(error))
@@ -137,6 +146,9 @@ def zoo_records(runs: list[Run], scores) -> tuple[list[dict], list[str]]:
         combined, note = combined_records(columns, error, ceiling)
         records += [{**where, **r} for r in combined]
         notes.append(f"{fmt_budget(spec.budget)}, k={spec.k}: {note}.")
+    tested = [r for r in records if r["proxy"] not in REFERENCES]
+    for r, p in zip(tested, holm([r["spearman_p"] for r in tested])):
+        r["spearman_p_holm"] = p
     return records, notes
 
 
@@ -154,8 +166,10 @@ def _table(records: list[dict], notes: list[str]) -> Table:
                "better) with the random nets' trained accuracy, and the trained error of the best-scored of N "
                "random draws, per budget and k minibatches")
     lead = ["ρ, τ: 1 ranks perfectly, 0 is chance; an interval containing 0 cannot tell the proxy from chance. "
-            "ceiling: the largest ρ the seed noise of one training allows. P@10%: the share of the proxy's top "
-            "10% that are among the 10% lowest errors.",
+            "ceiling: the ρ a perfect ranker would show on average through the seed noise of one training. "
+            "P@10%: the share of the proxy's top 10% that are among the 10% lowest errors.",
+            EXPLORATORY.format(n=sum("spearman_p_holm" in r and not math.isnan(r["spearman_p"]) for r in records)),
+            *ceiling_notes(records),
             "best of N: the expected error of the best-scored of N nets drawn with replacement (exact), 95% "
             "bootstrap interval over the nets; 'random pick' is the mean error, 'oracle' the best a ranker "
             "could do. s/net: mean seconds per candidate from the built network, its k SGD steps included.",
