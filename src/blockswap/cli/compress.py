@@ -27,13 +27,17 @@ def budget_number(text: str) -> float:
 
 
 def cmd_compress(args) -> None:
+    """Ctrl-C, SIGTERM or SIGUSR1 end the job in one line, exit status 128 + signal: in the distillation at a whole
+    step with its resume file written (`runner.Preempted`), elsewhere with the finished stages kept."""
     from ..compress import compress
+    from ..runner import signals_raise
 
     config = TrainConfig(**{name: getattr(args, name) for name in args.settings}, dataset="folder",
                          data_dir=args.data, progress=not args.quiet)
-    report = compress(args.teacher, args.data, args.budget, args.output, config=config, metric=args.metric,
-                      method=args.method, samples=args.samples, latency_table=args.latency_table,
-                      log=lambda line: print(line, file=sys.stderr))
+    with signals_raise(f"the finished stages are kept in {args.output}; run the same command again to resume"):
+        report = compress(args.teacher, args.data, args.budget, args.output, config=config, metric=args.metric,
+                          method=args.method, samples=args.samples, latency_table=args.latency_table,
+                          log=lambda line: print(line, file=sys.stderr))
     s = report["student"]
     print(f"{args.output}/model_card.md: {report['method']} student, {s['params']:,} params, "
           f"top-1 error {s['test_top1_error']:.2f}% (teacher {report['teacher']['test_top1_error']:.2f}%)",
@@ -62,7 +66,8 @@ def add_commands(sub) -> None:
     p.add_argument("--data", required=True, help="image folder: DATA/train/<class>/* and DATA/val/<class>/*")
     p.add_argument("--budget", required=True, type=budget_number, help="the student's size: 40K, 2M, ...")
     p.add_argument("--metric", choices=("params", "macs", "latency"), default="params",
-                   help="what the budget counts (latency: microseconds at batch 1, needs --latency-table)")
+                   help="what the budget counts (latency: microseconds at the table's batch size and threads, needs "
+                   "--latency-table)")
     p.add_argument("--latency-table", help="with --metric latency: `blockswap latency-table` on this device")
     p.add_argument("--method", choices=METHODS, default="blockswap",
                    help="how the student is made; it is then distilled the same way (default blockswap)")
