@@ -3,7 +3,7 @@ picks under two latency budgets (goal: within 10% on the CPU, on an idle machine
 
     .venv/bin/python benchmarks/latency.py [--model wrn-16-1] [--image-size 28] [--in-channels 1]
         [--candidates blockswap] [--device cpu] [--threads 2] [--nets 8] [--repeats 30]
-        [--budgets 0.33,0.67]
+        [--budgets 0.33,0.67] [--tolerance 0.1]
 
 Prints the table's measurement time and its fit (fixed term, blocks' scale), then per picked net (`--nets` at
 each budget, a fraction of the feasible range) the predicted µs, the measured median and interquartile range
@@ -38,6 +38,7 @@ def main():
     ap.add_argument("--nets", type=int, default=8, help="picked nets per budget")
     ap.add_argument("--repeats", type=int, default=latency.REPEATS)
     ap.add_argument("--budgets", default="0.33,0.67", help="budgets as fractions of the feasible range")
+    ap.add_argument("--tolerance", type=float, default=0.1, help="the sampler's window around each budget")
     args = ap.parse_args()
     threads = resolve_threads(args.threads)
     print(f"{args.model} {args.in_channels}×{args.image_size}², batch {args.batch_size}, {args.device}, "
@@ -55,7 +56,7 @@ def main():
     print(f"{'budget µs':>10} {'net':>10} {'predicted':>10} {'measured median [IQR]':>26} {'error':>7}")
     for fraction in map(float, args.budgets.split(",")):
         budget = lo + fraction * (hi - lo)
-        for g in sample_exact(costs, budget, args.nets, seed=1):
+        for g in sample_exact(costs, budget, args.nets, seed=1, tolerance=args.tolerance):
             predicted = latency.predict(table, g)
             m = latency.spread(latency.net_timings_us(create_model(g), shape, args.device, args.batch_size,
                                                       args.repeats))
