@@ -1,7 +1,17 @@
 """`blockswap compress`: a user's teacher and image folder in, a distilled student under a budget out."""
 
+import fcntl
 import json
 import math
+import os
+import pty
+import re
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
 
 import numpy as np
 import pytest
@@ -123,10 +133,21 @@ def test_blockswap_student_in_budget_with_a_model_card_and_resume(job, capsys):
     assert n == 48 and report["student"]["error_interval_95"] == list(wilson_interval(round(error * n / 100), n))
     card = (out / "model_card.md").read_text()
     assert f"| student | {analytic(pick).params:,} |" in card and "load_model(" in card
-    before = (out / "student" / "model.pt").stat().st_mtime_ns
-    # done: nothing retrained, and another thread count is the same job
+    # Latency: median and interquartile range over stated repeats, batch 1 and 32, runtime, threads, unit.
+    [eager] = report["latency"]["student"]
+    assert (eager["runtime"], eager["threads"], eager["unit"]) == ("PyTorch eager", 1, "µs")
+    one, many = eager["batch_1"], eager["batch_32_per_image"]
+    assert one["q1"] <= one["median"] <= one["q3"] and (one["repeats"], many["repeats"]) == (30, 10)
+    assert "| network | runtime | threads | µs at batch 1 | µs per image at batch 32 |" in card
+    assert f"| student | PyTorch eager | 1 | {one['median']:,.0f} [{one['q1']:,.0f}, {one['q3']:,.0f}] (30 runs) |" \
+        in card and "median [25th, 75th percentile]" in card
+    files = {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in ("report.json",
+                                                                                              "model_card.md")}
+    capsys.readouterr()
+    # done: a no-op that says so, also at another thread count (the same job)
     assert compress(tmp, root, out, "--budget", "40K", "--samples", "4", "--threads", "2") == 0
-    assert (out / "student" / "model.pt").stat().st_mtime_ns == before
+    assert "the job is finished (report.json, model_card.md); nothing to do" in capsys.readouterr().err
+    assert files == {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in files}
     assert compress(tmp, root, out, "--budget", "30K", "--samples", "4", "--lr", "0.2") == 2  # another job's folder
     err = capsys.readouterr().err
     assert "holds another job's results (budget: 40000.0 there, 30000.0 now; recipe.lr: 0.1 there, 0.2 now)" in err
@@ -184,6 +205,177 @@ def test_a_student_without_the_teachers_attention_points_is_distilled_by_kd(tmp_
     kd, how = distillation_for(config, student, None, tmp_path / "resnet.pt")
     assert how == "KD (α = 0.9, T = 4)" and not kd.uses_at and kd.kd_alpha == KD_ALPHA == 0.9
     assert kd.to_dict() | {"at_beta": None, "kd_alpha": None} == config.to_dict() | {"at_beta": None, "kd_alpha": None}
+
+
+def on_terminal(argv: list[str]) -> tuple[subprocess.Popen, int]:
+    """Start `blockswap argv` with stderr on a pseudo-terminal of 120 columns (progress bars are drawn), SIGINT at
+    its default (a background job may inherit it ignored; a terminal's program does not), in its own process
+    group as a terminal's foreground job; returns the process and the terminal's reading end."""
+    terminal, stderr = pty.openpty()
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "blockswap", *argv], stderr=stderr, stdout=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(stderr)
+    return proc, terminal
+
+
+def read_until(terminal: int, pattern: bytes | None) -> str:
+    """What the terminal shows until `pattern` appears (None: until the process has exited)."""
+    seen = b""
+    while pattern is None or not re.search(pattern, seen):
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the other end closed: the process has exited
+            chunk = b""
+        if not chunk:
+            assert pattern is None, seen.decode()
+            break
+        seen += chunk
+    return seen.decode().replace("\r\n", "\n")
+
+
+def test_ctrl_c_keeps_a_resume_point_and_the_rerun_resumes_there(job, tmp_path, capsys):
+    """Ctrl-C mid-distillation: the step in flight finishes, the resume file is written, one line, exit 130; the
+    rerun skips the finished stages and resumes at the saved step; the total wall time adds both attempts."""
+    tmp, root = job
+    out = tmp_path / "job"
+    argv = ["compress", "--teacher", str(tmp / "teacher.pt"), "--data", str(root), "--budget", "40K", "--samples",
+            "2", "--epochs", "3", "--batch-size", "4", "--threads", "1", "-o", str(out)]
+    proc, terminal = on_terminal(argv)
+    read_until(terminal, rb"epoch 2/3[^\n]*\| *([1-9]|1[01])/12")  # the bar: some steps of the second epoch done
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole group
+    err = read_until(terminal, None)
+    proc.wait(timeout=60)
+    os.close(terminal)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r"blockswap compress: stopped by SIGINT in epoch \d after \d+ steps; resume checkpoint "
+                        r"written to \S+model.pt.resume; run the same command again to resume", last), last
+    state = torch.load(out / "student" / "model.pt.resume", weights_only=True)
+    assert (state["epoch"], state["step"]) > (1, 0) and not (out / "report.json").exists()  # at a whole step
+    first = json.loads((out / "wall_time.json").read_text())["seconds"]
+    capsys.readouterr()
+    assert main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "teacher: tested already" in err and "search: done already" in err
+    assert f"model.pt.resume: epoch {state['epoch'] + 1}, step {state['step']} of 12" in err  # where it stopped
+    assert json.loads((out / "report.json").read_text())["wall_time_s"] > first
+
+
+def test_sigterm_ends_compress_in_one_line_exit_143(job, tmp_path, capsys, monkeypatch):
+    """SIGTERM (SLURM's preemption) in the distillation: exit 143, one line, the resume file written; between the
+    stages: exit 143, one line, the finished stages kept (the search's, here) and the rerun goes on from there."""
+    import blockswap.compress as module
+
+    tmp, root = job
+    out = tmp_path / "job"
+    argv = ["compress", "--teacher", str(tmp / "teacher.pt"), "--data", str(root), "--budget", "40K", "--samples",
+            "2", "--epochs", "3", "--batch-size", "4", "--threads", "1", "--quiet", "-o", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "blockswap", *argv], stderr=subprocess.PIPE, text=True)
+    while not (out / "student" / "model.pt.resume").exists():  # written after the first epoch
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert re.match(r"blockswap compress: stopped by SIGTERM in epoch \d after \d+ steps; resume checkpoint",
+                    err.strip().splitlines()[-1]), err
+    real = module.distillation_for
+
+    def terminated(*args):  # SIGTERM once the search is done, before the distillation
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args)
+
+    monkeypatch.setattr(module, "distillation_for", terminated)
+    other = tmp_path / "other"
+    assert main([*argv[:-1], str(other)]) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"blockswap compress: stopped by SIGTERM; the finished stages are kept in {other}; run the "
+                       "same command again to resume")
+    assert (other / "search" / "genotype.json").exists() and not (other / "student").exists()
+
+
+class Logits(torch.nn.Module):
+    """A blockswap network's logits only (its forward gives the attention maps too)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)[0]
+
+
+def test_the_report_measures_the_exported_student_in_onnx_runtime(job, tmp_path):
+    """Where model.onnx lies in the job's folder, the student's latency is measured in ONNX Runtime too."""
+    pytest.importorskip("onnxruntime")
+    tmp, root = job
+    out = tmp_path / "job"
+    assert compress(tmp, root, out, "--budget", "40K", "--samples", "2") == 0
+    torch.onnx.export(Logits(load_model(out / "student" / "model.pt")[0].eval()), (torch.randn(1, 1, 28, 28),),
+                      str(out / "model.onnx"), input_names=["x"], dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    (out / "report.json").unlink()  # measured again
+    assert compress(tmp, root, out, "--budget", "40K", "--samples", "2") == 0
+    eager, onnx = json.loads((out / "report.json").read_text())["latency"]["student"]
+    assert (onnx["runtime"], onnx["threads"], onnx["unit"]) == ("ONNX Runtime", 1, "µs")
+    assert onnx["batch_1"]["median"] > 0 and onnx["batch_32_per_image"]["repeats"] == 10
+    assert "| student | ONNX Runtime | 1 |" in (out / "model_card.md").read_text()
+
+
+def test_a_latency_table_is_checked_against_the_jobs_threads_not_the_process(job, tmp_path, capsys, one_thread):
+    """A table made at 2 threads serves a --threads 2 job and is refused for --threads 1, whatever this process
+    runs at; a table of another image size is refused, each in one line before any work."""
+    from blockswap import latency
+    from blockswap.compress import check_inputs
+    from blockswap.recipe import TrainConfig
+    from blockswap.sampling import CostTable
+
+    tmp, root = job
+    params = CostTable.build("wrn-16-1", "blockswap", "params", in_channels=1, num_classes=3, image_size=28)
+    table = {"model": "wrn-16-1", "in_channels": 1, "num_classes": 3, "image_size": 28, "device": "cpu",
+             "device_name": latency.device_name(torch.device("cpu")), "batch_size": 1, "threads": 2, "repeats": 30,
+             "fixed_us": 100.0, "scale": 1.0, "calibration": [],
+             "blocks": [{t: float(c) / 100 for t, c in zip(types, costs)}
+                        for types, costs in zip(params.types, params.costs)]}
+    path = tmp_path / "latency.json"
+    path.write_text(json.dumps(table))
+    budget = sum(params.feasible_range) / 200
+
+    def inputs(threads):
+        config = TrainConfig(dataset="folder", data_dir=str(root), at_beta=(1000.0,), threads=threads)
+        return check_inputs(str(tmp / "teacher.pt"), str(root), budget, config, "latency", "blockswap", str(path))
+
+    torch.set_num_threads(1)
+    assert inputs(2)[5]["threads"] == 2
+    torch.set_num_threads(2)
+    with pytest.raises(BlockswapError, match="measured at 2 threads, the job runs at 1; give --threads 2"):
+        inputs(1)
+    path.write_text(json.dumps({**table, "image_size": 32}))
+    out = tmp_path / "job"
+    assert compress(tmp, root, out, "--budget", str(budget), "--metric", "latency", "--latency-table", str(path),
+                    "--threads", "2") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("measured at image-size 32, not 28; measure a table at this shape") and "\n" not in err
+    assert not out.exists()
+
+
+def test_the_card_shows_a_latency_budget_predicted_against_measured_and_a_miss():
+    from blockswap.compress import latency_lines
+
+    figures = {"median": 12782.0, "q1": 12500.0, "q3": 13100.0, "repeats": 30}
+    eager = {"runtime": "PyTorch eager", "threads": 2, "unit": "µs", "batch_1": figures,
+             "batch_32_per_image": {**figures, "repeats": 10}}
+    budget = {"budget_us": 12000.0, "predicted_us": 11900.0, "measured_us": figures, "batch_size": 1, "threads": 2,
+              "runtime": "PyTorch eager", "error": round(11900 / 12782 - 1, 4), "met": False}
+    lines = latency_lines({"device": "cpu", "student": [eager], "teacher": [eager]}, budget)
+    assert "| student | PyTorch eager | 2 | 12,782 [12,500, 13,100] (30 runs) | 12,782 [12,500, 13,100] (10 runs) |" \
+        in lines
+    assert lines[-1] == ("Latency budget 12,000 µs (batch 1, PyTorch eager, 2 threads): predicted 11,900 µs, "
+                         "measured 12,782 [12,500, 13,100] (30 runs) µs - prediction error -6.9%; budget **missed** "
+                         "(measured 6.5% over).")
+    assert latency_lines({"device": "cpu", "student": [eager], "teacher": [eager]},
+                         {**budget, "met": True})[-1].endswith("budget met.")
 
 
 def test_mistakes_end_before_any_work(job, capsys):

@@ -265,25 +265,26 @@ def test_sigterm_writes_checkpoint_exits_143_and_resumes(data_dir, reference, tm
     _assert_same_run(tmp_path, reference)
 
 
-def _sigterm_at(monkeypatch, at_epoch: int, at_step: int):
-    """SIGTERM this process when training reaches (epoch, step); returns the real learning_rate."""
+def _sigterm_at(monkeypatch, at_epoch: int, at_step: int, signum: int = signal.SIGTERM):
+    """Send `signum` to this process when training reaches (epoch, step); returns the real learning_rate."""
     real = train_module.learning_rate
 
     def signalling(config, epoch, step=0, steps_per_epoch=1):
         if (epoch, step) == (at_epoch, at_step):
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         return real(config, epoch, step, steps_per_epoch)
 
     monkeypatch.setattr(train_module, "learning_rate", signalling)
     return real
 
 
-def test_mid_epoch_stop_resumes_exactly(data_dir, reference, tmp_path, monkeypatch):
-    """SIGTERM at a known step (sent from inside the loop) and resume in-process: same result."""
-    real = _sigterm_at(monkeypatch, 1, 5)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_mid_epoch_stop_resumes_exactly(data_dir, reference, tmp_path, monkeypatch, signum):
+    """SIGTERM or Ctrl-C at a known step (sent from inside the loop) and resume in-process: same result."""
+    real = _sigterm_at(monkeypatch, 1, 5, signum)
     with pytest.raises(SystemExit) as stopped:
         cli.main(_args(data_dir, tmp_path))
-    assert stopped.value.code == 143
+    assert stopped.value.code == 128 + signum  # 143, 130
     state = torch.load(tmp_path / "model.pt.resume", weights_only=True)
     assert (state["epoch"], state["step"]) == (1, 6) and state["tally"]["n"] == 6 * 32
     monkeypatch.setattr(train_module, "learning_rate", real)

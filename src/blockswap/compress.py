@@ -12,8 +12,10 @@ Whatever made it, the student is then trained the same way - the same recipe, st
 transfer from the teacher where the student's attention points pair with the teacher's (the registry's nets,
 pruned or substituted, keep them), knowledge distillation otherwise - so that a comparison isolates the
 method. Each stage writes into OUTDIR atomically and is skipped when done, so an interrupted job resumes
-(the training mid-epoch, from its resume file); job.json holds the job's identity, and a folder that holds
-another job's results is refused.
+(the training mid-epoch, from its resume file) and says which stages it skips; job.json holds the job's
+identity, and a folder that holds another job's results is refused. A finished job (report.json written) run
+again does nothing and says so. The wall time of interrupted attempts is kept in wall_time.json, so that the
+report's wall_time_s is the job's total.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def check_job(out: Path, job: dict) -> None:
     elif out.is_dir() and any(out.iterdir()):
         raise BlockswapError(f"{out} is not empty and holds no compress job; give an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(saved, job)
+    if not saved.exists():
+        write_json(saved, job)
 
 
 def _differences(then: dict, now: dict, prefix: str = "") -> list[str]:
@@ -138,7 +141,7 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
     training set, the device, the latency table or None, BlockSwap's cost table or None)."""
     from .data import load_dataset, stratified_subset
     from .engine import resolve_device
-    from .latency import cost_table, load_table
+    from .latency import SHAPE_KEYS, cost_table, load_table
     from .sampling import CostTable, sample_table
 
     if method not in METHODS:
@@ -164,7 +167,8 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
                                  f"this device with `blockswap latency-table --model {genotype.model} --image-size "
                                  f"{genotype.image_size} --in-channels {genotype.in_channels} --num-classes "
                                  f"{genotype.num_classes} --device {device.type}`")
-        table = load_table(latency_table, device, model=genotype.model)
+        table = load_table(latency_table, device, model=genotype.model, threads=job_threads(config),
+                           shape={key: getattr(genotype, key) for key in SHAPE_KEYS})
     full = budget_cost(genotype, metric, table)
     if budget >= full:
         raise BlockswapError(f"budget {budget:,.0f} {metric} is not below the teacher's {full:,.0f}: nothing to "
@@ -177,27 +181,58 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
     return weights, genotype, state_dict, train_set, device, table, costs
 
 
+def job_threads(config) -> int:
+    """The intra-op threads the job runs at: --threads, else the CPUs this process may use (as `train`)."""
+    from .runner import available_cpus
+
+    return config.threads or available_cpus()
+
+
 def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike, *, config, metric: str = "params",
              method: str = "blockswap", samples: int = 100, latency_table: str | None = None,
              log=print) -> dict:
     """The whole job (see the module's docstring); `config` is the student's `TrainConfig` (dataset "folder",
     AT on). Returns the report, also written to OUTDIR/report.json and OUTDIR/model_card.md."""
     from .checkpoint import weights_sha256
-    from .data import first_batches
-    from .pretrained import import_weights
 
     started, out = time.perf_counter(), Path(out)
-    weights, genotype, state_dict, train_set, device, table, costs = check_inputs(
-        teacher, data_dir, budget, config, metric, method, latency_table)
+    inputs = check_inputs(teacher, data_dir, budget, config, metric, method, latency_table)
+    weights, state_dict = inputs[0], inputs[2]
     job = {"teacher": str(weights), "teacher_sha256": weights_sha256(state_dict),
            "data_dir": str(Path(data_dir).resolve()), "budget": budget, "metric": metric, "method": method,
            "samples": samples if method == "blockswap" else None, "latency_table": latency_table,
            "recipe": {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY}}  # threads may change
     check_job(out, job)
+    if (out / "report.json").exists():
+        log(f"{out}: the job is finished (report.json, model_card.md); nothing to do")
+        return read_json(out / "report.json", "compress report")
+    earlier = read_json(out / WALL_TIME, "wall time file")["seconds"] if (out / WALL_TIME).exists() else 0.0
+    try:
+        return _stages(out, job, inputs, config, data_dir, budget, metric, method, samples, log,
+                       lambda: earlier + time.perf_counter() - started)
+    except BaseException:  # interrupted (or failed): this attempt's time counts towards the job's
+        write_json(out / WALL_TIME, {"seconds": earlier + time.perf_counter() - started})
+        raise
+
+
+WALL_TIME = "wall_time.json"  # the seconds of a job's earlier, interrupted attempts
+
+
+def _stages(out: Path, job: dict, inputs: tuple, config, data_dir: str, budget: float, metric: str, method: str,
+            samples: int, log, elapsed) -> dict:
+    """The job's stages, each skipped (and said so) when an earlier attempt finished it."""
+    from .data import first_batches
+    from .pretrained import import_weights
+    from .runner import resolve_threads
+
+    weights, genotype, _, train_set, device, table, costs = inputs
+    resolve_threads(config.threads)  # also where training is skipped: the report's latency at the job's threads
 
     # 1. The teacher, tested on DIR/val (the student's test_subset of it).
     teacher_ckpt = out / "teacher" / "model.pt"
-    if not teacher_ckpt.exists():
+    if teacher_ckpt.exists():
+        log(f"teacher: tested already ({out / 'teacher' / 'metrics.json'}), skipped")
+    else:
         log(f"teacher: {genotype.model} from {weights}, tested on {data_dir}/val")
         import_weights(weights, genotype.model, "folder", out_checkpoint=teacher_ckpt,
                        metrics_path=out / "teacher" / "metrics.json", data_dir=data_dir,
@@ -214,7 +249,9 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
         from .pruning import prune_to
 
         student, init = genotype, out / "search" / "pruned.pt"
-        if not init.exists():
+        if init.exists():
+            log(f"pruning: done already ({init}), skipped")
+        else:
             log(f"pruning {genotype.model} to {budget:,.0f} {metric} ({method})")
             prune_to(teacher_ckpt, budget, method.split("-", 1)[1], batch, init, metric)
 
@@ -223,18 +260,22 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
 
     student_ckpt = out / "student" / "model.pt"
     config, distillation = distillation_for(config, student, init, teacher_ckpt)
-    if not student_ckpt.exists():
+    if student_ckpt.exists():
+        log(f"distillation: done already ({student_ckpt}), skipped")
+    else:  # train says where it resumes (epoch, step) when an earlier attempt left a resume file
         log(f"distilling the student: {distillation}")
         train(config, student, out_checkpoint=student_ckpt, metrics_path=out / "student" / "metrics.json",
               teacher=str(teacher_ckpt), labels={"method": method, "budget": str(budget)}, init=init)
 
-    # 4. The report and model card.
+    # 4. The report and model card; the report last: its presence marks the job finished.
+    log("report: measuring both networks' latency")
     report = _report(out, job, student, genotype, device, table, config.seed)
     report["distillation"] = distillation
-    report["wall_time_s"] = time.perf_counter() - started
+    report["wall_time_s"] = elapsed()  # all attempts
     report["provenance"] = provenance(job, config.seed, str(device), report["wall_time_s"])
-    write_json(out / "report.json", report)
+    write_json(out / WALL_TIME, {"seconds": report["wall_time_s"]})
     write_text(out / "model_card.md", model_card(report))
+    write_json(out / "report.json", report)
     return report
 
 
@@ -255,23 +296,47 @@ def distillation_for(config, student, init: Path | None, teacher_ckpt: Path):
     return kd, f"KD (α = {kd.kd_alpha:g}, T = {kd.kd_temperature:g})"
 
 
+ONNX_FILES = ("model.onnx", "student/model.onnx")  # where the exported student may lie, relative to OUTDIR
+
+
 def _report(out: Path, job: dict, student, genotype, device, table: dict | None, seed: int) -> dict:
-    """Both networks' counts, errors with their intervals and latency measured on `device`."""
-    import torch
-
-    from .checkpoint import load_model
-    from .latency import measure_network
-
-    torch.manual_seed(0)  # the timing input
-    net, _ = load_model(out / "student" / "model.pt")
-    teacher_net, _ = load_model(out / "teacher" / "model.pt")
+    """Both networks' counts, errors with their intervals, and latency measured on `device` (`_latency`)."""
     return {"method": job["method"], "metric": job["metric"], "budget": job["budget"], "seed": seed,
             "student": _summary(read_json(out / "student" / "metrics.json", "student metrics")),
             "teacher": _summary(read_json(out / "teacher" / "metrics.json", "teacher metrics")),
-            "latency_us": {"student": measure_network(student, device, net=net),
-                           "teacher": measure_network(genotype, device, net=teacher_net), "device": str(device)},
-            "predicted_latency_us": budget_cost(student, "latency", table) if table else None,
+            **_latency(out, job, student, genotype, device, table),
             "student_checkpoint": str(out / "student" / "model.pt")}
+
+
+def _latency(out: Path, job: dict, student, genotype, device, table: dict | None) -> dict:
+    """"latency": each network's `latency.profile` in PyTorch eager (the student also in ONNX Runtime where
+    the exported model.onnx exists, on the CPU), at the job's threads; "latency_budget": a latency job's
+    predicted against measured latency (PyTorch eager, the table's batch size; at batch 1 the profile's figures),
+    and whether the measured median met the budget."""
+    import torch
+
+    from .checkpoint import load_model
+    from .latency import REPEATS, net_timings_us, onnx_profile, profile, spread
+
+    torch.manual_seed(0)  # the timing input
+    net, _ = load_model(out / "student" / "model.pt")
+    shape = (genotype.in_channels, genotype.image_size, genotype.image_size)
+    runs = {"student": [profile(net, shape, device)], "teacher": [profile(load_model(out / "teacher" / "model.pt")[0],
+                                                                          shape, device)]}
+    onnx = next((out / name for name in ONNX_FILES if (out / name).is_file()), None)
+    if onnx is not None and device.type == "cpu":
+        measured = onnx_profile(onnx, shape, torch.get_num_threads())
+        runs["student"] += [measured] if measured else []
+    result = {"latency": {"device": str(device), **runs}, "latency_budget": None}
+    if table is not None:
+        whole = (runs["student"][0]["batch_1"] if table["batch_size"] == 1 else
+                 spread(net_timings_us(net, shape, device, table["batch_size"], REPEATS)))
+        predicted = budget_cost(student, "latency", table)
+        result["latency_budget"] = {
+            "budget_us": job["budget"], "predicted_us": round(predicted, 2), "measured_us": whole,
+            "batch_size": table["batch_size"], "threads": torch.get_num_threads(), "runtime": "PyTorch eager",
+            "error": round(predicted / whole["median"] - 1, 4), "met": whole["median"] <= job["budget"]}
+    return result
 
 
 def _search(folder: Path, genotype, costs, budget: float, samples: int, seed: int, batch, device, log,
@@ -283,9 +348,12 @@ def _search(folder: Path, genotype, costs, budget: float, samples: int, seed: in
 
     pick = folder / "genotype.json"
     if pick.exists():
+        log(f"search: done already ({pick}), skipped")
         return Genotype.from_dict(read_json(pick, "the search's pick"))
     candidates = folder / "candidates.jsonl"
-    if not candidates.exists():
+    if candidates.exists():
+        log(f"search: the candidates drawn before ({candidates}), scored again")
+    else:
         drawn = sample_table(costs, budget, samples, seed)
         write_text(candidates, "".join(json.dumps(g.to_dict()) + "\n" for g in drawn))
     drawn = [Genotype.from_dict(d) for d in load_records(candidates)]
@@ -307,20 +375,44 @@ def _summary(metrics: dict) -> dict:
 
 
 def model_card(report: dict) -> str:
-    s, t, lat = report["student"], report["teacher"], report["latency_us"]
-    row = "| {} | {:,} | {:,} | {:.0f} | {:.2f} [{:.2f}, {:.2f}] |"
+    s, t = report["student"], report["teacher"]
+    row = "| {} | {:,} | {:,} | {:.2f} [{:.2f}, {:.2f}] |"
     lines = [f"# Model card: {report['method']} student, budget {report['budget']:,.0f} {report['metric']}", "",
-             "| network | params | MACs | latency (µs, batch 1) | top-1 error % [95% interval] |",
-             "|---|---:|---:|---:|---|",
-             row.format("teacher", t["params"], t["macs"], lat["teacher"], t["test_top1_error"],
-                        *t["error_interval_95"]),
-             row.format("student", s["params"], s["macs"], lat["student"], s["test_top1_error"],
-                        *s["error_interval_95"]), "",
-             f"Latency measured on {lat['device']}; errors on {s['test_examples']} validation images (Wilson "
-             "interval).",
+             "| network | params | MACs | top-1 error % [95% interval] |",
+             "|---|---:|---:|---|",
+             row.format("teacher", t["params"], t["macs"], t["test_top1_error"], *t["error_interval_95"]),
+             row.format("student", s["params"], s["macs"], s["test_top1_error"], *s["error_interval_95"]), "",
+             f"Errors on {s['test_examples']} validation images (Wilson interval).", "",
+             *latency_lines(report["latency"], report["latency_budget"]), "",
              f"Load the student with `blockswap.checkpoint.load_model(\"{report['student_checkpoint']}\")`, which "
              "returns (network, checkpoint); the network's forward gives (logits, attention maps)."]
     return "\n".join(lines) + "\n"
+
+
+def latency_lines(latency: dict, budget: dict | None) -> list[str]:
+    """The card's latency table - each network and runtime at batch 1 and at the throughput batch, median and
+    interquartile range over the stated repeats, with threads and unit - and a latency job's budget check."""
+    def cell(figures: dict | None) -> str:
+        if figures is None:
+            return "-"
+        return f"{figures['median']:,.0f} [{figures['q1']:,.0f}, {figures['q3']:,.0f}] ({figures['repeats']} runs)"
+
+    many = next(k for k in latency["student"][0] if k.startswith("batch_") and k != "batch_1")
+    lines = [f"| network | runtime | threads | µs at batch 1 | µs per image at batch {many.split('_')[1]} |",
+             "|---|---|---:|---:|---:|"]
+    for network in ("teacher", "student"):
+        lines += [f"| {network} | {p['runtime']} | {p['threads']} | {cell(p['batch_1'])} | {cell(p[many])} |"
+                  for p in latency[network]]
+    lines += ["", f"Latency on {latency['device']}: median [25th, 75th percentile] of the timed runs, after "
+              "warm-up runs; other work on the machine widens the interval."]
+    if budget:
+        over = budget["measured_us"]["median"] / budget["budget_us"] - 1
+        verdict = "met" if budget["met"] else f"**missed** (measured {over:.1%} over)"
+        lines += ["", f"Latency budget {budget['budget_us']:,.0f} µs (batch {budget['batch_size']}, "
+                  f"{budget['runtime']}, {budget['threads']} threads): predicted {budget['predicted_us']:,.0f} µs, "
+                  f"measured {cell(budget['measured_us'])} µs - prediction error {budget['error']:+.1%}; budget "
+                  f"{verdict}."]
+    return lines
 
 
 def comparison(reports: list[dict]) -> list[dict]:

@@ -8,11 +8,14 @@ the last), appends the epoch's record, moves to the next epoch, rewrites the res
 stops there with `Preempted` if a signal arrived meanwhile. At the end rank 0 writes the final checkpoint and the
 metrics, each atomically, and deletes the resume file (`Run.finish`).
 
-Stop signals (`stop_requests`): SIGTERM and SIGUSR1 (SLURM's preemption and time-limit warnings) are recorded,
-not acted on, so that the step in flight finishes and the resume file holds a whole step; `Preempted` carries
-the exit status 128 + signal that tells SLURM to requeue the job. With several processes the stop is agreed
-(`distributed.AgreedStop`), so all of them stop at the same step: the loop asks `stop.agreed()`, a collective
-with several processes, at the same points on every process - before each step, and once after each epoch.
+Stop signals (`stop_requests`): SIGTERM and SIGUSR1 (SLURM's preemption and time-limit warnings) and SIGINT
+(Ctrl-C) are recorded, not acted on, so that the step in flight finishes and the resume file holds a whole step
+(a second Ctrl-C stops at once, losing that step); `Preempted` carries the exit status 128 + signal that tells
+SLURM to requeue the job (143 for SIGTERM) and a shell that Ctrl-C ended it (130). Outside a training loop a
+command that keeps its finished work (compress) turns the same signals into `Stopped` (`signals_raise`).
+With several processes the stop is agreed (`distributed.AgreedStop`), so all of them stop at the same step: the
+loop asks `stop.agreed()`, a collective with several processes, at the same points on every process - before
+each step, and once after each epoch.
 """
 
 from __future__ import annotations
@@ -35,18 +38,25 @@ from .checkpoint import Tally, save
 from .distributed import SINGLE, AgreedStop, World
 from .files import write_json
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
-class Preempted(Exception):
-    """Raised after SIGTERM/SIGUSR1 once the resume checkpoint is written; exit with `exit_status`."""
+class Stopped(Exception):
+    """A stop signal ended the command where nothing is lost; the CLI prints the message as one line and exits
+    with `exit_status`, 128 + the signal, as a shell reports a process the signal ended (SLURM requeues on it)."""
+
+    def __init__(self, signum: int, message: str):
+        self.signum, self.exit_status = signum, 128 + signum
+        super().__init__(message)
+
+
+class Preempted(Stopped):
+    """Raised after a stop signal once the resume checkpoint is written; exit with `exit_status`."""
 
     def __init__(self, signum: int, resume_path: Path, epoch: int, step: int):
-        self.exit_status = 128 + signum
         self.resume_path = resume_path
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} in epoch {epoch + 1} after {step} steps; resume checkpoint "
-                         f"written to {resume_path}; run the same command again to resume")
+        super().__init__(signum, f"stopped by {signal.Signals(signum).name} in epoch {epoch + 1} after {step} steps; "
+                         f"resume checkpoint written to {resume_path}; run the same command again to resume")
 
 
 def progress_bar(enabled: bool, **options) -> tqdm:
@@ -56,14 +66,42 @@ def progress_bar(enabled: bool, **options) -> tqdm:
 
 @contextlib.contextmanager
 def stop_requests():
-    """Record (not act on) SIGTERM/SIGUSR1, so the loop can stop between steps; restore handlers after."""
+    """Record (not act on) SIGTERM/SIGUSR1/SIGINT, so the loop can stop between steps; restore handlers after.
+    A second SIGINT raises KeyboardInterrupt at once: Ctrl-C pressed again means now, whatever is lost."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         yield received
         return
-    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS}
+
+    def record(signum, frame):
+        if signum == signal.SIGINT and signal.SIGINT in received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {s: signal.signal(s, record) for s in STOP_SIGNALS
+                if signal.getsignal(s) is not signal.SIG_IGN}  # a background job's ignored SIGINT stays ignored
     try:
         yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def signals_raise(message: str):
+    """Raise `Stopped(signum, "stopped by NAME; " + message)` on SIGINT/SIGTERM/SIGUSR1 for the duration, for a
+    command whose stages are each written atomically (a training inside records them instead, `stop_requests`);
+    restore the handlers after. A SIGINT that the shell had ignored (a background job's) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped(signum, f"stopped by {signal.Signals(signum).name}; {message}")
+
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

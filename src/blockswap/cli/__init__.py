@@ -1,7 +1,9 @@
 """`blockswap <command>`: the one entry point the workflow rules call.
 
 Each command prints a JSON object or writes the file named by -o (atomically). A mistake a user can
-make ends in one line on stderr and exit status 2, with nothing half-written.
+make ends in one line on stderr and exit status 2, with nothing half-written. A stop signal that a command
+survives with its work kept (`runner.Stopped`: a training's resume point, compress's finished stages) ends in one
+line and exit status 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from .. import __version__
 from ..errors import BlockswapError
 from ..files import check_output, check_output_dir
+from ..runner import Stopped
 from . import compress, detection, rehearse, reports, search, training
 from .args import Parser
 
@@ -44,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except BlockswapError as e:
         print(f"blockswap {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(f"blockswap {args.command}: {e}", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print(f"blockswap {args.command}: interrupted; no output written", file=sys.stderr)
         return 130

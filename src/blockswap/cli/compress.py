@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
@@ -27,13 +28,21 @@ def budget_number(text: str) -> float:
 
 
 def cmd_compress(args) -> None:
+    """Ctrl-C, SIGTERM or SIGUSR1 end the job in one line, exit status 128 + signal: in the distillation at a whole
+    step with its resume file written (`runner.Preempted`), elsewhere with the finished stages kept."""
     from ..compress import compress
+    from ..runner import Stopped, signals_raise
 
     config = TrainConfig(**{name: getattr(args, name) for name in args.settings}, dataset="folder",
                          data_dir=args.data, progress=not args.quiet)
-    report = compress(args.teacher, args.data, args.budget, args.output, config=config, metric=args.metric,
-                      method=args.method, samples=args.samples, latency_table=args.latency_table,
-                      log=lambda line: print(line, file=sys.stderr))
+    kept = f"the finished stages are kept in {args.output}; run the same command again to resume"
+    with signals_raise(kept):
+        try:
+            report = compress(args.teacher, args.data, args.budget, args.output, config=config, metric=args.metric,
+                              method=args.method, samples=args.samples, latency_table=args.latency_table,
+                              log=lambda line: print(line, file=sys.stderr))
+        except KeyboardInterrupt:  # Ctrl-C pressed twice in the distillation: it resumes from its last epoch's end
+            raise Stopped(signal.SIGINT, f"interrupted at once; {kept}") from None
     s = report["student"]
     print(f"{args.output}/model_card.md: {report['method']} student, {s['params']:,} params, "
           f"top-1 error {s['test_top1_error']:.2f}% (teacher {report['teacher']['test_top1_error']:.2f}%)",
@@ -62,7 +71,8 @@ def add_commands(sub) -> None:
     p.add_argument("--data", required=True, help="image folder: DATA/train/<class>/* and DATA/val/<class>/*")
     p.add_argument("--budget", required=True, type=budget_number, help="the student's size: 40K, 2M, ...")
     p.add_argument("--metric", choices=("params", "macs", "latency"), default="params",
-                   help="what the budget counts (latency: microseconds at batch 1, needs --latency-table)")
+                   help="what the budget counts (latency: microseconds at the table's batch size and threads, needs "
+                   "--latency-table)")
     p.add_argument("--latency-table", help="with --metric latency: `blockswap latency-table` on this device")
     p.add_argument("--method", choices=METHODS, default="blockswap",
                    help="how the student is made; it is then distilled the same way (default blockswap)")

@@ -100,16 +100,13 @@ def cmd_sample(args) -> None:
                            in_channels=args.in_channels, num_classes=args.num_classes, image_size=args.image_size)
         write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict()} for g in genotypes], args.output)
         return
-    from ..latency import cost_table, load_table, predict
+    from ..latency import SHAPE_KEYS, cost_table, load_table, predict
 
     if not args.latency_table:
         raise BlockswapError("--metric latency needs --latency-table FILE; measure one on this machine with "
                              "`blockswap latency-table`")
-    table = load_table(args.latency_table, args.device, model=args.model)
-    for key in ("in_channels", "num_classes", "image_size"):
-        if getattr(args, key) not in (None, table[key]):
-            raise BlockswapError(f"{args.latency_table}: measured at {key.replace('_', '-')} {table[key]}, not "
-                                 f"{getattr(args, key)}; measure a table at this shape")
+    table = load_table(args.latency_table, args.device, model=args.model,
+                       shape={key: getattr(args, key) for key in SHAPE_KEYS})
     genotypes = sample_table(cost_table(table), args.budget, args.samples, args.seed, args.tolerance, args.sampler)
     write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict(), "predicted_us": round(predict(table, g), 2)}
                  for g in genotypes], args.output)
@@ -117,14 +114,16 @@ def cmd_sample(args) -> None:
 
 def cmd_latency_table(args) -> None:
     from ..latency import measure_table, save_table
+    from ..runner import resolve_threads
 
+    threads = resolve_threads(args.threads)  # a job under the table's budgets must run at the same count
     given = {k: getattr(args, k) for k in ("batch_size", "repeats", "calibration") if getattr(args, k) is not None}
     table = measure_table(args.model, args.candidates, args.device, seed=args.seed, in_channels=args.in_channels,
                           num_classes=args.num_classes, image_size=args.image_size, **given,
                           progress=None if args.quiet else (lambda line: print(line, file=sys.stderr)))
     save_table(table, args.output)
-    print(f"{args.output}: {sum(map(len, table['blocks']))} block timings on {table['device_name']}, "
-          f"fixed term {table['fixed_us']:.0f} µs", file=sys.stderr)
+    print(f"{args.output}: {sum(map(len, table['blocks']))} block timings on {table['device_name']} at {threads} "
+          f"threads; fixed term {table['fixed_us']:.0f} µs, blocks scaled by {table['scale']:.3g}", file=sys.stderr)
 
 
 # --- score ---------------------------------------------------------------------------------------
@@ -278,7 +277,10 @@ def add_latency_table_command(sub) -> None:
     p.add_argument("--batch-size", type=int_at_least(1), help="images per forward")
     p.add_argument("--repeats", type=int_at_least(1), help="timed runs per module; the median counts")
     p.add_argument("--calibration", type=int_at_least(1),
-                   help="random whole nets that fit the fixed term (stem, head, per-net overhead)")
+                   help="random whole nets across the feasible range that fit the fixed term (stem, head, per-net "
+                   "overhead) and the blocks' scale")
+    p.add_argument("--threads", type=int_at_least(1), help="torch intra-op threads, as the jobs under its budgets "
+                   "will run (their --threads); default: the CPUs this process may use, as theirs")
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quiet", action="store_true")
     add_shape_args(p)
