@@ -5,25 +5,10 @@ from __future__ import annotations
 import sys
 
 from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
-from .args import int_at_least
+from .args import budget_number, int_at_least
 from .training import add_setting
 
-SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
 NOT_OPTIONS = ("dataset", "data_dir")  # the folder is --data; its dataset is always "folder"
-
-
-def budget_number(text: str) -> float:
-    """A budget: a positive number, optionally with K, M or G (2M = 2,000,000)."""
-    scale = SUFFIXES.get(text[-1:].lower(), 1)
-    try:
-        value = float(text[:-1] if scale != 1 else text) * scale
-    except ValueError:
-        value = -1
-    if not value > 0:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"expected a positive number such as 40000, 40K or 2M, got {text!r}")
-    return value
 
 
 def cmd_compress(args) -> None:
