@@ -116,8 +116,10 @@ def cmd_sample(args) -> None:
 
 
 def cmd_latency_table(args) -> None:
+    from ..engine import resolve_device
     from ..latency import measure_table, save_table
 
+    resolve_device(args.device)  # a CUDA device that is not there: one line, before any timing
     given = {k: getattr(args, k) for k in ("batch_size", "repeats", "calibration") if getattr(args, k) is not None}
     table = measure_table(args.model, args.candidates, args.device, seed=args.seed, in_channels=args.in_channels,
                           num_classes=args.num_classes, image_size=args.image_size, **given,
