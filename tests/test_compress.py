@@ -303,6 +303,61 @@ def test_mistakes_end_before_any_work(job, capsys):
     assert not out.exists()
 
 
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--amp", "bf16"], "amp=bf16 asked for, but mixed precision and channels-last are for CUDA runs"),
+    (["--channels-last", "true"], "channels_last asked for"),
+    (["--batch-size", "64"], "48 training images, fewer than a batch (--batch-size 64); give --batch-size 48"),
+    (["--subset", "12", "--batch-size", "16"], "12 training images, fewer than a batch"),
+    (["--normalize", "imagenet"], "--normalize imagenet: 3 channels' mean and std, the images have 1"),
+    (["--normalize", "0.5"], "normalize '0.5': expected imagenet"),
+] + ([(["--device", "cuda"], "no CUDA GPU is visible; use --device cpu")] if not torch.cuda.is_available() else []))
+def test_cpu_options_small_folders_and_missing_devices_are_refused_before_any_work(job, capsys, options, message):
+    tmp, root = job
+    out = tmp / "refused-early"
+    assert compress(tmp, root, out, "--budget", "20K", *options) == 2
+    assert message in one_line(capsys) and not out.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f.write_bytes(f.read_bytes()[:200]), "truncated image (200 bytes, no end marker)"),
+    (lambda f: f.write_text("not an image"), "not a PNG or JPEG image"),
+])
+def test_broken_images_of_a_lazily_decoded_folder_are_refused_before_any_work(tmp_path, capsys, damage, message):
+    root = image_folder(tmp_path / "d", per_class=2, side=72)  # over 64 px: decoded image by image in training
+    bad = root / "val" / "class1" / "1.png"
+    damage(bad)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r18.pth")
+    out = tmp_path / "out"
+    assert main(["compress", "--teacher", str(tmp_path / "r18.pth"), "--data", str(root), "--budget", "5M",
+                 "--batch-size", "2", "-o", str(out)]) == 2
+    err = one_line(capsys)
+    assert f"{bad}: {message}" in err and "replace or delete the file" in err and not out.exists()
+
+
+def test_compress_table_refuses_other_files_and_figure_formats_before_writing(job, tmp_path, capsys):
+    other = tmp_path / "metrics.json"
+    other.write_text(json.dumps({"test_top1_error": 5.0}))
+    table = tmp_path / "table.md"
+    assert main(["compress-table", str(other), "-o", str(table)]) == 2
+    assert f"{other} is not a compress report (no method, metric, budget)" in one_line(capsys)
+    assert main(["compress-table", str(other), "-o", str(table), "--figure", str(tmp_path / "p.jpg")]) == 2
+    assert "--figure " + str(tmp_path / "p.jpg") + ": unknown figure format .jpg; end it in .png, .pdf, .svg" in (
+        one_line(capsys))
+    assert not table.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_latency_table_refuses_a_missing_gpu(tmp_path, capsys):
+    assert main(["latency-table", "--model", "wrn-16-1", "--device", "cuda", "-o", str(tmp_path / "t.json")]) == 2
+    assert "no CUDA GPU is visible" in one_line(capsys) and not (tmp_path / "t.json").exists()
+
+
 @pytest.mark.slow
 def test_compress_profile_runs_every_method_and_tabulates_the_paired_differences(job, tmp_path):
     from scipy import stats

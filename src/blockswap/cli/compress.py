@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
 from .args import budget_number, int_at_least
@@ -27,14 +28,41 @@ def cmd_compress(args) -> None:
 
 def cmd_compress_table(args) -> None:
     from ..compress import comparison, comparison_figure, comparison_markdown
-    from ..files import read_json, write_text
+    from ..files import write_text
     from ..report.figures import REHEARSAL_MARK, rehearsal, save_figure
 
-    reports = [read_json(path, "compress report") for path in args.reports]
+    check_figure_path(args.figure, "--figure")
+    reports = [read_compress_report(path) for path in args.reports]
     rows, teacher = comparison(reports), reports[0]["teacher"]
     write_text(args.output, (REHEARSAL_MARK + "\n\n" if rehearsal() else "") + comparison_markdown(rows, teacher))
     if args.figure:  # marked as a rehearsal by save_figure
         save_figure(comparison_figure(rows, teacher), args.figure)
+
+
+REPORT_KEYS = ("method", "metric", "budget", "seed", "student", "teacher")
+
+
+def read_compress_report(path: str) -> dict:
+    """A report.json of `blockswap compress`, or one line naming the file and what it lacks."""
+    from ..errors import BlockswapError
+    from ..files import read_json
+
+    report = read_json(path, "compress report")
+    missing = [k for k in REPORT_KEYS if k not in report] if isinstance(report, dict) else list(REPORT_KEYS)
+    if missing:
+        raise BlockswapError(f"{path} is not a compress report (no {', '.join(missing[:3])}); give the report.json "
+                             "files of `blockswap compress` jobs")
+    return report
+
+
+def check_figure_path(path: str | None, option: str) -> None:
+    """A figure's format comes from its suffix: one it cannot write is refused before any work."""
+    from ..errors import BlockswapError
+    from ..report.figures import figure_formats
+
+    if path and Path(path).suffix.lstrip(".").lower() not in figure_formats():
+        raise BlockswapError(f"{option} {path}: unknown figure format {Path(path).suffix or '(no suffix)'}; end "
+                             f"it in {', '.join('.' + f for f in figure_formats())}")
 
 
 def add_commands(sub) -> None:
