@@ -128,6 +128,7 @@ def test_blockswap_student_in_budget_with_a_model_card_and_resume(job, capsys):
     tmp, root = job
     out = tmp / "blockswap"
     assert compress(tmp, root, out, "--budget", "40K", "--samples", "4") == 0
+    assert "estimated training time: " in capsys.readouterr().err  # said after the first epoch
     report = json.loads((out / "report.json").read_text())
     pick = Genotype.from_dict(json.loads((out / "search" / "genotype.json").read_text()))
     fisher = json.loads((out / "search" / "fisher.json").read_text())
@@ -145,7 +146,7 @@ def test_blockswap_student_in_budget_with_a_model_card_and_resume(job, capsys):
     assert (out / "student" / "model.pt").stat().st_mtime_ns == before
     assert compress(tmp, root, out, "--budget", "30K", "--samples", "4", "--lr", "0.2") == 2  # another job's folder
     err = capsys.readouterr().err
-    assert "holds another job's results (budget: 40000.0 there, 30000.0 now; recipe.lr: 0.1 there, 0.2 now)" in err
+    assert "holds another job's results (budget: 40000.0 there, 30000.0 now; recipe.lr: 0.05 there, 0.2 now)" in err
 
 
 @pytest.mark.parametrize("method", ["prune-magnitude", "prune-taylor"])
@@ -282,6 +283,20 @@ def test_normalize_values(tmp_path):
     for bad in ("imagenett", "0.5,0.5:0.2", "0.5:0", "a:b"):
         with pytest.raises(BlockswapError, match="expected imagenet"):
             TrainConfig(normalize=bad)
+
+
+def test_the_cpu_recipe_is_the_default_on_the_cpu_and_the_papers_one_option_away():
+    from blockswap.cli import build_parser
+    from blockswap.cli.compress import apply_recipe
+
+    argv = ["compress", "--teacher", "t.pt", "--data", "d", "--budget", "40K", "-o", "o", "--device", "cpu"]
+    chosen = {}
+    for extra in ([], ["--recipe", "paper"], ["--recipe", "paper", "--epochs", "3", "--samples", "7"]):
+        args = build_parser().parse_args(argv + extra)
+        name = apply_recipe(args)
+        chosen[name, len(extra)] = (args.epochs, args.batch_size, args.lr, args.samples)
+    assert chosen == {("cpu", 0): (15, 64, 0.05, 20), ("paper", 2): (200, 128, 0.1, 100),
+                      ("paper", 6): (3, 128, 0.1, 7)}
 
 
 def test_mistakes_end_before_any_work(job, capsys):

@@ -6,15 +6,35 @@ import sys
 from pathlib import Path
 
 from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
-from .args import budget_number, int_at_least
+from .args import add_field_option, budget_number, int_at_least
 from .training import add_setting
 
 NOT_OPTIONS = ("dataset", "data_dir")  # the folder is --data; its dataset is always "folder"
+# compress's recipes, each the values of the options it sets where the user gives none. paper: BlockSwap's
+# CIFAR recipe (200 epochs of 128, 100 candidates), for a GPU; cpu: sized for a CPU - a folder of a few thousand
+# small images in tens of minutes (15 epochs of 64 at the linearly scaled lr, 20 candidates).
+RECIPES = {"paper": {"epochs": FIELDS["epochs"].default, "batch_size": FIELDS["batch_size"].default,
+                     "lr": FIELDS["lr"].default, "samples": 100},
+           "cpu": {"epochs": 15, "batch_size": 64, "lr": 0.05, "samples": 20}}
+
+
+def apply_recipe(args) -> str:
+    """Fill the options the user left out from --recipe (auto: paper on a GPU, cpu otherwise); return its name."""
+    from ..engine import resolve_device
+
+    name = args.recipe
+    if name == "auto":
+        name = "paper" if resolve_device(args.device).type == "cuda" else "cpu"
+    for option, value in RECIPES[name].items():
+        if getattr(args, option) is None:
+            setattr(args, option, value)
+    return name
 
 
 def cmd_compress(args) -> None:
     from ..compress import compress
 
+    apply_recipe(args)
     config = TrainConfig(**{name: getattr(args, name) for name in args.settings}, dataset="folder",
                          data_dir=args.data, progress=not args.quiet)
     report = compress(args.teacher, args.data, args.budget, args.output, config=config, metric=args.metric,
@@ -79,13 +99,22 @@ def add_commands(sub) -> None:
     p.add_argument("--latency-table", help="with --metric latency: `blockswap latency-table` on this device")
     p.add_argument("--method", choices=METHODS, default="blockswap",
                    help="how the student is made; it is then distilled the same way (default blockswap)")
-    p.add_argument("--samples", type=int_at_least(1), default=100, help="blockswap: candidates ranked by Fisher "
-                   "(default 100)")
+    recipes = "; ".join(f"{name}: " + ", ".join(f"{k} {v:g}" for k, v in r.items()) for name, r in RECIPES.items())
+    p.add_argument("--recipe", choices=("auto", *RECIPES), default="auto",
+                   help=f"the defaults of --epochs, --batch-size, --lr and --samples ({recipes}); auto: paper on a "
+                        "GPU, cpu on the CPU (default auto)")
+    p.add_argument("--samples", type=int_at_least(1), help="blockswap: candidates ranked by Fisher (default: "
+                   "--recipe's)")
     for name in DISTILL_FIELDS:
         add_setting(p, name, DISTILL_DEFAULTS[name])
     settings = [n for n, f in FIELDS.items() if f.metadata["cli"] and n not in NOT_OPTIONS]
     for name in settings:
-        add_setting(p, name)
+        if name in RECIPES["cpu"]:
+            add_field_option(p, FIELDS[name], given_only=True)
+            action = p._option_string_actions["--" + name.replace("_", "-")]
+            action.help = f"{FIELDS[name].metadata['help']} (default: --recipe's)"
+        else:
+            add_setting(p, name)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", required=True, help="the job's folder (resumed when run again)")
     p.set_defaults(func=cmd_compress, settings=(*settings, *DISTILL_FIELDS), output_dirs=("output",))
