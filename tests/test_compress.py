@@ -80,7 +80,8 @@ def test_torchvision_teachers_are_recognised_and_checked(tmp_path):
     ds = load_dataset("folder", image_folder(tmp_path / "d"), "train")
     path = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
-    g, state = teacher_genotype(path, ds)
+    g, state, normalize = teacher_genotype(path, ds)
+    assert normalize == "imagenet"  # as torchvision trains its models
     assert state.keys() == torchvision.models.resnet18(num_classes=3).state_dict().keys()
     assert (g.model, g.num_classes, g.image_size, g.blocks) == ("resnet18", 3, 32, ("Conv",) * 8)
     torch.save(torchvision.models.resnet34(num_classes=3).state_dict(), path)
@@ -101,15 +102,31 @@ def test_torchvision_teachers_are_recognised_and_checked(tmp_path):
         teacher_genotype(path, ds)
 
 
+def trained_checkpoint(g: Genotype, root, path, steps=30, seed=0):
+    """`g` trained a few SGD steps on the folder (its own normalisation) by a plain loop and saved as a checkpoint
+    of the time before preprocessing was recorded: a teacher compress can tell from chance."""
+    from blockswap.data import iterate_batches
+
+    torch.manual_seed(seed)
+    net, train_set = create_model(g), load_dataset("folder", root, "train")
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    for epoch in range(-(-steps * 8 // len(train_set))):
+        for images, labels in iterate_batches(train_set, 8, train=True, seed=seed, epoch=epoch):
+            loss = torch.nn.functional.cross_entropy(net(images)[0], labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    save({"genotype": g.to_dict(), "config": {"dataset": "folder"}, "state_dict": net.state_dict(),
+          "metrics": {}, "provenance": {}}, path)
+
+
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    """A WRN-16-1 teacher (random weights, a checkpoint) and a 3-class grayscale folder."""
+def job(tmp_path_factory, one_thread):
+    """A WRN-16-1 teacher (trained a few steps, a checkpoint) and a 3-class grayscale folder."""
     tmp = tmp_path_factory.mktemp("compress")
     root = image_folder(tmp / "data", per_class=16, channels=1, side=28)
     g = Genotype.uniform("wrn-16-1", "Conv", in_channels=1, num_classes=3, image_size=28)
-    torch.manual_seed(0)
-    save({"genotype": g.to_dict(), "config": {"dataset": "folder"}, "state_dict": create_model(g).state_dict(),
-          "metrics": {}, "provenance": {}}, tmp / "teacher.pt")
+    trained_checkpoint(g, root, tmp / "teacher.pt")
     return tmp, root
 
 
@@ -122,6 +139,7 @@ def test_blockswap_student_in_budget_with_a_model_card_and_resume(job, capsys):
     tmp, root = job
     out = tmp / "blockswap"
     assert compress(tmp, root, out, "--budget", "40K", "--samples", "4") == 0
+    assert "estimated training time: " in capsys.readouterr().err  # said after the first epoch
     report = json.loads((out / "report.json").read_text())
     pick = Genotype.from_dict(json.loads((out / "search" / "genotype.json").read_text()))
     fisher = json.loads((out / "search" / "fisher.json").read_text())
@@ -150,7 +168,7 @@ def test_blockswap_student_in_budget_with_a_model_card_and_resume(job, capsys):
     assert files == {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in files}
     assert compress(tmp, root, out, "--budget", "30K", "--samples", "4", "--lr", "0.2") == 2  # another job's folder
     err = capsys.readouterr().err
-    assert "holds another job's results (budget: 40000.0 there, 30000.0 now; recipe.lr: 0.1 there, 0.2 now)" in err
+    assert "holds another job's results (budget: 40000.0 there, 30000.0 now; recipe.lr: 0.05 there, 0.2 now)" in err
 
 
 @pytest.mark.parametrize("method", ["prune-magnitude", "prune-taylor"])
@@ -175,9 +193,7 @@ def test_a_distilled_student_can_teach(job):
     tmp, root = job
     g = Genotype("wrn-16-1", ("Conv", "G4B2", "Conv", "DConvB2", "Conv", "DConv"), in_channels=1, num_classes=3,
                  image_size=28)
-    torch.manual_seed(1)
-    save({"genotype": g.to_dict(), "config": {"dataset": "folder"}, "state_dict": create_model(g).state_dict(),
-          "metrics": {}, "provenance": {}}, tmp / "mixed.pt")
+    trained_checkpoint(g, root, tmp / "mixed.pt", seed=1)
     budget = analytic(g).params // 2
     for method in ("blockswap", "prune-magnitude"):
         out = tmp / f"mixed-{method}"
@@ -378,6 +394,104 @@ def test_the_card_shows_a_latency_budget_predicted_against_measured_and_a_miss()
                          {**budget, "met": True})[-1].endswith("budget met.")
 
 
+def torchvision_teacher(root, path, steps=24):
+    """A torchvision resnet18 trained as torchvision's reference does - ImageFolder, ToTensor, ImageNet's
+    Normalize - by a plain loop, its state dict saved to `path`; returns its top-1 error (%) on DIR/val by the
+    same plain loop."""
+    from torchvision import datasets, transforms
+
+    from blockswap.imagefolder import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(0)
+    preprocess = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    train = torch.utils.data.DataLoader(datasets.ImageFolder(root / "train", preprocess), batch_size=8,
+                                        shuffle=True)
+    net = torchvision.models.resnet18(num_classes=3)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    step = 0
+    while step < steps:
+        for images, labels in train:
+            loss = torch.nn.functional.cross_entropy(net(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+    torch.save(net.state_dict(), path)
+    net.eval()
+    val = datasets.ImageFolder(root / "val", preprocess)
+    with torch.no_grad():
+        wrong = sum(int((net(x).argmax(1) != y).sum()) for x, y in torch.utils.data.DataLoader(val, batch_size=50))
+    return 100 * wrong / len(val)
+
+
+def test_a_torchvision_teacher_is_tested_as_torchvision_trains_it(tmp_path, one_thread):
+    """The default for a torchvision state dict is ImageNet's mean and std: compress's teacher error is the
+    engineer's own, and the student is trained and tested on the same inputs (recorded in job, metrics, report
+    and card)."""
+    root = image_folder(tmp_path / "d", per_class=16)
+    own = torchvision_teacher(root, tmp_path / "r18.pth")
+    out = tmp_path / "out"
+    assert main(["compress", "--teacher", str(tmp_path / "r18.pth"), "--data", str(root), "--budget", "5M",
+                 "--samples", "1", "--epochs", "1", "--batch-size", "8", "--threads", "1", "--quiet",
+                 "-o", str(out)]) == 0
+    teacher = json.loads((out / "teacher" / "metrics.json").read_text())
+    assert teacher["test_top1_error"] == pytest.approx(own, abs=1e-9) and own < 40
+    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "image_size": 32, "in_channels": 3,
+                "resize": "resize", "normalize": "imagenet"}
+    student = json.loads((out / "student" / "metrics.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    job = json.loads((out / "job.json").read_text())
+    assert teacher["preprocess"] == student["preprocess"] == report["preprocess"] == job["preprocess"] == imagenet
+    assert job["recipe"]["normalize"] == "imagenet"
+    assert "minus mean [0.485, 0.456, 0.406], divided by std [0.229, 0.224, 0.225]" in (
+        out / "model_card.md").read_text()
+
+
+def test_a_teacher_at_chance_is_refused_with_nothing_written(tmp_path, capsys, one_thread):
+    """Untrained weights (or a teacher given other inputs than its training's) test at chance: refused in one
+    line naming the likely cause and the option, before job.json or teacher/ is written."""
+    root = image_folder(tmp_path / "d", per_class=16)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r18.pth")
+    out = tmp_path / "out"
+    assert main(["compress", "--teacher", str(tmp_path / "r18.pth"), "--data", str(root), "--budget", "5M",
+                 "--epochs", "1", "--batch-size", "8", "--threads", "1", "--quiet", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the lines saying what is being tested
+    assert err.startswith("blockswap compress: error: teacher ") and "cannot be told from chance (66.67% for 3" in err
+    assert "preprocessing" in err and "--normalize" in err and str(tmp_path / "r18.pth") in err
+    assert not out.exists()
+
+
+def test_normalize_values(tmp_path):
+    from blockswap.recipe import TrainConfig
+
+    root = image_folder(tmp_path / "d")
+    own = load_dataset("folder", root, "train")
+    assert own.preprocess.normalize == "folder"
+    assert load_dataset("folder", root, "test", normalize="folder").mean == own.mean  # the training split's
+    given = load_dataset("folder", root, "test", normalize="0.5:0.25")
+    assert (given.mean, given.std) == ((0.5,) * 3, (0.25,) * 3)
+    with pytest.raises(BlockswapError, match="2 channels' mean and std, the images have 3"):
+        load_dataset("folder", root, "test", normalize="0.5,0.5:0.2,0.2")
+    for bad in ("imagenett", "0.5,0.5:0.2", "0.5:0", "a:b"):
+        with pytest.raises(BlockswapError, match="expected imagenet"):
+            TrainConfig(normalize=bad)
+
+
+def test_the_cpu_recipe_is_the_default_on_the_cpu_and_the_papers_one_option_away():
+    from blockswap.cli import build_parser
+    from blockswap.cli.compress import apply_recipe
+
+    argv = ["compress", "--teacher", "t.pt", "--data", "d", "--budget", "40K", "-o", "o", "--device", "cpu"]
+    chosen = {}
+    for extra in ([], ["--recipe", "paper"], ["--recipe", "paper", "--epochs", "3", "--samples", "7"]):
+        args = build_parser().parse_args(argv + extra)
+        name = apply_recipe(args)
+        chosen[name, len(extra)] = (args.epochs, args.batch_size, args.lr, args.samples)
+    assert chosen == {("cpu", 0): (15, 64, 0.05, 20), ("paper", 2): (200, 128, 0.1, 100),
+                      ("paper", 6): (3, 128, 0.1, 7)}
+
+
 def test_mistakes_end_before_any_work(job, capsys):
     tmp, root = job
     out = tmp / "refused"
@@ -395,6 +509,61 @@ def test_mistakes_end_before_any_work(job, capsys):
     assert compress(tmp, root, out, "--budget", "20K", "--subset", "49") == 2  # 48 training images
     assert "subset=49 must be between 1 and the 48 examples" in capsys.readouterr().err
     assert not out.exists()
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--amp", "bf16"], "amp=bf16 asked for, but mixed precision and channels-last are for CUDA runs"),
+    (["--channels-last", "true"], "channels_last asked for"),
+    (["--batch-size", "64"], "48 training images, fewer than a batch (--batch-size 64); give --batch-size 48"),
+    (["--subset", "12", "--batch-size", "16"], "12 training images, fewer than a batch"),
+    (["--normalize", "imagenet"], "--normalize imagenet: 3 channels' mean and std, the images have 1"),
+    (["--normalize", "0.5"], "normalize '0.5': expected imagenet"),
+] + ([(["--device", "cuda"], "no CUDA GPU is visible; use --device cpu")] if not torch.cuda.is_available() else []))
+def test_cpu_options_small_folders_and_missing_devices_are_refused_before_any_work(job, capsys, options, message):
+    tmp, root = job
+    out = tmp / "refused-early"
+    assert compress(tmp, root, out, "--budget", "20K", *options) == 2
+    assert message in one_line(capsys) and not out.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f.write_bytes(f.read_bytes()[:200]), "truncated image (200 bytes, no end marker)"),
+    (lambda f: f.write_text("not an image"), "not a PNG or JPEG image"),
+])
+def test_broken_images_of_a_lazily_decoded_folder_are_refused_before_any_work(tmp_path, capsys, damage, message):
+    root = image_folder(tmp_path / "d", per_class=2, side=72)  # over 64 px: decoded image by image in training
+    bad = root / "val" / "class1" / "1.png"
+    damage(bad)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r18.pth")
+    out = tmp_path / "out"
+    assert main(["compress", "--teacher", str(tmp_path / "r18.pth"), "--data", str(root), "--budget", "5M",
+                 "--batch-size", "2", "-o", str(out)]) == 2
+    err = one_line(capsys)
+    assert f"{bad}: {message}" in err and "replace or delete the file" in err and not out.exists()
+
+
+def test_compress_table_refuses_other_files_and_figure_formats_before_writing(job, tmp_path, capsys):
+    other = tmp_path / "metrics.json"
+    other.write_text(json.dumps({"test_top1_error": 5.0}))
+    table = tmp_path / "table.md"
+    assert main(["compress-table", str(other), "-o", str(table)]) == 2
+    assert f"{other} is not a compress report (no method, metric, budget)" in one_line(capsys)
+    assert main(["compress-table", str(other), "-o", str(table), "--figure", str(tmp_path / "p.jpg")]) == 2
+    assert "--figure " + str(tmp_path / "p.jpg") + ": unknown figure format .jpg; end it in .png, .pdf, .svg" in (
+        one_line(capsys))
+    assert not table.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_latency_table_refuses_a_missing_gpu(tmp_path, capsys):
+    assert main(["latency-table", "--model", "wrn-16-1", "--device", "cuda", "-o", str(tmp_path / "t.json")]) == 2
+    assert "no CUDA GPU is visible" in one_line(capsys) and not (tmp_path / "t.json").exists()
 
 
 @pytest.mark.slow

@@ -44,8 +44,10 @@ def candidates(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["sample", "--model", "wrn-16-1", "--budget", "nan"], "--budget: must be a finite number > 0, got 'nan'"),
-    (["sample", "--model", "wrn-16-1", "--budget", "-5"], "--budget: must be a finite number > 0"),
+    (["sample", "--model", "wrn-16-1", "--budget", "nan"], "--budget: expected a positive number such as 40000, "
+                                                           "40K or 2M, got 'nan'"),
+    (["sample", "--model", "wrn-16-1", "--budget", "-5"], "--budget: expected a positive number"),
+    (["sample", "--model", "wrn-16-1", "--budget", "10X"], "--budget: expected a positive number"),
     (["sample", "--model", "wrn-16-1", "--budget", "4e4", "--seed", "-1"], "--seed: must be ≥ 0, got -1"),
     (["sample", "--model", "wrn-16-1", "--budget", "4e4", "--tolerance", "1.5"], "--tolerance: must be between 0"),
     (["sample", "--model", "wrn-16-1", "--budget", "4e4", "--samples", "0"], "--samples: must be ≥ 1, got 0"),
@@ -58,6 +60,37 @@ def candidates(tmp_path) -> Path:
 def test_bad_numbers(capsys, argv, message):
     err = refused(capsys, *argv)
     assert message in err and "(see blockswap" in err
+
+
+def command_paths(parser, path=()):
+    """Every command's argv prefix: the top level, each subcommand, each of theirs (nested), in order."""
+    import argparse
+
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from command_paths(sub, (*path, name))
+
+
+def test_every_commands_help_exits_0(capsys):
+    """--help of the top level, every command and every subcommand: exit 0 and a usage, never a traceback
+    (argparse %-formats help texts: a "95% interval" broke it)."""
+    paths = list(command_paths(cli.build_parser()))
+    assert ("compress-table",) in paths and ("report", "correlation") in paths and len(paths) > 30
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([*path, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and out.startswith("usage: blockswap"), path
+
+
+@pytest.mark.parametrize("argv", [["sample", "--model", "wrn-16-1", "--in-channels", "1", "--image-size", "28",
+                                   "--samples", "1"], ["compress", "--teacher", "t.pt", "--data", "d", "-o", "o"]])
+def test_budgets_read_the_same_everywhere(argv):
+    parser = cli.build_parser()
+    for text, value in (("40K", 40_000), ("2M", 2_000_000), ("2.8m", 2_800_000), ("40000", 40_000)):
+        assert parser.parse_args([*argv, "--budget", text]).budget == value
 
 
 def test_outputs_checked_before_any_work(capsys, tmp_path, candidates):

@@ -66,12 +66,12 @@ def test_recipe_flags_round_trip_through_the_cli():
 def test_gpu_settings_are_recorded_only_when_set():
     """amp, channels_last and the warm-up, off by default, leave the records (checkpoints, metrics, resume files)
     of the runs that do not use them exactly as they were before the settings existed."""
-    new = {"amp", "channels_last", "warmup_iters", "warmup_factor"}
+    new = {"amp", "channels_last", "warmup_iters", "warmup_factor", "normalize"}
     everything = {f.name: list(v) if isinstance(v := getattr(TrainConfig(), f.name), tuple) else v
                   for f in dataclasses.fields(TrainConfig)}
     assert TrainConfig().to_dict() == {k: v for k, v in everything.items() if k not in new}
     assert TrainConfig.unrecorded_defaults() == {"amp": "off", "channels_last": False, "warmup_iters": 0,
-                                                 "warmup_factor": 0.001}
+                                                 "warmup_factor": 0.001, "normalize": None}
     for config in (TrainConfig(), TrainConfig(amp="bf16"), TrainConfig(amp="fp16", channels_last=True)):
         assert TrainConfig.from_dict(config.to_dict()) == config
     fp16 = TrainConfig(amp="fp16").to_dict()

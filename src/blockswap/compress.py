@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -79,13 +80,13 @@ def teacher_file(teacher: str) -> Path:
 
 
 def teacher_genotype(path: Path, dataset):
-    """The teacher's genotype, shaped for `dataset`, and its state dict; refuses weights that do not fit the
-    genotype or the folder's classes."""
+    """The teacher's genotype, shaped for `dataset`, its state dict and the --normalize it was trained with
+    (`teacher_normalize`); refuses weights that do not fit the genotype or the folder's classes."""
     from .genotype import Genotype
     from .models import create_model
-    from .pretrained import check_fits, read_state_dict
+    from .pretrained import check_fits, read_weights
 
-    state_dict, genotype = read_state_dict(path)
+    state_dict, genotype, record = read_weights(path)
     if genotype is None:  # a torchvision state dict
         fc = state_dict.get("fc.weight")
         genotype = Genotype.uniform(torchvision_model(state_dict, path), "Conv",
@@ -98,7 +99,49 @@ def teacher_genotype(path: Path, dataset):
         raise BlockswapError(f"{path} takes {genotype.in_channels}×{genotype.image_size}² images, the folder holds "
                              f"{dataset.in_channels}×{dataset.image_size}²")
     check_fits(state_dict, create_model(genotype), path, f"{genotype.model} {genotype.id}")
-    return genotype, state_dict
+    return genotype, state_dict, teacher_normalize(record)
+
+
+def teacher_normalize(record: dict | None) -> str | None:
+    """The --normalize a teacher was trained with: torchvision's ImageNet mean and std for a torchvision state
+    dict (`record` None: torchvision's models are trained so, and users train theirs as its reference scripts
+    do); for a blockswap checkpoint the mean and std its metrics record, else (a checkpoint from before they were
+    recorded) its config's --normalize, else its dataset's own - None for a folder, which is what `load_dataset`
+    gives it by default."""
+    from .data import DATASET_STATISTICS
+    from .imagefolder import normalize_spec
+
+    if record is None:
+        return "imagenet"
+    recorded = (record.get("metrics") or {}).get("preprocess")
+    if recorded:
+        return normalize_spec(recorded["mean"], recorded["std"])
+    config = record.get("config") or {}
+    if config.get("normalize"):
+        return config["normalize"]
+    stats = DATASET_STATISTICS.get(config.get("dataset"))
+    return normalize_spec(*stats) if stats else None
+
+
+def check_beats_chance(metrics: dict, classes: int, path, preprocess) -> None:
+    """Refuse a teacher whose tested error cannot be told from chance, 1 - 1/classes: its 95% Wilson interval
+    reaches it (or lies above it). Such a teacher mostly sees inputs unlike its training's - another mean and std,
+    or its classes in another order - and a student distilled from it learns nothing. In a rehearsal (tiny,
+    barely trained teachers) it is only said."""
+    n, error = metrics["test_examples"], metrics["test_top1_error"]
+    low, high = wilson_interval(round(error * n / 100), n)
+    chance = 100 * (1 - 1 / classes)
+    if high < chance:
+        return
+    message = (f"teacher {path}: its test error {error:.2f}% (95% interval {low:.1f}-{high:.1f}%, {n} images) "
+               f"cannot be told from chance ({chance:.2f}% for {classes} classes); it was most likely trained with "
+               f"other preprocessing than {preprocess.describe()} - give the teacher's with --normalize imagenet, "
+               "folder or MEAN:STD (or its classes are in another order than the folder's sorted class folders)")
+    from .report.figures import rehearsal
+
+    if not rehearsal():
+        raise BlockswapError(message)
+    print(f"rehearsal, not refused: {message}", file=sys.stderr)
 
 
 def budget_cost(genotype, metric: str, latency_table: dict | None) -> float:
@@ -109,7 +152,7 @@ def budget_cost(genotype, metric: str, latency_table: dict | None) -> float:
 
 
 def check_job(out: Path, job: dict) -> None:
-    """Refuse a folder that holds another job's results; start or continue this one."""
+    """Refuse a folder that holds another job's results (or anything but a job); writes nothing (`start_job`)."""
     saved = out / "job.json"
     if saved.exists():
         diffs = _differences(read_json(saved, "job file"), job)
@@ -118,9 +161,13 @@ def check_job(out: Path, job: dict) -> None:
                                  "-o, or delete the folder to start afresh")
     elif out.is_dir() and any(out.iterdir()):
         raise BlockswapError(f"{out} is not empty and holds no compress job; give an empty or new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    if not saved.exists():
-        write_json(saved, job)
+
+
+def start_job(out: Path, job: dict) -> None:
+    """Start this job (job.json) or continue it."""
+    if not (out / "job.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "job.json", job)
 
 
 def _differences(then: dict, now: dict, prefix: str = "") -> list[str]:
@@ -138,9 +185,12 @@ def _differences(then: dict, now: dict, prefix: str = "") -> list[str]:
 def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str, method: str,
                  latency_table: str | None):
     """Everything a user can get wrong, before any work: (teacher file, its genotype and state dict, the
-    training set, the device, the latency table or None, BlockSwap's cost table or None)."""
+    training set, the device, the latency table or None, BlockSwap's cost table or None, `config` with the
+    teacher's --normalize where the user gave none)."""
+    import dataclasses
+
     from .data import load_dataset, stratified_subset
-    from .engine import resolve_device
+    from .engine import Precision, resolve_device
     from .latency import SHAPE_KEYS, cost_table, load_table
     from .sampling import CostTable, sample_table
 
@@ -154,12 +204,20 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
     if not config.uses_at:
         raise BlockswapError("compress distils the student with attention transfer: give --at-beta > 0")
     device = resolve_device(config.device)
+    Precision.for_run(config, device)  # amp and channels-last: CUDA only
     train_set = load_dataset("folder", data_dir, "train")
     if config.subset is not None:  # a subset larger than the folder is refused now, not after the teacher's test
         stratified_subset(train_set.labels, config.subset, config.subset_seed)
+    examples = config.subset or len(train_set)
+    if examples < config.batch_size:
+        raise BlockswapError(f"{data_dir}/train: {examples} training images, fewer than a batch (--batch-size "
+                             f"{config.batch_size}); give --batch-size {examples} or less, or more images")
     load_dataset("folder", data_dir, "test", config.test_subset, config.subset_seed)  # DIR/val: the same classes
     weights = teacher_file(teacher)
-    genotype, state_dict = teacher_genotype(weights, train_set)
+    genotype, state_dict, normalize = teacher_genotype(weights, train_set)
+    # The student learns from the teacher's view of the images: both get the teacher's preprocessing.
+    config = dataclasses.replace(config, normalize=config.normalize or normalize)
+    train_set = load_dataset("folder", data_dir, "train", normalize=config.normalize)
     table = None
     if metric == "latency":
         if latency_table is None:
@@ -178,7 +236,7 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
         costs = cost_table(table) if table else CostTable.build(
             genotype.model, "blockswap", metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
         sample_table(costs, budget, 1, config.seed)  # refuses a budget no substitution reaches, in one line
-    return weights, genotype, state_dict, train_set, device, table, costs
+    return weights, genotype, state_dict, train_set, device, table, costs, config
 
 
 def job_threads(config) -> int:
@@ -192,16 +250,21 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
              method: str = "blockswap", samples: int = 100, latency_table: str | None = None,
              log=print) -> dict:
     """The whole job (see the module's docstring); `config` is the student's `TrainConfig` (dataset "folder",
-    AT on). Returns the report, also written to OUTDIR/report.json and OUTDIR/model_card.md."""
+    AT on; without --normalize, the teacher's own, `teacher_normalize`). Returns the report, also written to
+    OUTDIR/report.json and OUTDIR/model_card.md.
+
+    The teacher is tested before job.json is written: a teacher that cannot be told from chance
+    (`check_beats_chance`) is refused with nothing written, not even the job's folder."""
     from .checkpoint import weights_sha256
 
     started, out = time.perf_counter(), Path(out)
     inputs = check_inputs(teacher, data_dir, budget, config, metric, method, latency_table)
-    weights, state_dict = inputs[0], inputs[2]
+    weights, state_dict, train_set, config = inputs[0], inputs[2], inputs[3], inputs[7]
     job = {"teacher": str(weights), "teacher_sha256": weights_sha256(state_dict),
            "data_dir": str(Path(data_dir).resolve()), "budget": budget, "metric": metric, "method": method,
            "samples": samples if method == "blockswap" else None, "latency_table": latency_table,
-           "recipe": {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY}}  # threads may change
+           "recipe": {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY},  # threads may change
+           "preprocess": train_set.preprocess.to_dict()}
     check_job(out, job)
     if (out / "report.json").exists():
         log(f"{out}: the job is finished (report.json, model_card.md); nothing to do")
@@ -211,7 +274,8 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
         return _stages(out, job, inputs, config, data_dir, budget, metric, method, samples, log,
                        lambda: earlier + time.perf_counter() - started)
     except BaseException:  # interrupted (or failed): this attempt's time counts towards the job's
-        write_json(out / WALL_TIME, {"seconds": earlier + time.perf_counter() - started})
+        if (out / "job.json").exists():  # a job refused before it started leaves nothing behind
+            write_json(out / WALL_TIME, {"seconds": earlier + time.perf_counter() - started})
         raise
 
 
@@ -222,22 +286,26 @@ def _stages(out: Path, job: dict, inputs: tuple, config, data_dir: str, budget: 
             samples: int, log, elapsed) -> dict:
     """The job's stages, each skipped (and said so) when an earlier attempt finished it."""
     from .data import first_batches
-    from .pretrained import import_weights
+    from .pretrained import evaluate_weights, write_imported
     from .runner import resolve_threads
 
-    weights, genotype, _, train_set, device, table, costs = inputs
+    weights, genotype, _, train_set, device, table, costs, _ = inputs
     resolve_threads(config.threads)  # also where training is skipped: the report's latency at the job's threads
 
-    # 1. The teacher, tested on DIR/val (the student's test_subset of it).
+    # 1. The teacher, tested on DIR/val (the student's test_subset of it) - before anything is written.
     teacher_ckpt = out / "teacher" / "model.pt"
     if teacher_ckpt.exists():
         log(f"teacher: tested already ({out / 'teacher' / 'metrics.json'}), skipped")
     else:
-        log(f"teacher: {genotype.model} from {weights}, tested on {data_dir}/val")
-        import_weights(weights, genotype.model, "folder", out_checkpoint=teacher_ckpt,
-                       metrics_path=out / "teacher" / "metrics.json", data_dir=data_dir,
-                       test_subset=config.test_subset, subset_seed=config.subset_seed,  # the student's images
-                       device=device)
+        log(f"teacher: {genotype.model} from {weights}, tested on {data_dir}/val, inputs "
+            f"{train_set.preprocess.describe()}")
+        tested = evaluate_weights(weights, genotype.model, "folder", data_dir=data_dir, test_subset=config.test_subset,
+                                  subset_seed=config.subset_seed,  # the student's images
+                                  device=device, normalize=config.normalize)
+        log(f"teacher: test error {tested['metrics']['test_top1_error']:.2f}%")
+        check_beats_chance(tested["metrics"], genotype.num_classes, weights, train_set.preprocess)
+        start_job(out, job)
+        write_imported(tested, teacher_ckpt, out / "teacher" / "metrics.json")
     batch = first_batches(train_set, config.batch_size, config.seed)[0]
 
     # 2. The student's architecture.
@@ -271,6 +339,7 @@ def _stages(out: Path, job: dict, inputs: tuple, config, data_dir: str, budget: 
     log("report: measuring both networks' latency")
     report = _report(out, job, student, genotype, device, table, config.seed)
     report["distillation"] = distillation
+    report["preprocess"] = train_set.preprocess.to_dict()  # the inputs both networks were tested on
     report["wall_time_s"] = elapsed()  # all attempts
     report["provenance"] = provenance(job, config.seed, str(device), report["wall_time_s"])
     write_json(out / WALL_TIME, {"seconds": report["wall_time_s"]})
@@ -382,7 +451,8 @@ def model_card(report: dict) -> str:
              "|---|---:|---:|---|",
              row.format("teacher", t["params"], t["macs"], t["test_top1_error"], *t["error_interval_95"]),
              row.format("student", s["params"], s["macs"], s["test_top1_error"], *s["error_interval_95"]), "",
-             f"Errors on {s['test_examples']} validation images (Wilson interval).", "",
+             f"Errors on {s['test_examples']} validation images (Wilson interval).",
+             *_preprocess_lines(report.get("preprocess")), "",
              *latency_lines(report["latency"], report["latency_budget"]), "",
              f"Load the student with `blockswap.checkpoint.load_model(\"{report['student_checkpoint']}\")`, which "
              "returns (network, checkpoint); the network's forward gives (logits, attention maps)."]
@@ -413,6 +483,19 @@ def latency_lines(latency: dict, budget: dict | None) -> list[str]:
                   f"measured {cell(budget['measured_us'])} µs - prediction error {budget['error']:+.1%}; budget "
                   f"{verdict}."]
     return lines
+
+
+def _preprocess_lines(preprocess: dict | None) -> list[str]:
+    """The card's statement of the inputs both networks were trained and tested on."""
+    if not preprocess:
+        return []
+    from .imagefolder import RESIZE, RESIZE_CROP
+
+    size = preprocess["image_size"]
+    sized = {RESIZE_CROP: f"the short side resized to {size * 8 // 7} px, the centre {size}×{size} crop",
+             RESIZE: f"resized to {size}×{size}"}.get(preprocess["resize"], f"{size}×{size} as they are")
+    return ["", f"Inputs ({preprocess['normalize']}): images {sized}, scaled to [0, 1], then per channel minus mean "
+            f"{preprocess['mean']}, divided by std {preprocess['std']}."]
 
 
 def comparison(reports: list[dict]) -> list[dict]:

@@ -36,16 +36,32 @@ import torch.nn.functional as F
 from .datadirs import DEBIAN_DIR, locate_fashion_mnist
 from .distributed import World
 from .errors import BlockswapError
-from .imagefolder import FOLDER_HOW, SMALL_SIDE, FolderDataset, decoded_split, first_image_side, folder_split
+from .imagefolder import (
+    FOLDER_HOW,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NO_RESIZE,
+    RESIZE,
+    SMALL_SIDE,
+    FolderDataset,
+    Preprocess,
+    check_image_files,
+    decoded_split,
+    first_image_side,
+    folder_split,
+    pixel_statistics,
+)
+from .recipe import parse_normalize
 from .registry import Registry
 
 # Per-channel mean/std in [0, 1] units.
 # CIFAR-10: the values of the reference BlockSwap/Moonshine code (and most CIFAR code); the exact
 # whole-training-set std is (0.2470, 0.2435, 0.2616) - with BatchNorm the difference does not matter.
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Fashion-MNIST: computed once over all 60000×28×28 training pixels (0.28604, 0.35302).
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+DATASET_STATISTICS = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "fashion-mnist": (FASHION_MNIST_MEAN, FASHION_MNIST_STD),
+                      "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}  # the built-in datasets' (mean, std)
 
 FASHION_MNIST_DIR = str(DEBIAN_DIR)  # the Debian package's folder; see datadirs for the search order
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -64,10 +80,16 @@ class TensorDataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     train_recipe: dict  # default training augmentation, keyword arguments of `Augment`
+    resize: str = NO_RESIZE  # how its images were sized (`imagefolder.Preprocess`)
+    normalize: str = "dataset"  # where mean and std came from (`imagefolder.Preprocess`)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(self.mean, self.std, self.image_size, self.in_channels, self.resize, self.normalize)
 
     @property
     def in_channels(self) -> int:
@@ -116,13 +138,36 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name: str, data_dir=None, split: str = "train", subset: int | None = None,
-                 seed: int = 0) -> Dataset:
-    """Load one split; `subset=K` keeps a class-stratified random K examples chosen by `seed`."""
+                 seed: int = 0, normalize: str | None = None) -> Dataset:
+    """Load one split; `subset=K` keeps a class-stratified random K examples chosen by `seed`; `normalize`
+    (`normalized`) replaces the dataset's own mean and std."""
     factory = DATASETS.get(name)
     if split not in ("train", "test"):
         raise BlockswapError(f"unknown split {split!r} for dataset {name!r}; use 'train' or 'test'")
     ds = factory(None if data_dir is None else Path(data_dir), split)
+    if normalize is not None:
+        ds = normalized(ds, normalize, lambda: ds if split == "train" else factory(Path(data_dir), "train"))
     return ds if subset is None else ds.select(stratified_subset(ds.labels, subset, seed))
+
+
+def normalized(ds: Dataset, normalize: str, train: Callable[[], Dataset]) -> Dataset:
+    """`ds` normalised by `normalize` (`recipe.parse_normalize`): ImageNet's mean and std, the training
+    split's (`train()`; a folder of large images: a sample of them), or the given ones - as many as it has
+    channels (one value: every channel)."""
+    stats = parse_normalize(normalize)
+    if stats == "folder":
+        if ds.normalize == "folder":  # a small-image folder's own
+            return ds
+        t = train()
+        stats = t.statistics() if isinstance(t, FolderDataset) else pixel_statistics(t.images)
+    elif stats == "imagenet":
+        stats = IMAGENET_MEAN, IMAGENET_STD
+    mean, std = (v * ds.in_channels if len(v) == 1 else v for v in stats)
+    if len(mean) != ds.in_channels:
+        raise BlockswapError(f"--normalize {normalize}: {len(mean)} channels' mean and std, the images have "
+                             f"{ds.in_channels} ({'grayscale' if ds.in_channels == 1 else 'colour'}); give "
+                             f"{ds.in_channels} values each as MEAN:STD")
+    return replace(ds, mean=tuple(mean), std=tuple(std), normalize=normalize)
 
 
 def check_fits(genotype, dataset: Dataset, what: str = "genotype") -> None:
@@ -261,14 +306,13 @@ def _folder(data_dir: Path | None, split: str) -> Dataset:
     larger ones decoded lazily at 224 px as ImageNet."""
     classes, paths, labels = folder_split(data_dir, split, FOLDER_HOW, min_classes=2)
     if first_image_side(paths[0]) > SMALL_SIDE:
+        check_image_files(paths)  # decoded only during training: every file checked now
         return FolderDataset("folder", tuple(paths), torch.tensor(labels), tuple(classes),
                              IMAGENET_MEAN, IMAGENET_STD, dict(pad=0, flip=False, cutout=0))
     images = decoded_split(str(data_dir), split)
-    train = images if split == "train" else decoded_split(str(data_dir), "train")
-    pixels = train.transpose(0, 1).reshape(train.shape[1], -1).double() / 255
-    mean, std = (tuple(round(float(v), 4) for v in stat) for stat in (pixels.mean(1), pixels.std(1)))
+    mean, std = pixel_statistics(images if split == "train" else decoded_split(str(data_dir), "train"))
     return TensorDataset("folder", images, torch.tensor(labels), tuple(classes), mean, std,
-                         dict(pad=-(-images.shape[-1] // 8), flip=images.shape[1] == 3, cutout=0))
+                         dict(pad=-(-images.shape[-1] // 8), flip=images.shape[1] == 3, cutout=0), RESIZE, "folder")
 
 
 # ------------------------------------------------------------------------------------------- augmentation

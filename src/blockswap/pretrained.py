@@ -30,6 +30,13 @@ from .recipe import EVAL_BATCH_SIZE
 
 def read_state_dict(path: str | os.PathLike) -> tuple[dict, Genotype | None]:
     """The tensors of `path` - a plain state dict, or a blockswap checkpoint's (then with its genotype)."""
+    state_dict, genotype, _ = read_weights(path)
+    return state_dict, genotype
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict, Genotype | None, dict | None]:
+    """`read_state_dict`, and a blockswap checkpoint's other entries (config, metrics, ...; None for a plain
+    state dict)."""
     path = Path(path)
     if not path.is_file():
         raise BlockswapError(f"{path}: weights file not found")
@@ -39,14 +46,15 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict, Genotype | None]:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BlockswapError(f"{path}: not a readable weights file ({first[:200]}); save one with "
                              "torch.save(model.state_dict(), FILE)") from None
-    genotype = None
+    genotype = record = None
     if isinstance(obj, dict) and all(k in obj for k in CHECKPOINT_KEYS):  # a blockswap checkpoint
         genotype = Genotype.from_dict(obj["genotype"], source=f"{path} (genotype)")
+        record = {k: v for k, v in obj.items() if k != "state_dict"}
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise BlockswapError(f"{path}: not a state dict (a dict of tensor names to tensors); save one with "
                              "torch.save(model.state_dict(), FILE)")
-    return obj, genotype
+    return obj, genotype, record
 
 
 def check_fits(state_dict: dict, net: torch.nn.Module, path, what: str) -> None:
@@ -65,14 +73,30 @@ def check_fits(state_dict: dict, net: torch.nn.Module, path, what: str) -> None:
 
 
 def import_weights(weights: str | os.PathLike, model: str, dataset: str, *, out_checkpoint: str | os.PathLike,
-                   metrics_path: str | os.PathLike | None = None, data_dir: str | None = None,
-                   test_subset: int | None = None, subset_seed: int = 0, device: torch.device | str = "cpu",
-                   batch_size: int = EVAL_BATCH_SIZE, labels: dict | None = None) -> dict:
-    """Check `weights` as `model` shaped for `dataset`, test it, write the checkpoint (and metrics); return them."""
-    started, device = time.perf_counter(), torch.device(device)
+                   metrics_path: str | os.PathLike | None = None, **options) -> dict:
+    """Check `weights` as `model` shaped for `dataset`, test it (`evaluate_weights`, `options` its keywords), write
+    the checkpoint (and metrics); return the metrics."""
     check_distinct_files({"weights": weights, "checkpoint": out_checkpoint, "metrics": metrics_path})
+    checkpoint = evaluate_weights(weights, model, dataset, **options)
+    write_imported(checkpoint, out_checkpoint, metrics_path)
+    return checkpoint["metrics"]
+
+
+def write_imported(checkpoint: dict, out_checkpoint: str | os.PathLike, metrics_path=None) -> None:
+    """`evaluate_weights`'s checkpoint and (if `metrics_path`) its metrics, each written atomically."""
+    save(checkpoint, out_checkpoint)
+    if metrics_path:
+        write_json(metrics_path, checkpoint["metrics"])
+
+
+def evaluate_weights(weights: str | os.PathLike, model: str, dataset: str, *, data_dir: str | None = None,
+                 test_subset: int | None = None, subset_seed: int = 0, device: torch.device | str = "cpu",
+                 batch_size: int = EVAL_BATCH_SIZE, labels: dict | None = None, normalize: str | None = None) -> dict:
+    """`weights` checked as `model` shaped for `dataset` and tested on its test split normalised by `normalize`
+    (`data.load_dataset`): the checkpoint `import_weights` writes, nothing written yet."""
+    started, device = time.perf_counter(), torch.device(device)
     state_dict, saved = read_state_dict(weights)
-    test_set = load_dataset(dataset, data_dir, "test", test_subset, subset_seed)
+    test_set = load_dataset(dataset, data_dir, "test", test_subset, subset_seed, normalize)
     genotype = Genotype.uniform(model, "Conv", in_channels=test_set.in_channels, num_classes=test_set.num_classes,
                                 image_size=test_set.image_size)
     if saved is not None:  # a blockswap checkpoint keeps its own blocks: a distilled student can teach
@@ -88,17 +112,15 @@ def import_weights(weights: str | os.PathLike, model: str, dataset: str, *, out_
     if not math.isfinite(test["loss"]):
         raise BlockswapError(f"{weights}: the test loss is {test['loss']}; these weights are not usable")
     config = {"dataset": dataset, "data_dir": data_dir, "test_subset": test_subset, "weights": str(weights),
-              "weights_sha256": weights_sha256(state_dict)}
+              "weights_sha256": weights_sha256(state_dict), **({"normalize": normalize} if normalize else {})}
     wall = time.perf_counter() - started
     metrics = {"labels": dict(labels or {}), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
                **analytic(genotype).to_dict(), "dataset": dataset, "train_examples": None,
-               "test_examples": test["n"], "teacher": None, "imported_from": str(weights), "epochs": [],
+               "test_examples": test["n"], "preprocess": test_set.preprocess.to_dict(), "teacher": None,
+               "imported_from": str(weights), "epochs": [],
                "test_top1_error": test["top1_error"], "test_top5_error": test["top5_error"],
                "test_loss": test["loss"], "train_top1_error": None, "wall_time_s": wall,
                "provenance": provenance(config, None, str(device), wall)}
-    save({"genotype": genotype.to_dict(), "config": config,
-          "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-          "metrics": metrics, "provenance": metrics["provenance"]}, out_checkpoint)
-    if metrics_path:
-        write_json(metrics_path, metrics)
-    return metrics
+    return {"genotype": genotype.to_dict(), "config": config,
+            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "metrics": metrics, "provenance": metrics["provenance"]}

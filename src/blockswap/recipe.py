@@ -21,6 +21,8 @@ DISTILL_FIELDS = ("at_beta", "kd_alpha", "kd_temperature")
 # Settings (of either training) that do not change what is computed: a resumed run may change them.
 RUN_ONLY = frozenset({"device", "threads", "progress", "data_dir"})
 EVAL_BATCH_SIZE = 500  # images per test step of a classifier: memory, not the result
+NORMALIZE_HOW = ("imagenet (torchvision's mean and std), folder (the training split's) or MEAN:STD (per channel, "
+                 "comma-separated, in [0, 1] units: 0.5,0.5,0.5:0.25,0.25,0.25)")
 
 
 def setting(default, help: str, type=None, cli: bool = True, recorded: bool = True, **extra):
@@ -145,6 +147,9 @@ class TrainConfig(Settings):
     test_subset: int | None = setting(None, "test on a class-stratified subset of N examples (default: all)", int)
     # Fixed apart from `seed`, so that runs with other seeds see the same data.
     subset_seed: int = setting(0, "seed of the class-stratified subsets")
+    normalize: str | None = setting(None, f"the inputs' mean and std: {NORMALIZE_HOW} (default: the dataset's "
+                                    "own; an image folder's: its training split's, or ImageNet's for images "
+                                    "over 64 px)", str, recorded=False)
     epochs: int = setting(200, "training epochs (the papers' CIFAR recipe: 200)")
     batch_size: int = setting(128, "minibatch size")
     eval_batch_size: int = setting(EVAL_BATCH_SIZE, "test batch size (does not change the result)")
@@ -204,6 +209,8 @@ class TrainConfig(Settings):
         need(all(b >= 0 for b in self.at_beta), f"at_beta values must be ≥ 0, got {list(self.at_beta)}")
         need(0 <= self.kd_alpha <= 1, f"kd_alpha must be in [0, 1], got {self.kd_alpha}")
         need(self.kd_temperature > 0, f"kd_temperature must be > 0, got {self.kd_temperature}")
+        if self.normalize is not None:
+            parse_normalize(self.normalize)
         self._check_device()
 
     @property
@@ -214,6 +221,23 @@ class TrainConfig(Settings):
     def uses_teacher(self) -> bool:
         return self.uses_at or self.kd_alpha > 0
 
+
+
+def parse_normalize(text: str) -> str | tuple[tuple[float, ...], tuple[float, ...]]:
+    """A --normalize value: "imagenet", "folder", or (mean, std) from MEAN:STD (one value each, or one per channel;
+    std > 0). One line naming the value and the forms otherwise."""
+    if text in ("imagenet", "folder"):
+        return text
+    mean, sep, std = text.partition(":")
+    try:
+        stats = tuple(tuple(float(v) for v in part.split(",")) for part in (mean, std))
+    except ValueError:
+        stats = None
+    if not sep or stats is None or len(stats[0]) != len(stats[1]) or not all(
+            math.isfinite(v) for v in stats[0] + stats[1]) or min(stats[1]) <= 0:
+        raise BlockswapError(f"normalize {text!r}: expected {NORMALIZE_HOW}, as many std values as mean values, "
+                             "each std > 0")
+    return stats
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -123,6 +123,11 @@ def resolve_threads(threads: int | None = None, world: World = SINGLE) -> int:
     return threads
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 100 else f"{seconds / 60:.0f} min" if seconds < 6000 else \
+        f"{seconds / 3600:.1f} h"
+
+
 def seed_all(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators (torch's seeds CUDA too)."""
     random.seed(seed)
@@ -188,8 +193,19 @@ class Run:
         progress.epoch, progress.step, progress.tally = epoch + 1, 0, Tally()
         self.save_resume(mid_epoch=False)
         self.log_epoch(record)
+        self.say_estimate(record["seconds"])
         if stop.agreed() and not last:  # asked on every process (a collective), the last epoch's end too
             raise Preempted(stop.signum, self.resume_path, epoch + 1, 0)
+
+    def say_estimate(self, epoch_s: float) -> None:
+        """Once an attempt, after its first whole epoch: how long the training will take in all (the epochs left
+        at this epoch's time), on stderr of rank 0 - a job's log says early whether it fits the time it has."""
+        if getattr(self, "_estimated", False) or not self.world.main:
+            return
+        self._estimated = True
+        left = (self.config.epochs - self.progress.epoch) * epoch_s
+        tqdm.write(f"estimated training time: {_duration(self.elapsed() + left)} in all, {_duration(left)} left "
+                   f"({self.config.epochs - self.progress.epoch} epochs at {epoch_s:.0f} s)", file=sys.stderr)
 
     def run(self, requests: Callable = stop_requests) -> None:
         """Train the epochs that are left, stopping between steps when `requests()` has recorded a signal."""

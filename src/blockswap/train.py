@@ -98,10 +98,22 @@ def load_teacher(path, config: TrainConfig, train_set, device, expect: Genotype 
     if ckpt["config"].get("dataset") != config.dataset:
         raise BlockswapError(f"teacher {path} was trained on {ckpt['config'].get('dataset')}, "
                              f"this run trains on {config.dataset}")
+    check_same_preprocess(ckpt["metrics"].get("preprocess"), train_set.preprocess, f"teacher {path}")
     net.eval().requires_grad_(False)
     info = {"checkpoint": str(path), "genotype_id": g.id, "model": g.model, "params": analytic(g).params,
             "test_top1_error": ckpt["metrics"].get("test_top1_error")}
     return Teacher(net, info, weights_sha256(ckpt["state_dict"]))
+
+
+def check_same_preprocess(recorded: dict | None, now, what: str) -> None:
+    """A teacher sees the student's inputs, so it must have been tested with the same mean and std (`recorded`,
+    its metrics' "preprocess"; checkpoints from before it was recorded are not checked)."""
+    if recorded and (tuple(recorded["mean"]), tuple(recorded["std"])) != (now.mean, now.std):
+        from .imagefolder import normalize_spec
+
+        raise BlockswapError(f"{what} was tested with inputs normalised by mean {recorded['mean']}, std "
+                             f"{recorded['std']}, this run by {list(now.mean)}, {list(now.std)}; give --normalize "
+                             f"{normalize_spec(recorded['mean'], recorded['std'])} (or the teacher's own --normalize)")
 
 
 def _pruned_init(path, genotype: Genotype) -> tuple[Network, dict]:
@@ -152,8 +164,10 @@ def _epoch_record(config: TrainConfig, epoch: int, steps: int, tally: Tally, tes
 
 def _datasets(config: TrainConfig, genotype: Genotype | str, block: str, device: torch.device):
     """(train set, test set, the genotype - built for the data from a model name -, train augmentation)."""
-    train_set = load_dataset(config.dataset, config.data_dir, "train", config.subset, config.subset_seed)
-    test_set = load_dataset(config.dataset, config.data_dir, "test", config.test_subset, config.subset_seed)
+    train_set = load_dataset(config.dataset, config.data_dir, "train", config.subset, config.subset_seed,
+                             config.normalize)
+    test_set = load_dataset(config.dataset, config.data_dir, "test", config.test_subset, config.subset_seed,
+                            config.normalize)
     if isinstance(genotype, str):
         genotype = Genotype.uniform(genotype, block, in_channels=train_set.in_channels,
                                     num_classes=train_set.num_classes, image_size=train_set.image_size)
@@ -253,6 +267,7 @@ class _Run(Run):
             "labels": dict(labels), "genotype_id": genotype.id, "genotype": genotype.to_dict(),
             **analytic(genotype).to_dict(),
             "dataset": config.dataset, "train_examples": len(self.train_set), "test_examples": len(self.test_set),
+            "preprocess": self.train_set.preprocess.to_dict(),
             "teacher": self.tutor and self.tutor.info,
             "objective": {"at_beta": betas, "kd_alpha": config.kd_alpha,
                           "kd_temperature": config.kd_temperature if config.kd_alpha else None},

@@ -6,16 +6,52 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 
 from ..errors import BlockswapError
 from ..files import write_json, write_text
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, except that a lone % in a help text is a percent sign ("95% interval"): argparse %-formats
+    every help text, so without this one such text makes --help end in a traceback. %(default)s and %% keep
+    their meaning."""
+
+    def _get_help_string(self, action) -> str:
+        return re.sub(r"%(\(|%)?", lambda m: m[0] if m[1] else "%%", super()._get_help_string(action) or "")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (and exit status 2, as argparse's own)."""
+    """argparse whose usage errors are one line (and exit status 2, as argparse's own) and whose help texts may
+    hold a % (`HelpFormatter`); the parsers of subcommands are of this class too."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        if formatter_class is argparse.RawDescriptionHelpFormatter:  # the description kept as written, % too
+            formatter_class = RawDescriptionHelpFormatter
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class RawDescriptionHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """`HelpFormatter` that keeps the description and epilog as written."""
+
+
+SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def budget_number(text: str) -> float:
+    """An argparse type, the one of every budget (params, MACs, ops, microseconds): a finite number > 0,
+    optionally with K, M or G (2M = 2,000,000)."""
+    scale = SUFFIXES.get(text.strip()[-1:].lower(), 1)
+    try:
+        value = float(text.strip()[:-1] if scale != 1 else text) * scale
+    except ValueError:
+        value = -1
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number such as 40000, 40K or 2M, got {text!r}")
+    return value
 
 
 def boolean(text: str) -> bool:

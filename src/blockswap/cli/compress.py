@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 
 from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
-from .args import int_at_least
+from .args import add_field_option, budget_number, int_at_least
 from .training import add_setting
 
-SUFFIXES = {"k": 1e3, "m": 1e6, "g": 1e9}
 NOT_OPTIONS = ("dataset", "data_dir")  # the folder is --data; its dataset is always "folder"
+# compress's recipes, each the values of the options it sets where the user gives none. paper: BlockSwap's
+# CIFAR recipe (200 epochs of 128, 100 candidates), for a GPU; cpu: sized for a CPU - a folder of a few thousand
+# small images in tens of minutes (15 epochs of 64 at the linearly scaled lr, 20 candidates).
+RECIPES = {"paper": {"epochs": FIELDS["epochs"].default, "batch_size": FIELDS["batch_size"].default,
+                     "lr": FIELDS["lr"].default, "samples": 100},
+           "cpu": {"epochs": 15, "batch_size": 64, "lr": 0.05, "samples": 20}}
 
 
-def budget_number(text: str) -> float:
-    """A budget: a positive number, optionally with K, M or G (2M = 2,000,000)."""
-    scale = SUFFIXES.get(text[-1:].lower(), 1)
-    try:
-        value = float(text[:-1] if scale != 1 else text) * scale
-    except ValueError:
-        value = -1
-    if not value > 0:
-        import argparse
+def apply_recipe(args) -> str:
+    """Fill the options the user left out from --recipe (auto: paper on a GPU, cpu otherwise); return its name."""
+    from ..engine import resolve_device
 
-        raise argparse.ArgumentTypeError(f"expected a positive number such as 40000, 40K or 2M, got {text!r}")
-    return value
+    name = args.recipe
+    if name == "auto":
+        name = "paper" if resolve_device(args.device).type == "cuda" else "cpu"
+    for option, value in RECIPES[name].items():
+        if getattr(args, option) is None:
+            setattr(args, option, value)
+    return name
 
 
 def cmd_compress(args) -> None:
@@ -33,6 +38,7 @@ def cmd_compress(args) -> None:
     from ..compress import compress
     from ..runner import Stopped, signals_raise
 
+    apply_recipe(args)
     config = TrainConfig(**{name: getattr(args, name) for name in args.settings}, dataset="folder",
                          data_dir=args.data, progress=not args.quiet)
     kept = f"the finished stages are kept in {args.output}; run the same command again to resume"
@@ -51,14 +57,41 @@ def cmd_compress(args) -> None:
 
 def cmd_compress_table(args) -> None:
     from ..compress import comparison, comparison_figure, comparison_markdown
-    from ..files import read_json, write_text
+    from ..files import write_text
     from ..report.figures import REHEARSAL_MARK, rehearsal, save_figure
 
-    reports = [read_json(path, "compress report") for path in args.reports]
+    check_figure_path(args.figure, "--figure")
+    reports = [read_compress_report(path) for path in args.reports]
     rows, teacher = comparison(reports), reports[0]["teacher"]
     write_text(args.output, (REHEARSAL_MARK + "\n\n" if rehearsal() else "") + comparison_markdown(rows, teacher))
     if args.figure:  # marked as a rehearsal by save_figure
         save_figure(comparison_figure(rows, teacher), args.figure)
+
+
+REPORT_KEYS = ("method", "metric", "budget", "seed", "student", "teacher")
+
+
+def read_compress_report(path: str) -> dict:
+    """A report.json of `blockswap compress`, or one line naming the file and what it lacks."""
+    from ..errors import BlockswapError
+    from ..files import read_json
+
+    report = read_json(path, "compress report")
+    missing = [k for k in REPORT_KEYS if k not in report] if isinstance(report, dict) else list(REPORT_KEYS)
+    if missing:
+        raise BlockswapError(f"{path} is not a compress report (no {', '.join(missing[:3])}); give the report.json "
+                             "files of `blockswap compress` jobs")
+    return report
+
+
+def check_figure_path(path: str | None, option: str) -> None:
+    """A figure's format comes from its suffix: one it cannot write is refused before any work."""
+    from ..errors import BlockswapError
+    from ..report.figures import figure_formats
+
+    if path and Path(path).suffix.lstrip(".").lower() not in figure_formats():
+        raise BlockswapError(f"{option} {path}: unknown figure format {Path(path).suffix or '(no suffix)'}; end "
+                             f"it in {', '.join('.' + f for f in figure_formats())}")
 
 
 def add_commands(sub) -> None:
@@ -76,13 +109,22 @@ def add_commands(sub) -> None:
     p.add_argument("--latency-table", help="with --metric latency: `blockswap latency-table` on this device")
     p.add_argument("--method", choices=METHODS, default="blockswap",
                    help="how the student is made; it is then distilled the same way (default blockswap)")
-    p.add_argument("--samples", type=int_at_least(1), default=100, help="blockswap: candidates ranked by Fisher "
-                   "(default 100)")
+    recipes = "; ".join(f"{name}: " + ", ".join(f"{k} {v:g}" for k, v in r.items()) for name, r in RECIPES.items())
+    p.add_argument("--recipe", choices=("auto", *RECIPES), default="auto",
+                   help=f"the defaults of --epochs, --batch-size, --lr and --samples ({recipes}); auto: paper on a "
+                        "GPU, cpu on the CPU (default auto)")
+    p.add_argument("--samples", type=int_at_least(1), help="blockswap: candidates ranked by Fisher (default: "
+                   "--recipe's)")
     for name in DISTILL_FIELDS:
         add_setting(p, name, DISTILL_DEFAULTS[name])
     settings = [n for n, f in FIELDS.items() if f.metadata["cli"] and n not in NOT_OPTIONS]
     for name in settings:
-        add_setting(p, name)
+        if name in RECIPES["cpu"]:
+            add_field_option(p, FIELDS[name], given_only=True)
+            action = p._option_string_actions["--" + name.replace("_", "-")]
+            action.help = f"{FIELDS[name].metadata['help']} (default: --recipe's)"
+        else:
+            add_setting(p, name)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", required=True, help="the job's folder (resumed when run again)")
     p.set_defaults(func=cmd_compress, settings=(*settings, *DISTILL_FIELDS), output_dirs=("output",))

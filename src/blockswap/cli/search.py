@@ -11,7 +11,7 @@ from ..recipe import FIELDS
 from ..registry import unknown_name_message
 from ..sampling import TOLERANCE
 from ..scores import PROXY_SIGNS
-from .args import add_shape_args, emit, fraction, int_at_least, positive_number, write_jsonl
+from .args import add_shape_args, budget_number, emit, fraction, int_at_least, write_jsonl
 
 
 # --- count ---------------------------------------------------------------------------------------
@@ -113,9 +113,11 @@ def cmd_sample(args) -> None:
 
 
 def cmd_latency_table(args) -> None:
+    from ..engine import resolve_device
     from ..latency import measure_table, save_table
     from ..runner import resolve_threads
 
+    resolve_device(args.device)  # a CUDA device that is not there: one line, before any timing
     threads = resolve_threads(args.threads)  # a job under the table's budgets must run at the same count
     given = {k: getattr(args, k) for k in ("batch_size", "repeats", "calibration") if getattr(args, k) is not None}
     table = measure_table(args.model, args.candidates, args.device, seed=args.seed, in_channels=args.in_channels,
@@ -248,8 +250,9 @@ def add_commands(sub) -> None:
 def add_sample_command(sub) -> None:
     p = sub.add_parser("sample", help="sample student genotypes within a budget")
     p.add_argument("--model", required=True)
-    p.add_argument("--budget", type=positive_number, required=True,
-                   help="target params (Ops or MACs with --metric ops|macs, microseconds with --metric latency)")
+    p.add_argument("--budget", type=budget_number, required=True,
+                   help="target params, e.g. 40K or 2M (Ops or MACs with --metric ops|macs, microseconds with "
+                        "--metric latency)")
     p.add_argument("--tolerance", type=fraction, default=TOLERANCE,
                    help=f"accept strictly within ±this fraction (default {TOLERANCE})")
     p.add_argument("--metric", choices=("params", "ops", "macs", "latency"), default="params")

@@ -81,7 +81,7 @@ def cmd_evaluate(args) -> None:
     genotype = Genotype.from_dict(ckpt["genotype"])
     name = args.dataset or ckpt["config"].get("dataset")
     data_dir = args.data_dir if args.data_dir is not None else ckpt["config"].get("data_dir")
-    dataset = load_dataset(name, data_dir, "test", args.test_subset, 0)
+    dataset = load_dataset(name, data_dir, "test", args.test_subset, 0, ckpt["config"].get("normalize"))
     check_fits(genotype, dataset, what=f"{args.checkpoint}: genotype")
     result = evaluate(model, dataset, args.batch_size, device)
     if not math.isfinite(result["loss"]):
@@ -103,7 +103,7 @@ def cmd_import_weights(args) -> None:
     metrics = import_weights(args.weights, args.model, args.dataset, out_checkpoint=args.checkpoint,
                              metrics_path=args.output, data_dir=args.data_dir, test_subset=args.test_subset,
                              device=resolve_device(args.device), batch_size=args.batch_size,
-                             labels=parse_labels(args.label))
+                             labels=parse_labels(args.label), normalize=args.normalize)
     if not args.output:
         print(json.dumps(metrics, indent=2))
 
@@ -149,6 +149,7 @@ def add_commands(sub) -> None:
     add_setting(p, "dataset")
     add_setting(p, "data_dir")
     add_setting(p, "test_subset")
+    add_setting(p, "normalize")
     p.add_argument("--batch-size", type=int_at_least(1), default=EVAL_BATCH_SIZE, help="test batch size")
     add_setting(p, "device")
     add_setting(p, "threads")

@@ -35,10 +35,20 @@ def new_figure(panels: int = 1, width: float = 6.4, height: float = 4.4):
     return fig, list(axes)
 
 
+def figure_formats() -> tuple[str, ...]:
+    """The formats `save_figure` writes, as file suffixes without the dot."""
+    return tuple(_METADATA)
+
+
 def save_figure(fig, path: str | Path) -> Path:
     """One file, its format from the suffix (.png, .pdf, .svg), written atomically."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
+    if fmt not in _METADATA:
+        from ..errors import BlockswapError
+
+        raise BlockswapError(f"{path}: unknown figure format {path.suffix or '(no suffix)'}; end it in "
+                             f"{', '.join('.' + f for f in _METADATA)}")
     metadata = _METADATA[fmt]
     if rehearsal():
         if not any(t.get_text() == REHEARSAL_MARK for t in fig.texts):
