@@ -228,9 +228,15 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
         train(config, student, out_checkpoint=student_ckpt, metrics_path=out / "student" / "metrics.json",
               teacher=str(teacher_ckpt), labels={"method": method, "budget": str(budget)}, init=init)
 
-    # 4. The report and model card.
+    # 4. The files a deployment needs, beside the student's checkpoint (`deploy`).
+    from .deploy import export
+
+    exported = export(out / "student", train_set, data_dir, config, log)
+
+    # 5. The report and model card.
     report = _report(out, job, student, genotype, device, table, config.seed)
     report["distillation"] = distillation
+    report["export"] = exported
     report["wall_time_s"] = time.perf_counter() - started
     report["provenance"] = provenance(job, config.seed, str(device), report["wall_time_s"])
     write_json(out / "report.json", report)
@@ -319,8 +325,26 @@ def model_card(report: dict) -> str:
              f"Latency measured on {lat['device']}; errors on {s['test_examples']} validation images (Wilson "
              "interval).",
              f"Load the student with `blockswap.checkpoint.load_model(\"{report['student_checkpoint']}\")`, which "
-             "returns (network, checkpoint); the network's forward gives (logits, attention maps)."]
-    return "\n".join(lines) + "\n"
+             "returns (network in eval mode, checkpoint); the network's forward gives (logits, attention maps)."]
+    return "\n".join(lines + deployment(report)) + "\n"
+
+
+def deployment(report: dict) -> list[str]:
+    """The card's lines on the student's files for deployment and how faithful its exports are."""
+    record = report.get("export")
+    if record is None:  # a report written before the exports
+        return []
+    folder = Path(report["student_checkpoint"]).parent
+    checks = "; ".join(f"{record[k]['file']}: largest |logit difference| {record[k]['max_abs_diff']:.2g}, top-1 "
+                       f"agreement {100 * record[k]['top1_agreement']:.1f}%" for k in ("onnx", "torchscript"))
+    return ["", "## Deployment", "",
+            f"`blockswap.load(\"{folder}\")` returns the student as a module in eval mode whose forward gives the "
+            f"logits alone. Without blockswap: {folder}/model.onnx (ONNX Runtime, opset {record['onnx_opset']}, "
+            f"dynamic batch) or {folder}/model.torchscript.pt (`torch.jit.load`); {folder}/preprocess.json says "
+            "how to prepare an image (decoding, resize, mean and std) and names the classes in the order of the "
+            "logits.", "",
+            f"Checked against PyTorch on {record['images']} validation images (tolerance {record['tolerance']:g}): "
+            f"{checks}."]
 
 
 def comparison(reports: list[dict]) -> list[dict]:
