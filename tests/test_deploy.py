@@ -1,5 +1,5 @@
 """A student that stands alone: eval-mode loading, logits only, ONNX and TorchScript files checked against PyTorch,
-preprocess.json, and the preprocessing."""
+preprocess.json, and `blockswap predict`."""
 
 import json
 
@@ -12,7 +12,7 @@ import blockswap
 from blockswap import deploy
 from blockswap.checkpoint import load_model, save
 from blockswap.cli import main
-from blockswap.data import iterate_batches, load_dataset
+from blockswap.data import default_augment, iterate_batches, load_dataset
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
 from blockswap.models import create_model
@@ -126,6 +126,39 @@ def test_compress_writes_onnx_torchscript_and_preprocess_json_checked_against_py
     # Done: a rerun leaves the exports as they are.
     before = (folder / "model.onnx").stat().st_mtime_ns
     assert deploy.export(folder, train, root, None) == record and (folder / "model.onnx").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_predict_prints_the_top_classes_by_name(job, capsys, runtime):
+    out, root = job
+    images = [str(root / "val" / c / "1.png") for c in ("class2", "class0", "class1")]
+    assert main(["predict", str(out), *images, "-k", "2", "--runtime", runtime]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # What the student says of the same images as its validation set holds them (1.png: second of its class).
+    test = load_dataset("folder", root, "test")
+    x = torch.stack([test.images[test.labels.tolist().index(k) + 1] for k in (2, 0, 1)])
+    with torch.no_grad():
+        probs = torch.softmax(blockswap.load(out)(default_augment(test, train=False)(x, torch.Generator())), 1)
+    assert len(lines) == 3
+    for line, path, p in zip(lines, images, probs):
+        top = p.topk(2)
+        expected = ", ".join(f"{test.classes[i]} {v:.3f}" for i, v in zip(top.indices.tolist(), top.values.tolist()))
+        assert line == f"{path}: {expected}"
+
+
+def test_predict_mistakes_are_one_line(job, tmp_path, capsys):
+    out, root = job
+    image = str(root / "val" / "class0" / "0.png")
+    (tmp_path / "not-an-image.png").write_text("hello")
+    cases = [([str(tmp_path / "nowhere"), image], "nowhere: no such folder; give the output folder"),
+             ([str(tmp_path), image], "preprocess.json (written by `blockswap compress`) not found"),
+             ([str(out), str(tmp_path / "missing.png")], "missing.png: no such image file"),
+             ([str(out), str(tmp_path / "not-an-image.png")], "not-an-image.png: cannot decode image"),
+             ([str(out), image, "--runtime", "tensorrt"], "unknown runtime 'tensorrt'; use one of torch, onnx")]
+    for args, message in cases:
+        assert main(["predict", *args]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1 and message in captured.err, captured.err
 
 
 def test_an_export_unlike_pytorch_is_refused_and_not_written(tmp_path, monkeypatch):

@@ -342,7 +342,7 @@ def deployment(report: dict) -> list[str]:
             f"logits alone. Without blockswap: {folder}/model.onnx (ONNX Runtime, opset {record['onnx_opset']}, "
             f"dynamic batch) or {folder}/model.torchscript.pt (`torch.jit.load`); {folder}/preprocess.json says "
             "how to prepare an image (decoding, resize, mean and std) and names the classes in the order of the "
-            "logits.", "",
+            f"logits. `blockswap predict {folder} IMAGE…` prints an image's top classes.", "",
             f"Checked against PyTorch on {record['images']} validation images (tolerance {record['tolerance']:g}): "
             f"{checks}."]
 

@@ -9,7 +9,8 @@
   export.json           both files checked against PyTorch on up to PARITY_IMAGES validation images: the largest
                         absolute logit difference and how often the top-1 class agrees. An export further from
                         PyTorch than TOLERANCE is refused and nothing of it is written.
-`load(path)` gives the logits-only module in eval mode.
+`load(path)` gives the logits-only module in eval mode; `predict` classifies image files through either runtime,
+preparing each image as training prepared the validation images.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ TOLERANCE = 1e-3  # the largest absolute logit difference an export may have fro
 PARITY_IMAGES = 256  # validation images the exports are checked on (the first, in the test set's order)
 BATCH = 64
 FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+RUNTIMES = ("torch", "onnx")
 PREPROCESS_FORMAT = "blockswap-preprocess-1"
 RESIZE = "resize"  # small images: resized to the input size unless they have it (imagefolder.decode_all)
 CENTRE_CROP = "resize-shorter-side-then-centre-crop"  # larger ones: as imagefolder.load_image tests them
-HOW = "give the output folder of `blockswap compress`"
+HOW = "give the output folder of `blockswap compress` (or its student/ folder)"
 
 
 class Logits(nn.Module):
@@ -205,3 +207,44 @@ def check_exports(net: Logits, onnx_path: Path, script_path: Path, batches: list
                 agree[runtime] += (logits.argmax(1) == reference.argmax(1)).sum().item()
     n = sum(len(x) for x in batches)
     return {k: {"file": FILES[k], "max_abs_diff": diffs[k], "top1_agreement": agree[k] / n} for k in runs}
+
+
+# ------------------------------------------------------------------------------------------------ predict
+def student_folder(path: str | os.PathLike) -> Path:
+    """The folder holding the student's files: DIR/student of a compress job, or DIR itself."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BlockswapError(f"{path}: {'not a folder' if path.exists() else 'no such folder'}; {HOW}")
+    return path / "student" if (path / "student" / "preprocess.json").is_file() else path
+
+
+def predict(path: str | os.PathLike, images: list, k: int = 3, runtime: str = "torch"
+            ) -> list[list[tuple[str, float]]]:
+    """For each image file, its `k` most probable classes (name, probability), best first, by the student in
+    `path` run on `runtime` (torch: the checkpoint; onnx: model.onnx in ONNX Runtime)."""
+    if runtime not in RUNTIMES:
+        raise BlockswapError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    folder = student_folder(path)
+    spec = read_preprocessing(folder)
+    run = _runner(folder, runtime)
+    classes, out = spec["classes"], []
+    for start in range(0, len(images), BATCH):
+        with torch.no_grad():
+            probs = torch.softmax(run(prepare(images[start: start + BATCH], spec)), 1)
+        top = probs.topk(min(k, len(classes)), 1)
+        out += [[(classes[i], p) for i, p in zip(idx.tolist(), ps.tolist())] for idx, ps in zip(top.indices,
+                                                                                                 top.values)]
+    return out
+
+
+def _runner(folder: Path, runtime: str):
+    """logits(x) by `runtime`."""
+    if runtime == "torch":
+        return load(folder / "model.pt")
+    import onnxruntime
+
+    path = folder / FILES["onnx"]
+    if not path.is_file():
+        raise BlockswapError(f"{path} not found; rerun `blockswap compress` on its folder to write it")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
