@@ -21,6 +21,9 @@ def test_the_core_imports_no_torch():
 
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "blockswap"
+# The package's functions import what they need on call (`blockswap.load`, so that `import blockswap` stays free
+# of torch): entry points for users, never run by the package's modules, so they are not edges of the graph.
+LAZY_EXPORTS = {"blockswap": {"blockswap.deploy"}}
 
 
 def _module_name(path: Path) -> str:
@@ -50,7 +53,7 @@ def _imports() -> dict[str, set[str]]:
                     base = ".".join(up + ([node.module] if node.module else []))
                 for a in node.names:  # `from . import x` names a module; `from .m import f` the module m
                     deps.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
-        graph[name] = {d for d in deps if d in modules} - {name}
+        graph[name] = {d for d in deps if d in modules} - {name} - LAZY_EXPORTS.get(name, set())
     return graph
 
 

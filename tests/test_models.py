@@ -23,6 +23,23 @@ def test_every_registered_model_builds_and_runs(name):
     assert len(points) == (4 if name.startswith("resnet") else 3)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.parametrize("name", model_names())
+def test_every_registered_model_scripts_to_the_same_numbers(name):
+    """A deployment's first step: torch.jit.script compiles the net, mixed blocks included, and computes
+    exactly what the eager net computes."""
+    size = 32 if name.startswith("resnet") else 16
+    blocks = ("Conv", "G2B2", "DConv", "MBConv6") * 5
+    g = Genotype(name, blocks[:len(Genotype.uniform(name, "Conv").blocks)], in_channels=1, num_classes=3,
+                 image_size=size)
+    torch.manual_seed(0)
+    net = create_model(g).eval()
+    x = torch.randn(2, 1, size, size)
+    (logits, points), (s_logits, s_points) = net(x), torch.jit.script(net)(x)
+    assert torch.equal(logits, s_logits) and all(torch.equal(a, b) for a, b in zip(points, s_points))
+    assert len(s_points) == len(points)
+
+
 def test_wrn_shapes_and_block_count():
     g = Genotype.uniform("wrn-40-2", "Conv")
     assert len(g.blocks) == 18

@@ -78,7 +78,9 @@ def describe(g: Genotype) -> str:
 
 def load_model(path: str | os.PathLike, expect: Genotype | None = None,
                device=None) -> tuple[Network, dict]:
-    """The network of a final checkpoint, and the checkpoint; refuses one of another genotype."""
+    """The network of a final checkpoint, in eval mode (what a user of the weights wants: batch-norm's running
+    statistics, not the batch's), and the checkpoint; refuses one of another genotype. Its forward returns
+    (logits, attention maps); `blockswap.load` gives the logits alone. Training calls `.train()` itself."""
     ckpt = load_checkpoint(path)
     genotype = Genotype.from_dict(ckpt["genotype"], source=f"{path} (genotype)")
     if expect is not None and genotype != expect:
@@ -91,6 +93,7 @@ def load_model(path: str | os.PathLike, expect: Genotype | None = None,
     except RuntimeError as e:
         raise BlockswapError(f"{path}: its weights do not fit its genotype {genotype.id} "
                              f"({str(e).splitlines()[0]})") from None
+    model.eval()
     return (model.to(device) if device is not None else model), ckpt
 
 

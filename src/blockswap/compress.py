@@ -335,10 +335,16 @@ def _stages(out: Path, job: dict, inputs: tuple, config, data_dir: str, budget: 
         train(config, student, out_checkpoint=student_ckpt, metrics_path=out / "student" / "metrics.json",
               teacher=str(teacher_ckpt), labels={"method": method, "budget": str(budget)}, init=init)
 
-    # 4. The report and model card; the report last: its presence marks the job finished.
+    # 4. The files a deployment needs, beside the student's checkpoint (`deploy`; skipped when done).
+    from .deploy import export
+
+    exported = export(out / "student", train_set, data_dir, config, log)
+
+    # 5. The report and model card; the report last: its presence marks the job finished.
     log("report: measuring both networks' latency")
     report = _report(out, job, student, genotype, device, table, config.seed)
     report["distillation"] = distillation
+    report["export"] = exported
     report["preprocess"] = train_set.preprocess.to_dict()  # the inputs both networks were tested on
     report["wall_time_s"] = elapsed()  # all attempts
     report["provenance"] = provenance(job, config.seed, str(device), report["wall_time_s"])
@@ -455,8 +461,26 @@ def model_card(report: dict) -> str:
              *_preprocess_lines(report.get("preprocess")), "",
              *latency_lines(report["latency"], report["latency_budget"]), "",
              f"Load the student with `blockswap.checkpoint.load_model(\"{report['student_checkpoint']}\")`, which "
-             "returns (network, checkpoint); the network's forward gives (logits, attention maps)."]
-    return "\n".join(lines) + "\n"
+             "returns (network in eval mode, checkpoint); the network's forward gives (logits, attention maps)."]
+    return "\n".join(lines + deployment(report)) + "\n"
+
+
+def deployment(report: dict) -> list[str]:
+    """The card's lines on the student's files for deployment and how faithful its exports are."""
+    record = report.get("export")
+    if record is None:  # a report written before the exports
+        return []
+    folder = Path(report["student_checkpoint"]).parent
+    checks = "; ".join(f"{record[k]['file']}: largest |logit difference| {record[k]['max_abs_diff']:.2g}, top-1 "
+                       f"agreement {100 * record[k]['top1_agreement']:.1f}%" for k in ("onnx", "torchscript"))
+    return ["", "## Deployment", "",
+            f"`blockswap.load(\"{folder}\")` returns the student as a module in eval mode whose forward gives the "
+            f"logits alone. Without blockswap: {folder}/model.onnx (ONNX Runtime, opset {record['onnx_opset']}, "
+            f"dynamic batch) or {folder}/model.torchscript.pt (`torch.jit.load`); {folder}/preprocess.json says "
+            "how to prepare an image (decoding, resize, mean and std) and names the classes in the order of the "
+            f"logits. `blockswap predict {folder} IMAGE…` prints an image's top classes.", "",
+            f"Checked against PyTorch on {record['images']} validation images (tolerance {record['tolerance']:g}): "
+            f"{checks}."]
 
 
 def latency_lines(latency: dict, budget: dict | None) -> list[str]:

@@ -6,7 +6,7 @@ counts against the analytic ones.
 
 Every model's forward returns `(logits, attention_points)`: the group outputs (3 for WRN, 4 for
 ResNet). Every residual block has a `probe` (an identity) on its branch output, before the residual
-addition, where the Fisher potential is measured.
+addition, where the Fisher potential is measured. `torch.jit.script` compiles every model, to the same numbers.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class Network(nn.Module):
     ResNet: conv1, bn1, relu, maxpool, layer1-4, avgpool, fc), so state dicts line up.
     """
 
+    __jit_unused_properties__ = ["blocks"]  # for Python-side tools (Fisher probes), not the forward
+
     def __init__(self, stem: dict[str, nn.Module], groups: dict[str, list[nn.Module]],
                  head: dict[str, nn.Module], features: int, num_classes: int, pool_name: str = "pool"):
         super().__init__()
@@ -96,16 +98,17 @@ class Network(nn.Module):
     def blocks(self) -> list[nn.Module]:
         return [b for name in self.group_names for b in getattr(self, name)]
 
-    def forward(self, x):
-        for name in self.stem_names:
-            x = getattr(self, name)(x)
-        points = []
-        for name in self.group_names:
-            x = getattr(self, name)(x)
-            points.append(x)
-        for name in self.head_names:
-            x = getattr(self, name)(x)
-        return self.fc(getattr(self, self.pool_name)(x).flatten(1)), points
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # The children in the order registered, which is the forward order; a loop over them (not getattr by
+        # name) is what torch.jit.script can compile.
+        points: list[torch.Tensor] = []
+        for name, module in self.named_children():
+            if name == "fc":
+                x = x.flatten(1)
+            x = module(x)
+            if name in self.group_names:
+                points.append(x)
+        return x, points
 
 
 # --- building an architecture ------------------------------------------------------------------

@@ -121,7 +121,7 @@ class TensorTrain(StructuredLinear):
         self.cores = nn.ParameterList(map(nn.Parameter, tt_svd(dense, tt_ranks(self.dims, s))))
 
     def dense_weight(self):
-        g1, g2, g3 = self.cores
+        g1, g2, g3 = self.cores[0], self.cores[1], self.cores[2]  # indexed: torch.jit.script cannot unpack
         return torch.einsum("aib,bjc,ckd->ijk", g1, g2, g3).reshape(self.out_channels, self.in_channels)
 
 
@@ -155,7 +155,7 @@ class Tucker(StructuredLinear):
         self.factors = nn.ParameterList(_normal(d, r, std=r ** -0.5) for d, r in zip(self.dims, ranks))
 
     def dense_weight(self):
-        u1, u2, u3 = self.factors
+        u1, u2, u3 = self.factors[0], self.factors[1], self.factors[2]  # (as TensorTrain's)
         return torch.einsum("abc,ia,jb,kc->ijk", self.core, u1, u2, u3).reshape(self.out_channels, self.in_channels)
 
 

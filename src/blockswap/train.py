@@ -122,7 +122,7 @@ def _pruned_init(path, genotype: Genotype) -> tuple[Network, dict]:
     if not ckpt.get("pruned") or Genotype.from_dict(ckpt["genotype"]) != genotype:
         raise BlockswapError(f"{path} is not a pruned {genotype.model} {genotype.id}; write one with "
                              "`blockswap compress --method prune-magnitude`")
-    return net, ckpt
+    return net.train(), ckpt  # to be trained, as a fresh net is
 
 
 def attention_shapes(net: Network, genotype: Genotype, device="cpu") -> list[tuple[int, int]]:

@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import BlockswapError
 from ..files import check_output, check_output_dir
 from ..runner import Stopped
-from . import compress, detection, rehearse, reports, search, training
+from . import compress, deploy, detection, rehearse, reports, search, training
 from .args import Parser
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="blockswap", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"blockswap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for commands in (search, training, compress, reports, detection, rehearse):
+    for commands in (search, training, compress, deploy, reports, detection, rehearse):
         commands.add_commands(sub)
     return parser
 
