@@ -371,9 +371,6 @@ def distillation_for(config, student, init: Path | None, teacher_ckpt: Path):
     return kd, f"KD (α = {kd.kd_alpha:g}, T = {kd.kd_temperature:g})"
 
 
-ONNX_FILES = ("model.onnx", "student/model.onnx")  # where the exported student may lie, relative to OUTDIR
-
-
 def _report(out: Path, job: dict, student, genotype, device, table: dict | None, seed: int) -> dict:
     """Both networks' counts, errors with their intervals, and latency measured on `device` (`_latency`)."""
     return {"method": job["method"], "metric": job["metric"], "budget": job["budget"], "seed": seed,
@@ -384,8 +381,8 @@ def _report(out: Path, job: dict, student, genotype, device, table: dict | None,
 
 
 def _latency(out: Path, job: dict, student, genotype, device, table: dict | None) -> dict:
-    """"latency": each network's `latency.profile` in PyTorch eager (the student also in ONNX Runtime where
-    the exported model.onnx exists, on the CPU), at the job's threads; "latency_budget": a latency job's
+    """"latency": each network's `latency.profile` in PyTorch eager (the student also in ONNX Runtime, its
+    exported student/model.onnx, on the CPU), at the job's threads; "latency_budget": a latency job's
     predicted against measured latency (PyTorch eager, the table's batch size; at batch 1 the profile's figures),
     and whether the measured median met the budget."""
     import torch
@@ -398,8 +395,8 @@ def _latency(out: Path, job: dict, student, genotype, device, table: dict | None
     shape = (genotype.in_channels, genotype.image_size, genotype.image_size)
     runs = {"student": [profile(net, shape, device)], "teacher": [profile(load_model(out / "teacher" / "model.pt")[0],
                                                                           shape, device)]}
-    onnx = next((out / name for name in ONNX_FILES if (out / name).is_file()), None)
-    if onnx is not None and device.type == "cpu":
+    onnx = out / "student" / "model.onnx"
+    if onnx.is_file() and device.type == "cpu":
         measured = onnx_profile(onnx, shape, torch.get_num_threads())
         runs["student"] += [measured] if measured else []
     result = {"latency": {"device": str(device), **runs}, "latency_budget": None}
