@@ -8,7 +8,6 @@ from snakemake.utils import update_config
 
 from blockswap import plan
 from blockswap.recipe import TrainConfig
-from blockswap.errors import BlockswapError
 
 # A profile given with --configfile stands alone (schema defaults fill the rest); only without one is
 # the embedded default loaded, so a paper profile never inherits the default's small subsets. --config
@@ -55,13 +54,6 @@ FIRST_TEACHER = TEACHER_SEEDS[0]  # the ablations' teacher
 REPEAT_SEEDS = [s for s in STUDENT["repeat_seeds"] if s != FIRST_TEACHER]
 SCRATCH_SEEDS = list(dict.fromkeys(TEACHER_SEEDS + REPEAT_SEEDS))
 SHAPE = {k: DATASET[k] for k in ("in_channels", "num_classes", "image_size")}
-
-
-def _check(check):
-    try:
-        check(config)
-    except BlockswapError as e:
-        _refuse(e)
 
 
 _check(plan.check_profile)

@@ -2,6 +2,7 @@
 # compress`: search or prune, then the same distillation), and the table that sets them side by side.
 from pathlib import Path
 
+from blockswap.compress import check_profile
 from blockswap.recipe import TrainConfig
 
 validate_profile("../workflow/schemas/compress.schema.yaml")
@@ -12,6 +13,14 @@ TEACHER = f"{R}/teacher/model.pt" if C["teacher"] == "embedded" else C["teacher"
 for key, path in (("data", DATA), ("teacher", TEACHER)):
     if C[key] != "embedded" and not Path(path).exists():
         _refuse(f"compress.{key}: {path} does not exist")
+# What every job would refuse (a recipe, metric, teacher or budget it cannot run), refused now, before any job.
+_check(
+    lambda config: check_profile(
+        config["compress"],
+        data=None if C["data"] == "embedded" else DATA,
+        teacher=None if C["teacher"] == "embedded" else TEACHER,
+    )
+)
 job_shell_prefix()
 
 

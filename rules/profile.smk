@@ -6,6 +6,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from blockswap.errors import BlockswapError
+
 # JSON schema types a string of a --config value may stand for.
 _SCALARS = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -19,6 +21,14 @@ def _refuse(message):
     """A profile mistake: one line on stderr and exit status 2 before any job, as the CLI does."""
     print(f"blockswap workflow: invalid configuration: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def _check(check):
+    """`check(config)`, a BlockswapError from it refused as a profile mistake."""
+    try:
+        check(config)
+    except BlockswapError as e:
+        _refuse(e)
 
 
 def _retyped(why) -> bool:

@@ -334,7 +334,7 @@ def test_a_latency_table_is_checked_against_the_jobs_threads_not_the_process(job
     budget = sum(params.feasible_range) / 200
 
     def inputs(threads):
-        config = TrainConfig(dataset="folder", data_dir=str(root), at_beta=(1000.0,), threads=threads)
+        config = TrainConfig(dataset="folder", data_dir=str(root), at_beta=(1000.0,), threads=threads, batch_size=8)
         return check_inputs(str(tmp / "teacher.pt"), str(root), budget, config, "latency", "blockswap", str(path))
 
     torch.set_num_threads(1)
@@ -598,6 +598,81 @@ def test_comparison_tests_paired_differences_with_a_t_and_holm():
     assert math.isnan(m["p"]) and math.isnan(m["low"]) and t["p_holm"] == pytest.approx(t["p"])  # a family of 1
     md = comparison_markdown(list(rows.values()), {"params": 2, "test_top1_error": 9.0})
     assert "p (Holm over 1)" in md and "| +2.00 |  | no verdict: no spread" in md
+
+
+PROFILE = {"recipe": {}, "metric": "params", "methods": ["blockswap", "prune-taylor"], "budgets": [2e6],
+           "latency_table": None, "threads": 1, "teacher_model": "wrn-16-1", "teacher_recipe": {}}
+
+
+def latency_table_file(path, **changes):
+    """A resnet18 CPU latency table of 3-class 32 px inputs, as if measured on another machine: each block type's
+    microseconds its rank among the candidates, Conv 100."""
+    from blockswap.sampling import CostTable
+
+    types = CostTable.build("resnet18", "blockswap", "params", 3, 3, 32).types
+    table = {"model": "resnet18", "device": "cpu", "device_name": "elsewhere", "threads": 1, "in_channels": 3,
+             "num_classes": 3, "image_size": 32, "blocks": [{t: 100.0 - k for k, t in enumerate(row)} for row in types],
+             "fixed_us": 50.0, **changes}
+    path.write_text(json.dumps(table))
+    return str(path)
+
+
+def test_compress_profile_checks_what_every_job_would_refuse(tmp_path):
+    """The dry run's check of the compress profile: each config every job would refuse, one line naming its key -
+    from the folder's first image and the teacher's tensors, without testing the teacher or knowing the machine."""
+    from blockswap.compress import check_profile
+
+    root, teacher = image_folder(tmp_path / "d"), tmp_path / "r18.pth"  # 3 classes of 32 px colour images
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), teacher)
+    check_profile(PROFILE, str(root), str(teacher))  # a profile its jobs can run
+    check_profile({**PROFILE, "methods": ["blockswap"], "metric": "latency", "budgets": [700],  # of 850 µs
+                   "latency_table": latency_table_file(tmp_path / "t.json")}, str(root), str(teacher))
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "r18-10.pth")
+    (tmp_path / "notes.pth").write_text("not weights")
+    one_class = image_folder(tmp_path / "one", classes=1)
+    cases = [
+        ({"recipe": {"at_beta": 0}}, "compress.recipe: compress distils the student with attention transfer"),
+        ({"recipe": {"milestones": [5, 3]}}, r"compress.recipe: milestones must be increasing"),
+        ({"metric": "latency"}, "compress.methods: pruning budgets count params or macs, not latency"),
+        ({"metric": "latency", "methods": ["blockswap"]}, "compress.latency_table: --metric latency needs"),
+        ({"metric": "latency", "methods": ["blockswap"], "latency_table": latency_table_file(
+            tmp_path / "t2.json", model="wrn-16-1")}, "compress.latency_table: .*t2.json: a latency table of wrn-16-1"),
+        ({"metric": "latency", "methods": ["blockswap"], "latency_table": latency_table_file(
+            tmp_path / "t3.json", threads=2)}, "compress.latency_table: .* measured at 2 threads, the job runs at 1"),
+        ({"budgets": [2e6, 20e6]}, "compress.budgets: budget 20,000,000 params is not below the teacher's"),
+        ({"budgets": [1000]}, r"compress.budgets: budget 1,000 params \(±2.5%\) is infeasible for resnet18"),
+        ({"methods": ["prune-magnitude"], "budgets": [20e6]}, "compress.budgets: budget 20,000,000 params is not"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(BlockswapError, match=message):
+            check_profile({**PROFILE, **changes}, str(root), str(teacher))
+    for path, message in ((tmp_path / "r18-10.pth", "compress.teacher: .*10 outputs, the folder 3 classes"),
+                          (tmp_path / "notes.pth", "compress.teacher: .*notes.pth: not a readable weights file")):
+        with pytest.raises(BlockswapError, match=message):
+            check_profile(PROFILE, str(root), str(path))
+    with pytest.raises(BlockswapError, match="compress.data: .*1 class folder"):
+        check_profile(PROFILE, str(one_class), str(teacher))
+    # The embedded teacher: teacher_model trained on Fashion-MNIST by teacher_recipe.
+    embedded = {**PROFILE, "budgets": [40000]}
+    check_profile(embedded, None, None)
+    with pytest.raises(BlockswapError, match="compress.teacher_model: unknown model 'resnet99'"):
+        check_profile({**embedded, "teacher_model": "resnet99"}, None, None)
+    with pytest.raises(BlockswapError, match="compress.teacher_recipe: milestones must be increasing"):
+        check_profile({**embedded, "teacher_recipe": {"milestones": [2, 1]}}, None, None)
+
+
+@pytest.mark.slow
+def test_compress_profile_refuses_impossible_configs_at_the_dry_run(tmp_path):
+    from test_workflow import ROOT, snakemake
+
+    profile = ROOT / "workflow/config/compress.yaml"
+    for config, message in (("compress={recipe: {lr: -0.1}}", "compress.recipe.lr: -0.1 is less than or equal to "
+                                                               "the minimum of 0"),
+                            ("compress={metric: latency}", "compress.methods: pruning budgets count params or macs")):
+        run = snakemake("-n", "--configfile", profile, "--config", config, workdir=tmp_path)
+        assert run.returncode == 2 and message in run.stderr, run.stderr[-2000:]
+        assert len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
 
 
 def test_nested_config_overrides_are_read_as_their_schema_types(tmp_path):

@@ -98,6 +98,26 @@ def test_schema_recipe_defaults_are_the_config_defaults():
             assert got == want, f"schema {section}.{key} default {got!r}, TrainConfig {want!r}"
 
 
+def test_compress_schema_bounds_the_recipe_as_the_paper_profiles_do():
+    """The compress profile's recipes: TrainConfig fields without defaults (the command's own apply), bounded as
+    config.schema.yaml's recipe and distillation; seed and threads are the profile's own keys, not a recipe's."""
+    paper = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["definitions"]
+    paper = {**paper["recipe"]["properties"], **paper["distillation"]["properties"]}
+    schema = yaml.safe_load((ROOT / "workflow/schemas/compress.schema.yaml").read_text())
+    training = schema["definitions"]["training"]["properties"]
+    recipe = schema["properties"]["compress"]["properties"]["recipe"]
+    assert recipe["$ref"] == "#/definitions/training" and recipe["unevaluatedProperties"] is False
+    for key, spec in {**training, **recipe["properties"]}.items():
+        assert key in FIELDS and "default" not in spec, key
+        if key in paper:
+            for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"):
+                assert spec.get(bound) == paper[key].get(bound), f"{key}.{bound}"
+            wanted = paper[key]["type"]
+            assert set(wanted if isinstance(wanted, list) else [wanted]) <= set(
+                spec["type"] if isinstance(spec["type"], list) else [spec["type"]]), key
+    assert not {"seed", "threads", "dataset", "data_dir"} & set(training)
+
+
 def test_shared_constants_are_stated_once():
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
     assert schema["search"]["properties"]["tolerance"]["default"] == TOLERANCE

@@ -205,21 +205,57 @@ def _blockswap(*args, cwd):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("missing", "no such profile"),
+    ("missing", "p.yaml: no such profile"),
     ("not_yaml", "not YAML"),
     ("other_out", "holds another rehearsal"),
+    ("not_a_mapping", "p.yaml: a profile is a mapping of config keys"),
+    ("name_not_a_string", "p.yaml: name: 5 is not of type 'string' (see workflow/schemas/config.schema.yaml)"),
+    ("key_of_another_type", "p.yaml: teacher: [0, 1] is not of type 'object'"),
+    ("compress_recipe", "p.yaml: compress.recipe.lr: -0.1 is less than or equal to the minimum of 0 (see "
+                        "workflow/schemas/compress.schema.yaml)"),
+    ("out_under_a_file", "--out a-file/out: a-file is a file, not a folder"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, case, message):
-    profile = tmp_path / "p.yaml"
-    if case == "not_yaml":
-        profile.write_text("dataset: [unclosed\n")
+    profile, out_dir = tmp_path / "p.yaml", "out"
+    texts = {"not_yaml": "dataset: [unclosed\n", "not_a_mapping": "- name\n- cifar10\n",
+             "name_not_a_string": "name: 5\n", "key_of_another_type": "name: cifar10\nteacher: [0, 1]\n",
+             "compress_recipe": "name: compress\ncompress: {recipe: {lr: -0.1}}\n"}
+    if case in texts:
+        profile.write_text(texts[case])
     elif case == "other_out":
         profile.write_text(yaml.safe_dump(_profile("moonshine")))
         other = tmp_path / "o.yaml"
         other.write_text(yaml.safe_dump(_profile("wrn28")))
         assert _blockswap("rehearse", other, "--out", "out", cwd=tmp_path).returncode == 0
-    out = _blockswap("rehearse", profile, "--out", "out", cwd=tmp_path)
+    elif case == "out_under_a_file":
+        profile.write_text(yaml.safe_dump(_profile("moonshine")))
+        (tmp_path / "a-file").write_text("")
+        out_dir = "a-file/out"
+    before = sorted(tmp_path.rglob("*"))
+    out = _blockswap("rehearse", profile, "--out", out_dir, cwd=tmp_path)
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_a_read_only_out_is_refused_naming_it(tmp_path, monkeypatch, capsys):
+    """As a user who may not write there (root may, so the refusal is simulated where the check tries)."""
+    import errno
+    import tempfile
+
+    from blockswap.cli import main
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert main(["rehearse", str(ROOT / "workflow/config/moonshine.yaml"), "--out", str(locked / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"blockswap rehearse: error: --out {locked / 'out'}: cannot write into {locked} (Permission "
+                   "denied); choose another output path")
+    assert list(locked.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -57,3 +57,34 @@ def test_progress_bars_are_drawn_on_a_terminal_only(monkeypatch):
     bar.close()
     assert "epoch 1/1" in sys.stderr.getvalue()
     assert progress_bar(False, total=3).disable  # --quiet
+
+
+def test_the_training_time_is_estimated_after_its_first_timed_steps(tmp_path, capsys):
+    """Said once, within the first epoch (after the warm-up and ESTIMATE_STEPS timed steps), for all the epochs and
+    their tests; on a tiny run its figure is the training's actual time to within a factor of 3 (loosely: the
+    machine may be busy)."""
+    import re
+
+    from blockswap.genotype import Genotype
+    from blockswap.recipe import TrainConfig
+    from blockswap.runner import ESTIMATE_STEPS, WARMUP_STEPS
+    from blockswap.train import train
+    from test_compress import image_folder
+
+    root = image_folder(tmp_path / "data", per_class=32, channels=1, side=16)  # 96 images: 32 steps of 3
+    epochs, steps = 2, 32
+    assert WARMUP_STEPS + ESTIMATE_STEPS < steps
+    config = TrainConfig(dataset="folder", data_dir=str(root), epochs=epochs, batch_size=3, lr=0.05, threads=1,
+                         progress=False)
+    g = Genotype.uniform("wrn-10-1", "Conv", in_channels=1, num_classes=3, image_size=16)
+    metrics = train(config, g, out_checkpoint=tmp_path / "model.pt")
+    err = capsys.readouterr().err
+    said = re.findall(r"estimated training time: .* left \((\d+) steps at ([\d.e-]+) s, timed over (\d+), "
+                      r"and (\d+) tests\)", err)
+    assert len(said) == 1, err
+    left, step_s, timed, tests = int(said[0][0]), float(said[0][1]), int(said[0][2]), int(said[0][3])
+    assert timed == ESTIMATE_STEPS and tests == epochs
+    assert left == epochs * steps - (WARMUP_STEPS + ESTIMATE_STEPS)
+    assert err.index("timed over") < err.index(f"epoch 1/{epochs}")  # before the first epoch's end
+    predicted, actual = epochs * steps * step_s, metrics["provenance"]["wall_time_s"]
+    assert actual / 3 < predicted < actual * 3, (predicted, actual)

@@ -20,6 +20,7 @@ report's wall_time_s is the job's total.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -191,18 +192,9 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
 
     from .data import load_dataset, stratified_subset
     from .engine import Precision, resolve_device
-    from .latency import SHAPE_KEYS, cost_table, load_table
-    from .sampling import CostTable, sample_table
 
-    if method not in METHODS:
-        raise BlockswapError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if method != "blockswap":
-        from .pruning import check_metric, torch_pruning
-
-        check_metric(metric)
-        torch_pruning()  # installed, or one line saying how
-    if not config.uses_at:
-        raise BlockswapError("compress distils the student with attention transfer: give --at-beta > 0")
+    check_method(metric, method)
+    check_distillation(config)
     device = resolve_device(config.device)
     Precision.for_run(config, device)  # amp and channels-last: CUDA only
     train_set = load_dataset("folder", data_dir, "train")
@@ -218,25 +210,109 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
     # The student learns from the teacher's view of the images: both get the teacher's preprocessing.
     config = dataclasses.replace(config, normalize=config.normalize or normalize)
     train_set = load_dataset("folder", data_dir, "train", normalize=config.normalize)
-    table = None
-    if metric == "latency":
-        if latency_table is None:
-            raise BlockswapError(f"--metric latency needs --latency-table FILE: measure one for {genotype.model} on "
-                                 f"this device with `blockswap latency-table --model {genotype.model} --image-size "
-                                 f"{genotype.image_size} --in-channels {genotype.in_channels} --num-classes "
-                                 f"{genotype.num_classes} --device {device.type}`")
-        table = load_table(latency_table, device, model=genotype.model, threads=job_threads(config),
-                           shape={key: getattr(genotype, key) for key in SHAPE_KEYS})
+    table = budget_table(latency_table, metric, genotype, device, job_threads(config))
+    costs = check_budget(genotype, budget, metric, method, table, config.seed)
+    return weights, genotype, state_dict, train_set, device, table, costs, config
+
+
+def check_method(metric: str, method: str) -> None:
+    """The method: its metric, Torch-Pruning installed."""
+    if method not in METHODS:
+        raise BlockswapError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if method != "blockswap":
+        from .pruning import check_metric, torch_pruning
+
+        check_metric(metric)
+        torch_pruning()  # installed, or one line saying how
+
+
+def check_distillation(config) -> None:
+    if not config.uses_at:
+        raise BlockswapError("compress distils the student with attention transfer: give --at-beta > 0")
+
+
+def budget_table(latency_table: str | None, metric: str, genotype, device, threads: int) -> dict | None:
+    """The latency table a latency budget is counted in (None for params and MACs): given, and measured for the
+    teacher's model and input shape, on `device` at `threads` (device None: whichever the table was measured on,
+    at `threads` if a CPU - the workflow's dry run, before the job's machine is known)."""
+    from .latency import SHAPE_KEYS, load_table
+
+    if metric != "latency":
+        return None
+    if latency_table is None:
+        raise BlockswapError(f"--metric latency needs --latency-table FILE: measure one for {genotype.model} on "
+                             f"the job's device with `blockswap latency-table --model {genotype.model} --image-size "
+                             f"{genotype.image_size} --in-channels {genotype.in_channels} --num-classes "
+                             f"{genotype.num_classes} --threads {threads}"
+                             + (f" --device {device.type}`" if device is not None else "`"))
+    return load_table(latency_table, device, model=genotype.model, threads=threads,
+                      shape={key: getattr(genotype, key) for key in SHAPE_KEYS})
+
+
+def check_budget(genotype, budget: float, metric: str, method: str, table: dict | None, seed: int):
+    """A budget some student reaches: below the teacher's cost and, for BlockSwap, within the range its
+    substitutions span (the sampler's cost table, returned; None for pruning)."""
+    from .latency import cost_table
+    from .sampling import CostTable, sample_table
+
     full = budget_cost(genotype, metric, table)
     if budget >= full:
         raise BlockswapError(f"budget {budget:,.0f} {metric} is not below the teacher's {full:,.0f}: nothing to "
                              "compress")
-    costs = None
-    if method == "blockswap":
-        costs = cost_table(table) if table else CostTable.build(
-            genotype.model, "blockswap", metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
-        sample_table(costs, budget, 1, config.seed)  # refuses a budget no substitution reaches, in one line
-    return weights, genotype, state_dict, train_set, device, table, costs, config
+    if method != "blockswap":
+        return None
+    costs = cost_table(table) if table else CostTable.build(
+        genotype.model, "blockswap", metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
+    sample_table(costs, budget, 1, seed)  # refuses a budget no substitution reaches, in one line
+    return costs
+
+
+def check_profile(section: dict, data: str | None, teacher: str | None) -> None:
+    """The compress profile's `compress` section (rules/compress.smk) at the workflow's dry run: what every job of
+    it would refuse, checked as `check_inputs` checks one job, so that no job starts on an impossible config - but
+    without its work: the folder's shape from its class folders and first image, the teacher's from its tensors,
+    no test of the teacher, the job's machine not yet known. `data`, `teacher`: their paths, None where embedded
+    (Fashion-MNIST written as a folder; teacher_model trained on it). Each failure one BlockswapError naming the
+    key."""
+    from types import SimpleNamespace
+
+    from .data import folder_shape
+    from .datadirs import DATASET_SHAPES
+    from .genotype import Genotype
+    from .recipe import DISTILL_DEFAULTS, TrainConfig
+
+    with _key("compress.recipe"):
+        config = TrainConfig.from_dict({**DISTILL_DEFAULTS, **section["recipe"], "dataset": "folder"})
+        check_distillation(config)
+    metric, methods = section["metric"], section["methods"]
+    with _key("compress.methods"):
+        for method in methods:
+            check_method(metric, method)
+    with _key("compress.data"):
+        shape = folder_shape(data) if data else DATASET_SHAPES["fashion-mnist"]
+    if teacher:
+        with _key("compress.teacher"):
+            genotype = teacher_genotype(Path(teacher), SimpleNamespace(**shape))[0]
+    else:
+        with _key("compress.teacher_recipe"):
+            TrainConfig.from_dict(section["teacher_recipe"])
+        with _key("compress.teacher_model"):
+            genotype = Genotype.uniform(section["teacher_model"], "Conv", **shape)
+    with _key("compress.latency_table"):
+        table = budget_table(section["latency_table"], metric, genotype, None, section["threads"])
+    strictest = "blockswap" if "blockswap" in methods else methods[0]  # pruning's one check, and the sampler's
+    with _key("compress.budgets"):
+        for budget in section["budgets"]:
+            check_budget(genotype, budget, metric, strictest, table, config.seed)
+
+
+@contextlib.contextmanager
+def _key(key: str):
+    """A BlockswapError inside as one naming the profile's `key`."""
+    try:
+        yield
+    except BlockswapError as e:
+        raise BlockswapError(f"{key}: {e}") from None
 
 
 def job_threads(config) -> int:

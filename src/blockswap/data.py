@@ -46,6 +46,7 @@ from .imagefolder import (
     FolderDataset,
     Preprocess,
     check_image_files,
+    decode_all,
     decoded_split,
     first_image_side,
     folder_split,
@@ -313,6 +314,16 @@ def _folder(data_dir: Path | None, split: str) -> Dataset:
     mean, std = pixel_statistics(images if split == "train" else decoded_split(str(data_dir), "train"))
     return TensorDataset("folder", images, torch.tensor(labels), tuple(classes), mean, std,
                          dict(pad=-(-images.shape[-1] // 8), flip=images.shape[1] == 3, cutout=0), RESIZE, "folder")
+
+
+def folder_shape(data_dir) -> dict:
+    """The in_channels, image_size and num_classes `load_dataset("folder", data_dir)` gives, from the class folders
+    and the first image alone (a workflow's dry run, which must not decode the folder)."""
+    classes, paths, _ = folder_split(Path(data_dir), "train", FOLDER_HOW, min_classes=2)
+    if first_image_side(paths[0]) > SMALL_SIDE:
+        return {"in_channels": 3, "image_size": 224, "num_classes": len(classes)}  # as FolderDataset decodes them
+    first = decode_all(paths[:1])
+    return {"in_channels": first.shape[1], "image_size": first.shape[-1], "num_classes": len(classes)}
 
 
 # ------------------------------------------------------------------------------------------- augmentation

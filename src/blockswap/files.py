@@ -63,16 +63,23 @@ def check_output(path: str | os.PathLike, what: str = "output") -> None:
     path = Path(path)
     if path.is_dir():
         raise BlockswapError(f"{what} {path} is a directory; name a file inside it")
-    parent = path.parent
-    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    _check_writable_folder(path.parent, f"{what} {path}")
+
+
+def _check_writable_folder(folder: Path, named: str) -> None:
+    """`folder` can be written into, made where it is missing; else one line that starts with `named` (the user's
+    option and path: never the probe file)."""
+    from .errors import BlockswapError
+
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
-        raise BlockswapError(f"{what} {path}: {existing} is a file, not a folder")
+        raise BlockswapError(f"{named}: {existing} is a file, not a folder")
     try:  # really try: root passes os.access checks, yet a read-only mount still refuses it
         fd, probe = tempfile.mkstemp(prefix=".blockswap-probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise BlockswapError(f"{what} {path}: cannot write into {existing} ({e.strerror}); "
+        raise BlockswapError(f"{named}: cannot write into {existing} ({e.strerror}); "
                              "choose another output path") from None
 
 
@@ -96,7 +103,7 @@ def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> No
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise BlockswapError(f"{what} {path} is a file, not a folder")
-    check_output(path / ".probe", what)
+    _check_writable_folder(path, f"{what} {path}")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -189,23 +189,19 @@ def predict(table: dict, g: Genotype) -> float:
 SHAPE_KEYS = ("in_channels", "num_classes", "image_size")
 
 
-def load_table(path: str | os.PathLike, device: str | torch.device, model: str | None = None,
+def load_table(path: str | os.PathLike, device: str | torch.device | None, model: str | None = None,
                threads: int | None = None, shape: dict | None = None) -> dict:
     """A latency table measured on this device (and for `model`, at `threads` intra-op threads on a CPU, for
-    inputs of `shape`: in_channels, num_classes, image_size), or one line saying why it cannot be used."""
+    inputs of `shape`: in_channels, num_classes, image_size), or one line saying why it cannot be used. Device
+    None: the machine is not known yet (a workflow's dry run), the table's own device is taken."""
     table = read_json(path, "latency table")
     if not isinstance(table, dict) or not {"model", "device", "blocks", "fixed_us"} <= set(table):
         raise BlockswapError(f"{path}: not a latency table; write one with `blockswap latency-table`")
-    device = torch.device(device)
-    if table["device"] != device.type:
-        raise BlockswapError(f"{path}: measured on {table['device']} ({table['device_name']}), not {device.type}; "
-                             f"measure a table on this device with `blockswap latency-table --device {device.type}`")
+    if device is not None:
+        _check_device(path, table, torch.device(device))
     if model is not None and table["model"] != model:
         raise BlockswapError(f"{path}: a latency table of {table['model']}, not {model}")
-    there, here = re.sub(r", \d+ threads$", "", table["device_name"]), device_name(device)  # older tables: threads
-    if there != here:
-        raise BlockswapError(f"{path}: measured on {there}, this is {here}; "
-                             "latency does not carry over: measure a table here")
+    device = torch.device(table["device"] if device is None else device)
     if threads is not None and device.type == "cpu" and table.get("threads") != threads:
         raise BlockswapError(f"{path}: measured at {table.get('threads')} threads, the job runs at {threads}; "
                              f"give --threads {table.get('threads')}, or measure a table with `blockswap "
@@ -215,6 +211,17 @@ def load_table(path: str | os.PathLike, device: str | torch.device, model: str |
             raise BlockswapError(f"{path}: measured at {key.replace('_', '-')} {table[key]}, not {value}; "
                                  "measure a table at this shape")
     return table
+
+
+def _check_device(path, table: dict, device: torch.device) -> None:
+    """The table was measured on this kind of device, and on this very one."""
+    if table["device"] != device.type:
+        raise BlockswapError(f"{path}: measured on {table['device']} ({table['device_name']}), not {device.type}; "
+                             f"measure a table on this device with `blockswap latency-table --device {device.type}`")
+    there, here = re.sub(r", \d+ threads$", "", table["device_name"]), device_name(device)  # older tables: threads
+    if there != here:
+        raise BlockswapError(f"{path}: measured on {there}, this is {here}; "
+                             "latency does not carry over: measure a table here")
 
 
 def cost_table(table: dict) -> CostTable:

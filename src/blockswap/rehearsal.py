@@ -338,6 +338,26 @@ def _imagenet_present(data_dir: Path) -> bool:
     return (data_dir / "train").is_dir() and (data_dir / "val").is_dir()
 
 
+SCHEMAS = Path(__file__).resolve().parents[2] / "workflow" / "schemas"  # in a checkout, beside the Snakefile
+
+
+def check_schema(profile: dict, profile_path: Path) -> None:
+    """The profile against the schema the workflow validates it with (the compress profile's, or the paper
+    profiles'), so that a key of the wrong type is refused in one line naming it before anything is written
+    rather than deep in the overlay. Without a checkout (no schemas) the workflow's own validation remains."""
+    import jsonschema
+    import yaml
+
+    schema = SCHEMAS / ("compress.schema.yaml" if profile.get("name") == "compress" else "config.schema.yaml")
+    if not schema.is_file():
+        return
+    validator = jsonschema.Draft202012Validator(yaml.safe_load(schema.read_text()))
+    why = jsonschema.exceptions.best_match(validator.iter_errors(profile))
+    if why is not None:
+        raise BlockswapError(f"{profile_path}: {why.json_path.lstrip('$.') or 'top level'}: {why.message} (see "
+                             f"{schema.relative_to(SCHEMAS.parents[1])})")
+
+
 def prepare(profile_path: Path, out_dir: Path) -> tuple[Path, list[str]]:
     """Write the rehearsal's overlay config (and the stand-in data it needs) under `out_dir`; return the
     overlay's path and one line per data source saying whether it is the user's or a stand-in."""
@@ -356,6 +376,7 @@ def prepare(profile_path: Path, out_dir: Path) -> tuple[Path, list[str]]:
         raise BlockswapError(f"{profile_path}: not YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(profile, dict):
         raise BlockswapError(f"{profile_path}: a profile is a mapping of config keys, as workflow/config/*.yaml")
+    check_schema(profile, profile_path)
     cfg = overlay(profile, str(out_dir / "results"))
     said = []
     if cfg.get("name") == "compress":

@@ -140,12 +140,49 @@ def resume_path_for(out_checkpoint: Path, resume_path) -> Path:
     return Path(resume_path) if resume_path else out_checkpoint.with_name(out_checkpoint.name + ".resume")
 
 
+# The early estimate of a training's time: the first steps of an attempt are left out (allocation, caches), then it
+# is said after this many timed steps or seconds of them, whichever comes first.
+WARMUP_STEPS, ESTIMATE_STEPS, ESTIMATE_SECONDS = 3, 20, 30.0
+
+
+class StepClock:
+    """The stop, passed on, that also times the training steps: `agreed()` is asked before each step, so the time
+    between two calls in one epoch is one step. Once enough steps are timed (after the warm-up) it calls
+    `then(seconds per step, steps timed, steps finished this epoch)`, once. `lap()` at an epoch's end, so that
+    testing and saving are not taken for a step."""
+
+    def __init__(self, stop: AgreedStop, then: Callable[[float, int, int], None]):
+        self.stop, self.then = stop, then
+        self.last, self.stepped, self.warmup, self.timed, self.seconds = None, 0, WARMUP_STEPS, 0, 0.0
+
+    @property
+    def signum(self) -> int:
+        return self.stop.signum
+
+    def agreed(self) -> bool:
+        now = time.perf_counter()
+        if self.last is not None:
+            self.stepped += 1
+            if self.warmup:
+                self.warmup -= 1
+            elif self.then:
+                self.timed, self.seconds = self.timed + 1, self.seconds + now - self.last
+                if self.timed >= ESTIMATE_STEPS or self.seconds >= ESTIMATE_SECONDS:
+                    self.then(self.seconds / self.timed, self.timed, self.stepped)
+                    self.then = None
+        self.last = time.perf_counter()  # the estimate's own time is not a step's
+        return self.stop.agreed()
+
+    def lap(self) -> None:
+        self.last, self.stepped = None, 0
+
+
 class Run:
     """One training as the loop drives it. A subclass (a dataclass) holds `config` (with `epochs`, `eval_every`
     and `progress`), `world`, `model` (unwrapped), `progress` (`checkpoint.Progress`), `started` (perf_counter at
     the start of this attempt) and `resume_path`, and supplies the methods that raise NotImplementedError."""
 
-    def train_steps(self, stop: AgreedStop) -> int:
+    def train_steps(self, stop: StepClock) -> int:
         """Train the current epoch from `progress.step` on until its end or until `stop.agreed()` (asked before
         each step, so a collective at the same steps on every process), leaving the step reached in
         `progress.step` and the sums in `progress.tally`; return the epoch's number of steps."""
@@ -170,17 +207,24 @@ class Run:
         """Wall time of all attempts."""
         return self.progress.elapsed_s + time.perf_counter() - self.started
 
+    def test_steps(self) -> float:
+        """A test's time in training steps, roughly, for the early estimate (0: not known)."""
+        return 0.0
+
     def bar(self, steps: int) -> tqdm:
-        """The progress bar of the current epoch (on a terminal of rank 0, unless the config turns it off)."""
+        """The progress bar of the current epoch (on a terminal of rank 0, unless the config turns it off); its
+        `steps` are the epoch's, which the early estimate counts with."""
+        self.epoch_steps = steps
         config, progress = self.config, self.progress
         return progress_bar(config.progress and self.world.main, total=steps, initial=progress.step,
                             desc=f"epoch {progress.epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True)
 
-    def epoch(self, stop: AgreedStop) -> None:
+    def epoch(self, stop: StepClock) -> None:
         """Train the current epoch (from its saved step), test if due, save; raise Preempted on `stop`."""
         progress = self.progress
         epoch, tick = progress.epoch, time.perf_counter()
         steps = self.train_steps(stop)
+        stop.lap()
         if progress.step < steps:  # stopped mid-epoch
             progress.tally.seconds += time.perf_counter() - tick
             self.save_resume(mid_epoch=True)
@@ -199,7 +243,7 @@ class Run:
 
     def say_estimate(self, epoch_s: float) -> None:
         """Once an attempt, after its first whole epoch: how long the training will take in all (the epochs left
-        at this epoch's time), on stderr of rank 0 - a job's log says early whether it fits the time it has."""
+        at this epoch's time, its test included), on stderr of rank 0 - the early estimate, refined."""
         if getattr(self, "_estimated", False) or not self.world.main:
             return
         self._estimated = True
@@ -207,10 +251,24 @@ class Run:
         tqdm.write(f"estimated training time: {_duration(self.elapsed() + left)} in all, {_duration(left)} left "
                    f"({self.config.epochs - self.progress.epoch} epochs at {epoch_s:.0f} s)", file=sys.stderr)
 
+    def say_early_estimate(self, step_s: float, timed: int, stepped: int) -> None:
+        """Once an attempt, after its first timed steps (`StepClock`): how long the training will take in all - the
+        steps left at their pace, each test left at `test_steps` - on stderr of rank 0, so that a job's log says
+        within a minute, not after a long first epoch, whether it fits the time it has."""
+        if not self.world.main:
+            return
+        config, progress = self.config, self.progress
+        steps = (config.epochs - progress.epoch) * self.epoch_steps - progress.step - stepped
+        tests = sum(1 for e in range(progress.epoch + 1, config.epochs + 1)
+                    if e % config.eval_every == 0 or e == config.epochs)
+        left = (steps + tests * self.test_steps()) * step_s
+        tqdm.write(f"estimated training time: {_duration(self.elapsed() + left)} in all, {_duration(left)} left "
+                   f"({steps} steps at {step_s:.3g} s, timed over {timed}, and {tests} tests)", file=sys.stderr)
+
     def run(self, requests: Callable = stop_requests) -> None:
         """Train the epochs that are left, stopping between steps when `requests()` has recorded a signal."""
         with requests() as received:
-            stop = AgreedStop(self.world, received)
+            stop = StepClock(AgreedStop(self.world, received), self.say_early_estimate)
             while self.progress.epoch < self.config.epochs:
                 self.epoch(stop)
 

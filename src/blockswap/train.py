@@ -59,7 +59,7 @@ from tqdm import tqdm
 from .checkpoint import Progress, ResumeFile, Tally, load_model, weights_sha256
 from .counting import analytic, compression_ratio
 from .data import check_fits, default_augment, iterate_batches, load_dataset
-from .distributed import AgreedStop, World, check_batch, is_main, joined
+from .distributed import World, check_batch, is_main, joined
 from .engine import Precision, evaluate, resolve_device, train_one_epoch
 from .errors import BlockswapError
 from .files import check_distinct_files, provenance
@@ -68,7 +68,7 @@ from .losses import Objective
 from .measure import measured
 from .models import Network, create_model
 from .recipe import TrainConfig, learning_rate, scheduled_lr
-from .runner import Preempted, Run, resolve_threads, resume_path_for, seed_all  # noqa: F401 - Preempted re-exported
+from .runner import Preempted, Run, StepClock, resolve_threads, resume_path_for, seed_all  # noqa: F401 - Preempted re-exported
 from .structured import compressed_parameters
 
 
@@ -227,7 +227,7 @@ class _Run(Run):
     def resume_path(self) -> Path:
         return self.resume.path
 
-    def train_steps(self, stop: AgreedStop) -> int:
+    def train_steps(self, stop: StepClock) -> int:
         config, progress, steps, world = self.config, self.progress, self.steps, self.world
         epoch = progress.epoch
         batches = iterate_batches(self.train_set, config.batch_size, train=True, seed=config.seed, epoch=epoch,
@@ -243,6 +243,10 @@ class _Run(Run):
 
     def test(self) -> dict:
         return evaluate(self.model, self.test_set, self.config.eval_batch_size, self.device, self.world)
+
+    def test_steps(self) -> float:
+        """A forward pass, a third of a step's forward and backward, per batch of test images."""
+        return len(self.test_set) / self.config.batch_size / 3
 
     def record(self, epoch: int, steps: int, test: dict | None, seconds: float) -> dict:
         return _epoch_record(self.config, epoch, steps, self.progress.tally, test, seconds)

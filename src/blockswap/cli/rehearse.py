@@ -19,4 +19,4 @@ def add_commands(sub) -> None:
     p = sub.add_parser("rehearse", help="write a profile's rehearsal overlay (and stand-in data where needed)")
     p.add_argument("profile", help="the profile's config, e.g. workflow/config/cifar10.yaml")
     p.add_argument("--out", required=True, help="folder of the overlay, the stand-ins and the results")
-    p.set_defaults(func=cmd_rehearse)
+    p.set_defaults(func=cmd_rehearse, output_dirs=("out",))

@@ -40,13 +40,13 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import Progress, Tally, describe, read, rng_state, save, set_rng_state
-from ..distributed import AgreedStop, World, check_batch, joined
+from ..distributed import World, check_batch, joined
 from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
 from ..genotype import Genotype
 from ..recipe import RUN_ONLY, learning_rate, scheduled_lr
-from ..runner import Run, resolve_threads, resume_path_for, seed_all, stop_requests
+from ..runner import Run, StepClock, resolve_threads, resume_path_for, seed_all, stop_requests
 from .backbone import init_weights_sha256
 from .build import build_detector
 from .detectors import DetectorConfig
@@ -164,7 +164,7 @@ class _DetectionRun(Run):
     progress: Progress = field(default_factory=Progress)
     ap: dict | None = None  # the last evaluation's
 
-    def train_steps(self, stop: AgreedStop) -> int:
+    def train_steps(self, stop: StepClock) -> int:
         config, progress, world, train_set = self.config, self.progress, self.world, self.train_set
         epoch = progress.epoch
         train_set.set_epoch(epoch)  # its augmentation draws from (seed, epoch, index)
