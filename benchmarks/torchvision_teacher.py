@@ -108,9 +108,13 @@ def main() -> None:
     root, weights, out = args.out / "data", args.out / "r18.pth", args.out / "compressed"
     if not root.exists():
         write_folder(root, {"train": args.train, "val": args.val})
-    started = time.perf_counter()
-    own_error = train_the_torchvision_way(root, weights, args.epochs)
-    teacher_s = time.perf_counter() - started
+    record = args.out / "teacher.json"  # the teacher of an earlier run of this script, reused
+    if not record.exists():
+        started = time.perf_counter()
+        error = train_the_torchvision_way(root, weights, args.epochs)
+        record.write_text(json.dumps({"error": error, "seconds": time.perf_counter() - started}))
+    teacher = json.loads(record.read_text())
+    own_error, teacher_s = teacher["error"], teacher["seconds"]
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "blockswap", "compress", "--teacher", str(weights), "--data", str(root),
                     "--budget", args.budget, "--threads", str(args.threads), "--quiet", "-o", str(out)],
