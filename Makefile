@@ -7,11 +7,12 @@ CORES ?= all
 
 .PHONY: install data run rehearse test lint report clean-results mmdet test-mmdet
 
-# The stamp is rebuilt whenever the pins change.
-$(VENV)/.installed: pyproject.toml
+# The exact versions of envs/constraints.txt within pyproject.toml's ranges; the stamp is rebuilt whenever
+# either changes.
+$(VENV)/.installed: pyproject.toml envs/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c envs/constraints.txt -e '.[test,docs]'
 	touch $@
 
 install: $(VENV)/.installed

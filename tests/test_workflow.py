@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from blockswap.counting import analytic
 from blockswap.genotype import Genotype
@@ -211,11 +214,38 @@ def test_sync_bn_reaches_the_command_only_when_true(tmp_path):
                             "--sync-bn True " in c for c in parallel)
 
 
+def constraints() -> dict[str, str]:
+    """{normalised name: version} of envs/constraints.txt."""
+    lines = (ROOT / "envs/constraints.txt").read_text().splitlines()
+    pins = [line.split("==") for line in lines if line.strip() and not line.startswith("#")]
+    assert all(len(p) == 2 for p in pins), "constraints.txt holds exact pins only (name==version)"
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def test_every_dependency_range_holds_its_pinned_version():
+    """pyproject.toml's ranges (and its extras', but for mmdet's, built apart) admit the versions of
+    envs/constraints.txt, the environment that `make install` gives, and each range's lower bound was tested:
+    it is no newer than the pin."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    pins = constraints()
+    for spec in project["dependencies"] + [r for name, reqs in extras.items() if name != "mmdet" for r in reqs]:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not pinned in envs/constraints.txt"
+        assert req.specifier.contains(pins[name]), f"{spec} excludes the pinned {pins[name]}"
+        lower = [s.version for s in req.specifier if s.operator == ">="]
+        assert lower and Version(lower[0]) <= Version(pins[name]), f"{spec}: no tested lower bound"
+
+
 def test_conda_env_carries_the_same_pins():
-    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = constraints()
+    names = [Requirement(r).name for r in project["dependencies"]]
+    expected = {f"{name}=={pins[canonicalize_name(name)]}" for name in names}
     env = yaml.safe_load((ROOT / "envs/blockswap.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert sorted(p for p in pip if "==" in p) == sorted(pins)
+    assert {p for p in pip if "==" in p} == expected
 
 
 # --- an end-to-end run of the reduced config ------------------------------------------------------
