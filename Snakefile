@@ -20,6 +20,7 @@ if config.get("name") == "compress":
         default_target: True
         input:
             rules.compress_table.output,
+            rules.compress_results_page.output,
 
 else:
 

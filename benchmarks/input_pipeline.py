@@ -12,6 +12,15 @@ size, both ending in normalised float32 batches:
 The first --warmup batches of each epoch (worker start-up, first decodes) are not timed. The two run
 alternately for --rounds rounds so that drift on a shared machine hits them alike; the figures are the best
 round's (the one least disturbed by other processes) and the median; the load average is printed first.
+
+    .venv/bin/python benchmarks/input_pipeline.py --decoders [--images 300] [--rounds 3]
+
+Decoding alone, one process, one thread: the same --images files decoded to uint8 RGB C×H×W by
+torchvision.io (read_file + decode_image, deprecated since torchvision 0.29), by Pillow
+(`imagefolder.decode_image`, what blockswap uses) and by TorchCodec's decode_image where it is installed, as
+JPEG (quality 90) and PNG, at the ImageNet-like sizes above and at 32×32 (CIFAR's); alternated for --rounds
+rounds, best and median images/s, and whether each gives torchvision.io's pixels (the share of files that
+differ and the largest difference if not).
 """
 
 from __future__ import annotations
@@ -32,24 +41,80 @@ CLASSES = 8
 SIZES = ((375, 500), (500, 375), (333, 500), (500, 500), (375, 500))  # (height, width), landscape most often
 
 
-def write_images(root: Path, n: int) -> None:
-    """n JPEGs in root/train/<class>/: a coarse random colour field upsampled, plus fine noise (a window at a
-    random offset into one noise field, which is much quicker than fresh noise per image)."""
-    from torchvision.io import encode_jpeg
-
+def synthetic_images(n: int, sizes=SIZES):
+    """n uint8 3×H×W images: a coarse random colour field upsampled, plus fine noise (a window at a random offset
+    into one noise field, which is much quicker than fresh noise per image)."""
     g = torch.Generator().manual_seed(0)
-    for c in range(CLASSES):
-        (root / "train" / f"n{c:08d}").mkdir(parents=True)
-    side = max(max(s) for s in SIZES)
+    side = max(max(s) for s in sizes)
     noise = 12 * torch.randn(3, side + 64, side + 64, generator=g)
     for i in range(n):
-        h, w = SIZES[i % len(SIZES)]
+        h, w = sizes[i % len(sizes)]
         coarse = torch.rand(1, 3, 6, 8, generator=g) * 255
         image = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)[0]
         dy, dx = torch.randint(64, (2,), generator=g).tolist()
-        image = (image + noise[:, dy: dy + h, dx: dx + w]).clamp(0, 255).to(torch.uint8)
-        (root / "train" / f"n{i % CLASSES:08d}" / f"img{i:06d}.JPEG").write_bytes(
-            encode_jpeg(image, quality=90).numpy().tobytes())
+        yield (image + noise[:, dy: dy + h, dx: dx + w]).clamp(0, 255).to(torch.uint8)
+
+
+def save(image: torch.Tensor, path: Path, format: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path, format=format, quality=90)
+
+
+def write_images(root: Path, n: int) -> None:
+    """n JPEGs in root/train/<class>/ (`synthetic_images`)."""
+    for c in range(CLASSES):
+        (root / "train" / f"n{c:08d}").mkdir(parents=True)
+    for i, image in enumerate(synthetic_images(n)):
+        save(image, root / "train" / f"n{i % CLASSES:08d}" / f"img{i:06d}.JPEG", "JPEG")
+
+
+def torchvision_decode(path: str) -> torch.Tensor:
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # what is measured here is why we left it
+        return decode_image(read_file(path), mode=ImageReadMode.RGB)
+
+
+def decoders(n: int, rounds: int) -> None:
+    """Decoding speed and agreement of torchvision.io and Pillow on JPEG and PNG files (see the docstring)."""
+    from blockswap.imagefolder import decode_image
+
+    torch.set_num_threads(1)
+    contenders = {"torchvision.io": torchvision_decode, "Pillow": decode_image}
+    try:  # TorchCodec, torchvision's successor for decoding, where it is installed
+        from torchcodec.decoders import decode_image as torchcodec_decode
+
+        contenders["TorchCodec"] = torchcodec_decode
+    except ImportError:
+        pass
+    print(f"{'files':<22} {'decoder':<15} {'best images/s':>14} {'median':>8}  agreement")
+    with tempfile.TemporaryDirectory() as tmp:
+        for sizes, label in ((SIZES, "ImageNet-like"), (((32, 32),), "32×32")):
+            images = list(synthetic_images(n, sizes))
+            for format, suffix in (("JPEG", "JPEG"), ("PNG", "png")):
+                paths = [str(Path(tmp) / f"{label}-{i}.{suffix}") for i in range(n)]
+                for image, path in zip(images, paths):
+                    save(image, Path(path), format)
+                rates = {name: [] for name in contenders}
+                for _ in range(rounds):
+                    for name, decode in contenders.items():
+                        start = time.perf_counter()
+                        for path in paths:
+                            decode(path)
+                        rates[name].append(n / (time.perf_counter() - start))
+                reference = [torchvision_decode(p).int() for p in paths]
+                for name, decode in contenders.items():
+                    pairs = [(a, decode(p).int()) for a, p in zip(reference, paths)]
+                    differ = sum(not torch.equal(a, b) for a, b in pairs)
+                    worst = max((a - b).abs().max().item() for a, b in pairs)
+                    agreement = ("identical" if not differ else f"{differ}/{n} files differ, by at most {worst}"
+                                 ) + " to torchvision.io"
+                    print(f"{label + ' ' + format:<22} {name:<15} {max(rates[name]):>14.0f} "
+                          f"{statistics.median(rates[name]):>8.0f}  {agreement}")
 
 
 def ours(root: Path, batch_size: int, workers: int, seed: int):
@@ -89,7 +154,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=1, help="untimed batches at the start of each epoch")
     parser.add_argument("--rounds", type=int, default=3, help="epochs of each pipeline, alternated")
+    parser.add_argument("--decoders", action="store_true",
+                        help="time decoding alone: torchvision.io against Pillow, on JPEG and PNG files")
     args = parser.parse_args()
+    if args.decoders:
+        print(f"{args.images} files each, {args.rounds} rounds, 1 thread, torch {torch.__version__}, "
+              f"load average {os.getloadavg()[0]:.2f}")
+        return decoders(args.images, args.rounds)
     if args.warmup < 1:
         parser.error("--warmup must be at least 1: the clock starts when the last warm-up batch arrives")
     print(f"{args.images} JPEGs, {args.workers} workers, batch {args.batch_size}, {args.warmup} warm-up batch(es), "

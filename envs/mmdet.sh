@@ -27,5 +27,5 @@ if ! ls "$wheels"/onedl_mmcv-2.3.6-*.whl >/dev/null 2>&1; then
     MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
         "$pip" wheel --no-build-isolation --no-deps --wheel-dir "$wheels" "$build"/onedl_mmcv-2.3.6
 fi
-"$pip" install --quiet --find-links "$wheels" -e ".[mmdet]"
+"$pip" install --quiet --find-links "$wheels" -c envs/constraints.txt -e ".[mmdet]"
 "$python" -c 'import mmcv.ops, mmdet, mmengine; print("mmdet", mmdet.__version__, "mmcv", mmcv.__version__, "mmengine", mmengine.__version__)'

@@ -239,6 +239,11 @@ def claims_metrics(wildcards):
 
 
 def all_outputs():
+    """The profile's targets: its report's tables and figures, then the page that sums them up."""
+    return report_outputs() + [f"{R}/RESULTS.md"]
+
+
+def report_outputs():
     outs = []
     # The detection stage (rules/detection.smk); detection.only: that stage alone (the coco profile).
     if config["detection"]["enabled"]:

@@ -43,6 +43,22 @@ rule compress_table:
         "blockswap compress-table {input} -o {output.table} --figure {output.figure} > {log} 2>&1"
 
 
+rule compress_results_page:
+    """RESULTS.md: the table and figure with the run's commit, machine, threads and time (`blockswap
+    results-page`)."""
+    input:
+        rules.compress_table.output,
+    output:
+        f"{R}/RESULTS.md",
+    log:
+        f"{R}/logs/results_page.log",
+    params:
+        results=lambda w, output: output[0].rsplit("/", 1)[0],  # the folder RESULTS.md sums up
+        profile=config["name"],
+    shell:
+        "blockswap results-page {params.results} --profile {params.profile} -o {output} > {log} 2>&1"
+
+
 rule compress_student:
     """One student: `blockswap compress` into its own folder (an interrupted job resumes there)."""
     input:

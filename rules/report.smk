@@ -124,3 +124,24 @@ rule report_claims:
     shell:
         "blockswap report claims {params.scores} --metrics {input.metrics} --paper {params.paper}"
         " --table {output.table} > {log} 2>&1"
+
+
+rule results_page:
+    """RESULTS.md: the report's tables and figures with the run's commit, machine, threads and time, read from
+    the run's own files (`blockswap results-page`); written last, after every other target.
+    """
+    input:
+        lambda w: report_outputs() + structured_outputs(),
+    output:
+        f"{R}/RESULTS.md",
+    log:
+        f"{LOGS}/report/results_page.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
+    params:
+        results=lambda w, output: output[0].rsplit("/", 1)[0],  # the folder RESULTS.md sums up
+        profile=config["name"],
+    shell:
+        "blockswap results-page {params.results} --profile {params.profile} -o {output} > {log} 2>&1"

@@ -31,6 +31,14 @@ def one_thread():
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def write_jpeg(image, path, quality: int = 75) -> None:
+    """uint8 C×H×W (a torch tensor) as a JPEG file, by Pillow."""
+    from PIL import Image
+
+    pixels = image.permute(1, 2, 0).numpy()
+    Image.fromarray(pixels[..., 0] if image.shape[0] == 1 else pixels).save(path, format="JPEG", quality=quality)
+
+
 def write_idx(path: Path, array: np.ndarray, compress=True) -> None:
     """An IDX file (big-endian dims, uint8 payload) as the Fashion-MNIST distribution has them."""
     raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()

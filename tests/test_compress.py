@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from torchvision.io import write_png
 
 from blockswap.checkpoint import load_model, save
 from blockswap.cli import main
@@ -26,6 +25,7 @@ from blockswap.counting import analytic
 from blockswap.data import load_dataset
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
+from blockswap.imagefolder import encode_png
 from blockswap.measure import measured
 from blockswap.models import create_model
 
@@ -38,7 +38,7 @@ def image_folder(root, classes=3, per_class=8, channels=3, side=32, seed=0):
             (root / split / f"class{c}").mkdir(parents=True)
             for i in range(per_class):
                 img = (torch.rand(channels, side, side, generator=g) * 128 + 40 * c).clamp(0, 255).to(torch.uint8)
-                write_png(img, str(root / split / f"class{c}" / f"{i}.png"))
+                encode_png(img, root / split / f"class{c}" / f"{i}.png")
     return root
 
 

@@ -24,10 +24,7 @@ from blockswap.data import (
 from blockswap.datadirs import DATASET_SHAPES, locate_fashion_mnist
 from blockswap.errors import BlockswapError
 
-from conftest import write_fashion, write_idx
-
-# torchvision 0.29 deprecates its image codecs in favour of TorchCodec; they still work.
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
+from conftest import write_fashion, write_idx, write_jpeg
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -184,7 +181,6 @@ def test_cifar10_errors(tmp_path):
 # ---------------------------------------------------------------------------------------------- ImageNet
 @pytest.fixture
 def imagenet_dir(tmp_path):
-    from torchvision.io import encode_jpeg, write_file
     # Folder names deliberately not in creation order; image sizes vary and are not square.
     sizes = {"n02": [(300, 400), (260, 250), (240, 320)], "n01": [(256, 256), (400, 300)]}
     for split in ("train", "val"):
@@ -192,7 +188,7 @@ def imagenet_dir(tmp_path):
             (tmp_path / split / wnid).mkdir(parents=True)
             for j, (h, w) in enumerate(shapes):
                 colour = torch.tensor([40 * k + 10 * j, 100, 200], dtype=torch.uint8).view(3, 1, 1)
-                write_file(str(tmp_path / split / wnid / f"img{j}.JPEG"), encode_jpeg(colour.expand(3, h, w).clone()))
+                write_jpeg(colour.expand(3, h, w).clone(), tmp_path / split / wnid / f"img{j}.JPEG")
     (tmp_path / "train" / "n01" / "notes.txt").write_text("not an image")
     return tmp_path
 
@@ -395,13 +391,12 @@ def test_resumed_epoch_yields_the_rest_of_the_uninterrupted_one(shard):
 @pytest.fixture
 def noise_jpegs(tmp_path):
     """imagenet/train/ with 2 class folders of 5 random-noise JPEGs of assorted sizes: crops differ visibly."""
-    from torchvision.io import encode_jpeg, write_file
     g = torch.Generator().manual_seed(0)
     for i in range(10):
         folder = tmp_path / "train" / f"n{i % 2}"
         folder.mkdir(parents=True, exist_ok=True)
         image = torch.randint(0, 256, (3, 40 + 4 * i, 60 - 2 * i), dtype=torch.uint8, generator=g)
-        write_file(str(folder / f"img{i}.JPEG"), encode_jpeg(image))
+        write_jpeg(image, folder / f"img{i}.JPEG")
     return tmp_path
 
 

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from torchvision.io import write_png
 
 import blockswap
 from blockswap import deploy
@@ -15,12 +14,12 @@ from blockswap.cli import main
 from blockswap.data import default_augment, iterate_batches, load_dataset
 from blockswap.errors import BlockswapError
 from blockswap.genotype import Genotype
+from blockswap.imagefolder import encode_png
 from blockswap.models import create_model
 from test_compress import image_folder, trained_checkpoint
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning"),
-              pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")]
+              pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")]
 
 
 def checkpoint(path, genotype, seed=0):
@@ -70,7 +69,7 @@ def test_blockswap_load_gives_logits_alone_in_eval_mode(tmp_path):
 def test_an_image_file_is_prepared_as_training_tests_it(tmp_path, channels, side):
     root = image_folder(tmp_path / "d", per_class=2, channels=channels, side=side)
     odd = (torch.rand(channels, side + 5, side - 3) * 255).to(torch.uint8)  # another size: resized as training does
-    write_png(odd, str(root / "val" / "class2" / "9.png"))
+    encode_png(odd, root / "val" / "class2" / "9.png")
     train, test = load_dataset("folder", root, "train"), load_dataset("folder", root, "test")
     spec = deploy.preprocessing(train)
     ours = deploy.prepare(sorted(str(p) for p in (root / "val").glob("*/*.png")), spec)  # the set's order
@@ -99,7 +98,7 @@ def test_compress_writes_onnx_torchscript_and_preprocess_json_checked_against_py
     folder = out / "student"
     train = load_dataset("folder", root, "train")
     spec = json.loads((folder / "preprocess.json").read_text())
-    assert spec == {"format": "blockswap-preprocess-1", "decoder": "torchvision.io.decode_image",
+    assert spec == {"format": "blockswap-preprocess-1", "decoder": deploy.DECODER,
                     "color": "grayscale", "channels": 1, "input_size": [28, 28], "layout": "NCHW, float32",
                     "resize": {"policy": "resize", "size": [28, 28], "antialias": True},
                     "normalize": "x = (pixels / 255 - mean) / std", "mean": list(train.mean), "std": list(train.std),

@@ -39,7 +39,7 @@ def test_default_profile_runs_the_detection_stage(tmp_path):
 def test_coco_profile_dag_and_commands(tmp_path):
     """Detection alone, on the COCO files (no set to build), at torchvision's sizes, batch 16."""
     jobs = planned_jobs("--configfile", COCO, workdir=tmp_path)
-    assert jobs == {**{r: 1 for r in DETECTION_RULES if r != "detect_make_set"}, "all": 1}
+    assert jobs == {**{r: 1 for r in DETECTION_RULES if r != "detect_make_set"}, "results_page": 1, "all": 1}
     out = snakemake("-n", "-p", "--configfile", COCO, workdir=tmp_path).stdout
     budget = analytic(Genotype.uniform("resnet34", "DConv")).params
     assert budget == 3_132_520 and f"--budget {budget} " in out and "--samples 1000 " in out

@@ -17,14 +17,14 @@ from blockswap.checkpoint import load_model
 from blockswap.engine import evaluate
 from blockswap.pretrained import import_weights
 
+from conftest import write_jpeg
+
 CLASSES = 3
 
 
 @pytest.fixture(scope="module")
 def imagenet(tmp_path_factory):
     """train/ and val/ with CLASSES class folders of 2 random 64×48 JPEGs each."""
-    from torchvision.io import write_jpeg
-
     root = tmp_path_factory.mktemp("imagenet")
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
@@ -33,7 +33,7 @@ def imagenet(tmp_path_factory):
             folder.mkdir(parents=True)
             for i in range(2):
                 image = torch.from_numpy(rng.integers(0, 256, (3, 48, 64), dtype=np.uint8))
-                write_jpeg(image, str(folder / f"{i}.JPEG"))
+                write_jpeg(image, folder / f"{i}.JPEG")
     return str(root)
 
 

@@ -294,7 +294,8 @@ def test_compress_rehearsal_with_standins_executes_every_rule(tmp_path):
         f"compress.budgets: [{params // 4}], a quarter of the stand-in teacher's {params:,} params"]
     run = snakemake("--cores", 2, "--configfile", profile, told["overlay"], workdir=tmp_path, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
-    assert job_stats(run.stderr + run.stdout) == {"compress_student": 6, "compress_table": 1, "all": 1}
+    assert job_stats(run.stderr + run.stdout) == {"compress_student": 6, "compress_table": 1,
+                                                  "compress_results_page": 1, "all": 1}
     reports = [json.loads(p.read_text()) for p in (tmp_path / "out/results").glob("*/*/*/report.json")]
     assert {(r["teacher"]["params"], r["teacher"]["test_examples"]) for r in reports} == {(params, 32)}
     assert all(r["student"]["params"] <= params // 4 * 1.025 and r["student"]["test_examples"] == 32 for r in reports)

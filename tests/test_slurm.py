@@ -59,7 +59,7 @@ RULE_CLASS = {
     "sample_candidates": "light", "select_top": "light", "sample_random_nets": "light",
     "sample_n_candidates": "light", "select_n_top": "light",
     "report_results": "light", "report_correlation": "light", "report_proxy_zoo": "light", "report_density": "light",
-    "report_samples": "light", "report_claims": "light",
+    "report_samples": "light", "report_claims": "light", "results_page": "light",
     "distill_structured": "train", "distill_structured_repeat": "train", "train_structured_scratch": "train",
     "distill_structured_crs_off": "train",
     "report_structured": "light",
@@ -400,7 +400,7 @@ def test_workflow_through_slurm_equals_local_run(slurm_cluster, runs):
         "train_teacher", "sample_candidates", "score_candidates", "select_top", "distill_blockswap",
         "distill_moonshine", "distill_moonshine", "sample_random_nets", "distill_random_net", "distill_random_net",
         "score_random_nets", "report_results", "report_correlation", "report_proxy_zoo", "report_density",
-        "report_claims"]), rules
+        "report_claims", "results_page"]), rules
 
     # The sbatch calls carry the config's resources (threads -> --cpus-per-task, no GPU on CPU).
     resources = yaml.safe_load(SLURM_CONFIG.read_text())["resources"]

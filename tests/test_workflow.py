@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from blockswap.counting import analytic
 from blockswap.genotype import Genotype
@@ -74,7 +77,7 @@ def test_cifar10_profile_dag():
         "sample_n_candidates": 6, "score_n_candidates": 6, "select_n_top": 6, "distill_sample_count": 6,
         "report_results": 1, "report_correlation": 1, "report_proxy_zoo": 1,
         "report_density": 1, "report_samples": 1, "report_claims": 1,
-        "all": 1}
+        "results_page": 1, "all": 1}
 
 
 def test_imagenet_profile_dag():
@@ -83,7 +86,7 @@ def test_imagenet_profile_dag():
     # budgets, G(4) the 8.1M; ResNet-18 and ResNet-18-0.5.
     assert jobs == {"import_teacher": 1, "sample_candidates": 2, "score_candidates": 2, "select_top": 2,
                     "distill_blockswap": 2, "distill_moonshine": 3, "distill_scaled": 2, "report_results": 1,
-                    "report_claims": 1, "all": 1}
+                    "report_claims": 1, "results_page": 1, "all": 1}
 
 
 def test_moonshine_profile_dag():
@@ -93,7 +96,7 @@ def test_moonshine_profile_dag():
     assert jobs == {"train_teacher": 3, "distill_moonshine": 57, "distill_moonshine_kd": 57,
                     "train_moonshine_scratch": 57, "sample_candidates": 1, "score_candidates": 1, "select_top": 1,
                     "distill_blockswap": 3, "train_blockswap_scratch": 3, "report_results": 1, "report_claims": 1,
-                    "all": 1}
+                    "results_page": 1, "all": 1}
 
 
 def test_wrn28_structured_profile_dag():
@@ -103,7 +106,7 @@ def test_wrn28_structured_profile_dag():
     assert jobs == {"train_teacher": 3, "distill_structured": 48, "train_structured_scratch": 48,
                     "distill_structured_crs_off": 9, "sample_candidates": 2, "score_candidates": 2,
                     "select_top": 2, "distill_blockswap": 6, "distill_moonshine": 6, "report_results": 1,
-                    "report_claims": 1, "report_structured": 1, "all": 1}
+                    "report_claims": 1, "report_structured": 1, "results_page": 1, "all": 1}
     out = snakemake("-n", "-p", "--configfile", ROOT / "workflow/config/wrn28.yaml")
     commands = [line for line in out.stdout.splitlines() if "--block TensorTrain_0.24 " in line]
     assert sum("--crs-wd True " in c and "--at-beta 1000 " in c and "method=structured " in c for c in commands) == 3
@@ -124,7 +127,7 @@ def test_default_profile_dag(tmp_path):
                     "distill_structured": 1, "distill_structured_repeat": 2, "report_structured": 1,
                     "report_results": 1, "report_correlation": 1, "report_proxy_zoo": 1,
                     "report_density": 1, "report_claims": 1,
-                    "all": 1}
+                    "results_page": 1, "all": 1}
 
 
 def test_fmnist_profile_dag():
@@ -140,7 +143,7 @@ def test_fmnist_profile_dag():
                     "sample_n_candidates": 6, "score_n_candidates": 6, "select_n_top": 6, "distill_sample_count": 6,
                     "report_results": 1, "report_correlation": 1, "report_proxy_zoo": 1,
                     "report_density": 1, "report_samples": 1,
-                    "report_claims": 1, "all": 1}
+                    "report_claims": 1, "results_page": 1, "all": 1}
 
 
 def test_table1_profile_dag():
@@ -150,7 +153,8 @@ def test_table1_profile_dag():
     assert jobs == {"train_teacher": 1, "sample_candidates": 1, "score_candidates": 1, "select_top": 1,
                     "distill_blockswap": 1, "sample_random_nets": 1, "distill_random_net": 100,
                     "distill_random_net_repeat": 20, "score_random_nets": 3, "report_results": 1,
-                    "report_correlation": 1, "report_proxy_zoo": 1, "report_density": 1, "report_claims": 1, "all": 1}
+                    "report_correlation": 1, "report_proxy_zoo": 1, "report_density": 1, "report_claims": 1,
+                    "results_page": 1, "all": 1}
     out = snakemake("-n", "-p", "--configfile", ROOT / "workflow/config/table1.yaml")
     repeats = re.findall(r"--index (\d+) .*?--seed (\d+) .*?--label net=\1 --label teacher_seed=0 --label seed=\2",
                          out.stdout)
@@ -211,11 +215,38 @@ def test_sync_bn_reaches_the_command_only_when_true(tmp_path):
                             "--sync-bn True " in c for c in parallel)
 
 
+def constraints() -> dict[str, str]:
+    """{normalised name: version} of envs/constraints.txt."""
+    lines = (ROOT / "envs/constraints.txt").read_text().splitlines()
+    pins = [line.split("==") for line in lines if line.strip() and not line.startswith("#")]
+    assert all(len(p) == 2 for p in pins), "constraints.txt holds exact pins only (name==version)"
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def test_every_dependency_range_holds_its_pinned_version():
+    """pyproject.toml's ranges (and its extras', but for mmdet's, built apart) admit the versions of
+    envs/constraints.txt, the environment that `make install` gives, and each range's lower bound was tested:
+    it is no newer than the pin."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    pins = constraints()
+    for spec in project["dependencies"] + [r for name, reqs in extras.items() if name != "mmdet" for r in reqs]:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req.name} is not pinned in envs/constraints.txt"
+        assert req.specifier.contains(pins[name]), f"{spec} excludes the pinned {pins[name]}"
+        lower = [s.version for s in req.specifier if s.operator == ">="]
+        assert lower and Version(lower[0]) <= Version(pins[name]), f"{spec}: no tested lower bound"
+
+
 def test_conda_env_carries_the_same_pins():
-    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = constraints()
+    names = [Requirement(r).name for r in project["dependencies"]]
+    expected = {f"{name}=={pins[canonicalize_name(name)]}" for name in names}
     env = yaml.safe_load((ROOT / "envs/blockswap.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert sorted(p for p in pip if "==" in p) == sorted(pins)
+    assert {p for p in pip if "==" in p} == expected
 
 
 # --- an end-to-end run of the reduced config ------------------------------------------------------
@@ -279,15 +310,15 @@ def test_incremental_reruns_touch_only_what_changed(finished_run, tmp_path):
     edits = {
         # a new minibatch count: one more proxy scoring per random-net budget, and the table
         "ablations.minibatches": ([1, 3], {"score_random_nets": 1, "report_correlation": 1, "report_proxy_zoo": 1,
-                                           "report_claims": 1, "all": 1}),
+                                           "report_claims": 1, "results_page": 1, "all": 1}),
         # a second teacher seed: its teacher and its students; ablations stay on the first teacher
         "teacher.seeds": ([0, 1], {"train_teacher": 1, "distill_blockswap": 1, "distill_moonshine": 1,
                                    "distill_structured": 1, "report_results": 1, "report_claims": 1,
-                                   "report_structured": 1, "all": 1}),
+                                   "report_structured": 1, "results_page": 1, "all": 1}),
         # one more ablation (c) point: an independent search, pick and student per search seed (2)
         "ablations.sample_counts": ([3, 5], {"sample_n_candidates": 2, "score_n_candidates": 2,
                                              "select_n_top": 2, "distill_sample_count": 2, "report_samples": 1,
-                                             "report_claims": 1, "all": 1}),
+                                             "report_claims": 1, "results_page": 1, "all": 1}),
         # a setting at its default that was not in the schema when the results were made: nothing
         "student.recipe.sync_bn": (False, {}),
     }

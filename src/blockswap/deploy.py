@@ -33,6 +33,7 @@ BATCH = 64
 FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 RUNTIMES = ("torch", "onnx")
 PREPROCESS_FORMAT = "blockswap-preprocess-1"
+DECODER = "Pillow: Image.open(path).convert(color)"  # imagefolder.decode_image; grey from colour is ITU-R 601 luma
 RESIZE = "resize"  # small images: resized to the input size unless they have it (imagefolder.decode_all)
 CENTRE_CROP = "resize-shorter-side-then-centre-crop"  # larger ones: as imagefolder.load_image tests them
 HOW = "give the output folder of `blockswap compress` (or its student/ folder)"
@@ -89,7 +90,7 @@ def preprocessing(dataset) -> dict:
     else:
         height, width = dataset.images.shape[-2:]
         resize = {"policy": RESIZE, "size": [height, width], "antialias": True}
-    return {"format": PREPROCESS_FORMAT, "decoder": "torchvision.io.decode_image",
+    return {"format": PREPROCESS_FORMAT, "decoder": DECODER,
             "color": "grayscale" if channels == 1 else "rgb", "channels": channels, "input_size": [height, width],
             "layout": "NCHW, float32", "resize": resize, "normalize": "x = (pixels / 255 - mean) / std",
             "mean": list(mean), "std": list(std), "normalize_from": dataset.preprocess.normalize,
@@ -106,16 +107,16 @@ def read_preprocessing(folder: Path) -> dict:
 
 def read_image(path: str | os.PathLike, spec: dict) -> torch.Tensor:
     """One image file as uint8 C×H×W, decoded and resized as `spec` (preprocess.json) says."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
     from torchvision.transforms.v2 import functional as TF
+
+    from .imagefolder import decode_image
 
     if not Path(path).is_file():
         raise BlockswapError(f"{path}: no such image file")
-    mode = ImageReadMode.GRAY if spec["channels"] == 1 else ImageReadMode.RGB
     try:
-        img = decode_image(read_file(str(path)), mode=mode)
-    except RuntimeError as e:
-        raise BlockswapError(f"{path}: cannot decode image ({str(e).splitlines()[0]}); give a PNG or JPEG "
+        img = decode_image(str(path), "L" if spec["channels"] == 1 else "RGB")
+    except BlockswapError as e:
+        raise BlockswapError(f"{str(e).removesuffix('; replace or delete the file')}; give a PNG or JPEG "
                              "file") from None
     resize = spec["resize"]
     if resize["policy"] == CENTRE_CROP:

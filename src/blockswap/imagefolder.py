@@ -133,24 +133,46 @@ def check_image_files(paths) -> None:
                                  "the file")
 
 
+GREY_MODES = {"1", "L", "I", "I;16", "F"}  # Pillow's modes of one-channel images
+
+
+def decode_image(path: str, mode: str | None = "RGB") -> torch.Tensor:
+    """One image file decoded by Pillow to uint8 C×H×W: `mode` "RGB" (three channels; alpha dropped, grey
+    repeated), "L" (one: grey, or ITU-R 601 luma of a colour image) or None (one if the file is grey, else
+    three). A file Pillow cannot decode raises `undecodable`'s one-line error."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if mode is None:
+                mode = "L" if img.mode in GREY_MODES else "RGB"
+            img = img.convert(mode) if img.mode != mode else img
+            pixels = np.array(img)  # decodes, and copies into a writable array torch can share
+    except (OSError, SyntaxError, ValueError) as e:  # Pillow's UnidentifiedImageError is an OSError
+        raise undecodable(path, e) from None
+    return torch.from_numpy(pixels).unsqueeze(0) if pixels.ndim == 2 else torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+def encode_png(image: torch.Tensor, path) -> None:
+    """uint8 C×H×W (C 1 or 3) written as a PNG file (lossless: `decode_image` gives the same tensor back)."""
+    from PIL import Image
+
+    pixels = image.permute(1, 2, 0).numpy()
+    Image.fromarray(pixels[..., 0] if image.shape[0] == 1 else pixels).save(path, format="PNG")
+
+
 def decode_all(paths: list[str]) -> torch.Tensor:
     """Every image of `paths` decoded, uint8 N×C×H×W at the first image's size (others resized to it): one
     channel if the first image has one (grayscale), else three (RGB)."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
     from torchvision.transforms.v2 import functional as TF
 
-    def read(path, mode):
-        try:
-            return decode_image(read_file(path), mode=mode)
-        except RuntimeError as e:
-            raise undecodable(path, e) from None
-
-    first = read(paths[0], ImageReadMode.UNCHANGED)
-    mode = ImageReadMode.GRAY if first.shape[0] == 1 else ImageReadMode.RGB
+    first = decode_image(paths[0], None)
+    mode = "L" if first.shape[0] == 1 else "RGB"
     size = list(first.shape[-2:])
-    out = torch.empty(len(paths), 1 if mode == ImageReadMode.GRAY else 3, *size, dtype=torch.uint8)
+    out = torch.empty(len(paths), first.shape[0], *size, dtype=torch.uint8)
     for i, path in enumerate(paths):
-        img = read(path, mode)
+        img = decode_image(path, mode)
         out[i] = img if list(img.shape[-2:]) == size else TF.resize(img, size, antialias=True)
     return out
 
@@ -169,19 +191,18 @@ def pixel_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[flo
 
 def first_image_side(path: str) -> int:
     """The longer side of one image, read from its header."""
-    from torchvision.io import decode_image, read_file
+    from PIL import Image
 
     try:
-        return max(decode_image(read_file(path)).shape[-2:])
-    except RuntimeError as e:
+        with Image.open(path) as img:
+            return max(img.size)
+    except (OSError, SyntaxError, ValueError) as e:
         raise undecodable(path, e) from None
 
 
 def write_folder(train, test, root: Path) -> Path:
     """Two in-memory splits as an image folder: root/{train,val}/<class>/<index>.png ("/" in a class name
     becomes "-"); written into a temporary folder renamed at the end, so a folder present is complete."""
-    from torchvision.io import write_png
-
     from .files import atomic_dir
 
     with atomic_dir(root) as tmp:
@@ -190,7 +211,7 @@ def write_folder(train, test, root: Path) -> Path:
             for name in names:
                 (tmp / split / name).mkdir(parents=True)
             for i, (img, label) in enumerate(zip(ds.images, ds.labels.tolist())):
-                write_png(img, str(tmp / split / names[label] / f"{i:05d}.png"))
+                encode_png(img, tmp / split / names[label] / f"{i:05d}.png")
     return root
 
 
@@ -255,7 +276,8 @@ class FolderDataset:
             augment.draw(len(b), self.image_size, self.image_size, g)
         # Imported here, before the workers fork: they inherit what load_image needs rather than each
         # importing it anew (about a second) every epoch.
-        import torchvision.transforms.v2.functional  # noqa: F401  (imports torchvision.io too)
+        import PIL.Image  # noqa: F401
+        import torchvision.transforms.v2.functional  # noqa: F401
         # Our own generator, because without one the DataLoader draws its worker seed from (and so moves)
         # torch's global RNG; decoding never uses that seed.
         loader = torch.utils.data.DataLoader(self, batch_sampler=batches[start:], num_workers=workers,
@@ -284,13 +306,9 @@ def _random_resized_box(h: int, w: int, g: torch.Generator, scale=(0.08, 1.0), r
 def load_image(path: str, seed: int | None, size: int = 224) -> torch.Tensor:
     """Decode one image to uint8 3×size×size: random-resized crop + flip from `seed`, or (seed None)
     resize the short side to size·8/7 (256 for 224) and take the centre crop."""
-    from torchvision.io import ImageReadMode, decode_image, read_file  # slow import, only image folders need it
-    from torchvision.transforms.v2 import functional as TF
+    from torchvision.transforms.v2 import functional as TF  # slow import, only image folders need it
 
-    try:
-        img = decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except RuntimeError as e:
-        raise undecodable(path, e) from None
+    img = decode_image(path, "RGB")
     if seed is None:  # RESIZE_CROP
         return TF.center_crop(TF.resize(img, [size * 8 // 7], antialias=True), [size, size])
     g = torch.Generator().manual_seed(seed)

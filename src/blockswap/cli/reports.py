@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from pathlib import Path
 
+from ..errors import BlockswapError
 from ..files import check_output
 
 
@@ -43,8 +45,33 @@ e.g. blockswap report {name} --metrics runs/*/metrics.json {example}--paper cifa
 """
 
 
+def cmd_results_page(args) -> None:
+    from ..report import page
+
+    results = Path(args.results)
+    if not results.is_dir():
+        raise BlockswapError(f"{results}: no such results folder; give results/<profile> of a finished run")
+    profile = args.profile or results.name
+    written = [page.write_page(results, profile, Path(args.output) if args.output else None)]
+    if args.docs:
+        written.append(page.copy_to_docs(results, profile, Path(args.docs)))
+    print("\n".join(map(str, written)))
+
+
 def add_commands(sub) -> None:
     from ..report import PROFILES, REPORTS
+
+    p = sub.add_parser("results-page", help="a finished profile's RESULTS.md: its tables, figures, commit, machine, "
+                       "threads and time, all read from its own files",
+                       description="Write RESULTS_DIR/RESULTS.md (or -o) from the run's own files: the claims and "
+                       "main tables, the others linked, the figures, the commit its result files record, the CPU "
+                       "model, the jobs' thread counts and the benchmarked jobs' wall and CPU time. --docs also "
+                       "writes DIR/<profile>.md with its figures in DIR/<profile>/.")
+    p.add_argument("results", metavar="RESULTS_DIR", help="the profile's results folder, e.g. results/default")
+    p.add_argument("--profile", help="the profile's name (default: the folder's name)")
+    p.add_argument("-o", "--output", help="the page (default RESULTS_DIR/RESULTS.md)")
+    p.add_argument("--docs", metavar="DIR", help="also copy it into the documentation, e.g. docs/results")
+    p.set_defaults(func=cmd_results_page, outputs=("output",), output_dirs=("docs",))
 
     p = sub.add_parser("report", help="tables and figures from run metrics, the papers' numbers beside ours")
     rsub = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
