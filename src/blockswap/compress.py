@@ -234,7 +234,7 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
     costs = None
     if method == "blockswap":
         costs = cost_table(table) if table else CostTable.build(
-            genotype.model, "blockswap", metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
+            genotype.model, None, metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
         sample_table(costs, budget, 1, config.seed)  # refuses a budget no substitution reaches, in one line
     return weights, genotype, state_dict, train_set, device, table, costs, config
 
