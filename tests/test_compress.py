@@ -21,7 +21,7 @@ from torchvision.io import write_png
 
 from blockswap.checkpoint import load_model, save
 from blockswap.cli import main
-from blockswap.compress import teacher_genotype, wilson_interval
+from blockswap.compress import teacher_genotype, torchvision_model, wilson_interval
 from blockswap.counting import analytic
 from blockswap.data import load_dataset
 from blockswap.errors import BlockswapError
@@ -87,11 +87,7 @@ def test_torchvision_teachers_are_recognised_and_checked(tmp_path):
     torch.save(torchvision.models.resnet34(num_classes=3).state_dict(), path)
     assert teacher_genotype(path, ds)[0].model == "resnet34"
     torch.save(torchvision.models.resnet50(num_classes=3).state_dict(), path)
-    with pytest.raises(BlockswapError, match=r"torchvision resnet50/101/152 \(bottleneck blocks"):
-        teacher_genotype(path, ds)
-    torch.save(torchvision.models.wide_resnet50_2(num_classes=3).state_dict(), path)
-    with pytest.raises(BlockswapError, match=r"torchvision wide_resnet50_2 \(bottleneck blocks"):
-        teacher_genotype(path, ds)
+    assert teacher_genotype(path, ds)[0].model == "resnet50"
     torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), path)
     with pytest.raises(BlockswapError, match="1000 outputs, the folder 3 classes"):
         teacher_genotype(path, ds)
@@ -100,6 +96,27 @@ def test_torchvision_teachers_are_recognised_and_checked(tmp_path):
     torch.save(state, path)
     with pytest.raises(BlockswapError, match=r"layer2.0.conv1.weight is \(64, 64, 3, 3\) there"):
         teacher_genotype(path, ds)
+
+
+@pytest.mark.parametrize("name", ["resnet101", "wide_resnet50_2"])
+def test_torchvision_bottleneck_resnets_are_recognised(name):
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        state = getattr(torchvision.models, name)(num_classes=3).state_dict()
+    assert torchvision_model(state, "t.pth") == name
+
+
+@pytest.mark.parametrize("name,words", [
+    ("resnet152", r"bottleneck blocks that the registry lacks \(blocks per stage \(3, 8, 36, 3\), layer1's 3×3 64 "
+                  r"wide\); compress takes resnet18 \(basic, 2-2-2-2, 64 wide\), .*resnet101 \(bottleneck, "
+                  r"3-4-23-3, 64 wide\), wide_resnet50_2 \(bottleneck, 3-4-6-3, 128 wide\) - or a blockswap "
+                  r"checkpoint"),
+    ("wide_resnet101_2", r"\(3, 4, 23, 3\), layer1's 3×3 128 wide\)"),
+    ("resnext50_32x4d", r"layer1's 3×3 128 wide, its 3×3s grouped \(32 groups, as a ResNeXt's\)")])
+def test_a_torchvision_resnet_the_registry_lacks_is_named_with_the_supported_ones(name, words):
+    with torch.device("meta"):
+        state = getattr(torchvision.models, name)(num_classes=3).state_dict()
+    with pytest.raises(BlockswapError, match=words):
+        torchvision_model(state, "t.pth")
 
 
 def trained_checkpoint(g: Genotype, root, path, steps=30, seed=0):
