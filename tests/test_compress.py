@@ -411,8 +411,8 @@ def test_the_card_shows_a_latency_budget_predicted_against_measured_and_a_miss()
                          {**budget, "met": True})[-1].endswith("budget met.")
 
 
-def torchvision_teacher(root, path, steps=24):
-    """A torchvision resnet18 trained as torchvision's reference does - ImageFolder, ToTensor, ImageNet's
+def torchvision_teacher(root, path, steps=24, model="resnet18"):
+    """A torchvision `model` trained as torchvision's reference does - ImageFolder, ToTensor, ImageNet's
     Normalize - by a plain loop, its state dict saved to `path`; returns its top-1 error (%) on DIR/val by the
     same plain loop."""
     from torchvision import datasets, transforms
@@ -423,7 +423,7 @@ def torchvision_teacher(root, path, steps=24):
     preprocess = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     train = torch.utils.data.DataLoader(datasets.ImageFolder(root / "train", preprocess), batch_size=8,
                                         shuffle=True)
-    net = torchvision.models.resnet18(num_classes=3)
+    net = getattr(torchvision.models, model)(num_classes=3)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     step = 0
     while step < steps:
@@ -462,6 +462,26 @@ def test_a_torchvision_teacher_is_tested_as_torchvision_trains_it(tmp_path, one_
     assert job["recipe"]["normalize"] == "imagenet"
     assert "minus mean [0.485, 0.456, 0.406], divided by std [0.229, 0.224, 0.225]" in (
         out / "model_card.md").read_text()
+
+
+def test_a_torchvision_resnet50_is_compressed_by_blockswap_and_by_pruning_at_the_same_budget(tmp_path, one_thread):
+    """ResNet-50's bottleneck blocks: BlockSwap searches its middles and 3×3s, Torch-Pruning removes its
+    channels; both students land in the same params budget and keep the teacher's attention points (AT)."""
+    root = image_folder(tmp_path / "d", per_class=16)
+    torchvision_teacher(root, tmp_path / "r50.pth", steps=48, model="resnet50")
+    budget, teacher_params = 12_000_000, analytic(Genotype.uniform("resnet50", "Conv", num_classes=3)).params
+    students = {}
+    for method in ("blockswap", "prune-magnitude"):
+        out = tmp_path / method
+        assert main(["compress", "--teacher", str(tmp_path / "r50.pth"), "--data", str(root), "--budget", "12M",
+                     "--method", method, "--samples", "2", "--epochs", "1", "--batch-size", "8", "--lr", "0.005",
+                     "--threads", "1", "--quiet", "-o", str(out)]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert report["teacher"]["params"] == teacher_params and report["distillation"] == "AT"
+        students[method] = report["student"]["params"]
+    pick = Genotype.from_dict(json.loads((tmp_path / "blockswap" / "search" / "genotype.json").read_text()))
+    assert pick.model == "resnet50" and analytic(pick).params == students["blockswap"]
+    assert abs(students["blockswap"] / budget - 1) < 0.025 and 0.975 * budget <= students["prune-magnitude"] <= budget
 
 
 def test_a_teacher_at_chance_is_refused_with_nothing_written(tmp_path, capsys, one_thread):
