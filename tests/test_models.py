@@ -109,6 +109,22 @@ def test_bottleneck_middles_narrow_and_group_the_3x3():
     assert net(torch.randn(2, 3, 32, 32))[0].shape == (2, 3)
 
 
+def test_a_bottleneck_blocks_probe_reads_its_branch_output():
+    """The Fisher probe sits on bn3's output, before the residual addition (BlockSwap §3.3), in every block."""
+    from blockswap.fisher import fisher_per_block
+
+    torch.manual_seed(0)
+    net = create_model(Genotype("resnet50", ("NeckB2", "DConv") * 8, num_classes=3, image_size=32)).train()
+    seen = {}
+    for i, block in enumerate(net.blocks):
+        block.bn3.register_forward_hook(lambda m, inp, out, i=i: seen.setdefault(("bn3", i), out))
+        block.probe.register_forward_hook(lambda m, inp, out, i=i: seen.setdefault(("probe", i), inp[0]))
+    net(torch.randn(4, 3, 32, 32))
+    assert all(seen[("probe", i)] is seen[("bn3", i)] for i in range(16))
+    fisher = fisher_per_block(net, [(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]))])
+    assert fisher.shape == (16,) and bool((fisher > 0).all())
+
+
 @pytest.mark.parametrize("model,block,words", [
     ("resnet18", "NeckB2", "'NeckB2' is a bottleneck-middle .* resnet18 has basic blocks .* fits resnet50, resnet101, "
                            "wide_resnet50_2"),
