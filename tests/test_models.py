@@ -126,10 +126,11 @@ def test_a_bottleneck_blocks_probe_reads_its_branch_output():
 
 
 @pytest.mark.parametrize("model,block,words", [
-    ("resnet18", "NeckB2", "'NeckB2' is a bottleneck-middle .* resnet18 has basic blocks .* fits resnet50, resnet101, "
-                           "wide_resnet50_2"),
+    ("resnet18", "NeckB2", "'NeckB2' is a bottleneck-middle block type and resnet18 has basic blocks, which take "
+                           "per-conv and whole-branch types; 'NeckB2' fits resnet50, resnet101, wide_resnet50_2"),
     ("wrn-16-1", "NeckA4", "wrn-16-1 has basic blocks"),
-    ("resnet50", "ConvB2", "'ConvB2' is a whole-branch .* resnet50 has bottleneck blocks .* fits resnet18"),
+    ("resnet50", "ConvB2", "'ConvB2' is a whole-branch .* resnet50 has bottleneck blocks, which take per-conv and "
+                           "bottleneck-middle types; 'ConvB2' fits resnet18"),
     ("resnet101", "MBConv6", "resnet101 has bottleneck blocks")])
 def test_a_type_of_the_other_block_kind_is_refused_naming_the_model(model, block, words):
     with pytest.raises(BlockswapError, match=words):

@@ -86,8 +86,8 @@ class Architecture:
             return None
         other = [n for n, a in models_by_blocks().items() if a != self.blocks_word]
         return (f"{btype.name!r} is a {KIND_WORDS[btype.kind]} block type and {self.name} has {self.blocks_word} "
-                f"blocks (it takes {' and '.join(KIND_WORDS[k] for k in self.kinds)} types; "
-                f"{btype.name!r} fits {', '.join(other)})")
+                f"blocks, which take {' and '.join(KIND_WORDS[k] for k in self.kinds)} types; {btype.name!r} fits "
+                f"{', '.join(other)}")
 
     def invalid_reason(self, slot: Slot, btype: BlockType) -> str | None:
         """Why `btype` cannot be used at `slot`, or None if it can."""

@@ -32,8 +32,7 @@ from .substitutions import COUNT_FAMILIES, FRACTION_FAMILIES, Substitution, pars
 PER_CONV = "conv"
 PER_BLOCK = "block"
 MIDDLE = "middle"
-KIND_WORDS = {PER_CONV: "per-conv", PER_BLOCK: "whole-branch (basic blocks only)",
-              MIDDLE: "bottleneck-middle (bottleneck blocks only)"}
+KIND_WORDS = {PER_CONV: "per-conv", PER_BLOCK: "whole-branch", MIDDLE: "bottleneck-middle"}
 
 
 def out_size(size: int, stride: int) -> int:
