@@ -20,7 +20,7 @@ import torchvision
 
 from blockswap.checkpoint import load_model, save
 from blockswap.cli import main
-from blockswap.compress import teacher_genotype, wilson_interval
+from blockswap.compress import teacher_genotype, torchvision_model, wilson_interval
 from blockswap.counting import analytic
 from blockswap.data import load_dataset
 from blockswap.errors import BlockswapError
@@ -87,11 +87,7 @@ def test_torchvision_teachers_are_recognised_and_checked(tmp_path):
     torch.save(torchvision.models.resnet34(num_classes=3).state_dict(), path)
     assert teacher_genotype(path, ds)[0].model == "resnet34"
     torch.save(torchvision.models.resnet50(num_classes=3).state_dict(), path)
-    with pytest.raises(BlockswapError, match=r"torchvision resnet50/101/152 \(bottleneck blocks"):
-        teacher_genotype(path, ds)
-    torch.save(torchvision.models.wide_resnet50_2(num_classes=3).state_dict(), path)
-    with pytest.raises(BlockswapError, match=r"torchvision wide_resnet50_2 \(bottleneck blocks"):
-        teacher_genotype(path, ds)
+    assert teacher_genotype(path, ds)[0].model == "resnet50"
     torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), path)
     with pytest.raises(BlockswapError, match="1000 outputs, the folder 3 classes"):
         teacher_genotype(path, ds)
@@ -100,6 +96,27 @@ def test_torchvision_teachers_are_recognised_and_checked(tmp_path):
     torch.save(state, path)
     with pytest.raises(BlockswapError, match=r"layer2.0.conv1.weight is \(64, 64, 3, 3\) there"):
         teacher_genotype(path, ds)
+
+
+@pytest.mark.parametrize("name", ["resnet101", "wide_resnet50_2"])
+def test_torchvision_bottleneck_resnets_are_recognised(name):
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        state = getattr(torchvision.models, name)(num_classes=3).state_dict()
+    assert torchvision_model(state, "t.pth") == name
+
+
+@pytest.mark.parametrize("name,words", [
+    ("resnet152", r"bottleneck blocks that the registry lacks \(blocks per stage \(3, 8, 36, 3\), layer1's 3×3 64 "
+                  r"wide\); compress takes resnet18 \(basic, 2-2-2-2, 64 wide\), .*resnet101 \(bottleneck, "
+                  r"3-4-23-3, 64 wide\), wide_resnet50_2 \(bottleneck, 3-4-6-3, 128 wide\) - or a blockswap "
+                  r"checkpoint"),
+    ("wide_resnet101_2", r"\(3, 4, 23, 3\), layer1's 3×3 128 wide\)"),
+    ("resnext50_32x4d", r"layer1's 3×3 128 wide, its 3×3s grouped \(32 groups, as a ResNeXt's\)")])
+def test_a_torchvision_resnet_the_registry_lacks_is_named_with_the_supported_ones(name, words):
+    with torch.device("meta"):
+        state = getattr(torchvision.models, name)(num_classes=3).state_dict()
+    with pytest.raises(BlockswapError, match=words):
+        torchvision_model(state, "t.pth")
 
 
 def trained_checkpoint(g: Genotype, root, path, steps=30, seed=0):
@@ -369,8 +386,8 @@ def test_the_card_shows_a_latency_budget_predicted_against_measured_and_a_miss()
                          {**budget, "met": True})[-1].endswith("budget met.")
 
 
-def torchvision_teacher(root, path, steps=24):
-    """A torchvision resnet18 trained as torchvision's reference does - ImageFolder, ToTensor, ImageNet's
+def torchvision_teacher(root, path, steps=24, model="resnet18"):
+    """A torchvision `model` trained as torchvision's reference does - ImageFolder, ToTensor, ImageNet's
     Normalize - by a plain loop, its state dict saved to `path`; returns its top-1 error (%) on DIR/val by the
     same plain loop."""
     from torchvision import datasets, transforms
@@ -381,7 +398,7 @@ def torchvision_teacher(root, path, steps=24):
     preprocess = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     train = torch.utils.data.DataLoader(datasets.ImageFolder(root / "train", preprocess), batch_size=8,
                                         shuffle=True)
-    net = torchvision.models.resnet18(num_classes=3)
+    net = getattr(torchvision.models, model)(num_classes=3)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     step = 0
     while step < steps:
@@ -420,6 +437,26 @@ def test_a_torchvision_teacher_is_tested_as_torchvision_trains_it(tmp_path, one_
     assert job["recipe"]["normalize"] == "imagenet"
     assert "minus mean [0.485, 0.456, 0.406], divided by std [0.229, 0.224, 0.225]" in (
         out / "model_card.md").read_text()
+
+
+def test_a_torchvision_resnet50_is_compressed_by_blockswap_and_by_pruning_at_the_same_budget(tmp_path, one_thread):
+    """ResNet-50's bottleneck blocks: BlockSwap searches its middles and 3×3s, Torch-Pruning removes its
+    channels; both students land in the same params budget and keep the teacher's attention points (AT)."""
+    root = image_folder(tmp_path / "d", per_class=16)
+    torchvision_teacher(root, tmp_path / "r50.pth", steps=48, model="resnet50")
+    budget, teacher_params = 12_000_000, analytic(Genotype.uniform("resnet50", "Conv", num_classes=3)).params
+    students = {}
+    for method in ("blockswap", "prune-magnitude"):
+        out = tmp_path / method
+        assert main(["compress", "--teacher", str(tmp_path / "r50.pth"), "--data", str(root), "--budget", "12M",
+                     "--method", method, "--samples", "2", "--epochs", "1", "--batch-size", "8", "--lr", "0.005",
+                     "--threads", "1", "--quiet", "-o", str(out)]) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert report["teacher"]["params"] == teacher_params and report["distillation"] == "AT"
+        students[method] = report["student"]["params"]
+    pick = Genotype.from_dict(json.loads((tmp_path / "blockswap" / "search" / "genotype.json").read_text()))
+    assert pick.model == "resnet50" and analytic(pick).params == students["blockswap"]
+    assert abs(students["blockswap"] / budget - 1) < 0.025 and 0.975 * budget <= students["prune-magnitude"] <= budget
 
 
 def test_a_teacher_at_chance_is_refused_with_nothing_written(tmp_path, capsys, one_thread):

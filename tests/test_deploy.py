@@ -171,6 +171,6 @@ def test_an_export_unlike_pytorch_is_refused_and_not_written(tmp_path, monkeypat
     from blockswap.recipe import TrainConfig
 
     with pytest.raises(BlockswapError, match=r"model.onnx: its logits differ from PyTorch's by up to .* on 6 "
-                                             r"validation images \(tolerance 0.001\)"):
+                                             r"validation images \(tolerance 0.00113\)"):  # 1e-3 × its largest |logit|
         deploy.export(folder, load_dataset("folder", root, "train"), root, TrainConfig(dataset="folder"))
     assert sorted(p.name for p in folder.iterdir()) == ["model.pt"]

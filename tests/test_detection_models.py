@@ -97,6 +97,23 @@ def test_backbone_channels_come_from_the_genotype_and_strides_are_4_8_16_32():
     assert len(backbone.probes) == 16  # one Fisher probe per block
 
 
+def test_a_bottleneck_genotype_is_a_detector_backbone():
+    """ResNet-50's stages (256-2048 channels) under the FPN of a Faster R-CNN, its probes one per block; the
+    detector trains a step and predicts."""
+    g = Genotype("resnet50", ("NeckA4B2", "DConv", "NeckD", "Conv") * 4, image_size=CANVAS)
+    assert stage_channels(g) == [256, 512, 1024, 2048]
+    model = build_detector(g, slim("fasterrcnn"))
+    assert len(model.backbone.probes) == 16
+    levels = model.backbone(torch.randn(1, 3, CANVAS, CANVAS))
+    assert [CANVAS // t.shape[-1] for t in levels.values()] == [4, 8, 16, 32, 64]
+    target = {"boxes": torch.tensor([[4.0, 4.0, 40.0, 40.0]]), "labels": torch.tensor([1])}
+    losses = model.train()([torch.rand(3, CANVAS, CANVAS)], [target])
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    with torch.no_grad():
+        assert set(model.eval()([torch.rand(3, CANVAS, CANVAS)])[0]) >= {"boxes", "labels", "scores"}
+
+
 def test_retinanet_and_fcos_take_p3_to_p7():
     for name in ("retinanet", "fcos"):
         model = build_detector(RESNET18, slim(name))

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from blockswap.arch import get_architecture, model_names
+from blockswap.arch import BottleneckResNet, get_architecture, model_names
 from blockswap.blocks import build_module
 from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, PAPER_TYPES, STRUCTURED_TYPES, candidate_set, get_block
 from blockswap.errors import BlockswapError
@@ -16,11 +16,11 @@ from blockswap.models import create_model
 @pytest.mark.parametrize("name", model_names())
 def test_every_registered_model_builds_and_runs(name):
     arch = get_architecture(name)
-    size = 64 if name.startswith("resnet") else arch.default_image_size
+    size = 64 if "resnet" in name else arch.default_image_size
     g = Genotype.uniform(name, "Conv", image_size=size)
     logits, points = create_model(g)(torch.randn(2, 3, size, size))
     assert logits.shape == (2, arch.default_num_classes)
-    assert len(points) == (4 if name.startswith("resnet") else 3)
+    assert len(points) == (4 if "resnet" in name else 3)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
@@ -28,8 +28,9 @@ def test_every_registered_model_builds_and_runs(name):
 def test_every_registered_model_scripts_to_the_same_numbers(name):
     """A deployment's first step: torch.jit.script compiles the net, mixed blocks included, and computes
     exactly what the eager net computes."""
-    size = 32 if name.startswith("resnet") else 16
-    blocks = ("Conv", "G2B2", "DConv", "MBConv6") * 5
+    size = 32 if "resnet" in name else 16
+    bottleneck = isinstance(get_architecture(name), BottleneckResNet)
+    blocks = ("Conv", "NeckA4B2", "DConv", "NeckD") * 9 if bottleneck else ("Conv", "G2B2", "DConv", "MBConv6") * 5
     g = Genotype(name, blocks[:len(Genotype.uniform(name, "Conv").blocks)], in_channels=1, num_classes=3,
                  image_size=size)
     torch.manual_seed(0)
@@ -94,6 +95,49 @@ def test_invalid_type_at_width_is_refused():
     assert not get_block("A16B2").is_valid(16, 16)  # m = 8 cannot hold 16 groups
     with pytest.raises(BlockswapError, match="cannot be used at block 0"):
         Genotype("wrn-16-1", ("A16B2",) + ("Conv",) * 5)
+
+
+def test_bottleneck_middles_narrow_and_group_the_3x3():
+    """A bottleneck block's middle types: the 1×1s narrowed with the 3×3, its groups as named; per-conv types
+    replace the 3×3 alone."""
+    g = Genotype("resnet50", ("NeckA4B2", "NeckD", "DConv", "NeckG4") + ("Conv",) * 12, num_classes=3, image_size=32)
+    net = create_model(g)
+    first, depthwise, separable, grouped = net.layer1[0], net.layer1[1], net.layer1[2], net.layer2[0]
+    assert (first.conv1.out_channels, first.conv2.groups, first.conv3.in_channels) == (32, 4, 32)
+    assert depthwise.conv2.groups == 64 and grouped.conv2.groups == 128 // 4
+    assert isinstance(separable.conv2, torch.nn.Sequential) and separable.conv3.in_channels == 64
+    assert net(torch.randn(2, 3, 32, 32))[0].shape == (2, 3)
+
+
+def test_a_bottleneck_blocks_probe_reads_its_branch_output():
+    """The Fisher probe sits on bn3's output, before the residual addition (BlockSwap §3.3), in every block."""
+    from blockswap.fisher import fisher_per_block
+
+    torch.manual_seed(0)
+    net = create_model(Genotype("resnet50", ("NeckB2", "DConv") * 8, num_classes=3, image_size=32)).train()
+    seen = {}
+    for i, block in enumerate(net.blocks):
+        block.bn3.register_forward_hook(lambda m, inp, out, i=i: seen.setdefault(("bn3", i), out))
+        block.probe.register_forward_hook(lambda m, inp, out, i=i: seen.setdefault(("probe", i), inp[0]))
+    net(torch.randn(4, 3, 32, 32))
+    assert all(seen[("probe", i)] is seen[("bn3", i)] for i in range(16))
+    fisher = fisher_per_block(net, [(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0]))])
+    assert fisher.shape == (16,) and bool((fisher > 0).all())
+
+
+@pytest.mark.parametrize("model,block,words", [
+    ("resnet18", "NeckB2", "'NeckB2' is a bottleneck-middle block type and resnet18 has basic blocks, which take "
+                           "per-conv and whole-branch types; 'NeckB2' fits resnet50, resnet101, wide_resnet50_2"),
+    ("wrn-16-1", "NeckA4", "wrn-16-1 has basic blocks"),
+    ("resnet50", "ConvB2", "'ConvB2' is a whole-branch .* resnet50 has bottleneck blocks, which take per-conv and "
+                           "bottleneck-middle types; 'ConvB2' fits resnet18"),
+    ("resnet101", "MBConv6", "resnet101 has bottleneck blocks")])
+def test_a_type_of_the_other_block_kind_is_refused_naming_the_model(model, block, words):
+    with pytest.raises(BlockswapError, match=words):
+        Genotype.uniform(model, block, image_size=32)
+    with pytest.raises(BlockswapError, match=words):  # named by the user in a candidate list
+        get_architecture(model).candidate_types(f"Conv,{block}")
+    assert block not in get_architecture(model).candidate_types("all")  # a named set keeps the types that fit
 
 
 def test_candidate_sets():

@@ -42,7 +42,7 @@ def _torchvision(name: str) -> torch.nn.Module:
     return getattr(torchvision.models, name)(weights=None, num_classes=CLASSES).eval()
 
 
-@pytest.mark.parametrize("name", ["resnet34", "resnet18"])
+@pytest.mark.parametrize("name", ["resnet34", "resnet18", "resnet50"])
 def test_torchvision_weights_become_a_teacher_with_the_same_logits(name, imagenet, tmp_path):
     theirs = _torchvision(name)
     # Non-trivial BatchNorm statistics, so that a mix-up of running mean and variance would show.

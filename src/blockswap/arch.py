@@ -1,4 +1,5 @@
-"""Architectures as arithmetic: pre-activation WRN-d-k and torchvision-layout ResNet-18/34 (no torch).
+"""Architectures as arithmetic: pre-activation WRN-d-k and torchvision-layout ResNets (no torch): ResNet-18/34
+with basic blocks, ResNet-50/101 and Wide ResNet-50-2 with bottleneck blocks.
 
 An `Architecture` describes a network family member as a list of substitutable block slots plus a
 fixed stem and head, and gives the analytic params/Ops of each part (the `counting` module adds them
@@ -11,14 +12,25 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .blocktypes import PER_CONV, BlockType, out_size
+from .blocktypes import (
+    KIND_WORDS,
+    MIDDLE,
+    PER_BLOCK,
+    PER_CONV,
+    BlockType,
+    candidate_set,
+    get_block,
+    is_named_set,
+    out_size,
+)
 from .errors import BlockswapError
 from .registry import Registry
 
 
 @dataclass(frozen=True)
 class Slot:
-    """One substitutable residual block: its input/output widths, stride and input side."""
+    """One substitutable residual block: its input/output widths, stride and input side, and a bottleneck
+    block's middle width (its 3×3's channels; 0 in a basic block)."""
 
     index: int
     group: int
@@ -26,6 +38,7 @@ class Slot:
     cout: int
     stride: int
     size: int
+    width: int = 0
 
     @property
     def has_shortcut_conv(self) -> bool:
@@ -45,6 +58,9 @@ class Architecture:
     default_image_size: int
 
     stages: tuple[tuple[int, int, int], ...]  # (blocks, width, stride of the first block) per stage
+    kinds: tuple[str, ...] = (PER_CONV, PER_BLOCK)  # the kinds of block type its blocks take
+    blocks_word = "basic"
+    candidates = "blockswap"  # the candidate set of its search when none is named
 
     def stem_shape(self, image_size: int) -> tuple[int, int]:
         """(channels, side) of the stem's output."""
@@ -55,9 +71,40 @@ class Architecture:
         for g, (n, cout, stride) in enumerate(self.stages):
             for j in range(n):
                 s = stride if j == 0 else 1
-                slots.append(Slot(len(slots), g, cin, cout, s, size))
+                slots.append(Slot(len(slots), g, cin, cout, s, size, self.middle_width(g)))
                 cin, size = cout, out_size(size, s)
         return slots
+
+    def middle_width(self, group: int) -> int:
+        """The middle width of stage `group`'s blocks (bottleneck blocks; 0 for basic ones)."""
+        return 0
+
+    # --- which block types its blocks take ---------------------------------------------------------
+    def kind_refusal(self, btype: BlockType) -> str | None:
+        """Why no block of this network can take `btype`'s kind (naming the network), or None."""
+        if btype.kind in self.kinds:
+            return None
+        other = [n for n, a in models_by_blocks().items() if a != self.blocks_word]
+        return (f"{btype.name!r} is a {KIND_WORDS[btype.kind]} block type and {self.name} has {self.blocks_word} "
+                f"blocks, which take {' and '.join(KIND_WORDS[k] for k in self.kinds)} types; {btype.name!r} fits "
+                f"{', '.join(other)}")
+
+    def invalid_reason(self, slot: Slot, btype: BlockType) -> str | None:
+        """Why `btype` cannot be used at `slot`, or None if it can."""
+        return self.kind_refusal(btype) or btype.invalid_reason(slot.cin, slot.cout)
+
+    def candidate_types(self, candidates: str | list[str] | None = None) -> list[str]:
+        """The types of `candidates` (`blocktypes.candidate_set`; default: this network's own set) its blocks take:
+        a named set's that they take, a list of types whole - one that none of its blocks can take is refused,
+        naming the network."""
+        names = candidate_set(candidates or self.candidates)
+        if is_named_set(candidates or self.candidates):
+            return [n for n in names if self.kind_refusal(get_block(n)) is None]
+        for name in names:
+            reason = self.kind_refusal(get_block(name))
+            if reason:
+                raise BlockswapError(reason)
+        return names
 
     def fixed_params(self, in_channels: int, num_classes: int) -> int:
         raise NotImplementedError
@@ -153,7 +200,8 @@ class ResNet(Architecture):
 
     def __init__(self, name: str, layers: tuple[int, ...], width: float = 1.0):
         self.name = name
-        self.widths = tuple(int(w * width) for w in (64, 128, 256, 512))  # the stem is as wide as layer1
+        self.widths = tuple(int(w * width) for w in (64, 128, 256, 512))
+        self.stem_width = self.widths[0]  # the stem is as wide as layer1
         self.stages = tuple((n, w, 1 if g == 0 else 2) for g, (n, w) in enumerate(zip(layers, self.widths)))
 
     @staticmethod
@@ -165,17 +213,17 @@ class ResNet(Architecture):
         return 32
 
     def stem_shape(self, image_size):
-        return self.widths[0], self._stem_sizes(image_size)[1]
+        return self.stem_width, self._stem_sizes(image_size)[1]
 
     def fixed_params(self, in_channels, num_classes):
-        stem, last = self.widths[0], self.widths[-1]
+        stem, last = self.stem_width, self.widths[-1]
         return 49 * in_channels * stem + 2 * stem + last * num_classes + num_classes
 
     def fixed_ops(self, in_channels, num_classes, image_size):
         conv, _ = self._stem_sizes(image_size)
-        stem = 49 * in_channels * self.widths[0] * conv ** 2
+        stem = 49 * in_channels * self.stem_width * conv ** 2
         linear = self.widths[-1] * num_classes
-        return stem + self.widths[0] * conv ** 2 + linear + num_classes, stem + linear  # + the stem's ReLU
+        return stem + self.stem_width * conv ** 2 + linear + num_classes, stem + linear  # + the stem's ReLU
 
     def block_params(self, slot, btype):
         downsample = slot.cin * slot.cout + 2 * slot.cout if slot.has_shortcut_conv else 0
@@ -186,6 +234,54 @@ class ResNet(Architecture):
 
     def block_relus(self, slot, btype):  # the ReLU after the residual addition
         return _middle_relu(slot, btype) + slot.cout * slot.out_size ** 2
+
+
+class BottleneckResNet(ResNet):
+    """torchvision-layout ResNet with bottleneck blocks (v1.5: the stride on the 3×3): 1×1 in → m, BN-ReLU, 3×3
+    m → m, BN-ReLU, 1×1 m → 4·planes, BN, plus identity or a 1×1-BN shortcut, then ReLU. m is planes scaled by
+    width_per_group / 64 (Wide ResNet-50-2: 128). A block's types are per-conv ones for its 3×3, and middle ones
+    (`blocktypes.MIDDLE`) that narrow and group it."""
+
+    kinds = (PER_CONV, MIDDLE)
+    blocks_word = "bottleneck"
+    candidates = "bottleneck"
+
+    def __init__(self, name: str, layers: tuple[int, ...], width_per_group: int = 64):
+        planes = (64, 128, 256, 512)
+        self.name = name
+        self.widths = tuple(4 * p for p in planes)
+        self.middles = tuple(p * width_per_group // 64 for p in planes)
+        self.stem_width = 64
+        self.stages = tuple((n, w, 1 if g == 0 else 2) for g, (n, w) in enumerate(zip(layers, self.widths)))
+
+    def middle_width(self, group):
+        return self.middles[group]
+
+    def invalid_reason(self, slot, btype):
+        if self.kind_refusal(btype):
+            return self.kind_refusal(btype)
+        if slot.width % btype.reduction:
+            return f"the middle width {slot.width} is not divisible by the factor {btype.reduction}"
+        m = middle(slot, btype)
+        return btype.invalid_reason(m, m)
+
+    def block_params(self, slot, btype):
+        m, downsample = middle(slot, btype), slot.cin * slot.cout + 2 * slot.cout if slot.has_shortcut_conv else 0
+        return slot.cin * m + 2 * m + btype.params(m, m) + 2 * m + m * slot.cout + 2 * slot.cout + downsample
+
+    def block_macs(self, slot, btype):
+        m = middle(slot, btype)
+        return (slot.cin * m * slot.size ** 2 + btype.macs(m, m, slot.stride, slot.size)
+                + m * slot.cout * slot.out_size ** 2 + _shortcut_macs(slot))
+
+    def block_relus(self, slot, btype):  # after the 1×1, after the 3×3 (its BN) and after the addition
+        m = middle(slot, btype)
+        return m * slot.size ** 2 + m * slot.out_size ** 2 + slot.cout * slot.out_size ** 2
+
+
+def middle(slot: Slot, btype: BlockType) -> int:
+    """The width of a bottleneck block's 3×3 with `btype`: the slot's, narrowed by a middle type's factor."""
+    return slot.width // btype.reduction if btype.kind == MIDDLE else slot.width
 
 
 # --- the registry ------------------------------------------------------------------------------
@@ -225,6 +321,21 @@ def resnet34() -> Architecture:
     return ResNet("resnet34", (3, 4, 6, 3))
 
 
+@register_model("resnet50")
+def resnet50() -> Architecture:
+    return BottleneckResNet("resnet50", (3, 4, 6, 3))
+
+
+@register_model("resnet101")
+def resnet101() -> Architecture:
+    return BottleneckResNet("resnet101", (3, 4, 23, 3))
+
+
+@register_model("wide_resnet50_2")
+def wide_resnet50_2() -> Architecture:
+    return BottleneckResNet("wide_resnet50_2", (3, 4, 6, 3), width_per_group=128)
+
+
 @register_model_pattern(r"wrn-(\d+)-(\d+)", "wrn-40-2", "WRNs take any wrn-<depth>-<width> with depth 6n+4.")
 def wrn(depth: int, width: int) -> Architecture:
     return WRN(depth, width)
@@ -237,3 +348,8 @@ def model_names() -> list[str]:
 
 def get_architecture(name: str) -> Architecture:
     return MODELS.get(name)()
+
+
+def models_by_blocks() -> dict[str, str]:
+    """Each registered name (a family by its example) → the word for its blocks ("basic", "bottleneck")."""
+    return {name: get_architecture(name).blocks_word for name in model_names()}

@@ -1,7 +1,8 @@
 """Block types as nn.Modules: the module factory of each registered type, and WRN initialisation.
 
 The types themselves (kinds, counts, validity) are data in `blocktypes`; this module only builds them.
-A per-conv type's module replaces one 3×3 conv; a per-block type's module is the whole residual branch.
+A per-conv type's module replaces one 3×3 conv; a per-block type's module is the whole residual branch; a middle
+type's is a bottleneck block's 3×3 at its (narrowed) width.
 Structured substitutions (per-conv) are built by `structured`.
 """
 
@@ -70,4 +71,5 @@ def build_module(btype: BlockType, cin: int, cout: int, stride: int) -> nn.Modul
         return nn.Sequential(
             nn.Conv2d(cin, cin, 3, stride, 1, groups=int(btype.groups(cin)), bias=False), *_bn_inner_relu(cin),
             nn.Conv2d(cin, cout, 1, bias=False))
-    return nn.Conv2d(cin, cout, k, stride, pad, dilation=d, bias=False)
+    # A plain conv, or a bottleneck's middle 3×3 in its groups.
+    return nn.Conv2d(cin, cout, k, stride, pad, dilation=d, groups=int(btype.groups(cin)), bias=False)

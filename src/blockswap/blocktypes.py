@@ -1,8 +1,12 @@
 """The registry of cheap block types, as data: kinds, analytic counts and validity (no torch).
 
-Two kinds (BlockSwap §3):
-- "conv": replaces *each* of a residual block's two 3×3 convs (the block keeps its middle BN);
-- "block": one module replaces the whole residual branch (both convs and the middle BN).
+Three kinds (BlockSwap §3, and the bottleneck ResNets'):
+- "conv": replaces *each* of a residual block's 3×3 convs (a basic block's two, keeping its middle BN; a
+  bottleneck block's one, between its 1×1s);
+- "block": one module replaces the whole residual branch of a basic block (both convs and the middle BN);
+- "middle": a bottleneck block's middle - its width divided by a factor (the 1×1s narrowed with it) and its 3×3
+  grouped or depthwise, the 1×1 after it mixing the groups (ResNeXt's cardinality). Bottleneck blocks only.
+The architecture says which kinds its blocks take (`arch.Architecture.kinds`).
 
 Every type is one entry of a parametrised family: a grouped/separable conv whose group count is a
 function of the width, a bottleneck with a reduction factor and such a grouped 3×3 in its middle, or a
@@ -27,6 +31,8 @@ from .substitutions import COUNT_FAMILIES, FRACTION_FAMILIES, Substitution, pars
 
 PER_CONV = "conv"
 PER_BLOCK = "block"
+MIDDLE = "middle"
+KIND_WORDS = {PER_CONV: "per-conv", PER_BLOCK: "whole-branch", MIDDLE: "bottleneck-middle"}
 
 
 def out_size(size: int, stride: int) -> int:
@@ -39,11 +45,11 @@ class BlockType:
     """One registered block type. `groups(c)` gives the group count of its 3×3 for c channels."""
 
     name: str
-    kind: str  # PER_CONV or PER_BLOCK
+    kind: str  # PER_CONV, PER_BLOCK or MIDDLE
     family: str
     description: str
     groups: Callable[[int], float]  # may be fractional/zero for invalid widths
-    reduction: int = 1  # bottleneck factor b (m = out / b); 1 for per-conv types
+    reduction: int = 1  # bottleneck factor b (per-block: m = out / b; middle: m = the block's middle width / b)
     kernel: int = 3
     dilation: int = 1
     separable: bool = False  # per-conv: grouped 3×3 i→i, BN-ReLU, then 1×1 i→o
@@ -59,12 +65,12 @@ class BlockType:
             if cout % self.reduction:
                 return f"{cout} output channels are not divisible by the bottleneck factor {self.reduction}"
             width = cout // self.reduction
-        elif self.separable:
+        elif self.separable or self.kind == MIDDLE:
             width = cin
         else:
             return None
         g = self.groups(width)
-        if g < 1 or g != int(g) or width % int(g):
+        if g < 1 or g != int(g) or width % int(g) or (self.kind == MIDDLE and cout % int(g)):
             return f"a grouped conv on {width} channels cannot have {g:g} groups"
         return None
 
@@ -85,7 +91,7 @@ class BlockType:
             return cin * m + k2 * m * m // int(self.groups(m)) + m * cout + 4 * m
         if self.separable:
             return k2 * cin * cin // int(self.groups(cin)) + 2 * cin + cin * cout
-        return k2 * cin * cout
+        return k2 * cin * cout // int(self.groups(cin))
 
     def macs(self, cin: int, cout: int, stride: int, size: int) -> int:
         """Conv multiply-adds of the module for one square input of side `size`."""
@@ -101,7 +107,7 @@ class BlockType:
             return cin * m * hw_in + k2 * m * (m // int(self.groups(m))) * hw_out + m * cout * hw_out
         if self.separable:
             return k2 * cin * (cin // int(self.groups(cin))) * hw_out + cin * cout * hw_out
-        return k2 * cin * cout * hw_out
+        return k2 * (cin // int(self.groups(cin))) * cout * hw_out
 
 
 BLOCK_TYPES: Registry[BlockType] = Registry("block type")
@@ -157,6 +163,23 @@ for _b, _ss in ((2, (16, 8, 4, 2)), (4, (16, 8, 4, 2))):
 register_block(BlockType("MBConv6", PER_BLOCK, "inverted", "inverted residual, expansion 6 (MobileNetV2)",
                          _absolute(1), expansion=6))
 
+# A bottleneck block's middle (`MIDDLE`): NeckB{b} narrows it to 1/b, NeckA{g} groups its 3×3 in g groups, NeckG{s}
+# in groups of s channels, NeckD makes it depthwise; B{b} after one of the last three narrows it as well.
+for _b in (1, 2, 4):
+    _narrow, _at = (f"B{_b}", f" at 1/{_b} of the middle width") if _b > 1 else ("", "")
+    if _b > 1:
+        register_block(BlockType(f"NeckB{_b}", MIDDLE, "middle", f"bottleneck's 3×3{_at}", _absolute(1),
+                                 reduction=_b))
+    register_block(BlockType(f"NeckD{_narrow}", MIDDLE, "middle", f"bottleneck's 3×3 depthwise{_at}", _depthwise,
+                             reduction=_b))
+    for _g in (2, 4, 8, 16, 32):
+        register_block(BlockType(f"NeckA{_g}{_narrow}", MIDDLE, "middle", f"bottleneck's 3×3 in {_g} groups{_at}",
+                                 _absolute(_g), reduction=_b))
+    for _s in (16, 8, 4):
+        register_block(BlockType(f"NeckG{_s}{_narrow}", MIDDLE, "middle",
+                                 f"bottleneck's 3×3 with {_s} channels per group{_at}", _channels_per_group(_s),
+                                 reduction=_b))
+
 register_block(BlockType("Sep", PER_CONV, "structured", "depthwise 3×3 → dense 1×1, nothing between",
                          _depthwise, substitution=Substitution("Sep")))
 
@@ -187,6 +210,10 @@ MOONSHINE_TYPES = (["Conv", "Conv2x2", "DConv"] + [f"DConvA{g}" for g in (2, 4, 
                    + [f"DConvG{s}" for s in (16, 8, 4, 2)] + [f"ConvB{b}" for b in (2, 4, 8, 16)]
                    + [f"DConvB{b}" for b in (2, 4, 8, 16)] + [f"A{g}B2" for g in (2, 4, 8, 16)]
                    + [f"G{s}B2" for s in (16, 8, 4, 2)] + [f"G{s}B4" for s in (16, 8, 4, 2)])
+# A bottleneck ResNet's search: BlockSwap's types for its 3×3 (the per-conv ones; the whole-branch ones are basic
+# blocks') and the bottleneck middles.
+BOTTLENECK_TYPES = ([t for t in BLOCKSWAP_TYPES if BLOCK_TYPES.get(t).kind == PER_CONV]
+                    + [t for t, b in BLOCK_TYPES.items() if b.kind == MIDDLE])
 STRUCTURED_TYPES = ["Sep", "Generic_0.03", "Generic_0.1", "TensorTrain_0.23", "Tucker_0.21", "SepHashed_0.05",
                     "ACDC_12", "Shuffle_4"]
 
@@ -195,12 +222,14 @@ CANDIDATE_SETS: dict[str, list[str]] = {
     "paper": PAPER_TYPES,
     "moonshine": MOONSHINE_TYPES,
     "structured": STRUCTURED_TYPES,
+    "bottleneck": BOTTLENECK_TYPES,
 }
 
 
 def candidate_set(name_or_names: str | list[str]) -> list[str]:
-    """A named set ('blockswap', 'paper', 'moonshine', 'structured', 'all'), named sets joined by '+'
-    ('blockswap+structured'), or a comma-separated/explicit list of types."""
+    """A named set ('blockswap', 'paper', 'moonshine', 'structured', 'bottleneck', 'all'), named sets joined by
+    '+' ('blockswap+structured'), or a comma-separated/explicit list of types (`arch.Architecture.candidate_types`
+    keeps those a network's blocks take)."""
     if isinstance(name_or_names, str):
         if name_or_names == "all":
             return list(BLOCK_TYPES)
@@ -216,6 +245,14 @@ def candidate_set(name_or_names: str | list[str]) -> list[str]:
     for n in names:
         get_block(n)
     if not names:
-        raise BlockswapError("the candidate set is empty: name a set (blockswap, paper, moonshine, structured, all) "
-                             "or types")
+        raise BlockswapError("the candidate set is empty: name a set (blockswap, paper, moonshine, structured, "
+                             "bottleneck, all) or types")
     return names
+
+
+def is_named_set(name_or_names: str | list[str]) -> bool:
+    """Whether `candidate_set` reads this as named sets: an architecture takes the types of a named set that its
+    blocks can use, while a type named by the user that they cannot use is refused
+    (`arch.Architecture.candidate_types`)."""
+    return isinstance(name_or_names, str) and (name_or_names == "all" or all(
+        s in CANDIDATE_SETS for s in name_or_names.split("+")))

@@ -1,9 +1,9 @@
 """Compress a user's network: a trained teacher and an image folder in, a distilled student under a params,
 MACs or latency budget out, with a model card.
 
-The teacher is a torchvision ResNet-18/34 state dict (a file, or the name of one whose weights are in torch's
-hub cache) or a blockswap checkpoint (any registered model: WRNs, ResNets); the folder is DIR/train/<class>/*
-and DIR/val/<class>/*. The student is made by `method`:
+The teacher is a torchvision ResNet-18/34/50/101 or Wide ResNet-50-2 state dict (a file, or the name of one whose
+weights are in torch's hub cache) or a blockswap checkpoint (any registered model: WRNs, ResNets); the folder is
+DIR/train/<class>/* and DIR/val/<class>/*. The student is made by `method`:
   blockswap        the paper's search: `samples` mixed-block candidates in the budget, ranked by Fisher potential
                    on one minibatch, the best kept (BlockSwap §3);
   prune-magnitude  the teacher pruned to the budget by Torch-Pruning, channels ranked by L2 norm (`pruning`);
@@ -33,7 +33,7 @@ from .files import provenance, read_json, write_json, write_text
 from .recipe import RUN_ONLY
 
 METHODS = ("blockswap", "prune-magnitude", "prune-taylor")
-TORCHVISION_RESNETS = {(2, 2, 2, 2): "resnet18", (3, 4, 6, 3): "resnet34"}
+TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "wide_resnet50_2")  # torchvision's and ours
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 ALPHA = 0.05  # a table's verdicts: a difference is shown where its Holm-adjusted p is below this
 KD_ALPHA = 0.9  # KD's mix when the student has no attention points to pair: (1-α)·CE + α·KD (Hinton et al.)
@@ -48,25 +48,48 @@ def wilson_interval(errors: int, n: int) -> tuple[float, float]:
 
 
 def torchvision_model(state_dict: dict, path) -> str:
-    """Which registered ResNet a torchvision state dict is, from its tensor names; one line if none is."""
-    if any(k.endswith("conv3.weight") for k in state_dict):
-        width = state_dict.get("layer1.0.conv2.weight")
-        name = "wide_resnet50_2" if width is not None and width.shape[0] == 128 else "resnet50/101/152"
-        raise BlockswapError(f"{path} is a torchvision {name} (bottleneck blocks: conv1-conv2-conv3); the "
-                             "registry substitutes basic blocks only - compress a resnet18 or resnet34, or a "
-                             "blockswap checkpoint")
+    """Which registered ResNet a torchvision state dict is, from its tensor names and layer1's first 3×3; one line
+    naming the supported ones if none is (ResNet-152, a ResNeXt's grouped 3×3s, a Wide ResNet-101-2)."""
+    found = state_layout(state_dict)
+    known = {registered_layout(name): name for name in TORCHVISION_RESNETS}
+    if found in known:
+        return known[found]
+    blocks, depth, conv = found
+    grouped = f", its 3×3s grouped ({conv[0] // conv[1]} groups, as a ResNeXt's)" if conv and conv[0] != conv[1] else ""
+    raise BlockswapError(f"{path} is a torchvision ResNet of {blocks} blocks that the registry lacks (blocks per stage "
+                         f"{depth}, layer1's 3×3 {conv[0] if conv else '?'} wide{grouped}); compress takes "
+                         f"{', '.join(f'{n} {describe_layout(registered_layout(n))}' for n in TORCHVISION_RESNETS)} - "
+                         "or a blockswap checkpoint")
+
+
+def state_layout(state_dict: dict) -> tuple:
+    """(blocks: "basic" or "bottleneck", blocks per stage, layer1's first 3×3 as (out, in per group)) of a
+    torchvision ResNet state dict."""
+    blocks = "bottleneck" if any(k.endswith("conv3.weight") for k in state_dict) else "basic"
     depth = tuple(len({k.split(".")[1] for k in state_dict if k.startswith(f"layer{i}.")}) for i in range(1, 5))
-    if depth not in TORCHVISION_RESNETS:
-        raise BlockswapError(f"{path} is not a torchvision resnet18 or resnet34 state dict (blocks per stage "
-                             f"{depth}); give one of those, or a blockswap checkpoint")
-    return TORCHVISION_RESNETS[depth]
+    conv = state_dict.get("layer1.0.conv2.weight")
+    return blocks, depth, None if conv is None else tuple(conv.shape[:2])
+
+
+def registered_layout(name: str) -> tuple:
+    """`state_layout` of the registered ResNet `name` with every block `Conv`, from its architecture."""
+    from .arch import get_architecture
+
+    arch = get_architecture(name)
+    first = arch.slots(arch.default_image_size)[0]
+    width = first.width or first.cout
+    return arch.blocks_word, tuple(n for n, _, _ in arch.stages), (width, width)
+
+
+def describe_layout(layout: tuple) -> str:
+    return f"({layout[0]}, {'-'.join(map(str, layout[1]))}, {layout[2][0]} wide)"
 
 
 def teacher_file(teacher: str) -> Path:
     """The teacher's weights file: `teacher` itself, or a torchvision name's weights in torch's hub cache."""
     if Path(teacher).is_file():
         return Path(teacher)
-    if teacher in ("resnet18", "resnet34", "resnet50", "wide_resnet50_2"):
+    if teacher in TORCHVISION_RESNETS:
         import torch
         from torchvision.models import get_model_weights
 
@@ -76,8 +99,8 @@ def teacher_file(teacher: str) -> Path:
             raise BlockswapError(f"--teacher {teacher}: its weights are not in {path.parent}; download {url} "
                                  "there, or pass the weights file")
         return path
-    raise BlockswapError(f"--teacher {teacher}: no such file, and not a torchvision name (resnet18, resnet34, "
-                         "resnet50, wide_resnet50_2)")
+    raise BlockswapError(f"--teacher {teacher}: no such file, and not a torchvision name "
+                         f"({', '.join(TORCHVISION_RESNETS)})")
 
 
 def teacher_genotype(path: Path, dataset):
@@ -262,7 +285,7 @@ def check_budget(genotype, budget: float, metric: str, method: str, table: dict 
     if method != "blockswap":
         return None
     costs = cost_table(table) if table else CostTable.build(
-        genotype.model, "blockswap", metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
+        genotype.model, None, metric, genotype.in_channels, genotype.num_classes, genotype.image_size)
     sample_table(costs, budget, 1, seed)  # refuses a budget no substitution reaches, in one line
     return costs
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .arch import get_architecture
+from .arch import get_architecture, middle
 from .blocktypes import get_block
 from .genotype import Genotype
 
@@ -62,17 +62,19 @@ def published_macs(g: Genotype) -> float:
     arch, macs = g.architecture, analytic(g).macs
     for slot, name in zip(arch.slots(g.image_size), g.blocks):
         btype = get_block(name)
-        if btype.substitution:  # both convs of the block are substituted; both write the block's output size
-            for n in (slot.cin, slot.cout):
-                extra = (btype.substitution.published_macs(n, slot.cout, btype.kernel)
-                         - btype.substitution.macs(n, slot.cout, btype.kernel))
+        if btype.substitution:  # a basic block's two convs are substituted, a bottleneck block's 3×3 (m → m)
+            m = middle(slot, btype)
+            for n, out in ((m, m),) if m else ((slot.cin, slot.cout), (slot.cout, slot.cout)):
+                extra = (btype.substitution.published_macs(n, out, btype.kernel)
+                         - btype.substitution.macs(n, out, btype.kernel))
                 macs += extra * slot.out_size ** 2
     return macs
 
 
 def slot_costs(g_model: str, types: list[str], image_size: int, in_channels: int, num_classes: int,
                metric: str = "params") -> tuple[int, list[dict[str, int]]]:
-    """(fixed cost, per slot {type: cost}) for the types valid at each slot; the samplers' tables."""
+    """(fixed cost, per slot {type: cost}) for the types valid at each slot (of those the architecture's blocks
+    take); the samplers' tables."""
     arch = get_architecture(g_model)
     slots = arch.slots(image_size)
     if metric == "params":
@@ -85,6 +87,6 @@ def slot_costs(g_model: str, types: list[str], image_size: int, in_channels: int
         raise ValueError(f"metric must be one of {COUNTED_METRICS}, got {metric!r}")
     table = []
     for s in slots:
-        table.append({t: cost(s, get_block(t)) for t in types if get_block(t).is_valid(s.cin, s.cout)})
+        table.append({t: cost(s, get_block(t)) for t in types if arch.invalid_reason(s, get_block(t)) is None})
     return fixed, table
 

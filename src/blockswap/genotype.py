@@ -99,8 +99,7 @@ def validate(g: Genotype) -> None:
     if len(g.blocks) != len(slots):
         raise BlockswapError(f"field 'blocks' has {len(g.blocks)} names but {g.model} has {len(slots)} blocks")
     for i, (name, slot) in enumerate(zip(g.blocks, slots)):
-        btype = get_block(name)
-        reason = btype.invalid_reason(slot.cin, slot.cout)
+        reason = arch.invalid_reason(slot, get_block(name))
         if reason:
             raise BlockswapError(f"field 'blocks'[{i}]: {name!r} cannot be used at block {i} "
                                  f"({slot.cin}→{slot.cout} channels): {reason}")

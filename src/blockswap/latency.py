@@ -36,7 +36,7 @@ import torch
 
 from . import __version__
 from .arch import get_architecture
-from .blocktypes import candidate_set, get_block
+from .blocktypes import get_block
 from .errors import BlockswapError
 from .files import read_json, write_json
 from .genotype import Genotype
@@ -98,7 +98,7 @@ def _timed_module(module: torch.nn.Module, shape: tuple[int, ...], device: torch
     return statistics.median(net_timings_us(module, shape[1:], device, shape[0], repeats))
 
 
-def measure_table(model: str, candidates="blockswap", device: str | torch.device = "cpu",
+def measure_table(model: str, candidates=None, device: str | torch.device = "cpu",
                   batch_size: int = BATCH_SIZE, repeats: int = REPEATS, calibration: int = CALIBRATION,
                   seed: int = 0, in_channels: int | None = None, num_classes: int | None = None,
                   image_size: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
@@ -109,7 +109,7 @@ def measure_table(model: str, candidates="blockswap", device: str | torch.device
     shape = {"in_channels": in_channels or arch.default_in_channels,
              "num_classes": num_classes or arch.default_num_classes,
              "image_size": image_size or arch.default_image_size}
-    types = candidate_set(candidates)
+    types = arch.candidate_types(candidates)
     torch.manual_seed(seed)
     shared: dict[tuple, float] = {}
     blocks = []
@@ -118,7 +118,7 @@ def measure_table(model: str, candidates="blockswap", device: str | torch.device
         row = {}
         for name in types:
             btype = get_block(name)
-            if not btype.is_valid(slot.cin, slot.cout):
+            if arch.invalid_reason(slot, btype):
                 continue
             key = (name, slot.cin, slot.cout, slot.stride, slot.size)
             if key not in shared:

@@ -1,8 +1,8 @@
 """Networks built from a genotype: the nn.Modules of the core's architectures (`arch`).
 
-`create_model(genotype)` builds a pre-activation WRN-d-k or a torchvision-layout ResNet-18/34 from the
-architecture's slots and the block types' modules (`blocks`); `counting` checks the built network's
-counts against the analytic ones.
+`create_model(genotype)` builds a pre-activation WRN-d-k or a torchvision-layout ResNet (basic blocks: 18/34;
+bottleneck blocks: 50/101, Wide ResNet-50-2) from the architecture's slots and the block types' modules
+(`blocks`); `counting` checks the built network's counts against the analytic ones.
 
 Every model's forward returns `(logits, attention_points)`: the group outputs (3 for WRN, 4 for
 ResNet). Every residual block has a `probe` (an identity) on its branch output, before the residual
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .arch import WRN, Architecture, ResNet, Slot, get_architecture
+from .arch import WRN, Architecture, BottleneckResNet, ResNet, Slot, get_architecture, middle
 from .blocks import bn_relu, build_module, conv_init_
 from .blocktypes import PER_CONV, BlockType, get_block
 
@@ -75,6 +75,34 @@ class PostActBlock(nn.Module):
         return self.relu_out(out + (x if self.downsample is None else self.downsample(x)))
 
 
+class BottleneckBlock(nn.Module):
+    """torchvision Bottleneck layout (so an all-`Conv` genotype has torchvision's state-dict keys): 1×1, 3×3 (the
+    type's module at the middle width, `arch.middle`), 1×1, each followed by its BN."""
+
+    def __init__(self, btype: BlockType, slot: Slot):
+        super().__init__()
+        m = middle(slot, btype)
+        self.conv1 = nn.Conv2d(slot.cin, m, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(m)
+        self.conv2 = build_module(btype, m, m, slot.stride)
+        self.bn2 = nn.BatchNorm2d(m)
+        self.conv3 = nn.Conv2d(m, slot.cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(slot.cout)
+        self.relu1, self.relu2, self.relu_out = nn.ReLU(), nn.ReLU(), nn.ReLU()
+        self.probe = nn.Identity()
+        self.downsample = (nn.Sequential(nn.Conv2d(slot.cin, slot.cout, 1, slot.stride, bias=False),
+                                         nn.BatchNorm2d(slot.cout)) if slot.has_shortcut_conv else None)
+
+    def forward(self, x):
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.probe(self.bn3(self.conv3(out)))  # the branch's output, as in PostActBlock
+        return self.relu_out(out + (x if self.downsample is None else self.downsample(x)))
+
+
+RESNET_BLOCKS = (PostActBlock, BottleneckBlock)  # a ResNet's residual blocks, whose probes the detection Fisher reads
+
+
 class Network(nn.Module):
     """stem → groups of blocks → head → pool → fc; forward returns (logits, group outputs).
 
@@ -128,6 +156,11 @@ def _postact_block(arch: ResNet, slot: Slot, btype: BlockType) -> nn.Module:
     return PostActBlock(btype, slot)
 
 
+@build_block.register(BottleneckResNet)
+def _bottleneck_block(arch: BottleneckResNet, slot: Slot, btype: BlockType) -> nn.Module:
+    return BottleneckBlock(btype, slot)
+
+
 def build_stages(arch: Architecture, genotype: Genotype, prefix: str) -> dict[str, list[nn.Module]]:
     """The genotype's blocks grouped by stage, named `prefix`1… (block1… for WRN, layer1… for ResNet)."""
     slots = arch.slots(genotype.image_size)
@@ -154,7 +187,7 @@ def _build_wrn(arch: WRN, genotype: Genotype) -> Network:
 
 @build_network.register(ResNet)
 def _build_resnet(arch: ResNet, genotype: Genotype) -> Network:
-    width = arch.widths[0]
+    width = arch.stem_width
     stem = {"conv1": nn.Conv2d(genotype.in_channels, width, 7, 2, 3, bias=False), "bn1": nn.BatchNorm2d(width),
             "relu": nn.ReLU(), "maxpool": nn.MaxPool2d(3, 2, 1)}
     net = Network(stem, build_stages(arch, genotype, "layer"), {}, arch.widths[-1], genotype.num_classes,

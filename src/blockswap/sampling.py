@@ -19,7 +19,6 @@ from functools import reduce
 import numpy as np
 
 from .arch import get_architecture
-from .blocktypes import candidate_set
 from .counting import COUNTED_METRICS, slot_costs
 from .errors import BlockswapError
 from .genotype import Genotype
@@ -46,15 +45,17 @@ class CostTable:
     costs: list[np.ndarray]  # int64 cost per valid type per block
 
     @classmethod
-    def build(cls, model: str, candidates="blockswap", metric: str = "params", in_channels: int | None = None,
+    def build(cls, model: str, candidates=None, metric: str = "params", in_channels: int | None = None,
               num_classes: int | None = None, image_size: int | None = None) -> CostTable:
+        """The table over `candidates` (default: the architecture's own set, `Architecture.candidates`); a
+        named set gives the types the model's blocks take, a type named alone that they cannot take is refused."""
         arch = get_architecture(model)
         in_channels = in_channels or arch.default_in_channels
         num_classes = num_classes or arch.default_num_classes
         image_size = image_size or arch.default_image_size
         if metric not in COUNTED_METRICS:
             raise BlockswapError(f"budget metric must be one of {', '.join(COUNTED_METRICS)}, got {metric!r}")
-        fixed, table = slot_costs(model, candidate_set(candidates), image_size, in_channels, num_classes, metric)
+        fixed, table = slot_costs(model, arch.candidate_types(candidates), image_size, in_channels, num_classes, metric)
         for i, row in enumerate(table):
             if not row:
                 raise BlockswapError(f"no candidate type is valid at block {i} of {model}; widen the candidate set")
@@ -206,7 +207,7 @@ SAMPLERS = ("exact", "reference")
 
 
 def sample(model: str, budget: float, n: int, seed: int = 0, tolerance: float = TOLERANCE, metric: str = "params",
-           candidates="blockswap", sampler: str = "exact", **shape) -> list[Genotype]:
+           candidates=None, sampler: str = "exact", **shape) -> list[Genotype]:
     return sample_table(CostTable.build(model, candidates, metric, **shape), budget, n, seed, tolerance, sampler)
 
 

@@ -260,10 +260,12 @@ def add_sample_command(sub) -> None:
     p.add_argument("--device", default="cpu", help="with --metric latency: the device the table must be of")
     p.add_argument("--samples", type=int_at_least(1), default=1000)
     p.add_argument("--seed", type=int_at_least(0), default=0)
-    p.add_argument("--candidates", default="blockswap",
-                   help="candidate set: blockswap (23 types), paper (21), moonshine, structured (8 structured "
-                        "substitutions of Gray et al. 2019), all, named sets joined by + (blockswap+structured: the "
-                        "mixed search), or a comma list")
+    p.add_argument("--candidates",
+                   help="candidate set: blockswap (23 types; the default for basic blocks), paper (21), moonshine, "
+                        "structured (8 structured substitutions of Gray et al. 2019), bottleneck (BlockSwap's per-conv "
+                        "types and the bottleneck middles; the default for resnet50, resnet101, wide_resnet50_2), "
+                        "all, named sets joined by + (blockswap+structured: the mixed search), or a comma list; a "
+                        "named set gives the types the model's blocks take")
     p.add_argument("--sampler", choices=("exact", "reference"), default="exact",
                    help="exact: uniform over the in-budget set without rejection; reference: the paper's")
     add_shape_args(p)
@@ -274,7 +276,7 @@ def add_sample_command(sub) -> None:
 def add_latency_table_command(sub) -> None:
     p = sub.add_parser("latency-table", help="time every candidate block type at every block, for latency budgets")
     p.add_argument("--model", required=True)
-    p.add_argument("--candidates", default="blockswap", help="candidate set, as `sample --candidates`")
+    p.add_argument("--candidates", help="candidate set, as `sample --candidates` (default: the model's own)")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where the student will run")
     # Defaults: blockswap.latency's (one image, 30 timed runs, 8 calibration nets).
     p.add_argument("--batch-size", type=int_at_least(1), help="images per forward")

@@ -26,7 +26,7 @@ from ..arch import ResNet
 from ..checkpoint import describe, load_checkpoint, weights_sha256
 from ..errors import BlockswapError
 from ..genotype import Genotype
-from ..models import Network, PostActBlock, create_model
+from ..models import RESNET_BLOCKS, Network, create_model
 from .detectors import NORMS, STAGES  # defined there without torch, for the CLI
 
 # The classifier's parameters: a classification checkpoint's weights other than these initialise the body.
@@ -41,8 +41,8 @@ def stage_channels(genotype: Genotype) -> list[int]:
 
 def check_resnet(genotype: Genotype) -> None:
     if not isinstance(genotype.architecture, ResNet):
-        raise BlockswapError(f"a detection backbone needs a ResNet genotype (resnet18, resnet34: stages of stride "
-                             f"4, 8, 16, 32), not {genotype.model}")
+        raise BlockswapError(f"a detection backbone needs a ResNet genotype (resnet18, resnet34, resnet50, resnet101, "
+                             f"wide_resnet50_2: stages of stride 4, 8, 16, 32), not {genotype.model}")
 
 
 def _replace_norms(module: nn.Module, make) -> None:
@@ -142,5 +142,5 @@ def with_fpn(body: Network, genotype: Genotype, out_channels: int, returned: tup
     backbone = BackboneWithFPN(body, {name: str(i) for i, name in enumerate(returned)},
                                [channels[name] for name in returned], out_channels, extra_blocks)
     # The Fisher probes of the body's residual blocks, in forward order (a plain list: no second registration).
-    backbone.probes = [m.probe for m in backbone.body.modules() if isinstance(m, PostActBlock)]
+    backbone.probes = [m.probe for m in backbone.body.modules() if isinstance(m, RESNET_BLOCKS)]
     return backbone
