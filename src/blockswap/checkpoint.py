@@ -24,7 +24,7 @@ from .errors import BlockswapError
 from .files import atomic_path
 from .genotype import Genotype
 from .models import Network, create_model, shaped_like
-from .recipe import RUN_ONLY, TrainConfig
+from .recipe import RUN_ONLY, TrainConfig, differences
 
 RESUME_FORMAT = "blockswap-resume-1"
 CHECKPOINT_KEYS = ("genotype", "config", "state_dict", "metrics", "provenance")
@@ -193,8 +193,7 @@ class ResumeFile:
                                  f"{describe(self.genotype)}; {fix}")
         implied = TrainConfig.unrecorded_defaults()  # what a setting left out of either record means
         now, then = {**implied, **self.config.to_dict()}, {**implied, **state["config"]}
-        diffs = [f"{k}: {then.get(k)!r} there, {now[k]!r} now" for k in now
-                 if k not in RUN_ONLY and then.get(k) != now[k]]
+        diffs = differences(then, now, keys=[k for k in now if k not in RUN_ONLY])
         if diffs:
             raise BlockswapError(f"{path} was written with other settings ({'; '.join(diffs)}); {fix}")
         if state.get("teacher_id") != self.teacher_id:

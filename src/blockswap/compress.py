@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import BlockswapError
 from .files import provenance, read_json, write_json, write_text
-from .recipe import RUN_ONLY
+from .recipe import RUN_ONLY, differences
 
 METHODS = ("blockswap", "prune-magnitude", "prune-taylor")
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "wide_resnet50_2")  # torchvision's and ours
@@ -179,7 +179,7 @@ def check_job(out: Path, job: dict) -> None:
     """Refuse a folder that holds another job's results (or anything but a job); writes nothing (`start_job`)."""
     saved = out / "job.json"
     if saved.exists():
-        diffs = _differences(read_json(saved, "job file"), job)
+        diffs = differences(read_json(saved, "job file"), job)
         if diffs:
             raise BlockswapError(f"{out} holds another job's results ({'; '.join(diffs[:3])}); give another "
                                  "-o, or delete the folder to start afresh")
@@ -192,18 +192,6 @@ def start_job(out: Path, job: dict) -> None:
     if not (out / "job.json").exists():
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "job.json", job)
-
-
-def _differences(then: dict, now: dict, prefix: str = "") -> list[str]:
-    """'key: old there, new now' for each key whose value differs, nested dicts key by key (recipe.lr: ...)."""
-    out = []
-    for key in dict.fromkeys([*now, *then]):
-        a, b = then.get(key, "(none)"), now.get(key, "(none)")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
-    return out
 
 
 def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str, method: str,

@@ -25,6 +25,21 @@ NORMALIZE_HOW = ("imagenet (torchvision's mean and std), folder (the training sp
                  "comma-separated, in [0, 1] units: 0.5,0.5,0.5:0.25,0.25,0.25)")
 
 
+def differences(then: dict, now: dict, keys=None, prefix: str = "") -> list[str]:
+    """'key: old there, new now' for each key whose value differs, nested dicts key by key (recipe.lr: ...): what
+    a refusal to mix a record with this run names. `keys`: only these, one `then` lacks read as None (a record's
+    settings: a setting added since with default None leaves it matching); by default every key either has, one
+    a dict lacks shown as (none)."""
+    out = []
+    for key in dict.fromkeys([*now, *then]) if keys is None else keys:
+        a, b = (then.get(key, "(none)"), now.get(key, "(none)")) if keys is None else (then.get(key), now[key])
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, prefix=f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return out
+
+
 def setting(default, help: str, type=None, cli: bool = True, recorded: bool = True, **extra):
     """A TrainConfig field: its default, its help text and (for lists and optional numbers) its parser type.
     recorded=False: `to_dict` leaves the field out while it has its default, so that adding it changed no

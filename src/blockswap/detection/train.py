@@ -45,7 +45,7 @@ from ..engine import resolve_device
 from ..errors import BlockswapError
 from ..files import check_distinct_files, provenance, write_json
 from ..genotype import Genotype
-from ..recipe import RUN_ONLY, learning_rate, scheduled_lr
+from ..recipe import RUN_ONLY, differences, learning_rate, scheduled_lr
 from ..runner import Run, StepClock, resolve_threads, resume_path_for, seed_all, stop_requests
 from .backbone import init_weights_sha256
 from .build import build_detector
@@ -74,8 +74,7 @@ def check_identity(path, saved: dict, genotype: Genotype | None, detector: Detec
     if config is not None:
         pairs.append(("training", saved["config"], config.to_dict(), RUN_ONLY))
     for what, there, now, free in pairs:
-        diffs = [f"{k}: {there.get(k)!r} there, {now[k]!r} now" for k in now
-                 if k not in free and there.get(k) != now[k]]
+        diffs = differences(there, now, keys=[k for k in now if k not in free])
         if diffs:
             raise BlockswapError(f"{path} was written with other {what} settings ({'; '.join(diffs)}){fix}")
     if config is not None and saved.get("init_sha256") != init_sha256:
