@@ -14,7 +14,7 @@ import torchvision
 import yaml
 from PIL import Image
 
-from blockswap import rehearsal
+from blockswap import rehearsal, standins
 from blockswap.counting import analytic
 from blockswap.data import load_dataset
 from blockswap.genotype import Genotype
@@ -97,13 +97,32 @@ def test_imagenet_trains_as_two_gloo_processes():
     assert cfg["teacher"]["recipe"]["batch_size"] == rehearsal.BATCH // 2
 
 
+def test_sizes_left_out_are_shrunk_from_the_schemas_defaults(tmp_path, monkeypatch):
+    """Change a default in the schema and the rehearsal of a profile without that key follows it."""
+    for name in ("config", "compress"):
+        schema = yaml.safe_load((rehearsal.SCHEMAS / f"{name}.schema.yaml").read_text())
+        props = schema["properties"]
+        if name == "config":
+            props["ablations"]["properties"]["random_count"]["default"] = 2
+            props["ablations"]["properties"]["minibatches"]["default"] = [3, 30]
+            props["search"]["properties"]["budgets"]["default"] = [500, 600, 700]
+        else:
+            props["compress"]["properties"]["seeds"]["default"] = [7, 8, 9]
+        (tmp_path / f"{name}.schema.yaml").write_text(yaml.safe_dump(schema))
+    monkeypatch.setattr(rehearsal, "SCHEMAS", tmp_path)
+    cfg = rehearsal.overlay({}, "r")
+    assert (cfg["ablations"]["random_count"], cfg["ablations"]["minibatches"]) == (2, [3])
+    assert cfg["search"]["budgets"] == [500, 700] and cfg["ablations"]["sample_budgets"] == []
+    assert rehearsal.overlay({"name": "compress"}, "r")["compress"]["seeds"] == [7, 8]
+
+
 def test_structured_keeps_one_substitution_per_family():
     blocks = ["TensorTrain_0.24", "Shuffle_2", "TensorTrain_0.43", "Shuffle_4", "ACDC_16"]
     assert rehearsal._first_per_family(blocks) == ["TensorTrain_0.24", "Shuffle_2", "ACDC_16"]
 
 
 def test_cifar10_standin_reads_as_torchvision_batches(tmp_path, monkeypatch):
-    folder = rehearsal.write_cifar10(tmp_path, per_batch=20, n_test=40)
+    folder = standins.write_cifar10(tmp_path, per_batch=20, n_test=40)
     train, test = load_dataset("cifar10", folder, "train"), load_dataset("cifar10", folder, "test")
     assert len(train) == 5 * 20 and len(test) == 40
     batch = pickle.loads((folder / "cifar-10-batches-py/data_batch_3").read_bytes(), encoding="bytes")
@@ -119,7 +138,7 @@ def test_cifar10_standin_reads_as_torchvision_batches(tmp_path, monkeypatch):
 
 
 def test_imagenet_standin_folders_of_assorted_sizes(tmp_path):
-    folder = rehearsal.write_imagenet(tmp_path, classes=12, per_class=2)
+    folder = standins.write_imagenet(tmp_path, classes=12, per_class=2)
     for split in ("train", "val"):
         wnids = sorted(p.name for p in (folder / split).iterdir())
         assert wnids == [f"n{c:08d}" for c in range(12)]
@@ -134,7 +153,7 @@ def test_torchvision_state_dict_standin_is_what_pretrained_imports(tmp_path):
     import torch
     import torchvision
 
-    path = rehearsal.write_torchvision_resnet(tmp_path / "resnet18.pth", "resnet18", num_classes=10)
+    path = standins.write_torchvision_resnet(tmp_path / "resnet18.pth", "resnet18", num_classes=10)
     state = torch.load(path, weights_only=True)
     assert state.keys() == torchvision.models.resnet18(num_classes=10).state_dict().keys()
     assert state["fc.weight"].shape == (10, 512)
@@ -145,7 +164,7 @@ def test_coco_standin_has_polygons_rle_crowds_and_id_gaps(tmp_path):
 
     from blockswap.detection.coco import CocoDetection
 
-    images, ann = rehearsal.write_coco(tmp_path, "train", 4, seed=0)
+    images, ann = standins.write_coco(tmp_path, "train", 4, seed=0)
     coco = COCO(str(ann))
     assert sorted(coco.cats) == [1, 3, 18, 44, 90]
     assert sorted(coco.imgs) == [1000, 2000, 3000, 4000]
@@ -162,7 +181,7 @@ def test_coco_standin_has_polygons_rle_crowds_and_id_gaps(tmp_path):
         assert mask.shape == (img["height"], img["width"])
         if not isinstance(a["segmentation"], list):
             assert mask.sum() == a["area"]
-    assert {(im["width"], im["height"]) for im in coco.imgs.values()} == set(rehearsal.COCO_SIZES)
+    assert {(im["width"], im["height"]) for im in coco.imgs.values()} == set(standins.COCO_SIZES)
     ds = CocoDetection(images, ann)
     image, target = ds[0]
     assert image.shape[1:] == (480, 640) and target["masks"].shape[1:] == (480, 640)
@@ -170,7 +189,7 @@ def test_coco_standin_has_polygons_rle_crowds_and_id_gaps(tmp_path):
 
 
 def test_first_images_cuts_the_users_file(tmp_path):
-    _, ann = rehearsal.write_coco(tmp_path, "val", 4, seed=1)
+    _, ann = standins.write_coco(tmp_path, "val", 4, seed=1)
     cut = json.loads(rehearsal.first_images(ann, 2, tmp_path / "cut.json").read_text())
     full = json.loads(ann.read_text())
     assert [im["id"] for im in cut["images"]] == [im["id"] for im in full["images"][:2]]
@@ -179,7 +198,7 @@ def test_first_images_cuts_the_users_file(tmp_path):
 
 
 def test_prepare_uses_the_users_data_where_present(tmp_path):
-    users = rehearsal.write_cifar10(tmp_path / "mine")
+    users = standins.write_cifar10(tmp_path / "mine")
     profile = {**_profile("cifar10"), "dataset": {**_profile("cifar10")["dataset"], "data_dir": str(users)}}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(profile))

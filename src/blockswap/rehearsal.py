@@ -4,24 +4,23 @@
 one or two budgets, a few of each list of blocks - and moves every job to the CPU (a job the profile runs
 on several GPUs runs as 2 gloo processes under torchrun). Every rule of the profile's DAG still runs.
 The data are the user's where they are present (a few batches of them: paths, formats and classes are
-read for real) and otherwise stand-ins written in the real formats: CIFAR-10's python batches, ImageNet's
-`train|val/<wnid>/*.JPEG` with a torchvision-format ResNet state dict as the pretrained teacher, a COCO
-instances file with polygon, RLE and crowd masks and category-id gaps; for the compress profile an image
+read for real) and otherwise stand-ins written in the real formats (`standins`): CIFAR-10's python batches,
+ImageNet's `train|val/<wnid>/*.JPEG` with a torchvision-format ResNet state dict as the pretrained teacher, a
+COCO instances file with polygon, RLE and crowd masks and category-id gaps; for the compress profile an image
 folder of PNGs and a torchvision ResNet-18 state dict as the teacher. The stand-ins are noise: a
 rehearsal's tables and figures say it (`rehearsal: true` marks them) and are no evidence of anything.
+A size the profile leaves out is read from the schema's default (`with_defaults`), never copied here.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import pickle
 from pathlib import Path
-
-import numpy as np
 
 from .errors import BlockswapError
 from .files import write_text
+from .standins import write_cifar10, write_coco, write_image_folder, write_imagenet, write_torchvision_resnet
 
 TRAIN_IMAGES = 32  # training subset of every classification job: 4 steps at batch 8
 TEST_IMAGES = 32  # test subset: the error is a formality
@@ -31,7 +30,6 @@ RANDOM_NETS = 3  # random nets per ablation budget: the fewest a rank correlatio
 MAX_MINIBATCHES = 10  # the "after k minibatches" proxies up to this k
 LIST_KEEP = 2  # of each list of students (single-blocktype, scaled)
 DETECTION_IMAGES = (4, 2)  # COCO train, val images (stand-ins, or the first of the user's)
-STANDIN_SEED = 0
 
 
 def _set(node: dict, dotted: str, value) -> None:
@@ -41,8 +39,9 @@ def _set(node: dict, dotted: str, value) -> None:
     node[leaf] = value
 
 
-def _shrink_recipe(recipe: dict, batch: int = BATCH) -> dict:
-    return {**recipe, "epochs": 1, "batch_size": min(recipe.get("batch_size", 128), batch), "subset": TRAIN_IMAGES,
+def _shrink_recipe(recipe: dict, batch_size: int, batch: int = BATCH) -> dict:
+    """`recipe` (as given) on a few images; `batch_size`: the one it trains with, given or its default."""
+    return {**recipe, "epochs": 1, "batch_size": min(batch_size, batch), "subset": TRAIN_IMAGES,
             "test_subset": TEST_IMAGES, "eval_every": 1}
 
 
@@ -66,34 +65,35 @@ def _first_per_family(blocks: list[str]) -> list[str]:
 
 
 def overlay(profile: dict, results_dir: str) -> dict:
-    """The rehearsal of `profile` (as its YAML file reads): the same keys, smaller, on the CPU."""
+    """The rehearsal of `profile` (as its YAML file reads): the same keys, smaller, on the CPU. A size the profile
+    leaves out is shrunk from the schema's default (`with_defaults`), the one the workflow would run."""
     if profile.get("name") == "compress":
         return compress_overlay(profile, results_dir)
-    cfg = copy.deepcopy(profile)
+    cfg, full = copy.deepcopy(profile), with_defaults(profile)
     cfg.update(results_dir=results_dir, device="cpu", rehearsal=True)
     for part in ("teacher", "student"):
         if part in cfg:  # 224-px ImageNet images: half the batch
             batch = BATCH // 2 if _is_imagenet(cfg) else BATCH
-            cfg[part]["recipe"] = _shrink_recipe(cfg[part].get("recipe", {}), batch)
+            cfg[part]["recipe"] = _shrink_recipe(cfg[part].get("recipe", {}), full[part]["recipe"]["batch_size"], batch)
     teacher = cfg.setdefault("teacher", {})
-    teacher["seeds"] = teacher.get("seeds", [0, 1])[:1]
+    teacher["seeds"] = full["teacher"]["seeds"][:1]
     student = cfg.setdefault("student", {})
     if student.get("repeat_seeds"):
         student["repeat_seeds"] = student["repeat_seeds"][:2]
     search = cfg.setdefault("search", {})
-    search["samples"] = min(search.get("samples", 100), SAMPLES)
-    ablations = cfg.setdefault("ablations", {})
-    budgets = search.get("budgets", [20000, 40000])
-    keep = [b for b in ablations.get("sample_budgets", [20000]) if b in budgets][:1]
+    search["samples"] = min(full["search"]["samples"], SAMPLES)
+    ablations, given = cfg.setdefault("ablations", {}), full["ablations"]
+    budgets = full["search"]["budgets"]
+    keep = [b for b in given["sample_budgets"] if b in budgets][:1]
     search["budgets"] = list(dict.fromkeys(keep + [budgets[0], budgets[-1]]))[:2]
-    if ablations.get("sample_budgets", [20000]):
+    if given["sample_budgets"]:
         ablations["sample_budgets"] = keep
         ablations["sample_counts"] = [2]
         ablations["sample_seeds"] = [0, 1]
-    ablations["random_budgets"] = ablations.get("random_budgets", [20000, 40000])[:1]
-    ablations["random_count"] = min(ablations.get("random_count", 20), RANDOM_NETS)
-    ablations["random_repeats"] = min(ablations.get("random_repeats", 0), 1)
-    ablations["minibatches"] = [k for k in ablations.get("minibatches", [1, 10]) if k <= MAX_MINIBATCHES] or [1]
+    ablations["random_budgets"] = given["random_budgets"][:1]
+    ablations["random_count"] = min(given["random_count"], RANDOM_NETS)
+    ablations["random_repeats"] = min(given["random_repeats"], 1)
+    ablations["minibatches"] = [k for k in given["minibatches"] if k <= MAX_MINIBATCHES] or [1]
     baselines = cfg.setdefault("baselines", {})
     for key in ("moonshine_blocks", "scaled"):
         if key in baselines:
@@ -108,7 +108,7 @@ def overlay(profile: dict, results_dir: str) -> dict:
         resources[kind] = _cpu_resource(resources.get(kind, {}), kind == "train")
     detection = cfg.get("detection", {})
     if detection.get("enabled"):
-        detection["samples"] = min(detection.get("samples", 1000), 2)
+        detection["samples"] = min(full["detection"]["samples"], 2)
         detection["figure_images"] = 2
         if detection.get("norm") == "syncbn":  # SyncBatchNorm is CUDA-only: each process its own statistics
             detection["norm"] = "bn"
@@ -122,160 +122,25 @@ def overlay(profile: dict, results_dir: str) -> dict:
 
 def compress_overlay(profile: dict, results_dir: str) -> dict:
     """The compress profile's rehearsal: its first budget, two seeds (a paired interval needs two), a few
-    candidates, the students' and the embedded teacher's recipes shrunk, on the CPU."""
-    cfg = copy.deepcopy(profile)
+    candidates, the students' and the embedded teacher's recipes shrunk, on the CPU. Sizes left out are read as
+    `overlay`'s are: from the schema's defaults, and a recipe's from the command's own (`recipe.TrainConfig`)."""
+    from .recipe import FIELDS
+
+    cfg, full = copy.deepcopy(profile), with_defaults({**profile, "compress": profile.get("compress", {})})
     cfg.update(results_dir=results_dir, rehearsal=True)
-    c = cfg.setdefault("compress", {})
-    c["budgets"] = c.get("budgets", [20000, 40000])[:1]
-    c["seeds"] = c.get("seeds", [0, 1, 2])[:2]
-    c["samples"] = min(c.get("samples", 100), SAMPLES)
+    c, given = cfg.setdefault("compress", {}), full["compress"]
+    c["budgets"] = given["budgets"][:1]
+    c["seeds"] = given["seeds"][:2]
+    c["samples"] = min(given["samples"], SAMPLES)
     for key in ("recipe", "teacher_recipe"):
-        c[key] = {**_shrink_recipe(c.get(key, {})), "device": "cpu"}
+        batch_size = given[key].get("batch_size", FIELDS["batch_size"].default)
+        c[key] = {**_shrink_recipe(c.get(key, {}), batch_size), "device": "cpu"}
     c["threads"] = 1
     return cfg
 
 
 def _is_imagenet(cfg: dict) -> bool:
     return cfg.get("dataset", {}).get("name") == "imagenet"
-
-
-# ------------------------------------------------------------------------------------------ stand-in data
-def _noise_images(n: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """n uint8 RGB images (n, h, w, 3): a smooth colour gradient per image plus noise, so JPEGs stay small."""
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    base = rng.uniform(0, 255, (n, 1, 1, 3)) * (0.5 + 0.5 * (yy + xx)[None, :, :, None] / 2)
-    return np.clip(base + rng.normal(0, 20, (n, h, w, 3)), 0, 255).astype(np.uint8)
-
-
-def write_cifar10(folder: Path, per_batch: int = 20, n_test: int = 40) -> Path:
-    """cifar-10-batches-py/ as torchvision's archive holds it: 5 pickled training batches, test_batch, meta."""
-    rng = np.random.default_rng(STANDIN_SEED)
-    root = folder / "cifar-10-batches-py"
-    root.mkdir(parents=True, exist_ok=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        n = n_test if name == "test_batch" else per_batch
-        images = _noise_images(n, 32, 32, rng).transpose(0, 3, 1, 2).reshape(n, 3072)  # rows of R, G, B planes
-        batch = {"batch_label": name, "labels": (np.arange(n) % 10).tolist(), "data": images,
-                 "filenames": [f"{name}_{i}.png" for i in range(n)]}
-        (root / name).write_bytes(_python2_pickle(batch))
-    meta = {"label_names": [f"class{c}" for c in range(10)], "num_cases_per_batch": per_batch}
-    (root / "batches.meta").write_bytes(_python2_pickle(meta))
-    return folder
-
-
-def _python2_pickle(mapping: dict) -> bytes:
-    """A pickled dict as CIFAR-10's batches were written by Python 2: its keys and strings (str here, or lists
-    of them) are Python 2 strings, which load as bytes with encoding="bytes" (as ours reads them) and as str
-    with encoding="latin1" (as torchvision does). Assembled from opcodes; every other value is pickled on its
-    own (its memo entries are written before they are read, so values never see each other's)."""
-    def py2(text: str) -> bytes:
-        raw = text.encode("latin1")
-        return (pickle.SHORT_BINSTRING + bytes([len(raw)]) if len(raw) < 256
-                else pickle.BINSTRING + len(raw).to_bytes(4, "little")) + raw
-
-    def value(v) -> bytes:
-        if isinstance(v, str):
-            return py2(v)
-        if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-            return pickle.EMPTY_LIST + pickle.MARK + b"".join(map(py2, v)) + pickle.APPENDS
-        return pickle.dumps(v, protocol=3)[2:-1]  # without its PROTO header and STOP
-
-    items = b"".join(py2(k) + value(v) for k, v in mapping.items())
-    return pickle.PROTO + bytes([3]) + pickle.EMPTY_DICT + pickle.MARK + items + pickle.SETITEMS + pickle.STOP
-
-
-def write_imagenet(folder: Path, classes: int = 1000, per_class: int = 1) -> Path:
-    """train/ and val/ with one `n0xxxxxxx` folder per class of `per_class` JPEGs of assorted sizes each."""
-    from PIL import Image
-
-    rng = np.random.default_rng(STANDIN_SEED)
-    for split in ("train", "val"):
-        for c in range(classes):
-            d = folder / split / f"n{c:08d}"
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                h, w = rng.integers(40, 120, 2)
-                Image.fromarray(_noise_images(1, h, w, rng)[0]).save(d / f"{split}_{c}_{i}.JPEG", quality=75)
-    return folder
-
-
-def write_image_folder(folder: Path, classes: int = 3, per_class: int = 16, side: int = 32) -> Path:
-    """DIR/train|val/class<c>/*.png: `per_class` RGB images of `side` px per class, as a user's folder is."""
-    from PIL import Image
-
-    rng = np.random.default_rng(STANDIN_SEED)
-    for split in ("train", "val"):
-        for c in range(classes):
-            d = folder / split / f"class{c}"
-            d.mkdir(parents=True, exist_ok=True)
-            for i, image in enumerate(_noise_images(per_class, side, side, rng)):
-                Image.fromarray(image).save(d / f"{i}.png")
-    return folder
-
-
-def write_torchvision_resnet(path: Path, model: str, num_classes: int = 1000) -> Path:
-    """A torchvision-format state dict of `model` (its own random initialisation), as `pretrained` takes."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(STANDIN_SEED)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(getattr(torchvision.models, model)(num_classes=num_classes).state_dict(), path)
-    return path
-
-
-COCO_CATEGORIES = ((1, "person"), (3, "car"), (18, "dog"), (44, "bottle"), (90, "toothbrush"))  # COCO's id gaps
-COCO_SIZES = ((640, 480), (480, 640), (500, 375), (640, 427))  # (width, height) as COCO's images are
-
-
-def write_coco(folder: Path, split: str, n: int, seed: int) -> tuple[Path, Path]:
-    """`n` JPEGs at COCO's sizes and instances_<split>.json: per image a polygon, a compressed-RLE and, on
-    every other image, a crowd with uncompressed RLE; category ids with COCO's gaps."""
-    from PIL import Image
-    from pycocotools import mask as mask_utils
-
-    rng = np.random.default_rng(seed)
-    images_dir = folder / split
-    images_dir.mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-
-    def add(image_id, category, segmentation, box, area, crowd=0):
-        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
-                            "segmentation": segmentation, "bbox": [float(v) for v in box], "area": float(area),
-                            "iscrowd": crowd})
-
-    for i in range(n):
-        w, h = COCO_SIZES[i % len(COCO_SIZES)]
-        image_id = 1000 * (i + 1) + seed  # ids neither 0-based nor contiguous
-        name = f"{image_id:012d}.jpg"
-        Image.fromarray(_noise_images(1, h, w, rng)[0]).save(images_dir / name, quality=75)
-        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
-        cats = [c for c, _ in COCO_CATEGORIES]
-        x0, y0 = rng.integers(10, w // 3), rng.integers(10, h // 3)
-        bw, bh = rng.integers(w // 6, w // 3), rng.integers(h // 6, h // 3)
-        triangle = [x0, y0, x0 + bw, y0, x0 + bw // 2, y0 + bh]
-        add(image_id, cats[i % len(cats)], [[float(v) for v in triangle]], (x0, y0, bw, bh), bw * bh / 2)
-        m = np.zeros((h, w), np.uint8)
-        cx, cy, r = w // 2 + w // 8, h // 2 + h // 8, min(w, h) // 6
-        yy, xx = np.ogrid[:h, :w]
-        m[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = 1
-        rle = mask_utils.encode(np.asfortranarray(m))
-        add(image_id, cats[(i + 1) % len(cats)], {"size": [h, w], "counts": rle["counts"].decode()},
-            mask_utils.toBbox(rle).tolist(), float(mask_utils.area(rle)))
-        if i % 2 == 0:
-            crowd = np.zeros((h, w), np.uint8)
-            crowd[h - h // 4: h - 10, 10: w // 2] = 1
-            flat = crowd.flatten(order="F")  # COCO's uncompressed RLE: column-major run lengths from a 0 run
-            changes = np.flatnonzero(np.diff(flat)) + 1
-            counts = np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()
-            add(image_id, cats[(i + 2) % len(cats)], {"size": [h, w], "counts": counts},
-                (10, h - h // 4, w // 2 - 10, h // 4 - 10), int(crowd.sum()), crowd=1)
-    categories = [{"id": c, "name": name, "supercategory": "thing"} for c, name in COCO_CATEGORIES]
-    ann = folder / "annotations" / f"instances_{split}.json"
-    write_text(ann, json.dumps({"info": {"description": "blockswap rehearsal stand-in"}, "images": images,
-                                "annotations": annotations, "categories": categories}))
-    return images_dir, ann
 
 
 def first_images(annotations: Path, n: int, out: Path) -> Path:
@@ -341,17 +206,53 @@ def _imagenet_present(data_dir: Path) -> bool:
 SCHEMAS = Path(__file__).resolve().parents[2] / "workflow" / "schemas"  # in a checkout, beside the Snakefile
 
 
-def check_schema(profile: dict, profile_path: Path) -> None:
-    """The profile against the schema the workflow validates it with (the compress profile's, or the paper
-    profiles'), so that a key of the wrong type is refused in one line naming it before anything is written
-    rather than deep in the overlay. Without a checkout (no schemas) the workflow's own validation remains."""
-    import jsonschema
+def _schema_path(profile: dict) -> Path:
+    """The schema the workflow validates `profile` with: the compress profile's, or the paper profiles'."""
+    return SCHEMAS / ("compress.schema.yaml" if profile.get("name") == "compress" else "config.schema.yaml")
+
+
+def _schema(path: Path) -> dict:
     import yaml
 
-    schema = SCHEMAS / ("compress.schema.yaml" if profile.get("name") == "compress" else "config.schema.yaml")
+    return yaml.safe_load(path.read_text())
+
+
+def with_defaults(profile: dict) -> dict:
+    """A copy of `profile` with every default of its schema filled in, nested ones too, as the workflow's
+    validation fills them: what a run of the profile takes, so that the overlay shrinks the schema's numbers and
+    never a stale copy of them. Keys of the wrong type stay as they are (`check_schema` refuses them)."""
+    import jsonschema
+
+    path = _schema_path(profile)
+    if not path.is_file():
+        raise BlockswapError(f"{path}: not found; a rehearsal runs in a checkout of the workflow, whose schema "
+                             "states the sizes it shrinks")
+    base = jsonschema.Draft202012Validator
+    properties = base.VALIDATORS["properties"]
+
+    def fill(validator, props, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from properties(validator, props, instance, schema)
+
+    full = copy.deepcopy(profile)
+    for _ in jsonschema.validators.extend(base, {"properties": fill})(_schema(path)).iter_errors(full):
+        pass  # filling is the point; the errors are check_schema's
+    return full
+
+
+def check_schema(profile: dict, profile_path: Path) -> None:
+    """The profile against the schema the workflow validates it with, so that a key of the wrong type is refused
+    in one line naming it before anything is written rather than deep in the overlay. Without a checkout (no
+    schemas) the workflow's own validation remains."""
+    import jsonschema
+
+    schema = _schema_path(profile)
     if not schema.is_file():
         return
-    validator = jsonschema.Draft202012Validator(yaml.safe_load(schema.read_text()))
+    validator = jsonschema.Draft202012Validator(_schema(schema))
     why = jsonschema.exceptions.best_match(validator.iter_errors(profile))
     if why is not None:
         raise BlockswapError(f"{profile_path}: {why.json_path.lstrip('$.') or 'top level'}: {why.message} (see "
