@@ -76,7 +76,7 @@ def add_data_commands(sub) -> None:
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     q = dsub.add_parser("fetch", help="find Fashion-MNIST, or fetch it (no root needed) and check it")
     q.add_argument("dataset", choices=("fashion-mnist",),
-                   help="the one dataset that can be fetched (CIFAR-10 and ImageNet: see the README)")
+                   help="the one dataset that can be fetched (CIFAR-10 and ImageNet: see docs/workflow.md)")
     q.add_argument("--dest", help=f"fetch into this folder even if a standard place has the files "
                                   f"(default: use a standard place, else fetch into {PROJECT_SUBDIR})")
     q.add_argument("--method", choices=METHODS, default="auto",
