@@ -102,12 +102,16 @@ def test_recording_matches_a_rerun_of_the_originals(originals):
 
 
 # ------------------------------------------------------------------------------------ same convention: direct
+RTOL_CANCELLING = 2e-4  # a float32 sum that cancels to ~1e-3 of its terms, recorded on one CPU model, run on any
+
 DIRECT = {
     "grad_norm": RTOL,  # NASLib: Σ_layers ‖∂L/∂W‖ of one minibatch = ours at k = 1
     "snip": RTOL,
     "l2_norm": RTOL,
     "plain": RTOL,  # signed sum: cancellation, still well inside 1e-5 here
-    "grasp": RTOL,  # signed Σ −W ⊙ Hg with cancellation; NASLib sums float32 layer arrays
+    # signed Σ −W ⊙ Hg with cancellation; NASLib sums float32 layer arrays. The Hessian-vector product's float32
+    # sums land 7.8e-5 apart (relative) on another CPU model than the recording's (measured on an AMD EPYC).
+    "grasp": RTOL_CANCELLING,
     "zico": RTOL,  # np.std / np.mean of float32 gradients
     "naswot": RTOL_F64,  # integer-valued kernels, float64 slogdet on both sides
     "jacov": RTOL_F64,  # float64 numpy correlation of the same float32 Jacobians; eig vs eigvalsh
