@@ -278,7 +278,17 @@ def _sigterm_at(monkeypatch, at_epoch: int, at_step: int, signum: int = signal.S
     return real
 
 
+@pytest.fixture
+def ctrl_c_reaches_us():
+    """SIGINT handled as in a terminal's program: a background job (a CI run's, say) may inherit it ignored,
+    and training leaves an ignored SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.usefixtures("ctrl_c_reaches_us")
 def test_mid_epoch_stop_resumes_exactly(data_dir, reference, tmp_path, monkeypatch, signum):
     """SIGTERM or Ctrl-C at a known step (sent from inside the loop) and resume in-process: same result."""
     real = _sigterm_at(monkeypatch, 1, 5, signum)

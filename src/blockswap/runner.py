@@ -36,18 +36,10 @@ from tqdm import tqdm
 
 from .checkpoint import Tally, save
 from .distributed import SINGLE, AgreedStop, World
+from .errors import Stopped
 from .files import write_json
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-
-
-class Stopped(Exception):
-    """A stop signal ended the command where nothing is lost; the CLI prints the message as one line and exits
-    with `exit_status`, 128 + the signal, as a shell reports a process the signal ended (SLURM requeues on it)."""
-
-    def __init__(self, signum: int, message: str):
-        self.signum, self.exit_status = signum, 128 + signum
-        super().__init__(message)
 
 
 class Preempted(Stopped):

@@ -2,7 +2,7 @@
 
 Each command prints a JSON object or writes the file named by -o (atomically). A mistake a user can
 make ends in one line on stderr and exit status 2, with nothing half-written. A stop signal that a command
-survives with its work kept (`runner.Stopped`: a training's resume point, compress's finished stages) ends in one
+survives with its work kept (`errors.Stopped`: a training's resume point, compress's finished stages) ends in one
 line and exit status 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
 """
 
@@ -12,9 +12,8 @@ import argparse
 import sys
 
 from .. import __version__
-from ..errors import BlockswapError
+from ..errors import BlockswapError, Stopped
 from ..files import check_output, check_output_dir
-from ..runner import Stopped
 from . import compress, deploy, detection, rehearse, reports, search, training
 from .args import Parser
 

@@ -36,7 +36,8 @@ def cmd_compress(args) -> None:
     """Ctrl-C, SIGTERM or SIGUSR1 end the job in one line, exit status 128 + signal: in the distillation at a whole
     step with its resume file written (`runner.Preempted`), elsewhere with the finished stages kept."""
     from ..compress import compress
-    from ..runner import Stopped, signals_raise
+    from ..errors import Stopped
+    from ..runner import signals_raise
 
     apply_recipe(args)
     config = TrainConfig(**{name: getattr(args, name) for name in args.settings}, dataset="folder",
