@@ -355,7 +355,7 @@ def test_a_latency_table_is_checked_against_the_jobs_threads_not_the_process(job
         return check_inputs(str(tmp / "teacher.pt"), str(root), budget, config, "latency", "blockswap", str(path))
 
     torch.set_num_threads(1)
-    assert inputs(2)[5]["threads"] == 2
+    assert inputs(2).table["threads"] == 2
     torch.set_num_threads(2)
     with pytest.raises(BlockswapError, match="measured at 2 threads, the job runs at 1; give --threads 2"):
         inputs(1)

@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from .errors import BlockswapError
 from .files import provenance, read_json, write_json, write_text
@@ -194,6 +195,19 @@ def start_job(out: Path, job: dict) -> None:
         write_json(out / "job.json", job)
 
 
+class JobInputs(NamedTuple):
+    """What `check_inputs` found: the teacher's file, genotype and weights, the training set, the device, the
+    latency table and BlockSwap's cost table (None where unused), and `config` with the teacher's --normalize."""
+    weights: Path
+    genotype: Any
+    state_dict: dict
+    train_set: Any
+    device: Any
+    table: dict | None
+    costs: Any
+    config: Any
+
+
 def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str, method: str,
                  latency_table: str | None):
     """Everything a user can get wrong, before any work: (teacher file, its genotype and state dict, the
@@ -223,7 +237,7 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
     train_set = load_dataset("folder", data_dir, "train", normalize=config.normalize)
     table = budget_table(latency_table, metric, genotype, device, job_threads(config))
     costs = check_budget(genotype, budget, metric, method, table, config.seed)
-    return weights, genotype, state_dict, train_set, device, table, costs, config
+    return JobInputs(weights, genotype, state_dict, train_set, device, table, costs, config)
 
 
 def check_method(metric: str, method: str) -> None:
@@ -346,12 +360,12 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
 
     started, out = time.perf_counter(), Path(out)
     inputs = check_inputs(teacher, data_dir, budget, config, metric, method, latency_table)
-    weights, state_dict, train_set, config = inputs[0], inputs[2], inputs[3], inputs[7]
-    job = {"teacher": str(weights), "teacher_sha256": weights_sha256(state_dict),
+    config = inputs.config
+    job = {"teacher": str(inputs.weights), "teacher_sha256": weights_sha256(inputs.state_dict),
            "data_dir": str(Path(data_dir).resolve()), "budget": budget, "metric": metric, "method": method,
            "samples": samples if method == "blockswap" else None, "latency_table": latency_table,
            "recipe": {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY},  # threads may change
-           "preprocess": train_set.preprocess.to_dict()}
+           "preprocess": inputs.train_set.preprocess.to_dict()}  # the inputs both networks are tested on
     check_job(out, job)
     if (out / "report.json").exists():
         log(f"{out}: the job is finished (report.json, model_card.md); nothing to do")
@@ -369,50 +383,20 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
 WALL_TIME = "wall_time.json"  # the seconds of a job's earlier, interrupted attempts
 
 
-def _stages(out: Path, job: dict, inputs: tuple, config, data_dir: str, budget: float, metric: str, method: str,
+def _stages(out: Path, job: dict, inputs: JobInputs, config, data_dir: str, budget: float, metric: str, method: str,
             samples: int, log, elapsed) -> dict:
     """The job's stages, each skipped (and said so) when an earlier attempt finished it."""
     from .data import first_batches
-    from .pretrained import evaluate_weights, write_imported
+    from .deploy import export
     from .runner import resolve_threads
-
-    weights, genotype, _, train_set, device, table, costs, _ = inputs
-    resolve_threads(config.threads)  # also where training is skipped: the report's latency at the job's threads
-
-    # 1. The teacher, tested on DIR/val (the student's test_subset of it) - before anything is written.
-    teacher_ckpt = out / "teacher" / "model.pt"
-    if teacher_ckpt.exists():
-        log(f"teacher: tested already ({out / 'teacher' / 'metrics.json'}), skipped")
-    else:
-        log(f"teacher: {genotype.model} from {weights}, tested on {data_dir}/val, inputs "
-            f"{train_set.preprocess.describe()}")
-        tested = evaluate_weights(weights, genotype.model, "folder", data_dir=data_dir, test_subset=config.test_subset,
-                                  subset_seed=config.subset_seed,  # the student's images
-                                  device=device, normalize=config.normalize)
-        log(f"teacher: test error {tested['metrics']['test_top1_error']:.2f}%")
-        check_beats_chance(tested["metrics"], genotype.num_classes, weights, train_set.preprocess)
-        start_job(out, job)
-        write_imported(tested, teacher_ckpt, out / "teacher" / "metrics.json")
-    batch = first_batches(train_set, config.batch_size, config.seed)[0]
-
-    # 2. The student's architecture.
-    init = None
-    if method == "blockswap":
-        student = _search(out / "search", genotype, costs, budget, samples, config.seed, batch, device, log,
-                          config.progress)
-    else:
-        from .pruning import prune_to
-
-        student, init = genotype, out / "search" / "pruned.pt"
-        if init.exists():
-            log(f"pruning: done already ({init}), skipped")
-        else:
-            log(f"pruning {genotype.model} to {budget:,.0f} {metric} ({method})")
-            prune_to(teacher_ckpt, budget, method.split("-", 1)[1], batch, init, metric)
-
-    # 3. Distillation (resumes from student/model.pt.resume after an interruption).
     from .train import train
 
+    resolve_threads(config.threads)  # also where training is skipped: the report's latency at the job's threads
+    teacher_ckpt = _teacher(out, job, inputs, config, data_dir, log)
+    batch = first_batches(inputs.train_set, config.batch_size, config.seed)[0]
+    student, init = _architecture(out, inputs, teacher_ckpt, config, budget, metric, method, samples, batch, log)
+
+    # 3. Distillation (resumes from student/model.pt.resume after an interruption).
     student_ckpt = out / "student" / "model.pt"
     config, distillation = distillation_for(config, student, init, teacher_ckpt)
     if student_ckpt.exists():
@@ -423,22 +407,59 @@ def _stages(out: Path, job: dict, inputs: tuple, config, data_dir: str, budget: 
               teacher=str(teacher_ckpt), labels={"method": method, "budget": str(budget)}, init=init)
 
     # 4. The files a deployment needs, beside the student's checkpoint (`deploy`; skipped when done).
-    from .deploy import export
-
-    exported = export(out / "student", train_set, data_dir, config, log)
+    exported = export(out / "student", inputs.train_set, data_dir, config, log)
 
     # 5. The report and model card; the report last: its presence marks the job finished.
     log("report: measuring both networks' latency")
-    report = _report(out, job, student, genotype, device, table, config.seed)
+    report = _report(out, job, student, inputs.genotype, inputs.device, inputs.table, config.seed)
     report["distillation"] = distillation
     report["export"] = exported
-    report["preprocess"] = train_set.preprocess.to_dict()  # the inputs both networks were tested on
+    report["preprocess"] = job["preprocess"]
     report["wall_time_s"] = elapsed()  # all attempts
-    report["provenance"] = provenance(job, config.seed, str(device), report["wall_time_s"])
+    report["provenance"] = provenance(job, config.seed, str(inputs.device), report["wall_time_s"])
     write_json(out / WALL_TIME, {"seconds": report["wall_time_s"]})
     write_text(out / "model_card.md", model_card(report))
     write_json(out / "report.json", report)
     return report
+
+
+def _teacher(out: Path, job: dict, inputs: JobInputs, config, data_dir: str, log) -> Path:
+    """1. The teacher tested on DIR/val (the student's test_subset of it), refused at chance before anything is
+    written; then the job starts (job.json) and the tested teacher is kept. Returns its checkpoint."""
+    from .pretrained import evaluate_weights, write_imported
+
+    teacher_ckpt, genotype = out / "teacher" / "model.pt", inputs.genotype
+    if teacher_ckpt.exists():
+        log(f"teacher: tested already ({out / 'teacher' / 'metrics.json'}), skipped")
+        return teacher_ckpt
+    log(f"teacher: {genotype.model} from {inputs.weights}, tested on {data_dir}/val, inputs "
+        f"{inputs.train_set.preprocess.describe()}")
+    tested = evaluate_weights(inputs.weights, genotype.model, "folder", data_dir=data_dir,
+                              test_subset=config.test_subset, subset_seed=config.subset_seed,  # the student's images
+                              device=inputs.device, normalize=config.normalize)
+    log(f"teacher: test error {tested['metrics']['test_top1_error']:.2f}%")
+    check_beats_chance(tested["metrics"], genotype.num_classes, inputs.weights, inputs.train_set.preprocess)
+    start_job(out, job)
+    write_imported(tested, teacher_ckpt, out / "teacher" / "metrics.json")
+    return teacher_ckpt
+
+
+def _architecture(out: Path, inputs: JobInputs, teacher_ckpt: Path, config, budget: float, metric: str, method: str,
+                  samples: int, batch, log):
+    """2. The student's architecture: (genotype, None) of BlockSwap's pick, or (the teacher's genotype, its
+    pruned weights) of a pruner."""
+    if method == "blockswap":
+        return _search(out / "search", inputs.genotype, inputs.costs, budget, samples, config.seed, batch,
+                       inputs.device, log, config.progress), None
+    from .pruning import prune_to
+
+    init = out / "search" / "pruned.pt"
+    if init.exists():
+        log(f"pruning: done already ({init}), skipped")
+    else:
+        log(f"pruning {inputs.genotype.model} to {budget:,.0f} {metric} ({method})")
+        prune_to(teacher_ckpt, budget, method.split("-", 1)[1], batch, init, metric)
+    return inputs.genotype, init
 
 
 def distillation_for(config, student, init: Path | None, teacher_ckpt: Path):
