@@ -4,7 +4,10 @@
 #   snakemake --workflow-profile workflow/profiles/slurm --configfile workflow/config/cifar10.yaml
 # Or compress a network of one's own (a teacher file and an image folder), beside structural pruning:
 #   snakemake --cores all --configfile workflow/config/compress.yaml
+# and the methods at the same measured latency (workflow/config/latency.yaml).
 from snakemake.utils import min_version
+
+from blockswap.plan import is_compress_profile
 
 min_version("9.0")
 
@@ -12,7 +15,7 @@ min_version("9.0")
 include: "rules/profile.smk"
 
 
-if config.get("name") == "compress":
+if is_compress_profile(config):
 
     include: "rules/compress.smk"
 

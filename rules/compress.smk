@@ -2,7 +2,7 @@
 # compress`: search or prune, then the same distillation), and the table that sets them side by side.
 from pathlib import Path
 
-from blockswap.compress import check_profile
+from blockswap.compress import MEASURE, check_profile
 from blockswap.recipe import TrainConfig
 
 validate_profile("../workflow/schemas/compress.schema.yaml")
@@ -14,13 +14,15 @@ for key, path in (("data", DATA), ("teacher", TEACHER)):
     if C[key] != "embedded" and not Path(path).exists():
         _refuse(f"compress.{key}: {path} does not exist")
 # What every job would refuse (a recipe, metric, teacher or budget it cannot run), refused now, before any job.
-_check(
+TEACHER_GENOTYPE = _check(
     lambda config: check_profile(
         config["compress"],
         data=None if C["data"] == "embedded" else DATA,
         teacher=None if C["teacher"] == "embedded" else TEACHER,
     )
 )
+MEASURED = C["metric"] == "latency" and C["latency_table"] == MEASURE
+LATENCY_TABLE = f"{R}/latency_table.json" if MEASURED else C["latency_table"]
 job_shell_prefix()
 
 
@@ -30,8 +32,9 @@ rule compress_table:
             f"{R}/{{method}}/budget{{budget}}/seed{{seed}}/report.json",
             method=C["methods"],
             budget=[
-                int(b) if float(b).is_integer() else b for b in C["budgets"]
-            ],  # 2e6 as 2000000
+                int(b) if not isinstance(b, str) and float(b).is_integer() else b
+                for b in C["budgets"]
+            ],  # 2e6 as 2000000, 0.7x as it is
             seed=C["seeds"],
         ),
     output:
@@ -64,6 +67,7 @@ rule compress_student:
     input:
         data=DATA,
         teacher=TEACHER,
+        latency_table=LATENCY_TABLE if MEASURED else [],
     output:
         f"{R}/{{method}}/budget{{budget}}/seed{{seed}}/report.json",
     log:
@@ -73,10 +77,16 @@ rule compress_student:
     threads: C["threads"]
     params:
         recipe=TrainConfig.flags(C["recipe"]),
-        latency=f"--latency-table {C['latency_table']}" if C["latency_table"] else "",
+        latency=f"--latency-table {LATENCY_TABLE}" if C["latency_table"] else "",
+        round_to=lambda w: (
+            f"--round-to {C['round_to']}"
+            if C["round_to"] and w.method != "blockswap"
+            else ""
+        ),
     shell:
         "blockswap compress --teacher {input.teacher} --data {input.data} --budget {wildcards.budget}"
-        " --method {wildcards.method} --metric {C[metric]} {params.latency} --samples {C[samples]}"
+        " --method {wildcards.method} --metric {C[metric]} {params.latency} {params.round_to}"
+        " --samples {C[samples]}"
         " --seed {wildcards.seed} {params.recipe} --threads {threads} --quiet -o $(dirname {output})"
         " > {log} 2>&1"
 
@@ -110,3 +120,23 @@ if C["teacher"] == "embedded":
         shell:
             "blockswap train --model {C[teacher_model]} --dataset folder --data-dir {input} {params.recipe}"
             " --threads {threads} --quiet --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
+
+
+if MEASURED:
+
+    rule compress_latency_table:
+        """The latency table of the teacher's model on this machine, at the jobs' threads (`blockswap
+        latency-table`): the budgets' unit. Measured alone (all cores held), as timings want.
+        """
+        output:
+            LATENCY_TABLE,
+        log:
+            f"{R}/logs/latency_table.log",
+        threads: workflow.cores
+        params:
+            shape=lambda w: (
+                f"--model {TEACHER_GENOTYPE.model} --in-channels {TEACHER_GENOTYPE.in_channels}"
+                f" --num-classes {TEACHER_GENOTYPE.num_classes} --image-size {TEACHER_GENOTYPE.image_size}"
+            ),
+        shell:
+            "blockswap latency-table {params.shape} --threads {C[threads]} --quiet -o {output} > {log} 2>&1"

@@ -24,28 +24,30 @@ def _refuse(message):
 
 
 def _check(check):
-    """`check(config)`, a BlockswapError from it refused as a profile mistake."""
+    """`check(config)`'s value, a BlockswapError from it refused as a profile mistake."""
     try:
-        check(config)
+        return check(config)
     except BlockswapError as e:
         _refuse(e)
 
 
 def _retyped(why) -> bool:
     """Snakemake reads a nested --config value with YAML's BaseLoader, every leaf a string (`--config
-    compress='{seeds: [0, 1]}'` gives '0'): where the schema wants a number, boolean or null and YAML reads
-    the string as one, put that in its place. True if it did."""
+    compress='{seeds: [0, 1]}'` gives '0'): where the schema wants a number, boolean or null (of its type, or
+    of one of its anyOf's) and YAML reads the string as one, put that in its place. True if it did.
+    """
     if (
-        why.validator != "type"
+        why.validator not in ("type", "anyOf")
         or not isinstance(why.instance, str)
         or not why.absolute_path
     ):
         return False
-    wanted = (
-        why.validator_value
-        if isinstance(why.validator_value, list)
+    types = (
+        [branch.get("type") for branch in why.validator_value]
+        if why.validator == "anyOf"
         else [why.validator_value]
     )
+    wanted = [t for ts in types for t in (ts if isinstance(ts, list) else [ts])]
     try:
         value = yaml.safe_load(why.instance)
     except yaml.YAMLError:

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torchvision
 
+from blockswap import latency
 from blockswap.checkpoint import load_model, save
 from blockswap.cli import main
 from blockswap.compress import teacher_genotype, torchvision_model, wilson_interval
@@ -515,7 +516,14 @@ def test_mistakes_end_before_any_work(job, capsys):
     assert "blockswap latency-table --model wrn-16-1" in capsys.readouterr().err
     assert compress(tmp, root, out, "--budget", "20K", "--method", "prune-magnitude", "--metric", "latency",
                     "--latency-table", str(tmp / "none.json")) == 2
-    assert "Torch-Pruning has no latency model" in capsys.readouterr().err
+    assert "none.json: latency table not found" in capsys.readouterr().err
+    assert compress(tmp, root, out, "--budget", "0.5x", "--round-to", "8") == 2
+    assert "--round-to rounds pruned channel counts; BlockSwap keeps" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):  # argparse's refusal
+        compress(tmp, root, out, "--budget", "1.5x")
+    assert "budget '1.5x': a fraction of the teacher's cost is a number between 0 and 1" in capsys.readouterr().err
+    assert compress(tmp, root, out, "--budget", "0.01x") == 2  # 1,743 params: below what any substitution reaches
+    assert "budget 1,743 params" in capsys.readouterr().err
     assert compress(tmp, root, out, "--budget", "20K", "--at-beta", "0") == 2
     assert "give --at-beta > 0" in capsys.readouterr().err
     assert compress(tmp, root, out, "--budget", "20K", "--subset", "49") == 2  # 48 training images
@@ -611,6 +619,61 @@ def test_compress_profile_runs_every_method_and_tabulates_the_paired_differences
     assert run.returncode == 2 and "compress.teacher: /nonexistent.pt does not exist" in run.stderr
 
 
+def test_latency_profile_measures_its_table_first_and_tabulates_measured_latency(job, tmp_path):
+    """workflow/config/latency.yaml's shape, small: the table measured first, a budget as a fraction of the
+    teacher's predicted latency; the table and figure set each student's measured latency beside its error.
+    (Pruning to a measured latency: `test_pruning_to_a_latency_budget_bisects_on_the_measured_time`.)"""
+    from test_workflow import snakemake
+
+    tmp, root = job
+    profile = tmp_path / "latency.yaml"
+    recipe = "{epochs: 1, batch_size: 8, lr: 0.05, subset: 24}"
+    profile.write_text(f"name: latency\ncompress:\n  teacher: {tmp / 'teacher.pt'}\n  data: {root}\n"
+                       "  budgets: [0.85x]\n  metric: latency\n  latency_table: measure\n  methods: [blockswap]\n"
+                       f"  seeds: [0, 1]\n  samples: 3\n  recipe: {recipe}\n")
+    run = snakemake("--cores", 2, "--configfile", profile, workdir=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = tmp_path / "results/latency"
+    table = json.loads((results / "latency_table.json").read_text())
+    assert (table["model"], table["threads"], table["batch_size"]) == ("wrn-16-1", 1, 1)
+    g = Genotype.uniform("wrn-16-1", "Conv", in_channels=1, num_classes=3, image_size=28)
+    reports = [json.loads(p.read_text()) for p in sorted(results.glob("blockswap/budget0.85x/*/report.json"))]
+    assert len(reports) == 2
+    for report in reports:
+        assert report["budget"] == pytest.approx(0.85 * latency.predict(table, g)) and report["budget_given"] == "0.85x"
+        assert report["latency_budget"]["budget_us"] == report["budget"]
+    lines = (results / "table.md").read_text().splitlines()
+    assert lines[2].endswith("| µs eager batch 1 | µs ORT batch 1 | µs eager per image, batch 32 | µs ORT per image, "
+                             "batch 32 |")
+    eager = [r["latency"]["student"][0]["batch_1"]["median"] for r in reports]
+    row = next(line for line in lines if line.startswith(f"| 0.85x = {reports[0]['budget']:,.0f} | blockswap |"))
+    assert f"| {np.mean(eager):,.0f} ± {np.std(eager, ddof=1):,.0f} |" in row
+    assert (results / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pruning_to_a_latency_budget_bisects_on_the_measured_time(job, tmp_path, monkeypatch):
+    """A clock whose time is the net's MACs: the pruned net is the least pruned whose time fits the budget, its
+    every pruned layer a multiple of 8 channels, and the budget's unit said in µs when it cannot be met."""
+    from blockswap import pruning
+
+    tmp, root = job
+    g = Genotype.uniform("wrn-16-1", "Conv", in_channels=1, num_classes=3, image_size=28)
+    monkeypatch.setattr(pruning, "net_timings_us", lambda net, shape, device, batch, repeats: [
+        float(measured(net, g).macs) / 1000] * repeats)
+    batch = next(iter(load_dataset("folder", root, "train").images.split(8))), torch.arange(8) % 3
+    budget = 0.6 * analytic(g).macs / 1000
+    record = pruning.prune_to(tmp / "teacher.pt", budget, "magnitude", batch, tmp_path / "p.pt", "latency",
+                              {"batch_size": 1}, round_to=8)
+    net, _ = load_model(tmp_path / "p.pt")
+    assert record["measured_us"] == pytest.approx(measured(net, g).macs / 1000) and record["measured_us"] <= budget
+    assert {m.out_channels % 8 for m in net.modules() if isinstance(m, torch.nn.Conv2d)} == {0}
+    less = pruning.prune(load_model(tmp / "teacher.pt")[0], g, record["ratio"] - 2e-3, "magnitude", batch, 8)
+    assert measured(less, g).macs / 1000 > budget  # a slightly smaller ratio would not fit
+    with pytest.raises(BlockswapError, match=r"budget 1 µs is below what pruning up to 90% of every group of wrn-16-1 "
+                                             r"reaches \([\d,]+ measured, channels multiples of 8\)"):
+        pruning.prune_to(tmp / "teacher.pt", 1, "magnitude", batch, tmp_path / "q.pt", "latency", {"batch_size": 1}, 8)
+
+
 def _report(method: str, seed: int, error: float) -> dict:
     return {"budget": 40000.0, "method": method, "seed": seed, "student": {"test_top1_error": error, "params": 1}}
 
@@ -638,7 +701,7 @@ def test_comparison_tests_paired_differences_with_a_t_and_holm():
 
 
 PROFILE = {"recipe": {}, "metric": "params", "methods": ["blockswap", "prune-taylor"], "budgets": [2e6],
-           "latency_table": None, "threads": 1, "teacher_model": "wrn-16-1", "teacher_recipe": {}}
+           "latency_table": None, "round_to": None, "threads": 1, "teacher_model": "wrn-16-1", "teacher_recipe": {}}
 
 
 def latency_table_file(path, **changes):
@@ -670,7 +733,10 @@ def test_compress_profile_checks_what_every_job_would_refuse(tmp_path):
     cases = [
         ({"recipe": {"at_beta": 0}}, "compress.recipe: compress distils the student with attention transfer"),
         ({"recipe": {"milestones": [5, 3]}}, r"compress.recipe: milestones must be increasing"),
-        ({"metric": "latency"}, "compress.methods: pruning budgets count params or macs, not latency"),
+        ({"metric": "latency"}, "compress.latency_table: --metric latency needs"),
+        ({"round_to": 8, "methods": ["blockswap"]}, "compress.round_to: rounds pruned channel counts, and the "
+                                                    "profile prunes nothing"),
+        ({"budgets": ["0.001x"]}, r"compress.budgets: budget 11,178 params \(±2.5%\) is infeasible for resnet18"),
         ({"metric": "latency", "methods": ["blockswap"]}, "compress.latency_table: --metric latency needs"),
         ({"metric": "latency", "methods": ["blockswap"], "latency_table": latency_table_file(
             tmp_path / "t2.json", model="wrn-16-1")}, "compress.latency_table: .*t2.json: a latency table of wrn-16-1"),
@@ -705,7 +771,8 @@ def test_compress_profile_refuses_impossible_configs_at_the_dry_run(tmp_path):
     profile = ROOT / "workflow/config/compress.yaml"
     for config, message in (("compress={recipe: {lr: -0.1}}", "compress.recipe.lr: -0.1 is less than or equal to "
                                                                "the minimum of 0"),
-                            ("compress={metric: latency}", "compress.methods: pruning budgets count params or macs")):
+                            ("compress={metric: latency}", "compress.latency_table: --metric latency needs"),
+                            ("compress={budgets: [2x]}", "compress.budgets[0]: '2x' is not valid under any")):
         run = snakemake("-n", "--configfile", profile, "--config", config, workdir=tmp_path)
         assert run.returncode == 2 and message in run.stderr, run.stderr[-2000:]
         assert len(run.stderr.strip().splitlines()) == 1

@@ -18,6 +18,7 @@ from blockswap import rehearsal, standins
 from blockswap.counting import analytic
 from blockswap.data import load_dataset
 from blockswap.genotype import Genotype
+from blockswap.plan import is_compress_profile
 from blockswap.report.figures import REHEARSAL_MARK
 from test_workflow import ROOT, job_stats, planned_jobs, snakemake
 
@@ -46,7 +47,7 @@ def _assert_only_shrinks(new, old, where=""):
         assert new == old, (where, new, old)
 
 
-@pytest.mark.parametrize("name", [p for p in PROFILES if p != "compress"])
+@pytest.mark.parametrize("name", [p for p in PROFILES if not is_compress_profile(_profile(p))])
 def test_overlay_only_shrinks_and_moves_to_the_cpu(name):
     profile = _profile(name)
     cfg = rehearsal.overlay(profile, "out/results")
@@ -61,19 +62,22 @@ def test_overlay_only_shrinks_and_moves_to_the_cpu(name):
     assert profile == _profile(name)  # the profile itself untouched
 
 
-def test_compress_overlay_shrinks_and_moves_to_the_cpu(tmp_path):
-    profile = _profile("compress")
+@pytest.mark.parametrize("name,budget", [("compress", 20000), ("latency", "0.8x")])
+def test_compress_overlay_shrinks_and_moves_to_the_cpu(tmp_path, name, budget):
+    profile = _profile(name)
     cfg = rehearsal.overlay(profile, "out/results")
     _assert_only_shrinks(cfg, profile)
     c = cfg["compress"]
-    assert cfg["rehearsal"] is True and (c["budgets"], c["seeds"], c["samples"]) == ([20000], [0, 1], rehearsal.SAMPLES)
+    assert cfg["rehearsal"] is True
+    assert (c["budgets"], c["seeds"], c["samples"]) == ([budget], [0, 1], rehearsal.SAMPLES)
     for recipe in (c["recipe"], c["teacher_recipe"]):
         assert (recipe["device"], recipe["subset"], recipe["test_subset"]) == ("cpu", 32, 32)
-    overlay, said = rehearsal.prepare(ROOT / "workflow/config/compress.yaml", tmp_path / "out")
+    overlay, said = rehearsal.prepare(ROOT / f"workflow/config/{name}.yaml", tmp_path / "out")
     assert said == ["compress.data: embedded Fashion-MNIST, written as an image folder (the real data)",
                     "compress.teacher: embedded (wrn-16-1 trained here)"] and not (tmp_path / "out/standin").exists()
-    jobs = planned_jobs("--configfile", ROOT / "workflow/config/compress.yaml", overlay, workdir=tmp_path)
+    jobs = planned_jobs("--configfile", ROOT / f"workflow/config/{name}.yaml", overlay, workdir=tmp_path)
     assert jobs["compress_student"] == 1 * 3 * 2  # a budget, the 3 methods, 2 seeds
+    assert jobs.get("compress_latency_table") == (1 if name == "latency" else None)
 
 
 def test_compress_rehearsal_of_a_missing_teacher_beside_the_users_grayscale_folder(tmp_path):

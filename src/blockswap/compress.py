@@ -3,10 +3,13 @@ MACs or latency budget out, with a model card.
 
 The teacher is a torchvision ResNet-18/34/50/101 or Wide ResNet-50-2 state dict (a file, or the name of one whose
 weights are in torch's hub cache) or a blockswap checkpoint (any registered model: WRNs, ResNets); the folder is
-DIR/train/<class>/* and DIR/val/<class>/*. The student is made by `method`:
+DIR/train/<class>/* and DIR/val/<class>/*. A budget is a number of the metric's unit, or a fraction of the
+teacher's own cost ("0.7x": 70% of its params, MACs, or its latency as the table predicts it - the same figure
+for every method, on any machine). The student is made by `method`:
   blockswap        the paper's search: `samples` mixed-block candidates in the budget, ranked by Fisher potential
                    on one minibatch, the best kept (BlockSwap §3);
-  prune-magnitude  the teacher pruned to the budget by Torch-Pruning, channels ranked by L2 norm (`pruning`);
+  prune-magnitude  the teacher pruned to the budget by Torch-Pruning, channels ranked by L2 norm (`pruning`; a
+                   latency budget met by timing the pruned nets; channel counts a multiple of `round_to`);
   prune-taylor     the same, ranked by first-order Taylor importance.
 Whatever made it, the student is then trained the same way - the same recipe, steps and seed, attention
 transfer from the teacher where the student's attention points pair with the teacher's (the registry's nets,
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .counting import units
 from .errors import BlockswapError
 from .files import provenance, read_json, write_json, write_text
 from .recipe import RUN_ONLY, differences
@@ -176,6 +180,25 @@ def budget_cost(genotype, metric: str, latency_table: dict | None) -> float:
     return predict(latency_table, genotype) if metric == "latency" else getattr(analytic(genotype), metric)
 
 
+def resolve_budget(budget: float | str, genotype, metric: str, table: dict | None) -> float:
+    """A budget in the metric's unit: itself, or a fraction of the teacher's cost ("0.7x")."""
+    if not isinstance(budget, str):
+        return float(budget)
+    return fraction_of_teacher(budget) * budget_cost(genotype, metric, table)
+
+
+def fraction_of_teacher(budget: str) -> float:
+    """0.7 of "0.7x"; a fraction not in (0, 1) is refused (the teacher itself is not compressed)."""
+    try:
+        fraction = float(budget.strip().lower().removesuffix("x")) if budget.strip().lower().endswith("x") else -1
+    except ValueError:
+        fraction = -1
+    if not 0 < fraction < 1:
+        raise BlockswapError(f"budget {budget!r}: a fraction of the teacher's cost is a number between 0 and 1 "
+                             "followed by x (0.7x: 70% of the teacher's)")
+    return fraction
+
+
 def check_job(out: Path, job: dict) -> None:
     """Refuse a folder that holds another job's results (or anything but a job); writes nothing (`start_job`)."""
     saved = out / "job.json"
@@ -206,9 +229,10 @@ class JobInputs(NamedTuple):
     table: dict | None
     costs: Any
     config: Any
+    budget: float
 
 
-def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str, method: str,
+def check_inputs(teacher: str, data_dir: str, budget: float | str, config, metric: str, method: str,
                  latency_table: str | None):
     """Everything a user can get wrong, before any work: (teacher file, its genotype and state dict, the
     training set, the device, the latency table or None, BlockSwap's cost table or None, `config` with the
@@ -236,18 +260,18 @@ def check_inputs(teacher: str, data_dir: str, budget: float, config, metric: str
     config = dataclasses.replace(config, normalize=config.normalize or normalize)
     train_set = load_dataset("folder", data_dir, "train", normalize=config.normalize)
     table = budget_table(latency_table, metric, genotype, device, job_threads(config))
+    budget = resolve_budget(budget, genotype, metric, table)
     costs = check_budget(genotype, budget, metric, method, table, config.seed)
-    return JobInputs(weights, genotype, state_dict, train_set, device, table, costs, config)
+    return JobInputs(weights, genotype, state_dict, train_set, device, table, costs, config, budget)
 
 
 def check_method(metric: str, method: str) -> None:
-    """The method: its metric, Torch-Pruning installed."""
+    """The method known and, for pruning, Torch-Pruning installed."""
     if method not in METHODS:
         raise BlockswapError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if method != "blockswap":
-        from .pruning import check_metric, torch_pruning
+        from .pruning import torch_pruning
 
-        check_metric(metric)
         torch_pruning()  # installed, or one line saying how
 
 
@@ -282,8 +306,8 @@ def check_budget(genotype, budget: float, metric: str, method: str, table: dict 
 
     full = budget_cost(genotype, metric, table)
     if budget >= full:
-        raise BlockswapError(f"budget {budget:,.0f} {metric} is not below the teacher's {full:,.0f}: nothing to "
-                             "compress")
+        raise BlockswapError(f"budget {budget:,.0f} {units(metric)} is not below the teacher's {full:,.0f}: "
+                             "nothing to compress")
     if method != "blockswap":
         return None
     costs = cost_table(table) if table else CostTable.build(
@@ -292,13 +316,17 @@ def check_budget(genotype, budget: float, metric: str, method: str, table: dict 
     return costs
 
 
-def check_profile(section: dict, data: str | None, teacher: str | None) -> None:
+MEASURE = "measure"  # a profile's latency_table: the workflow measures one before the jobs
+
+
+def check_profile(section: dict, data: str | None, teacher: str | None):
     """The compress profile's `compress` section (rules/compress.smk) at the workflow's dry run: what every job of
     it would refuse, checked as `check_inputs` checks one job, so that no job starts on an impossible config - but
     without its work: the folder's shape from its class folders and first image, the teacher's from its tensors,
     no test of the teacher, the job's machine not yet known. `data`, `teacher`: their paths, None where embedded
     (Fashion-MNIST written as a folder; teacher_model trained on it). Each failure one BlockswapError naming the
-    key."""
+    key. Returns the teacher's genotype (its model and input shape, which a measured latency table needs); with
+    latency_table `measure`, the budgets wait for the table (each job checks its own)."""
     from types import SimpleNamespace
 
     from .data import folder_shape
@@ -323,12 +351,19 @@ def check_profile(section: dict, data: str | None, teacher: str | None) -> None:
             TrainConfig.from_dict(section["teacher_recipe"])
         with _key("compress.teacher_model"):
             genotype = Genotype.uniform(section["teacher_model"], "Conv", **shape)
+    with _key("compress.round_to"):
+        if section["round_to"] and methods == ["blockswap"]:
+            raise BlockswapError("rounds pruned channel counts, and the profile prunes nothing (methods: blockswap)")
+    if section["latency_table"] == MEASURE and metric == "latency":
+        return genotype
     with _key("compress.latency_table"):
         table = budget_table(section["latency_table"], metric, genotype, None, section["threads"])
     strictest = "blockswap" if "blockswap" in methods else methods[0]  # pruning's one check, and the sampler's
     with _key("compress.budgets"):
         for budget in section["budgets"]:
-            check_budget(genotype, budget, metric, strictest, table, config.seed)
+            check_budget(genotype, resolve_budget(budget, genotype, metric, table), metric, strictest, table,
+                         config.seed)
+    return genotype
 
 
 @contextlib.contextmanager
@@ -347,9 +382,9 @@ def job_threads(config) -> int:
     return config.threads or available_cpus()
 
 
-def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike, *, config, metric: str = "params",
-             method: str = "blockswap", samples: int = 100, latency_table: str | None = None,
-             log=print) -> dict:
+def compress(teacher: str, data_dir: str, budget: float | str, out: str | os.PathLike, *, config,
+             metric: str = "params", method: str = "blockswap", samples: int = 100, latency_table: str | None = None,
+             round_to: int | None = None, log=print) -> dict:
     """The whole job (see the module's docstring); `config` is the student's `TrainConfig` (dataset "folder",
     AT on; without --normalize, the teacher's own, `teacher_normalize`). Returns the report, also written to
     OUTDIR/report.json and OUTDIR/model_card.md.
@@ -359,10 +394,13 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
     from .checkpoint import weights_sha256
 
     started, out = time.perf_counter(), Path(out)
+    if round_to is not None and method == "blockswap":
+        raise BlockswapError("--round-to rounds pruned channel counts; BlockSwap keeps the teacher's widths")
     inputs = check_inputs(teacher, data_dir, budget, config, metric, method, latency_table)
-    config = inputs.config
+    given, budget, config = budget, inputs.budget, inputs.config
     job = {"teacher": str(inputs.weights), "teacher_sha256": weights_sha256(inputs.state_dict),
            "data_dir": str(Path(data_dir).resolve()), "budget": budget, "metric": metric, "method": method,
+           "budget_given": given if isinstance(given, str) else None, "round_to": round_to,
            "samples": samples if method == "blockswap" else None, "latency_table": latency_table,
            "recipe": {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY},  # threads may change
            "preprocess": inputs.train_set.preprocess.to_dict()}  # the inputs both networks are tested on
@@ -372,8 +410,7 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
         return read_json(out / "report.json", "compress report")
     earlier = read_json(out / WALL_TIME, "wall time file")["seconds"] if (out / WALL_TIME).exists() else 0.0
     try:
-        return _stages(out, job, inputs, config, data_dir, budget, metric, method, samples, log,
-                       lambda: earlier + time.perf_counter() - started)
+        return _stages(out, job, inputs, config, data_dir, log, lambda: earlier + time.perf_counter() - started)
     except BaseException:  # interrupted (or failed): this attempt's time counts towards the job's
         if (out / "job.json").exists():  # a job refused before it started leaves nothing behind
             write_json(out / WALL_TIME, {"seconds": earlier + time.perf_counter() - started})
@@ -383,8 +420,7 @@ def compress(teacher: str, data_dir: str, budget: float, out: str | os.PathLike,
 WALL_TIME = "wall_time.json"  # the seconds of a job's earlier, interrupted attempts
 
 
-def _stages(out: Path, job: dict, inputs: JobInputs, config, data_dir: str, budget: float, metric: str, method: str,
-            samples: int, log, elapsed) -> dict:
+def _stages(out: Path, job: dict, inputs: JobInputs, config, data_dir: str, log, elapsed) -> dict:
     """The job's stages, each skipped (and said so) when an earlier attempt finished it."""
     from .data import first_batches
     from .deploy import export
@@ -394,7 +430,7 @@ def _stages(out: Path, job: dict, inputs: JobInputs, config, data_dir: str, budg
     resolve_threads(config.threads)  # also where training is skipped: the report's latency at the job's threads
     teacher_ckpt = _teacher(out, job, inputs, config, data_dir, log)
     batch = first_batches(inputs.train_set, config.batch_size, config.seed)[0]
-    student, init = _architecture(out, inputs, teacher_ckpt, config, budget, metric, method, samples, batch, log)
+    student, init = _architecture(out, job, inputs, teacher_ckpt, config, batch, log)
 
     # 3. Distillation (resumes from student/model.pt.resume after an interruption).
     student_ckpt = out / "student" / "model.pt"
@@ -404,7 +440,7 @@ def _stages(out: Path, job: dict, inputs: JobInputs, config, data_dir: str, budg
     else:  # train says where it resumes (epoch, step) when an earlier attempt left a resume file
         log(f"distilling the student: {distillation}")
         train(config, student, out_checkpoint=student_ckpt, metrics_path=out / "student" / "metrics.json",
-              teacher=str(teacher_ckpt), labels={"method": method, "budget": str(budget)}, init=init)
+              teacher=str(teacher_ckpt), labels={"method": job["method"], "budget": str(job["budget"])}, init=init)
 
     # 4. The files a deployment needs, beside the student's checkpoint (`deploy`; skipped when done).
     exported = export(out / "student", inputs.train_set, data_dir, config, log)
@@ -444,12 +480,12 @@ def _teacher(out: Path, job: dict, inputs: JobInputs, config, data_dir: str, log
     return teacher_ckpt
 
 
-def _architecture(out: Path, inputs: JobInputs, teacher_ckpt: Path, config, budget: float, metric: str, method: str,
-                  samples: int, batch, log):
+def _architecture(out: Path, job: dict, inputs: JobInputs, teacher_ckpt: Path, config, batch, log):
     """2. The student's architecture: (genotype, None) of BlockSwap's pick, or (the teacher's genotype, its
     pruned weights) of a pruner."""
+    budget, metric, method = job["budget"], job["metric"], job["method"]
     if method == "blockswap":
-        return _search(out / "search", inputs.genotype, inputs.costs, budget, samples, config.seed, batch,
+        return _search(out / "search", inputs.genotype, inputs.costs, budget, job["samples"], config.seed, batch,
                        inputs.device, log, config.progress), None
     from .pruning import prune_to
 
@@ -457,8 +493,9 @@ def _architecture(out: Path, inputs: JobInputs, teacher_ckpt: Path, config, budg
     if init.exists():
         log(f"pruning: done already ({init}), skipped")
     else:
-        log(f"pruning {inputs.genotype.model} to {budget:,.0f} {metric} ({method})")
-        prune_to(teacher_ckpt, budget, method.split("-", 1)[1], batch, init, metric)
+        log(f"pruning {inputs.genotype.model} to {budget:,.0f} {units(metric)} ({method}"
+            + (f", channels multiples of {job['round_to']})" if job["round_to"] else ")"))
+        prune_to(teacher_ckpt, budget, method.split("-", 1)[1], batch, init, metric, inputs.table, job["round_to"])
     return inputs.genotype, init
 
 
@@ -481,7 +518,8 @@ def distillation_for(config, student, init: Path | None, teacher_ckpt: Path):
 
 def _report(out: Path, job: dict, student, genotype, device, table: dict | None, seed: int) -> dict:
     """Both networks' counts, errors with their intervals, and latency measured on `device` (`_latency`)."""
-    return {"method": job["method"], "metric": job["metric"], "budget": job["budget"], "seed": seed,
+    return {"method": job["method"], "metric": job["metric"], "budget": job["budget"],
+            "budget_given": job["budget_given"], "round_to": job["round_to"], "seed": seed,
             "student": _summary(read_json(out / "student" / "metrics.json", "student metrics")),
             "teacher": _summary(read_json(out / "teacher" / "metrics.json", "teacher metrics")),
             **_latency(out, job, student, genotype, device, table),
@@ -627,12 +665,16 @@ def _preprocess_lines(preprocess: dict | None) -> list[str]:
             f"{preprocess['mean']}, divided by std {preprocess['std']}."]
 
 
+RUNTIMES = {"PyTorch eager": "eager", "ONNX Runtime": "ORT"}  # latency.PYTORCH, latency.ONNXRUNTIME
+
+
 def comparison(reports: list[dict]) -> list[dict]:
-    """One row per (budget, method) of compress reports: params, mean top-1 error and sd over the seeds, and
-    the mean difference from the BlockSwap student of the same budget and seed with its 95% t-interval
-    (paired by seed: the seed fixes the data order and the search's draws), the paired t-test's p and that p
-    Holm-adjusted over every difference of the table. Fewer than three pairs, or pairs that all differ by the
-    same amount, give the difference alone (`why` says which) and stay out of Holm's family."""
+    """One row per (budget, method) of compress reports: params, mean top-1 error and sd over the seeds, the
+    student's measured latency (`student_latency`), and the mean difference from the BlockSwap student of the
+    same budget and seed with its 95% t-interval (paired by seed: the seed fixes the data order and the search's
+    draws), the paired t-test's p and that p Holm-adjusted over every difference of the table. Fewer than three
+    pairs, or pairs that all differ by the same amount, give the difference alone (`why` says which) and stay
+    out of Holm's family."""
     import statistics
 
     from .report.stats import holm, t_difference
@@ -643,10 +685,11 @@ def comparison(reports: list[dict]) -> list[dict]:
     rows = []
     for (budget, method), by_seed in sorted(groups.items(), key=lambda kv: (kv[0][0], METHODS.index(kv[0][1]))):
         errors = [by_seed[s]["student"]["test_top1_error"] for s in sorted(by_seed)]
-        row = {"budget": budget, "method": method, "seeds": sorted(by_seed), "errors": errors,
+        row = {"budget": budget, "budget_given": next(iter(by_seed.values())).get("budget_given"),
+               "method": method, "seeds": sorted(by_seed), "errors": errors,
                "params": sorted({r["student"]["params"] for r in by_seed.values()}),
                "mean": statistics.mean(errors), "sd": statistics.stdev(errors) if len(errors) > 1 else None,
-               "vs_blockswap": None}
+               "latency": student_latency([by_seed[s] for s in sorted(by_seed)]), "vs_blockswap": None}
         base = groups.get((budget, "blockswap"), {})
         seeds = [s for s in sorted(by_seed) if s in base]
         if method != "blockswap" and seeds:
@@ -661,12 +704,37 @@ def comparison(reports: list[dict]) -> list[dict]:
     return rows
 
 
-def comparison_markdown(rows: list[dict], teacher: dict) -> str:
+def student_latency(reports: list[dict]) -> dict[str, dict]:
+    """{"eager batch_1": {"mean", "sd", "n"}, ...}: the students' measured medians (µs; per image at the
+    throughput batch) per runtime and batch, their mean and sd over the seeds (each seed's student is its own
+    net: the sd is the architectures' spread as much as the timing's)."""
+    import statistics
+
+    medians: dict[str, list[float]] = {}
+    for report in reports:
+        for profile in report.get("latency", {}).get("student", []):
+            for key, figures in profile.items():
+                if key.startswith("batch_") and figures:
+                    medians.setdefault(f"{RUNTIMES[profile['runtime']]} {key}", []).append(figures["median"])
+    return {key: {"mean": statistics.mean(v), "sd": statistics.stdev(v) if len(v) > 1 else None, "n": len(v)}
+            for key, v in medians.items()}
+
+
+def latency_conditions(report: dict) -> str:
+    """Where and how a report's latency was measured, for a table's caption."""
+    eager = report.get("latency", {}).get("student", [{}])[0]
+    return (f"{report['latency']['device']}, {eager.get('threads')} thread(s)" if eager else "")
+
+
+def comparison_markdown(rows: list[dict], teacher: dict, conditions: str = "") -> str:
     family = sum(1 for r in rows if r["vs_blockswap"] and not math.isnan(r["vs_blockswap"]["p"]))
+    keys = sorted({k for r in rows for k in r["latency"]},  # batch 1 first, eager before ORT
+                  key=lambda k: (k.split()[1] != "batch_1", k.split()[0] != "eager"))
+    latency_header = "".join(f" µs {k.split()[0]} {_batch_words(k.split()[1])} |" for k in keys)
     lines = [f"Teacher: {teacher['params']:,} params, top-1 error {teacher['test_top1_error']:.2f}%.", "",
              "| budget | method | params | error % mean ± sd | per seed | − BlockSwap (paired, 95% t) | "
-             f"p (Holm over {family}) | verdict (Holm, α = {ALPHA:g}) |",
-             "|---:|---|---:|---|---|---|---|---|"]
+             f"p (Holm over {family}) | verdict (Holm, α = {ALPHA:g}) |" + latency_header,
+             "|---:|---|---:|---|---|---|---|---|" + "---:|" * len(keys)]
     for r in rows:
         params = f"{r['params'][0]:,}" + (f"–{r['params'][-1]:,}" if len(r["params"]) > 1 else "")
         spread = f"{r['mean']:.2f} ± {r['sd']:.2f}" if r["sd"] is not None else f"{r['mean']:.2f}"
@@ -678,26 +746,62 @@ def comparison_markdown(rows: list[dict], teacher: dict) -> str:
             p = f"{d['p']:.3f} ({d['p_holm']:.3f})"
             verdict = ("no difference shown" if d["p_holm"] >= ALPHA else
                        "BlockSwap better" if d["mean"] > 0 else "pruning better")
-        lines.append(f"| {r['budget']:,.0f} | {r['method']} | {params} | {spread} | "
-                     f"{' / '.join(f'{e:.2f}' for e in r['errors'])} | {diff} | {p} | {verdict} |")
+        budget = f"{r['budget']:,.0f}" if not r.get("budget_given") else f"{r['budget_given']} = {r['budget']:,.0f}"
+        latency = "".join(f" {_mean_sd(r['latency'].get(k))} |" for k in keys)
+        lines.append(f"| {budget} | {r['method']} | {params} | {spread} | "
+                     f"{' / '.join(f'{e:.2f}' for e in r['errors'])} | {diff} | {p} | {verdict} |" + latency)
+    if keys:
+        lines += ["", "Latency: each seed's student timed by its job (the median of its timed runs; per image at "
+                  "the throughput batch), then the mean ± sd over the seeds"
+                  + (f", on {conditions}" if conditions else "") + ". ORT: ONNX Runtime on the exported model."]
     return "\n".join(lines) + "\n"
 
 
-def comparison_figure(rows: list[dict], teacher: dict):
-    """Error against params, one line per method (mean over seeds, bars: ± sd), the teacher as a point."""
+def _batch_words(key: str) -> str:
+    batch = key.split("_")[1]
+    return "batch 1" if batch == "1" else f"per image, batch {batch}"
+
+
+def _mean_sd(figures: dict | None) -> str:
+    if figures is None:
+        return "-"
+    return f"{figures['mean']:,.0f}" + (f" ± {figures['sd']:,.0f}" if figures["sd"] is not None else "")
+
+
+def comparison_figure(rows: list[dict], teacher: dict, teacher_latency: dict | None = None):
+    """Error against params and against measured latency (batch 1 and the throughput batch), one line per
+    method (mean over seeds; bars: ± sd of the error), PyTorch eager filled, ONNX Runtime hollow; the teacher as
+    a star (its eager latency from `teacher_latency`, the report's "latency"["teacher"] profile)."""
     from .report.figures import log_axis, new_figure
 
-    fig, (ax,) = new_figure()
-    for i, method in enumerate(m for m in METHODS if any(r["method"] == m for r in rows)):
-        mine = [r for r in rows if r["method"] == method]
-        params = [sum(r["params"]) / len(r["params"]) for r in mine]
-        ax.errorbar(params, [r["mean"] for r in mine], yerr=[r["sd"] or 0 for r in mine], marker="osd"[i % 3],
-                    capsize=3, label=method)
-    ax.scatter([teacher["params"]], [teacher["test_top1_error"]], marker="*", s=120, color="black",
-               label="teacher")
-    log_axis(ax)
-    ax.set_xlabel("params")
-    ax.set_ylabel("top-1 error (%)")
-    ax.set_title("Compressed students: mean over seeds ± sd")
-    ax.legend()
+    keys = [k for k in ("batch_1", next((k.split()[1] for r in rows for k in r["latency"]
+                                          if k.split()[1] != "batch_1"), None)) if k]
+    fig, axes = new_figure(1 + (len(keys) if any(r["latency"] for r in rows) else 0))
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    for i, method in enumerate(methods):
+        mine, marker, colour = [r for r in rows if r["method"] == method], "osd"[i % 3], f"C{i}"
+        errors, bars = [r["mean"] for r in mine], [r["sd"] or 0 for r in mine]
+        axes[0].errorbar([sum(r["params"]) / len(r["params"]) for r in mine], errors, yerr=bars, marker=marker,
+                         color=colour, capsize=3, label=method)
+        for ax, key in zip(axes[1:], keys):
+            for runtime, fill in (("eager", colour), ("ORT", "none")):
+                points = [(r["latency"][f"{runtime} {key}"]["mean"], e, b) for r, e, b in zip(mine, errors, bars)
+                          if f"{runtime} {key}" in r["latency"]]
+                if points:
+                    x, y, yerr = zip(*points)
+                    ax.errorbar(x, y, yerr=yerr, marker=marker, color=colour, markerfacecolor=fill, capsize=3,
+                                linestyle="-" if runtime == "eager" else "--", label=f"{method} ({runtime})")
+    axes[0].scatter([teacher["params"]], [teacher["test_top1_error"]], marker="*", s=120, color="black",
+                    label="teacher")
+    log_axis(axes[0])
+    axes[0].set_xlabel("params")
+    for ax, key in zip(axes[1:], keys):
+        if teacher_latency and teacher_latency.get(key):
+            ax.scatter([teacher_latency[key]["median"]], [teacher["test_top1_error"]], marker="*", s=120,
+                       color="black", label="teacher (eager)")
+        ax.set_xlabel(f"µs, {_batch_words(key)} (measured median)")
+    for ax in axes:
+        ax.set_ylabel("top-1 error (%)")
+        ax.legend(fontsize="small")
+    axes[0].set_title("Compressed students: mean over seeds ± sd")
     return fig

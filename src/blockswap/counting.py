@@ -90,3 +90,7 @@ def slot_costs(g_model: str, types: list[str], image_size: int, in_channels: int
         table.append({t: cost(s, get_block(t)) for t in types if arch.invalid_reason(s, get_block(t)) is None})
     return fixed, table
 
+
+def units(metric: str) -> str:
+    """What a budget of `metric` counts, for a message: params, macs, ops, or µs for latency."""
+    return "µs" if metric == "latency" else metric

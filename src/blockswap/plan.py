@@ -24,6 +24,12 @@ from .scores import PROXY_ALIASES, PROXY_SIGNS
 SHAPE_KEYS = ("in_channels", "num_classes", "image_size")
 
 
+def is_compress_profile(profile: dict) -> bool:
+    """A profile of `blockswap compress` jobs (rules/compress.smk: a `compress` section, or the name compress with
+    every key left to the schema's defaults), not a paper profile."""
+    return "compress" in profile or profile.get("name") == "compress"
+
+
 def shape(config: dict) -> dict:
     return {k: config["dataset"][k] for k in SHAPE_KEYS}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import BlockswapError
 from .files import write_text
+from .plan import is_compress_profile
 from .standins import write_cifar10, write_coco, write_image_folder, write_imagenet, write_torchvision_resnet
 
 TRAIN_IMAGES = 32  # training subset of every classification job: 4 steps at batch 8
@@ -67,7 +68,7 @@ def _first_per_family(blocks: list[str]) -> list[str]:
 def overlay(profile: dict, results_dir: str) -> dict:
     """The rehearsal of `profile` (as its YAML file reads): the same keys, smaller, on the CPU. A size the profile
     leaves out is shrunk from the schema's default (`with_defaults`), the one the workflow would run."""
-    if profile.get("name") == "compress":
+    if is_compress_profile(profile):
         return compress_overlay(profile, results_dir)
     cfg, full = copy.deepcopy(profile), with_defaults(profile)
     cfg.update(results_dir=results_dir, device="cpu", rehearsal=True)
@@ -208,7 +209,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "workflow" / "schemas"  # in a c
 
 def _schema_path(profile: dict) -> Path:
     """The schema the workflow validates `profile` with: the compress profile's, or the paper profiles'."""
-    return SCHEMAS / ("compress.schema.yaml" if profile.get("name") == "compress" else "config.schema.yaml")
+    return SCHEMAS / ("compress.schema.yaml" if is_compress_profile(profile) else "config.schema.yaml")
 
 
 def _schema(path: Path) -> dict:
@@ -280,7 +281,7 @@ def prepare(profile_path: Path, out_dir: Path) -> tuple[Path, list[str]]:
     check_schema(profile, profile_path)
     cfg = overlay(profile, str(out_dir / "results"))
     said = []
-    if cfg.get("name") == "compress":
+    if is_compress_profile(cfg):
         said = _compress_inputs(cfg["compress"], out_dir / "standin")
         write_text(path, header + yaml.safe_dump(cfg, sort_keys=False))
         return path, said

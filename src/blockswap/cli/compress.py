@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def cmd_compress(args) -> None:
         try:
             report = compress(args.teacher, args.data, args.budget, args.output, config=config, metric=args.metric,
                               method=args.method, samples=args.samples, latency_table=args.latency_table,
+                              round_to=args.round_to,
                               log=lambda line: print(line, file=sys.stderr))
         except KeyboardInterrupt:  # Ctrl-C pressed twice in the distillation: it resumes from its last epoch's end
             raise Stopped(signal.SIGINT, f"interrupted at once; {kept}") from None
@@ -56,17 +58,33 @@ def cmd_compress(args) -> None:
           file=sys.stderr)
 
 
+def budget_or_fraction(text: str) -> float | str:
+    """An argparse type: a `budget_number`, or a fraction of the teacher's cost as "0.7x" (kept as text)."""
+    if not text.strip().lower().endswith("x"):
+        return budget_number(text)
+    from ..compress import fraction_of_teacher
+    from ..errors import BlockswapError
+
+    try:
+        fraction_of_teacher(text)
+    except BlockswapError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text.strip().lower()
+
+
 def cmd_compress_table(args) -> None:
-    from ..compress import comparison, comparison_figure, comparison_markdown
+    from ..compress import comparison, comparison_figure, comparison_markdown, latency_conditions
     from ..files import write_text
     from ..report.figures import REHEARSAL_MARK, rehearsal, save_figure
 
     check_figure_path(args.figure, "--figure")
     reports = [read_compress_report(path) for path in args.reports]
     rows, teacher = comparison(reports), reports[0]["teacher"]
-    write_text(args.output, (REHEARSAL_MARK + "\n\n" if rehearsal() else "") + comparison_markdown(rows, teacher))
+    write_text(args.output, (REHEARSAL_MARK + "\n\n" if rehearsal() else "")
+               + comparison_markdown(rows, teacher, latency_conditions(reports[0])))
     if args.figure:  # marked as a rehearsal by save_figure
-        save_figure(comparison_figure(rows, teacher), args.figure)
+        teacher_latency = next(iter(reports[0].get("latency", {}).get("teacher", [])), None)
+        save_figure(comparison_figure(rows, teacher, teacher_latency), args.figure)
 
 
 REPORT_KEYS = ("method", "metric", "budget", "seed", "student", "teacher")
@@ -100,16 +118,21 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("compress", help="compress a trained network (torchvision ResNet or blockswap checkpoint) "
                        "under a params, MACs or latency budget on an image folder")
-    p.add_argument("--teacher", required=True, help="weights file (torchvision resnet18/resnet34 state dict, or a "
-                   "blockswap checkpoint), or a torchvision name whose weights are in torch's hub cache")
+    p.add_argument("--teacher", required=True, help="weights file (a torchvision resnet18/34/50/101 or "
+                   "wide_resnet50_2 state dict, or a blockswap checkpoint), or a torchvision name whose weights are "
+                   "in torch's hub cache")
     p.add_argument("--data", required=True, help="image folder: DATA/train/<class>/* and DATA/val/<class>/*")
-    p.add_argument("--budget", required=True, type=budget_number, help="the student's size: 40K, 2M, ...")
+    p.add_argument("--budget", required=True, type=budget_or_fraction,
+                   help="the student's size in --metric's unit (40K, 2M, ...), or a fraction of the teacher's own "
+                   "(0.7x: 70%% of its params, MACs or predicted latency)")
     p.add_argument("--metric", choices=("params", "macs", "latency"), default="params",
                    help="what the budget counts (latency: microseconds at the table's batch size and threads, needs "
                    "--latency-table)")
     p.add_argument("--latency-table", help="with --metric latency: `blockswap latency-table` on this device")
     p.add_argument("--method", choices=METHODS, default="blockswap",
                    help="how the student is made; it is then distilled the same way (default blockswap)")
+    p.add_argument("--round-to", type=int_at_least(2), help="pruning: every pruned layer's channels a multiple of "
+                   "this (8 or 16, as vectorised kernels want) (default: any count)")
     recipes = "; ".join(f"{name}: " + ", ".join(f"{k} {v:g}" for k, v in r.items()) for name, r in RECIPES.items())
     p.add_argument("--recipe", choices=("auto", *RECIPES), default="auto",
                    help=f"the defaults of --epochs, --batch-size, --lr and --samples ({recipes}); auto: paper on a "
@@ -134,5 +157,6 @@ def add_commands(sub) -> None:
                        "each method's paired difference from BlockSwap with its 95% interval")
     p.add_argument("reports", nargs="+", help="report.json files of `blockswap compress` jobs")
     p.add_argument("-o", "--output", required=True, help="the Markdown table")
-    p.add_argument("--figure", help="also the Pareto figure: error against params per method (.png, .pdf, .svg)")
+    p.add_argument("--figure", help="also the Pareto figure: error against params and against measured latency per "
+                   "method (.png, .pdf, .svg)")
     p.set_defaults(func=cmd_compress_table, outputs=("output", "figure"))
