@@ -7,7 +7,7 @@
 # and the methods at the same measured latency (workflow/config/latency.yaml).
 from snakemake.utils import min_version
 
-from blockswap.plan import is_compress_profile
+from blockswap.workflow.plan import is_compress_profile
 
 min_version("9.0")
 

@@ -38,10 +38,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from blockswap.fisher import probed
-from blockswap.genotype import Genotype
-from blockswap.models import create_model
-from blockswap.proxies import get_proxy, score_candidates, score_one
+from blockswap.core.genotype import Genotype
+from blockswap.nn.models import create_model
+from blockswap.search.fisher import probed
+from blockswap.search.proxies import get_proxy, score_candidates, score_one
 
 SEED = 0
 
@@ -161,7 +161,7 @@ def memory_child(what: str, genotype: dict, batch_size: int) -> None:
     net = create_model(g).train()
     before = rss_bytes()
     if what == "score":
-        from blockswap.fisher import fisher_per_block
+        from blockswap.search.fisher import fisher_per_block
         fisher_per_block(net, [batch])
     elif what == "naive":
         naive(g, batch)
@@ -208,8 +208,8 @@ def main():
     if args.memory_child:
         return memory_child(args.memory_child, json.loads(args.genotype), args.batch_size)
 
-    from blockswap.counting import analytic
-    from blockswap.sampling import sample
+    from blockswap.core.counting import analytic
+    from blockswap.core.sampling import sample
 
     torch.set_num_threads(2)
     if args.reference:
@@ -250,7 +250,7 @@ def main():
 
 
 def compare_with_reference(args):
-    from blockswap.sampling import sample
+    from blockswap.core.sampling import sample
 
     genotypes = sample(args.model, args.budget, args.candidates, seed=SEED)
     batch = make_batch(genotypes[0], args.batch_size)

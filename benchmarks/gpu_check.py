@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from train import PROFILES, images_per_second  # benchmarks/train.py, beside this file
 
-from blockswap.engine import Precision
-from blockswap.files import git_sha, write_json
-from blockswap.proxies import score_candidates
-from blockswap.sampling import sample
+from blockswap.core.files import git_sha, write_json
+from blockswap.core.sampling import sample
+from blockswap.search.proxies import score_candidates
+from blockswap.training.engine import Precision
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_TESTS = ["tests/test_data.py::test_augment_on_cuda_matches_cpu",

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from blockswap.data import IMAGENET_MEAN, IMAGENET_STD, iterate_batches, load_dataset
+from blockswap.data.datasets import IMAGENET_MEAN, IMAGENET_STD, iterate_batches, load_dataset
 
 CLASSES = 8
 SIZES = ((375, 500), (500, 375), (333, 500), (500, 500), (375, 500))  # (height, width), landscape most often
@@ -81,7 +81,7 @@ def torchvision_decode(path: str) -> torch.Tensor:
 
 def decoders(n: int, rounds: int) -> None:
     """Decoding speed and agreement of torchvision.io and Pillow on JPEG and PNG files (see the docstring)."""
-    from blockswap.imagefolder import decode_image
+    from blockswap.data.imagefolder import decode_image
 
     torch.set_num_threads(1)
     contenders = {"torchvision.io": torchvision_decode, "Pillow": decode_image}

@@ -19,10 +19,10 @@ import os
 import statistics
 import time
 
-from blockswap import latency
-from blockswap.models import create_model
-from blockswap.runner import resolve_threads
-from blockswap.sampling import sample_exact
+from blockswap.core.sampling import sample_exact
+from blockswap.nn import latency
+from blockswap.nn.models import create_model
+from blockswap.training.runner import resolve_threads
 
 
 def main():

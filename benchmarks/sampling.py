@@ -8,8 +8,8 @@ Also prints the exact sampler's table size (entries): the partial costs that can
 import argparse
 import time
 
-from blockswap.errors import BlockswapError
-from blockswap.sampling import (
+from blockswap.core.errors import BlockswapError
+from blockswap.core.sampling import (
     TOLERANCE,
     CostTable,
     completion_counts,

@@ -30,7 +30,7 @@ import torchvision
 from PIL import Image
 from torchvision import datasets, transforms
 
-from blockswap.data import FASHION_MNIST_CLASSES, load_dataset
+from blockswap.data.datasets import FASHION_MNIST_CLASSES, load_dataset
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -80,7 +80,7 @@ def deployed_predictions(out: Path, root: Path) -> dict:
     import onnxruntime
 
     import blockswap
-    from blockswap import deploy
+    from blockswap.compress import deploy
 
     spec = json.loads((out / "student" / "preprocess.json").read_text())
     files = sorted((root / "val").glob("*/*.png"))

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/train.py [--iterations 3] [--device auto] [--threads N]
 
-Each row times `blockswap.engine.train_step` (augmentation of a uint8 batch included, as in training) over
+Each row times `blockswap.training.engine.train_step` (augmentation of a uint8 batch included, as in training) over
 a few steps after one warm-up, from the median step time (robust to other load on a shared machine;
 the load average is printed too). "AT" adds what distillation costs: a forward pass of an all-Conv
 teacher of the same model without gradients, and the AT loss at every group output (β = 1000). The
@@ -18,12 +18,12 @@ import time
 
 import torch
 
-from blockswap.data import CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_MEAN, FASHION_MNIST_STD, Augment
-from blockswap.engine import FLOAT32, Precision, resolve_device, train_step
-from blockswap.genotype import Genotype
-from blockswap.losses import Objective
-from blockswap.models import create_model
-from blockswap.runner import resolve_threads
+from blockswap.core.genotype import Genotype
+from blockswap.data.datasets import CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_MEAN, FASHION_MNIST_STD, Augment
+from blockswap.nn.models import create_model
+from blockswap.training.engine import FLOAT32, Precision, resolve_device, train_step
+from blockswap.training.losses import Objective
+from blockswap.training.runner import resolve_threads
 
 # name: (model, channels, side, batch, augmentation) - WRN-40-2 is the CIFAR-10 BlockSwap teacher,
 # wrn-16-1 on Fashion-MNIST the default tiny profile.

@@ -1,13 +1,12 @@
 # Config validation, paths, shared parameters and input functions.
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import yaml
 from snakemake.utils import update_config
 
-from blockswap import plan
-from blockswap.recipe import TrainConfig
+from blockswap.core.recipe import TrainConfig
+from blockswap.workflow import plan
 
 # A profile given with --configfile stands alone (schema defaults fill the rest); only without one is
 # the embedded default loaded, so a paper profile never inherits the default's small subsets. --config
@@ -21,25 +20,7 @@ if not workflow.overwrite_configfiles:
     config.update(embedded)
 validate_profile("../workflow/schemas/config.schema.yaml")
 
-R = config["results_dir"] or f"results/{config['name']}"
-LOGS = f"{R}/logs"
-BENCH = f"{R}/benchmarks"
-CONDA_ENV = "../envs/blockswap.yaml"  # for --sdm conda: the same pins as pyproject.toml
 job_shell_prefix()
-
-
-def run_files(stem):
-    """A training rule's files from one path stem (wildcards in single braces): `output`, its checkpoint
-    and metrics under results_dir (unpack it with ** into the rule's output), `log` and `benchmark`.
-    """
-    return SimpleNamespace(
-        output={
-            "checkpoint": f"{R}/{stem}/model.pt",
-            "metrics": f"{R}/{stem}/metrics.json",
-        },
-        log=f"{LOGS}/{stem}.log",
-        benchmark=f"{BENCH}/{stem}.tsv",
-    )
 
 
 DATASET = config["dataset"]
@@ -270,7 +251,7 @@ def launcher(resource):
     its `processes` (by default one per GPU; set without GPUs, N processes on the CPU). The same command
     runs locally and through SLURM: the plugin runs every job that is not MPI as one `srun -n1` task holding
     all of the job's GPUs (--gpus=N) and CPUs, so torchrun starts the N processes inside that task
-    (--standalone: a free port on the job's node), which share its threads; see blockswap.distributed.
+    (--standalone: a free port on the job's node), which share its threads; see blockswap.data.distributed.
     (The plugin's MPI jobs, `mpi` + `tasks`, would need `srun` in the command itself, which a local run lacks.)
     """
     n = plan.processes(resource)

@@ -2,12 +2,12 @@
 # compress`: search or prune, then the same distillation), and the table that sets them side by side.
 from pathlib import Path
 
-from blockswap.compress import MEASURE, check_profile
-from blockswap.recipe import TrainConfig
+from blockswap.compress.profile import MEASURE, check_profile
+from blockswap.core.recipe import TrainConfig
 
 validate_profile("../workflow/schemas/compress.schema.yaml")
 C = config["compress"]
-R = config["results_dir"] or f"results/{config['name']}"
+TRAIN_RESOURCES, LIGHT_RESOURCES = C["resources"]["train"], C["resources"]["light"]
 DATA = f"{R}/data/fashion-mnist" if C["data"] == "embedded" else C["data"]
 TEACHER = f"{R}/teacher/model.pt" if C["teacher"] == "embedded" else C["teacher"]
 for key, path in (("data", DATA), ("teacher", TEACHER)):
@@ -41,7 +41,11 @@ rule compress_table:
         table=f"{R}/table.md",
         figure=f"{R}/pareto.png",
     log:
-        f"{R}/logs/table.log",
+        f"{LOGS}/table.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
     shell:
         "blockswap compress-table {input} -o {output.table} --figure {output.figure} > {log} 2>&1"
 
@@ -54,7 +58,11 @@ rule compress_results_page:
     output:
         f"{R}/RESULTS.md",
     log:
-        f"{R}/logs/results_page.log",
+        f"{LOGS}/results_page.log",
+    conda:
+        CONDA_ENV
+    resources:
+        **LIGHT_RESOURCES,
     params:
         results=lambda w, output: output[0].rsplit("/", 1)[0],  # the folder RESULTS.md sums up
         profile=config["name"],
@@ -71,11 +79,17 @@ rule compress_student:
     output:
         f"{R}/{{method}}/budget{{budget}}/seed{{seed}}/report.json",
     log:
-        f"{R}/logs/{{method}}/budget{{budget}}/seed{{seed}}.log",
+        f"{LOGS}/{{method}}/budget{{budget}}/seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/{{method}}/budget{{budget}}/seed{{seed}}.tsv"
+        f"{BENCH}/{{method}}/budget{{budget}}/seed{{seed}}.tsv"
+    conda:
+        CONDA_ENV
     threads: C["threads"]
+    resources:
+        **TRAIN_RESOURCES,
     params:
+        metric=C["metric"],
+        samples=C["samples"],
         recipe=TrainConfig.flags(C["recipe"]),
         latency=f"--latency-table {LATENCY_TABLE}" if C["latency_table"] else "",
         round_to=lambda w: (
@@ -85,8 +99,8 @@ rule compress_student:
         ),
     shell:
         "blockswap compress --teacher {input.teacher} --data {input.data} --budget {wildcards.budget}"
-        " --method {wildcards.method} --metric {C[metric]} {params.latency} {params.round_to}"
-        " --samples {C[samples]}"
+        " --method {wildcards.method} --metric {params.metric} {params.latency} {params.round_to}"
+        " --samples {params.samples}"
         " --seed {wildcards.seed} {params.recipe} --threads {threads} --quiet -o $(dirname {output})"
         " > {log} 2>&1"
 
@@ -98,7 +112,11 @@ if C["data"] == "embedded":
         output:
             directory(DATA),
         log:
-            f"{R}/logs/data.log",
+            f"{LOGS}/data.log",
+        conda:
+            CONDA_ENV
+        resources:
+            **LIGHT_RESOURCES,
         shell:
             "blockswap data folder fashion-mnist --dest {output} > {log} 2>&1"
 
@@ -113,12 +131,19 @@ if C["teacher"] == "embedded":
             checkpoint=TEACHER,
             metrics=f"{R}/teacher/metrics.json",
         log:
-            f"{R}/logs/teacher.log",
+            f"{LOGS}/teacher.log",
+        benchmark:
+            f"{BENCH}/teacher.tsv"
+        conda:
+            CONDA_ENV
         threads: C["threads"]
+        resources:
+            **TRAIN_RESOURCES,
         params:
+            model=C["teacher_model"],
             recipe=TrainConfig.flags(C["teacher_recipe"]),
         shell:
-            "blockswap train --model {C[teacher_model]} --dataset folder --data-dir {input} {params.recipe}"
+            "blockswap train --model {params.model} --dataset folder --data-dir {input} {params.recipe}"
             " --threads {threads} --quiet --checkpoint {output.checkpoint} -o {output.metrics} > {log} 2>&1"
 
 
@@ -131,12 +156,17 @@ if MEASURED:
         output:
             LATENCY_TABLE,
         log:
-            f"{R}/logs/latency_table.log",
+            f"{LOGS}/latency_table.log",
+        conda:
+            CONDA_ENV
         threads: workflow.cores
+        resources:
+            **LIGHT_RESOURCES,
         params:
+            threads=C["threads"],
             shape=lambda w: (
                 f"--model {TEACHER_GENOTYPE.model} --in-channels {TEACHER_GENOTYPE.in_channels}"
                 f" --num-classes {TEACHER_GENOTYPE.num_classes} --image-size {TEACHER_GENOTYPE.image_size}"
             ),
         shell:
-            "blockswap latency-table {params.shape} --threads {C[threads]} --quiet -o {output} > {log} 2>&1"
+            "blockswap latency-table {params.shape} --threads {params.threads} --quiet -o {output} > {log} 2>&1"

@@ -1,9 +1,9 @@
 # The detection stage's settings and input functions (rules in detection.smk, included after this).
 import os
 
-from blockswap import plan_detection
+from blockswap.workflow import plan_detection
 from blockswap.detection.settings import DetectTrainConfig
-from blockswap.recipe import options
+from blockswap.core.recipe import options
 
 DETECTION = config["detection"]
 DET = f"{R}/detection"

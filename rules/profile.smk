@@ -1,12 +1,13 @@
 # A profile's validation, shared by the paper workflow (common.smk) and the compress profile (compress.smk).
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from blockswap.errors import BlockswapError
+from blockswap.core.errors import BlockswapError
 
 # JSON schema types a string of a --config value may stand for.
 _SCALARS = {
@@ -62,17 +63,40 @@ def _retyped(why) -> bool:
     return True
 
 
+CONDA_ENV = "../envs/blockswap.yaml"  # for --sdm conda: the same pins as pyproject.toml
+
+
 def validate_profile(schema):
-    """The config against `schema`, which fills in its defaults; a mistake is one line naming the key."""
+    """The config against `schema`, which fills in its defaults; a mistake is one line naming the key. Then the
+    profile's folders, which every .smk file uses: R (results), LOGS and BENCH (a log and a benchmark per job).
+    """
+    global R, LOGS, BENCH
     while True:
         try:
-            return validate(config, schema)
+            validate(config, schema)
+            break
         except WorkflowError as e:
             why = e.__context__  # the jsonschema ValidationError
             if not hasattr(why, "json_path"):
                 raise
             if not _retyped(why):
                 _refuse(f"{why.json_path.lstrip('$.') or 'top level'}: {why.message}")
+    R = config["results_dir"] or f"results/{config['name']}"
+    LOGS, BENCH = f"{R}/logs", f"{R}/benchmarks"
+
+
+def run_files(stem):
+    """A training job's files from one path stem (wildcards in single braces): `output`, its checkpoint
+    and metrics under results_dir (unpack it with ** into the job's output), `log` and `benchmark`.
+    """
+    return SimpleNamespace(
+        output={
+            "checkpoint": f"{R}/{stem}/model.pt",
+            "metrics": f"{R}/{stem}/metrics.json",
+        },
+        log=f"{LOGS}/{stem}.log",
+        benchmark=f"{BENCH}/{stem}.tsv",
+    )
 
 
 def job_shell_prefix():

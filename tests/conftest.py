@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blockswap.datadirs import locate_fashion_mnist
-from blockswap.errors import BlockswapError
+from blockswap.core.datadirs import locate_fashion_mnist
+from blockswap.core.errors import BlockswapError
 
 
 @pytest.fixture(scope="module")

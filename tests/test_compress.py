@@ -18,17 +18,17 @@ import pytest
 import torch
 import torchvision
 
-from blockswap import latency
-from blockswap.checkpoint import load_model, save
 from blockswap.cli import main
-from blockswap.compress import teacher_genotype, torchvision_model, wilson_interval
-from blockswap.counting import analytic
-from blockswap.data import load_dataset
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype
-from blockswap.imagefolder import encode_png
-from blockswap.measure import measured
-from blockswap.models import create_model
+from blockswap.compress.teacher import teacher_genotype, torchvision_model, wilson_interval
+from blockswap.core.counting import analytic
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
+from blockswap.data.datasets import load_dataset
+from blockswap.data.imagefolder import encode_png
+from blockswap.nn import latency
+from blockswap.nn.measure import measured
+from blockswap.nn.models import create_model
+from blockswap.training.checkpoint import load_model, save
 
 
 def image_folder(root, classes=3, per_class=8, channels=3, side=32, seed=0):
@@ -123,7 +123,7 @@ def test_a_torchvision_resnet_the_registry_lacks_is_named_with_the_supported_one
 def trained_checkpoint(g: Genotype, root, path, steps=30, seed=0):
     """`g` trained a few SGD steps on the folder (its own normalisation) by a plain loop and saved as a checkpoint
     of the time before preprocessing was recorded: a teacher compress can tell from chance."""
-    from blockswap.data import iterate_batches
+    from blockswap.data.datasets import iterate_batches
 
     torch.manual_seed(seed)
     net, train_set = create_model(g), load_dataset("folder", root, "train")
@@ -228,8 +228,8 @@ def test_a_distilled_student_can_teach(job):
 
 
 def test_a_student_without_the_teachers_attention_points_is_distilled_by_kd(tmp_path):
-    from blockswap.compress import KD_ALPHA, distillation_for
-    from blockswap.recipe import TrainConfig
+    from blockswap.compress.pipeline import KD_ALPHA, distillation_for
+    from blockswap.core.recipe import TrainConfig
 
     student = Genotype.uniform("wrn-16-1", "Conv", in_channels=1, num_classes=3, image_size=32)
     for name, model in (("wrn.pt", "wrn-40-1"), ("resnet.pt", "resnet18")):  # 3 points at 32/16/8; 4 points
@@ -302,7 +302,7 @@ def test_ctrl_c_keeps_a_resume_point_and_the_rerun_resumes_there(job, tmp_path, 
 def test_sigterm_ends_compress_in_one_line_exit_143(job, tmp_path, capsys, monkeypatch):
     """SIGTERM (SLURM's preemption) in the distillation: exit 143, one line, the resume file written; between the
     stages: exit 143, one line, the finished stages kept (the search's, here) and the rerun goes on from there."""
-    import blockswap.compress as module
+    import blockswap.compress.pipeline as module
 
     tmp, root = job
     out = tmp_path / "job"
@@ -335,10 +335,10 @@ def test_sigterm_ends_compress_in_one_line_exit_143(job, tmp_path, capsys, monke
 def test_a_latency_table_is_checked_against_the_jobs_threads_not_the_process(job, tmp_path, capsys, one_thread):
     """A table made at 2 threads serves a --threads 2 job and is refused for --threads 1, whatever this process
     runs at; a table of another image size is refused, each in one line before any work."""
-    from blockswap import latency
-    from blockswap.compress import check_inputs
-    from blockswap.recipe import TrainConfig
-    from blockswap.sampling import CostTable
+    from blockswap.compress.job import check_inputs
+    from blockswap.core.recipe import TrainConfig
+    from blockswap.core.sampling import CostTable
+    from blockswap.nn import latency
 
     tmp, root = job
     params = CostTable.build("wrn-16-1", "blockswap", "params", in_channels=1, num_classes=3, image_size=28)
@@ -370,7 +370,7 @@ def test_a_latency_table_is_checked_against_the_jobs_threads_not_the_process(job
 
 
 def test_the_card_shows_a_latency_budget_predicted_against_measured_and_a_miss():
-    from blockswap.compress import latency_lines
+    from blockswap.compress.card import latency_lines
 
     figures = {"median": 12782.0, "q1": 12500.0, "q3": 13100.0, "repeats": 30}
     eager = {"runtime": "PyTorch eager", "threads": 2, "unit": "µs", "batch_1": figures,
@@ -393,7 +393,7 @@ def torchvision_teacher(root, path, steps=24, model="resnet18"):
     same plain loop."""
     from torchvision import datasets, transforms
 
-    from blockswap.imagefolder import IMAGENET_MEAN, IMAGENET_STD
+    from blockswap.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
 
     torch.manual_seed(0)
     preprocess = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
@@ -476,7 +476,7 @@ def test_a_teacher_at_chance_is_refused_with_nothing_written(tmp_path, capsys, o
 
 
 def test_normalize_values(tmp_path):
-    from blockswap.recipe import TrainConfig
+    from blockswap.core.recipe import TrainConfig
 
     root = image_folder(tmp_path / "d")
     own = load_dataset("folder", root, "train")
@@ -589,7 +589,7 @@ def test_latency_table_refuses_a_missing_gpu(tmp_path, capsys):
 @pytest.mark.slow
 def test_compress_profile_runs_every_method_and_tabulates_the_paired_differences(job, tmp_path):
 
-    from blockswap.compress import comparison
+    from blockswap.compress.table import comparison
     from test_workflow import snakemake
 
     tmp, root = job
@@ -654,7 +654,7 @@ def test_latency_profile_measures_its_table_first_and_tabulates_measured_latency
 def test_pruning_to_a_latency_budget_bisects_on_the_measured_time(job, tmp_path, monkeypatch):
     """A clock whose time is the net's MACs: the pruned net is the least pruned whose time fits the budget, its
     every pruned layer a multiple of 8 channels, and the budget's unit said in µs when it cannot be met."""
-    from blockswap import pruning
+    from blockswap.compress import pruning
 
     tmp, root = job
     g = Genotype.uniform("wrn-16-1", "Conv", in_channels=1, num_classes=3, image_size=28)
@@ -681,7 +681,7 @@ def _report(method: str, seed: int, error: float) -> dict:
 def test_comparison_tests_paired_differences_with_a_t_and_holm():
     from scipy import stats
 
-    from blockswap.compress import comparison, comparison_markdown
+    from blockswap.compress.table import comparison, comparison_markdown
 
     base, taylor, magnitude = [10.0, 11.0, 12.5], [11.0, 12.5, 13.0], [12.0, 13.0, 14.5]
     reports = [_report(m, s, e) for m, errors in (("blockswap", base), ("prune-taylor", taylor),
@@ -707,7 +707,7 @@ PROFILE = {"recipe": {}, "metric": "params", "methods": ["blockswap", "prune-tay
 def latency_table_file(path, **changes):
     """A resnet18 CPU latency table of 3-class 32 px inputs, as if measured on another machine: each block type's
     microseconds its rank among the candidates, Conv 100."""
-    from blockswap.sampling import CostTable
+    from blockswap.core.sampling import CostTable
 
     types = CostTable.build("resnet18", "blockswap", "params", 3, 3, 32).types
     table = {"model": "resnet18", "device": "cpu", "device_name": "elsewhere", "threads": 1, "in_channels": 3,
@@ -720,7 +720,7 @@ def latency_table_file(path, **changes):
 def test_compress_profile_checks_what_every_job_would_refuse(tmp_path):
     """The dry run's check of the compress profile: each config every job would refuse, one line naming its key -
     from the folder's first image and the teacher's tensors, without testing the teacher or knowing the machine."""
-    from blockswap.compress import check_profile
+    from blockswap.compress.profile import check_profile
 
     root, teacher = image_folder(tmp_path / "d"), tmp_path / "r18.pth"  # 3 classes of 32 px colour images
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), teacher)

@@ -5,11 +5,12 @@ import torch
 import torchvision
 from torch import nn
 
-from blockswap import counting, measure
-from blockswap.arch import BottleneckResNet, get_architecture
-from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, MIDDLE, STRUCTURED_TYPES, get_block
-from blockswap.genotype import Genotype
-from blockswap.models import build_block, create_model
+from blockswap.core import counting
+from blockswap.core.arch import BottleneckResNet, get_architecture
+from blockswap.core.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, MIDDLE, STRUCTURED_TYPES, get_block
+from blockswap.core.genotype import Genotype
+from blockswap.nn import measure
+from blockswap.nn.models import build_block, create_model
 from blockswap.report.tables import fmt_scaled
 
 # BlockSwap §3's types: WRN-40-2 with every block one type (whole network, head included).

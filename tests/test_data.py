@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from blockswap import data, imagefolder
-from blockswap.data import (
+from blockswap.core.datadirs import DATASET_SHAPES, locate_fashion_mnist
+from blockswap.core.errors import BlockswapError
+from blockswap.data import datasets as data
+from blockswap.data import imagefolder
+from blockswap.data.datasets import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     Augment,
@@ -21,8 +24,6 @@ from blockswap.data import (
     load_dataset,
     stratified_subset,
 )
-from blockswap.datadirs import DATASET_SHAPES, locate_fashion_mnist
-from blockswap.errors import BlockswapError
 
 from conftest import write_fashion, write_idx, write_jpeg
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from blockswap import datadirs
-from blockswap.datadirs import FASHION_MNIST_FILES, fashion_mnist_dirs, locate_fashion_mnist, verify
-from blockswap.errors import BlockswapError
+from blockswap.core import datadirs
+from blockswap.core.datadirs import FASHION_MNIST_FILES, fashion_mnist_dirs, locate_fashion_mnist, verify
+from blockswap.core.errors import BlockswapError
 
 from conftest import python_for
 
@@ -40,7 +40,7 @@ def test_fetch_into_an_empty_folder(tmp_path):
     assert "fetched with apt" in done.stderr
     _check_fetched(dest)
     assert not [p for p in dest.parent.iterdir() if p.name.startswith(".")]  # no work folder left behind
-    from blockswap.data import load_dataset
+    from blockswap.data.datasets import load_dataset
 
     test = load_dataset("fashion-mnist", dest, split="test")
     assert tuple(test.images.shape) == (10_000, 1, 28, 28)
@@ -72,7 +72,8 @@ def _fetch_as(user: str, tmp_path: Path) -> None:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "PYTHONPATH": str(tmp_path / "src")}
     dest = home / "data" / "fashion-mnist"
     # The function `blockswap data fetch` runs (the CLI itself needs the venv's numpy, out of the user's reach).
-    code = "import sys; from blockswap.datadirs import fetch_fashion_mnist; fetch_fashion_mnist(sys.argv[1], 'apt')"
+    code = ("import sys; from blockswap.core.datadirs import fetch_fashion_mnist; "
+            "fetch_fashion_mnist(sys.argv[1], 'apt')")
     done = subprocess.run(["runuser", "-u", user, "--", python, "-c", code, str(dest)], capture_output=True,
                           text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr

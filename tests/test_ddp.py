@@ -26,16 +26,16 @@ import pytest
 import torch
 
 from blockswap import cli
-from blockswap import train as train_module
-from blockswap.checkpoint import load_model
-from blockswap.data import default_augment, iterate_batches, load_dataset
+from blockswap.core.genotype import Genotype
+from blockswap.core.recipe import TrainConfig, learning_rate
+from blockswap.data.datasets import default_augment, iterate_batches, load_dataset
 from blockswap.detection import train as detection_train
-from blockswap.engine import evaluate
-from blockswap.genotype import Genotype
-from blockswap.losses import Objective
-from blockswap.models import create_model
-from blockswap.recipe import TrainConfig, learning_rate
-from blockswap.train import train
+from blockswap.nn.models import create_model
+from blockswap.training import train as train_module
+from blockswap.training.checkpoint import load_model
+from blockswap.training.engine import evaluate
+from blockswap.training.losses import Objective
+from blockswap.training.train import train
 from test_detection_models import CANVAS, StopAfter, _write_coco
 
 from conftest import require_fashion_mnist
@@ -282,11 +282,11 @@ def _evaluate_part(rank: int, size: int, folder: Path) -> None:
     by its part of the 5 canvases; rank 0 writes the result."""
     import torch.distributed as dist
 
+    from blockswap.data.distributed import SINGLE, World
     from blockswap.detection.build import build_detector
     from blockswap.detection.coco import CocoDetection
     from blockswap.detection.detectors import DetectorConfig
     from blockswap.detection.engine import evaluate
-    from blockswap.distributed import SINGLE, World
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

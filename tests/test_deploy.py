@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import blockswap
-from blockswap import deploy
-from blockswap.checkpoint import load_model, save
 from blockswap.cli import main
-from blockswap.data import default_augment, iterate_batches, load_dataset
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype
-from blockswap.imagefolder import encode_png
-from blockswap.models import create_model
+from blockswap.compress import deploy
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
+from blockswap.data.datasets import default_augment, iterate_batches, load_dataset
+from blockswap.data.imagefolder import encode_png
+from blockswap.nn.models import create_model
+from blockswap.training.checkpoint import load_model, save
 from test_compress import image_folder, trained_checkpoint
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -168,7 +168,7 @@ def test_an_export_unlike_pytorch_is_refused_and_not_written(tmp_path, monkeypat
     other = deploy.Logits(checkpoint(tmp_path / "other.pt", GRAY, seed=1).eval())
     write_onnx = deploy.write_onnx
     monkeypatch.setattr(deploy, "write_onnx", lambda net, example, path: write_onnx(other, example, path))
-    from blockswap.recipe import TrainConfig
+    from blockswap.core.recipe import TrainConfig
 
     with pytest.raises(BlockswapError, match=r"model.onnx: its logits differ from PyTorch's by up to .* on 6 "
                                              r"validation images \(tolerance 0.00113\)"):  # 1e-3 × its largest |logit|

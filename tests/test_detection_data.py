@@ -17,12 +17,12 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from blockswap.cli import main
+from blockswap.core.errors import BlockswapError
 from blockswap.detection.coco import CocoDetection, aspect_ratio_batches, collate
 from blockswap.detection.embedded import MIN_VISIBLE, build_embedded_set, settle
 from blockswap.detection.engine import batch_order
 from blockswap.detection.evaluate import coco_evaluate, predictions_from_outputs
 from blockswap.detection.instances import decode, to_rle
-from blockswap.errors import BlockswapError
 
 from conftest import require_fashion_mnist
 

@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from blockswap.checkpoint import save
 from blockswap.cli import main
-from blockswap.data import TensorDataset, iterate_batches
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
+from blockswap.core.recipe import learning_rate
+from blockswap.data.datasets import TensorDataset, iterate_batches
 from blockswap.detection import train as detection_train
 from blockswap.detection.backbone import build_body, stage_channels, with_fpn
 from blockswap.detection.build import build_detector
@@ -22,11 +24,9 @@ from blockswap.detection.detectors import DETECTORS, DetectorConfig
 from blockswap.detection.engine import batch_order
 from blockswap.detection.fisher import detection_fisher, detection_fisher_per_block
 from blockswap.detection.settings import DetectTrainConfig
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype
-from blockswap.models import create_model
-from blockswap.recipe import learning_rate
-from blockswap.train import Preempted
+from blockswap.nn.models import create_model
+from blockswap.training.checkpoint import save
+from blockswap.training.train import Preempted
 
 CANVAS = 64
 
@@ -421,8 +421,8 @@ def test_detect_score_ranks_backbones_by_fisher_through_the_detector(tmp_path):
     import json
 
     coco = pytest.importorskip("blockswap.detection.coco")
+    from blockswap.core.scores import read_scores
     from blockswap.detection.fisher import fisher_batch
-    from blockswap.scores import read_scores
 
     annotations = _write_coco(tmp_path, 4, seed=0)
     instances = json.loads(annotations.read_text())

@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from blockswap import cli, paper, plan_detection
-from blockswap.counting import analytic
+from blockswap.core.counting import analytic
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
 from blockswap.detection.detectors import detector_names
 from blockswap.detection.settings import FIELDS as TRAIN_FIELDS
 from blockswap.detection.settings import DetectTrainConfig
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype
 from blockswap.report import REPORTS
 from blockswap.report.tables import fmt_scaled
 from test_plan import profile

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from blockswap import cli
-from blockswap.counting import analytic
-from blockswap.genotype import Genotype
+from blockswap.core.counting import analytic
+from blockswap.core.genotype import Genotype
 
 from conftest import ROOT, python_for, write_fashion
 
@@ -130,7 +130,8 @@ def test_read_only_folder_is_refused_for_an_ordinary_user():
                         ignore=shutil.ignore_patterns("__pycache__"))  # files.py needs the standard library only
         locked = top / "locked"
         locked.mkdir(mode=0o555)
-        code = ("import sys\nfrom blockswap.errors import BlockswapError\nfrom blockswap.files import check_output\n"
+        code = ("import sys\nfrom blockswap.core.errors import BlockswapError\n"
+                "from blockswap.core.files import check_output\n"
                 "try:\n    check_output(sys.argv[1], '--output')\nexcept BlockswapError as e:\n"
                 "    print(e)\n    sys.exit(2)")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(top / "src")}
@@ -160,7 +161,7 @@ def test_pretty_printed_genotype_is_one_candidate(capsys, tmp_path, candidates):
     out = tmp_path / "best.json"
     assert cli.main(["select", str(pretty), str(scores), "--first", "1", "-o", str(out)]) == 0
     assert json.loads(out.read_text())["blocks"] == record["blocks"]
-    from blockswap.genotype import load
+    from blockswap.core.genotype import load
 
     assert load(pretty, 0).blocks == tuple(record["blocks"])
 

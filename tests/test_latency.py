@@ -5,10 +5,10 @@ import statistics
 
 import pytest
 
-from blockswap import latency
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype
-from blockswap.sampling import CostTable, sample_exact, window
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
+from blockswap.core.sampling import CostTable, sample_exact, window
+from blockswap.nn import latency
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -29,16 +29,16 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 
 from torchvision.models._utils import IntermediateLayerGetter  # noqa: E402
 
-from blockswap.checkpoint import save  # noqa: E402
 from blockswap.cli import main  # noqa: E402
+from blockswap.core.errors import BlockswapError  # noqa: E402
+from blockswap.core.genotype import Genotype  # noqa: E402
 from blockswap.detection.backbone import build_body  # noqa: E402
 from blockswap.detection.embedded import build_embedded_set  # noqa: E402
 from blockswap.detection.settings import DetectTrainConfig  # noqa: E402
-from blockswap.errors import BlockswapError  # noqa: E402
-from blockswap.genotype import Genotype  # noqa: E402
 from blockswap.integrations import mmdet_train  # noqa: E402
 from blockswap.integrations.mmdet import BlockSwapResNet  # noqa: E402
-from blockswap.models import create_model  # noqa: E402
+from blockswap.nn.models import create_model  # noqa: E402
+from blockswap.training.checkpoint import save  # noqa: E402
 from test_workflow import ROOT  # noqa: E402
 
 from conftest import require_fashion_mnist  # noqa: E402

@@ -5,12 +5,19 @@ import json
 import pytest
 import torch
 
-from blockswap.arch import BottleneckResNet, get_architecture, model_names
-from blockswap.blocks import build_module
-from blockswap.blocktypes import BLOCK_TYPES, BLOCKSWAP_TYPES, PAPER_TYPES, STRUCTURED_TYPES, candidate_set, get_block
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype, import_legacy_csv, load
-from blockswap.models import create_model
+from blockswap.core.arch import BottleneckResNet, get_architecture, model_names
+from blockswap.core.blocktypes import (
+    BLOCK_TYPES,
+    BLOCKSWAP_TYPES,
+    PAPER_TYPES,
+    STRUCTURED_TYPES,
+    candidate_set,
+    get_block,
+)
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype, import_legacy_csv, load
+from blockswap.nn.blocks import build_module
+from blockswap.nn.models import create_model
 
 
 @pytest.mark.parametrize("name", model_names())
@@ -111,7 +118,7 @@ def test_bottleneck_middles_narrow_and_group_the_3x3():
 
 def test_a_bottleneck_blocks_probe_reads_its_branch_output():
     """The Fisher probe sits on bn3's output, before the residual addition (BlockSwap §3.3), in every block."""
-    from blockswap.fisher import fisher_per_block
+    from blockswap.search.fisher import fisher_per_block
 
     torch.manual_seed(0)
     net = create_model(Genotype("resnet50", ("NeckB2", "DConv") * 8, num_classes=3, image_size=32)).train()

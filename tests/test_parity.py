@@ -22,9 +22,9 @@ import pytest
 import torch
 from torch import nn
 
-from blockswap import zerocost
-from blockswap.counting import analytic
-from blockswap.proxies import get_proxy, proxy_names
+from blockswap.core.counting import analytic
+from blockswap.search import zerocost
+from blockswap.search.proxies import get_proxy, proxy_names
 
 PARITY = Path(__file__).resolve().parent / "parity"
 RECORDED = json.loads((PARITY / "originals.json").read_text())

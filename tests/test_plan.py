@@ -5,10 +5,10 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from blockswap import plan
-from blockswap.counting import analytic
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype
+from blockswap.core.counting import analytic
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
+from blockswap.workflow import plan
 
 from conftest import ROOT
 

@@ -13,9 +13,9 @@ import torch
 import torchvision
 
 from blockswap import cli
-from blockswap.checkpoint import load_model
-from blockswap.engine import evaluate
-from blockswap.pretrained import import_weights
+from blockswap.training.checkpoint import load_model
+from blockswap.training.engine import evaluate
+from blockswap.training.pretrained import import_weights
 
 from conftest import write_jpeg
 
@@ -67,7 +67,7 @@ def test_torchvision_weights_become_a_teacher_with_the_same_logits(name, imagene
     assert metrics["test_examples"] == 2 * CLASSES and ckpt["config"]["dataset"] == "imagenet"
     assert metrics["params"] == sum(p.numel() for p in theirs.parameters())
     # Its test error is that of the network on the 6 validation images.
-    from blockswap.data import load_dataset
+    from blockswap.data.datasets import load_dataset
 
     again = evaluate(ours, load_dataset("imagenet", imagenet, "test"), 500, "cpu")
     assert metrics["test_top1_error"] == again["top1_error"]

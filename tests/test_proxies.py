@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from blockswap import cli
-from blockswap.counting import analytic
-from blockswap.errors import BlockswapError
-from blockswap.fisher import fisher_per_block, train_k_steps
-from blockswap.genotype import Genotype
-from blockswap.models import create_model
-from blockswap.proxies import candidate_seed, get_proxy, parse_proxies, proxy_names, rank, score_candidates
+from blockswap.core.counting import analytic
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
+from blockswap.nn.models import create_model
+from blockswap.search.fisher import fisher_per_block, train_k_steps
+from blockswap.search.proxies import candidate_seed, get_proxy, parse_proxies, proxy_names, rank, score_candidates
 
 from conftest import write_fashion
 

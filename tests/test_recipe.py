@@ -9,9 +9,9 @@ import yaml
 
 from blockswap.cli import build_parser
 from blockswap.cli.training import config_from_args
-from blockswap.errors import BlockswapError
-from blockswap.recipe import DISTILL_DEFAULTS, FIELDS, TrainConfig
-from blockswap.sampling import TOLERANCE
+from blockswap.core.errors import BlockswapError
+from blockswap.core.recipe import DISTILL_DEFAULTS, FIELDS, TrainConfig
+from blockswap.core.sampling import TOLERANCE
 
 from conftest import ROOT
 
@@ -128,8 +128,8 @@ def test_shared_constants_are_stated_once():
 def test_one_learning_rate_for_both_trainings_and_one_meaning_of_the_recorded_lr():
     """Classification with a warm-up and per-step cosine; detection per step; the records state the schedule's
     value at each epoch's start, and the new settings stay out of the records while at their defaults."""
+    from blockswap.core.recipe import learning_rate, scheduled_lr
     from blockswap.detection.settings import DetectTrainConfig
-    from blockswap.recipe import learning_rate, scheduled_lr
 
     c = TrainConfig(epochs=2, lr=0.1, lr_unit="iteration", warmup_iters=4, warmup_factor=0.1)
     cosine = [0.1 * 0.5 * (1 + math.cos(math.pi * (s / 10) / 2)) for s in range(10)]

@@ -14,12 +14,13 @@ import torchvision
 import yaml
 from PIL import Image
 
-from blockswap import rehearsal, standins
-from blockswap.counting import analytic
-from blockswap.data import load_dataset
-from blockswap.genotype import Genotype
-from blockswap.plan import is_compress_profile
+from blockswap.core.counting import analytic
+from blockswap.core.genotype import Genotype
+from blockswap.data import standins
+from blockswap.data.datasets import load_dataset
 from blockswap.report.figures import REHEARSAL_MARK
+from blockswap.workflow import rehearsal
+from blockswap.workflow.plan import is_compress_profile
 from test_workflow import ROOT, job_stats, planned_jobs, snakemake
 
 PROFILES = sorted(p.stem for p in (ROOT / "workflow/config").glob("*.yaml"))

@@ -13,7 +13,8 @@ import pytest
 from scipy import stats
 
 from blockswap import cli, paper
-from blockswap.errors import BlockswapError
+from blockswap.core.errors import BlockswapError
+from blockswap.core.scores import PROXY_SIGNS
 from blockswap.report import REPORTS, correlation, density, results, samples
 from blockswap.report.correlation import ScoresSpec, load_scores, parse_scores_spec
 from blockswap.report.runs import METHOD_LABEL, METHODS, UNLABELLED, Run, load_run, load_runs
@@ -29,7 +30,6 @@ from blockswap.report.stats import (
     t_difference,
 )
 from blockswap.report.tables import fmt_budget, latex_text
-from blockswap.scores import PROXY_SIGNS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -553,7 +553,7 @@ def test_metrics_without_a_method_label_are_unlabelled_rows(tmp_path, capsys):
 
 
 def test_proxy_signs_agree_and_the_report_loads_no_torch():
-    from blockswap.proxies import get_proxy, proxy_names
+    from blockswap.search.proxies import get_proxy, proxy_names
 
     assert PROXY_SIGNS == {name: get_proxy(name).sign for name in proxy_names()}
     code = "import sys, blockswap.report, blockswap.cli; blockswap.cli.build_parser(); print('torch' in sys.modules)"

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from blockswap.distributed import SINGLE, AgreedStop
-from blockswap.runner import available_cpus, resolve_threads
+from blockswap.data.distributed import SINGLE, AgreedStop
+from blockswap.training.runner import available_cpus, resolve_threads
 
 
 def test_available_cpus_falls_back_to_cpu_count_without_an_affinity_call(monkeypatch):
@@ -42,7 +42,7 @@ def test_agreed_stop_is_asked_explicitly():
 def test_progress_bars_are_drawn_on_a_terminal_only(monkeypatch):
     import io
 
-    from blockswap.runner import progress_bar
+    from blockswap.training.runner import progress_bar
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -65,10 +65,10 @@ def test_the_training_time_is_estimated_after_its_first_timed_steps(tmp_path, ca
     machine may be busy)."""
     import re
 
-    from blockswap.genotype import Genotype
-    from blockswap.recipe import TrainConfig
-    from blockswap.runner import ESTIMATE_STEPS, WARMUP_STEPS
-    from blockswap.train import train
+    from blockswap.core.genotype import Genotype
+    from blockswap.core.recipe import TrainConfig
+    from blockswap.training.runner import ESTIMATE_STEPS, WARMUP_STEPS
+    from blockswap.training.train import train
     from test_compress import image_folder
 
     root = image_folder(tmp_path / "data", per_class=32, channels=1, side=16)  # 96 images: 32 steps of 3

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from blockswap import counting
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype
-from blockswap.sampling import (
+from blockswap.core import counting
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
+from blockswap.core.sampling import (
     MAX_DP_ENTRIES,
     CostTable,
     completion_counts,

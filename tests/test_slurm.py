@@ -129,7 +129,7 @@ def _flag(call: str, pattern: str) -> str | None:
 def _check_launch(job, resources: dict) -> None:
     """A training job whose class asks for several processes (by default one per GPU) runs them under torchrun
     inside the job's one srun task, which holds all its GPUs; every other job runs `blockswap` itself."""
-    from blockswap.plan import processes
+    from blockswap.workflow.plan import processes
 
     if job.command == "None":  # a report rule that runs Python (`run:`), no command of its own
         assert RULE_CLASS[job.name] == "light", job.name
@@ -267,7 +267,7 @@ def test_two_process_training_job_runs_through_slurm(slurm_cluster, tmp_path):
     process count given instead of taken from the GPUs. The ranks train test_ddp's run (its settings, its
     model and seed), so the weights must be those of test_ddp's one-process reference with per-rank BatchNorm.
     """
-    from blockswap.checkpoint import load_model
+    from blockswap.training.checkpoint import load_model
     from test_ddp import SETTINGS, TOLERANCE, _max_difference, _per_rank_bn_reference
 
     data_dir = str(require_fashion_mnist())

@@ -8,16 +8,17 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 
-from blockswap import counting, measure
-from blockswap.blocks import build_module
-from blockswap.blocktypes import STRUCTURED_TYPES, candidate_set, get_block
-from blockswap.errors import BlockswapError
-from blockswap.genotype import Genotype
-from blockswap.models import create_model
-from blockswap.sampling import CostTable, sample_exact
-from blockswap.structured import ACDC, SepHashed, Shuffle, TensorTrain, Tucker, build_replacement, riffle
-from blockswap.structured import compressed_parameters as compressed_of
-from blockswap.substitutions import three_factors, tt_ranks, tucker_ranks
+from blockswap.core import counting
+from blockswap.core.blocktypes import STRUCTURED_TYPES, candidate_set, get_block
+from blockswap.core.errors import BlockswapError
+from blockswap.core.genotype import Genotype
+from blockswap.core.sampling import CostTable, sample_exact
+from blockswap.core.substitutions import three_factors, tt_ranks, tucker_ranks
+from blockswap.nn import measure
+from blockswap.nn.blocks import build_module
+from blockswap.nn.models import create_model
+from blockswap.nn.structured import ACDC, SepHashed, Shuffle, TensorTrain, Tucker, build_replacement, riffle
+from blockswap.nn.structured import compressed_parameters as compressed_of
 
 WIDTHS = [(16, 16, 1), (16, 32, 2), (32, 64, 1), (32, 64, 2), (64, 32, 1)]
 

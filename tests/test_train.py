@@ -20,17 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from blockswap import cli, counting
-from blockswap import train as train_module
-from blockswap.checkpoint import Progress, ResumeFile, load_model
-from blockswap.datadirs import locate_fashion_mnist
-from blockswap.engine import Precision, train_step
-from blockswap.errors import BlockswapError
-from blockswap.files import write_json
-from blockswap.genotype import Genotype
-from blockswap.losses import Objective, at_loss, attention_map, kd_loss
-from blockswap.models import create_model
-from blockswap.recipe import TrainConfig, learning_rate
-from blockswap.train import train
+from blockswap.core.datadirs import locate_fashion_mnist
+from blockswap.core.errors import BlockswapError
+from blockswap.core.files import write_json
+from blockswap.core.genotype import Genotype
+from blockswap.core.recipe import TrainConfig, learning_rate
+from blockswap.nn.models import create_model
+from blockswap.training import train as train_module
+from blockswap.training.checkpoint import Progress, ResumeFile, load_model
+from blockswap.training.engine import Precision, train_step
+from blockswap.training.losses import Objective, at_loss, attention_map, kd_loss
+from blockswap.training.train import train
 
 from conftest import write_idx
 

@@ -14,8 +14,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from blockswap.counting import analytic
-from blockswap.genotype import Genotype
+from blockswap.core.counting import analytic
+from blockswap.core.genotype import Genotype
 
 from conftest import require_fashion_mnist
 

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blockswap import zerocost
-from blockswap.counting import analytic
-from blockswap.genotype import Genotype
-from blockswap.models import create_model
-from blockswap.proxies import Proxy, get_proxy, score_candidates, score_one
-from blockswap.scores import format_scores, read_scores
+from blockswap.core.counting import analytic
+from blockswap.core.genotype import Genotype
+from blockswap.core.scores import format_scores, read_scores
+from blockswap.nn.models import create_model
+from blockswap.search import zerocost
+from blockswap.search.proxies import Proxy, get_proxy, score_candidates, score_one
 
 SHAPE = dict(in_channels=1, num_classes=10, image_size=16)
 MIXED = ("Conv", "DConvA2", "ConvB2", "G2B2", "DConvA2", "Conv")

@@ -12,8 +12,8 @@ import argparse
 import sys
 
 from .. import __version__
-from ..errors import BlockswapError, Stopped
-from ..files import check_output, check_output_dir
+from ..core.errors import BlockswapError, Stopped
+from ..core.files import check_output, check_output_dir
 from . import compress, deploy, detection, rehearse, reports, search, training
 from .args import Parser
 

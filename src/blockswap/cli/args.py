@@ -8,8 +8,8 @@ import json
 import math
 import re
 
-from ..errors import BlockswapError
-from ..files import write_json, write_text
+from ..core.errors import BlockswapError
+from ..core.files import write_json, write_text
 
 
 class HelpFormatter(argparse.HelpFormatter):

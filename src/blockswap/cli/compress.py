@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
+from ..core.recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, FIELDS, TrainConfig
 from .args import add_field_option, budget_number, int_at_least
 from .training import add_setting
 
@@ -22,7 +22,7 @@ RECIPES = {"paper": {"epochs": FIELDS["epochs"].default, "batch_size": FIELDS["b
 
 def apply_recipe(args) -> str:
     """Fill the options the user left out from --recipe (auto: paper on a GPU, cpu otherwise); return its name."""
-    from ..engine import resolve_device
+    from ..training.engine import resolve_device
 
     name = args.recipe
     if name == "auto":
@@ -36,9 +36,9 @@ def apply_recipe(args) -> str:
 def cmd_compress(args) -> None:
     """Ctrl-C, SIGTERM or SIGUSR1 end the job in one line, exit status 128 + signal: in the distillation at a whole
     step with its resume file written (`runner.Preempted`), elsewhere with the finished stages kept."""
-    from ..compress import compress
-    from ..errors import Stopped
-    from ..runner import signals_raise
+    from ..compress.pipeline import compress
+    from ..core.errors import Stopped
+    from ..training.runner import signals_raise
 
     apply_recipe(args)
     config = TrainConfig(**{name: getattr(args, name) for name in args.settings}, dataset="folder",
@@ -62,8 +62,8 @@ def budget_or_fraction(text: str) -> float | str:
     """An argparse type: a `budget_number`, or a fraction of the teacher's cost as "0.7x" (kept as text)."""
     if not text.strip().lower().endswith("x"):
         return budget_number(text)
-    from ..compress import fraction_of_teacher
-    from ..errors import BlockswapError
+    from ..compress.job import fraction_of_teacher
+    from ..core.errors import BlockswapError
 
     try:
         fraction_of_teacher(text)
@@ -73,8 +73,8 @@ def budget_or_fraction(text: str) -> float | str:
 
 
 def cmd_compress_table(args) -> None:
-    from ..compress import comparison, comparison_figure, comparison_markdown, latency_conditions
-    from ..files import write_text
+    from ..compress.table import comparison, comparison_figure, comparison_markdown, latency_conditions
+    from ..core.files import write_text
     from ..report.figures import REHEARSAL_MARK, rehearsal, save_figure
 
     check_figure_path(args.figure, "--figure")
@@ -92,8 +92,8 @@ REPORT_KEYS = ("method", "metric", "budget", "seed", "student", "teacher")
 
 def read_compress_report(path: str) -> dict:
     """A report.json of `blockswap compress`, or one line naming the file and what it lacks."""
-    from ..errors import BlockswapError
-    from ..files import read_json
+    from ..core.errors import BlockswapError
+    from ..core.files import read_json
 
     report = read_json(path, "compress report")
     missing = [k for k in REPORT_KEYS if k not in report] if isinstance(report, dict) else list(REPORT_KEYS)
@@ -105,7 +105,7 @@ def read_compress_report(path: str) -> dict:
 
 def check_figure_path(path: str | None, option: str) -> None:
     """A figure's format comes from its suffix: one it cannot write is refused before any work."""
-    from ..errors import BlockswapError
+    from ..core.errors import BlockswapError
     from ..report.figures import figure_formats
 
     if path and Path(path).suffix.lstrip(".").lower() not in figure_formats():
@@ -114,7 +114,7 @@ def check_figure_path(path: str | None, option: str) -> None:
 
 
 def add_commands(sub) -> None:
-    from ..compress import METHODS
+    from ..compress.job import METHODS
 
     p = sub.add_parser("compress", help="compress a trained network (torchvision ResNet or blockswap checkpoint) "
                        "under a params, MACs or latency budget on an image folder")

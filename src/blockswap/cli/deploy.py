@@ -6,7 +6,7 @@ from .args import int_at_least
 
 
 def cmd_predict(args) -> None:
-    from ..deploy import predict
+    from ..compress.deploy import predict
 
     for path, top in zip(args.images, predict(args.folder, args.images, args.top, args.runtime)):
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))

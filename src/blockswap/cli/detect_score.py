@@ -15,12 +15,12 @@ from .detect_train import detector_options
 def cmd_detect_score(args) -> None:
     import torch
 
+    from ..core.scores import PROXY_SIGNS
     from ..detection.coco import CocoDetection, aspect_ratio_batches
     from ..detection.detectors import DetectorConfig
     from ..detection.fisher import fisher_batch, score_backbones
-    from ..engine import resolve_device
-    from ..proxies import Scores, rank
-    from ..scores import PROXY_SIGNS
+    from ..search.proxies import Scores, rank
+    from ..training.engine import resolve_device
     from .search import load_candidates, write_scores
 
     genotypes = load_candidates(args.candidates)

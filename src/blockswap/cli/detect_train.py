@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..errors import BlockswapError
+from ..core.errors import BlockswapError
 from .args import add_field_option, int_at_least, parse_labels
 
 
@@ -27,7 +27,7 @@ def detector_options(args) -> dict:
 
 def _genotype(args):
     """--genotype G.json (or C.jsonl --index I), or --model M [--block B]: every block of M one type."""
-    from ..genotype import Genotype, load
+    from ..core.genotype import Genotype, load
 
     if args.block and not args.model:
         raise BlockswapError("--block goes with --model (every block of that model one type)")
@@ -55,12 +55,12 @@ def _categories(train_set, val_set, args) -> list:
 
 
 def _train(args, config, genotype, options: dict) -> dict:
+    from ..core.files import check_output
+    from ..data.distributed import is_main
     from ..detection.backbone import build_body, check_resnet, init_weights
     from ..detection.detectors import DetectorConfig
     from ..detection.train import check_processes, train
-    from ..distributed import is_main
-    from ..files import check_output
-    from ..runner import Preempted
+    from ..training.runner import Preempted
 
     if genotype is None:
         raise BlockswapError("name the backbone: --genotype G.json or --model resnet34 [--block B]")
@@ -93,10 +93,10 @@ def _train(args, config, genotype, options: dict) -> dict:
 
 
 def _train_mmdet(args, config, genotype, options: dict) -> dict:
+    from ..core.files import check_output
     from ..detection.backbone import check_resnet, init_weights
     from ..detection.detectors import DetectorConfig
     from ..detection.train import check_processes
-    from ..files import check_output
 
     if args.mmdet_config is None:
         raise BlockswapError("--backend mmdet needs --mmdet-config C.py (an mmdet config; see workflow/mmdet/)")
@@ -140,9 +140,9 @@ def _test_only(args, config, genotype, options: dict) -> dict:
 
 
 def cmd_detect_train(args) -> None:
+    from ..data.distributed import is_main
     from ..detection.detectors import DetectorConfig
     from ..detection.settings import FIELDS, DetectTrainConfig
-    from ..distributed import is_main
 
     config = DetectTrainConfig(**{name: getattr(args, name) for name in FIELDS if FIELDS[name].metadata["cli"]},
                                progress=not args.quiet)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import BlockswapError
+from ..core.errors import BlockswapError
 from . import detect_score, detect_train
 from .args import emit, int_at_least
 
@@ -78,8 +78,8 @@ def cmd_show(args) -> None:
 
     from ..detection.coco import CocoDetection
     from ..detection.show import detections_figure
-    from ..engine import resolve_device
     from ..report.figures import FIGURE_FORMATS, save_figure
+    from ..training.engine import resolve_device
 
     bad = [p for p in args.output if p.rsplit(".", 1)[-1] not in FIGURE_FORMATS]
     if bad:

@@ -8,7 +8,7 @@ from .args import emit
 
 
 def cmd_rehearse(args) -> None:
-    from ..rehearsal import prepare
+    from ..workflow.rehearsal import prepare
 
     overlay, sources = prepare(Path(args.profile), Path(args.out))
     emit({"overlay": str(overlay), "data": sources,

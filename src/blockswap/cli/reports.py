@@ -7,8 +7,8 @@ import json
 import re
 from pathlib import Path
 
-from ..errors import BlockswapError
-from ..files import check_output
+from ..core.errors import BlockswapError
+from ..core.files import check_output
 
 
 # --- report --------------------------------------------------------------------------------------

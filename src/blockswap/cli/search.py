@@ -5,25 +5,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import BlockswapError
-from ..files import write_json, write_text
-from ..recipe import FIELDS
-from ..registry import unknown_name_message
-from ..sampling import TOLERANCE
-from ..scores import PROXY_SIGNS
+from ..core.errors import BlockswapError
+from ..core.files import write_json, write_text
+from ..core.recipe import FIELDS
+from ..core.registry import unknown_name_message
+from ..core.sampling import TOLERANCE
+from ..core.scores import PROXY_SIGNS
 from .args import add_shape_args, budget_number, emit, fraction, int_at_least, write_jsonl
 
 
 # --- count ---------------------------------------------------------------------------------------
 def cmd_count(args) -> None:
-    from .. import counting
-    from ..genotype import load
+    from ..core import counting
+    from ..core.genotype import load
 
     g = load(args.genotype, args.index)
     counts = counting.analytic(g).to_dict()
     if args.measure:
-        from ..measure import measured as measured_counts
-        from ..models import create_model
+        from ..nn.measure import measured as measured_counts
+        from ..nn.models import create_model
 
         measured = measured_counts(create_model(g), g).to_dict()
         if measured != counts:  # a disagreement is a bug in this package, not a user error
@@ -33,8 +33,8 @@ def cmd_count(args) -> None:
 
 # --- genotype ------------------------------------------------------------------------------------
 def cmd_import_legacy(args) -> None:
-    from ..counting import analytic
-    from ..genotype import import_legacy_csv
+    from ..core.counting import analytic
+    from ..core.genotype import import_legacy_csv
 
     rows = import_legacy_csv(args.csv, args.model, num_classes=args.num_classes, in_channels=args.in_channels,
                              image_size=args.image_size)
@@ -49,7 +49,7 @@ def cmd_import_legacy(args) -> None:
 
 # --- data --------------------------------------------------------------------------------------
 def cmd_data_fetch(args) -> None:
-    from ..datadirs import ensure_fashion_mnist, fetch_fashion_mnist
+    from ..core.datadirs import ensure_fashion_mnist, fetch_fashion_mnist
 
     log = lambda text: print(text, file=sys.stderr)  # noqa: E731 - stdout carries the JSON answer
     if args.dest:
@@ -60,8 +60,8 @@ def cmd_data_fetch(args) -> None:
 
 
 def cmd_data_folder(args) -> None:
-    from ..data import load_dataset
-    from ..imagefolder import write_folder
+    from ..data.datasets import load_dataset
+    from ..data.imagefolder import write_folder
 
     train, test = (load_dataset(args.dataset, args.data_dir, split) for split in ("train", "test"))
     write_folder(train, test, Path(args.dest))
@@ -70,7 +70,7 @@ def cmd_data_folder(args) -> None:
 
 
 def add_data_commands(sub) -> None:
-    from ..datadirs import METHODS, PROJECT_SUBDIR
+    from ..core.datadirs import METHODS, PROJECT_SUBDIR
 
     p = sub.add_parser("data", help="find or fetch datasets")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
@@ -91,8 +91,8 @@ def add_data_commands(sub) -> None:
 
 # --- sample --------------------------------------------------------------------------------------
 def cmd_sample(args) -> None:
-    from ..counting import analytic
-    from ..sampling import sample, sample_table
+    from ..core.counting import analytic
+    from ..core.sampling import sample, sample_table
 
     if args.metric != "latency":
         genotypes = sample(args.model, args.budget, args.samples, seed=args.seed, tolerance=args.tolerance,
@@ -100,7 +100,7 @@ def cmd_sample(args) -> None:
                            in_channels=args.in_channels, num_classes=args.num_classes, image_size=args.image_size)
         write_jsonl([{"id": g.id, **g.to_dict(), **analytic(g).to_dict()} for g in genotypes], args.output)
         return
-    from ..latency import SHAPE_KEYS, cost_table, load_table, predict
+    from ..nn.latency import SHAPE_KEYS, cost_table, load_table, predict
 
     if not args.latency_table:
         raise BlockswapError("--metric latency needs --latency-table FILE; measure one on this machine with "
@@ -113,9 +113,9 @@ def cmd_sample(args) -> None:
 
 
 def cmd_latency_table(args) -> None:
-    from ..engine import resolve_device
-    from ..latency import measure_table, save_table
-    from ..runner import resolve_threads
+    from ..nn.latency import measure_table, save_table
+    from ..training.engine import resolve_device
+    from ..training.runner import resolve_threads
 
     resolve_device(args.device)  # a CUDA device that is not there: one line, before any timing
     threads = resolve_threads(args.threads)  # a job under the table's budgets must run at the same count
@@ -131,7 +131,7 @@ def cmd_latency_table(args) -> None:
 # --- score ---------------------------------------------------------------------------------------
 def load_candidates(path: str) -> list:
     """Genotypes of a candidates .jsonl (one object per line; metadata keys ignored)."""
-    from ..genotype import Genotype, load_records
+    from ..core.genotype import Genotype, load_records
 
     out = [Genotype.from_dict(d, source=f"{path}, line {n}") for n, d in enumerate(load_records(path), start=1)]
     if not out:
@@ -143,8 +143,8 @@ def write_scores(args, genotypes: list, scores: list, ranks: list[int], proxies:
                  timings: bool = False) -> None:
     """The scores CSV of the candidates (`proxies.Scores` each) to `args.output` (else printed) and, with
     `args.best`, the best-ranked genotype's JSON."""
-    from ..counting import analytic
-    from ..scores import format_scores
+    from ..core.counting import analytic
+    from ..core.scores import format_scores
 
     rows = [{"id": g.id, "params": c.params, "ops": c.ops, "scores": score, "rank": r, "blocks": g.blocks,
              "missing": score.missing, "seconds": score.seconds}
@@ -161,9 +161,9 @@ def write_scores(args, genotypes: list, scores: list, ranks: list[int], proxies:
 def cmd_score(args) -> None:
     import torch
 
-    from ..data import check_fits, first_batches, load_dataset
-    from ..engine import resolve_device
-    from ..proxies import parse_proxies, rank, score_candidates
+    from ..data.datasets import check_fits, first_batches, load_dataset
+    from ..search.proxies import parse_proxies, rank, score_candidates
+    from ..training.engine import resolve_device
 
     genotypes = load_candidates(args.candidates)
     proxies = parse_proxies(args.proxy)
@@ -197,7 +197,7 @@ def cmd_score(args) -> None:
 # --- select --------------------------------------------------------------------------------------
 def cmd_select(args) -> None:
     """The best-ranked candidate among the first n of a candidates file, by a scores CSV."""
-    from ..scores import read_scores, score_column
+    from ..core.scores import read_scores, score_column
 
     if args.proxy not in PROXY_SIGNS:
         raise BlockswapError(unknown_name_message("proxy", args.proxy, PROXY_SIGNS))
@@ -278,7 +278,7 @@ def add_latency_table_command(sub) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--candidates", help="candidate set, as `sample --candidates` (default: the model's own)")
     p.add_argument("--device", default="cpu", help="cpu or cuda: where the student will run")
-    # Defaults: blockswap.latency's (one image, 30 timed runs, 8 calibration nets).
+    # Defaults: blockswap.nn.latency's (one image, 30 timed runs, 8 calibration nets).
     p.add_argument("--batch-size", type=int_at_least(1), help="images per forward")
     p.add_argument("--repeats", type=int_at_least(1), help="timed runs per module; the median counts")
     p.add_argument("--calibration", type=int_at_least(1),

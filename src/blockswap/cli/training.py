@@ -8,8 +8,8 @@ import json
 import math
 import sys
 
-from ..errors import BlockswapError
-from ..recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, EVAL_BATCH_SIZE, FIELDS, TrainConfig
+from ..core.errors import BlockswapError
+from ..core.recipe import DISTILL_DEFAULTS, DISTILL_FIELDS, EVAL_BATCH_SIZE, FIELDS, TrainConfig
 from .args import add_field_option, emit, int_at_least, parse_labels
 
 
@@ -24,7 +24,7 @@ def config_from_args(args, fields) -> TrainConfig:
 
 def _student(args):
     """--genotype G.json, --genotype C.jsonl --index I (0-based), or --model M [--block B] (a model name)."""
-    from ..genotype import load
+    from ..core.genotype import load
 
     if args.model:
         if args.index is not None:
@@ -36,9 +36,9 @@ def _student(args):
 
 
 def _run_training(args, config, teacher=None, teacher_genotype=None) -> None:
-    from ..distributed import is_main
-    from ..runner import Preempted
-    from ..train import train
+    from ..data.distributed import is_main
+    from ..training.runner import Preempted
+    from ..training.train import train
 
     try:
         metrics = train(config, _student(args), out_checkpoint=args.checkpoint, metrics_path=args.output,
@@ -57,7 +57,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_distill(args) -> None:
-    from ..genotype import load
+    from ..core.genotype import load
 
     config = config_from_args(args, args.settings)
     if not config.uses_teacher:
@@ -67,13 +67,13 @@ def cmd_distill(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from ..checkpoint import load_model
-    from ..counting import analytic
-    from ..data import check_fits, load_dataset
-    from ..engine import evaluate, resolve_device
-    from ..files import provenance
-    from ..genotype import Genotype
-    from ..runner import resolve_threads
+    from ..core.counting import analytic
+    from ..core.files import provenance
+    from ..core.genotype import Genotype
+    from ..data.datasets import check_fits, load_dataset
+    from ..training.checkpoint import load_model
+    from ..training.engine import evaluate, resolve_device
+    from ..training.runner import resolve_threads
 
     resolve_threads(args.threads)
     device = resolve_device(args.device)
@@ -95,9 +95,9 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_import_weights(args) -> None:
-    from ..engine import resolve_device
-    from ..pretrained import import_weights
-    from ..runner import resolve_threads
+    from ..training.engine import resolve_device
+    from ..training.pretrained import import_weights
+    from ..training.runner import resolve_threads
 
     resolve_threads(args.threads)
     metrics = import_weights(args.weights, args.model, args.dataset, out_checkpoint=args.checkpoint,

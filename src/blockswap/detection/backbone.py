@@ -22,11 +22,11 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-from ..arch import ResNet
-from ..checkpoint import describe, load_checkpoint, weights_sha256
-from ..errors import BlockswapError
-from ..genotype import Genotype
-from ..models import RESNET_BLOCKS, Network, create_model
+from ..core.arch import ResNet
+from ..core.errors import BlockswapError
+from ..core.genotype import Genotype
+from ..nn.models import RESNET_BLOCKS, Network, create_model
+from ..training.checkpoint import describe, load_checkpoint, weights_sha256
 from .detectors import NORMS, STAGES  # defined there without torch, for the CLI
 
 # The classifier's parameters: a classification checkpoint's weights other than these initialise the body.

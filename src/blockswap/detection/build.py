@@ -7,7 +7,7 @@ import os
 
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from ..errors import BlockswapError
+from ..core.errors import BlockswapError
 from .backbone import build_body, with_fpn
 from .detectors import DetectorConfig
 

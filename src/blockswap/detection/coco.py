@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..data import epoch_generator
-from ..errors import BlockswapError
+from ..core.errors import BlockswapError
+from ..data.datasets import epoch_generator
 from .instances import decode, load_instances, to_rle
 
 

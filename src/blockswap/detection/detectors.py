@@ -17,9 +17,9 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import BlockswapError
-from ..recipe import Settings, setting
-from ..registry import Registry
+from ..core.errors import BlockswapError
+from ..core.recipe import Settings, setting
+from ..core.registry import Registry
 
 NORMS = ("bn", "syncbn", "gn", "frozen_bn")  # backbone norms (see `backbone`)
 STAGES = ("layer1", "layer2", "layer3", "layer4")  # a ResNet body's stages, strides 4, 8, 16, 32

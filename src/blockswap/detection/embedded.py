@@ -36,8 +36,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from .. import __version__
-from ..errors import BlockswapError
-from ..files import atomic_dir
+from ..core.errors import BlockswapError
+from ..core.files import atomic_dir
 from .instances import rle_for_json
 
 CANVAS_SIZE = 160
@@ -77,7 +77,7 @@ def build_embedded_set(output: str | os.PathLike, *, train_images: int, val_imag
 def _write_split(folder: Path, split: str, count: int, rng: np.random.Generator, canvas_size: int,
                  data_dir) -> dict:
     """Write the split's canvases as PNG files under folder/split; returns its COCO instances."""
-    from ..data import FASHION_MNIST_CLASSES, load_dataset
+    from ..data.datasets import FASHION_MNIST_CLASSES, load_dataset
 
     source = load_dataset("fashion-mnist", data_dir, split=SPLITS[split])
     items, labels = source.images[:, 0].numpy(), source.labels.numpy()

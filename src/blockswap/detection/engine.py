@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from ..checkpoint import Tally
-from ..data import epoch_generator
-from ..distributed import SINGLE, World
-from ..engine import count_step, set_lr
-from ..errors import BlockswapError
+from ..core.errors import BlockswapError
+from ..data.datasets import epoch_generator
+from ..data.distributed import SINGLE, World
+from ..training.checkpoint import Tally
+from ..training.engine import count_step, set_lr
 from .coco import collate
 
 

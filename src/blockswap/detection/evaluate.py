@@ -27,8 +27,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..errors import BlockswapError
-from ..files import read_json
+from ..core.errors import BlockswapError
+from ..core.files import read_json
 from .instances import checked_segmentation, is_int, is_number, load_instances, quiet, rle_for_json, to_rle
 
 IOU_TYPES = ("bbox", "segm")

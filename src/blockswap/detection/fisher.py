@@ -25,10 +25,10 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import BlockswapError
-from ..fisher import fisher_delta, probed
-from ..genotype import Genotype
-from ..proxies import candidate_seed
+from ..core.errors import BlockswapError
+from ..core.genotype import Genotype
+from ..search.fisher import fisher_delta, probed
+from ..search.proxies import candidate_seed
 from .backbone import build_body, check_resnet
 from .build import assemble
 from .detectors import DetectorConfig
@@ -79,7 +79,7 @@ def fisher_batch(dataset, batch_size: int, seed: int, batches=None) -> tuple[lis
 def score_backbones(genotypes: Sequence[Genotype], images, targets, detector_config: DetectorConfig, seed: int = 0,
                     head_seed: int = 0, device="cpu", progress: bool = False) -> list[float]:
     """`detection_fisher` of each genotype on the same minibatch, in order."""
-    from ..runner import progress_bar
+    from ..training.runner import progress_bar
 
     for genotype in genotypes:
         check_resnet(genotype)

@@ -20,8 +20,8 @@ import warnings
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from ..errors import BlockswapError
-from ..files import read_json
+from ..core.errors import BlockswapError
+from ..core.files import read_json
 
 
 def quiet():

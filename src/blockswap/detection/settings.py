@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..recipe import SCHEDULES, Settings, setting, shared
+from ..core.recipe import SCHEDULES, Settings, setting, shared
 
 
 @dataclass(frozen=True)

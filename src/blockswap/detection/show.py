@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import BlockswapError
+from ..core.errors import BlockswapError
 from .engine import predict
 from .evaluate import MASK_THRESHOLD
 from .train import load_detector

@@ -39,14 +39,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..checkpoint import Progress, Tally, describe, read, rng_state, save, set_rng_state
-from ..distributed import World, check_batch, joined
-from ..engine import resolve_device
-from ..errors import BlockswapError
-from ..files import check_distinct_files, provenance, write_json
-from ..genotype import Genotype
-from ..recipe import RUN_ONLY, differences, learning_rate, scheduled_lr
-from ..runner import Run, StepClock, resolve_threads, resume_path_for, seed_all, stop_requests
+from ..core.errors import BlockswapError
+from ..core.files import check_distinct_files, provenance, write_json
+from ..core.genotype import Genotype
+from ..core.recipe import RUN_ONLY, differences, learning_rate, scheduled_lr
+from ..data.distributed import World, check_batch, joined
+from ..training.checkpoint import Progress, Tally, describe, read, rng_state, save, set_rng_state
+from ..training.engine import resolve_device
+from ..training.runner import Run, StepClock, resolve_threads, resume_path_for, seed_all, stop_requests
 from .backbone import init_weights_sha256
 from .build import build_detector
 from .detectors import DetectorConfig
@@ -132,7 +132,7 @@ def train(genotype: Genotype, detector: DetectorConfig, config: DetectTrainConfi
     `resume_path` (default `<out_checkpoint>.resume`) if it exists; returns the metrics. SIGTERM/SIGUSR1
     end the step in flight, write the resume file and raise `Preempted`.
 
-    Under `torchrun --nproc-per-node N` the run is data-parallel (`blockswap.distributed`): every process
+    Under `torchrun --nproc-per-node N` the run is data-parallel (`blockswap.data.distributed`): every process
     trains its contiguous part of each global batch (`batch_size` images; a batch of fewer than N images,
     an aspect-ratio bin's last, is skipped), evaluates its part of `val_set`, and only rank 0 writes; the
     resume file keeps every process's random state."""

@@ -24,11 +24,11 @@ from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .. import genotype as genotypes
+from ..core import genotype as genotypes
+from ..core.errors import BlockswapError
+from ..core.genotype import Genotype
 from ..detection.backbone import build_body, stage_channels
 from ..detection.detectors import STAGES
-from ..errors import BlockswapError
-from ..genotype import Genotype
 
 NORMS = {"BN": "bn", "BN2d": "bn", "SyncBN": "syncbn", "GN": "gn"}  # mmdet's norm_cfg types → ours
 

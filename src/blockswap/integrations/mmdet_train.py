@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import save
+from ..core.errors import BlockswapError
+from ..core.files import provenance, write_json
+from ..core.genotype import Genotype
 from ..detection.backbone import init_weights_sha256, stage_channels
-from ..errors import BlockswapError
-from ..files import provenance, write_json
-from ..genotype import Genotype
+from ..training.checkpoint import save
 
 NORM_CFG = {"bn": {"type": "BN", "requires_grad": True}, "syncbn": {"type": "SyncBN", "requires_grad": True},
             "gn": {"type": "GN", "requires_grad": True}, "frozen_bn": {"type": "BN", "requires_grad": False}}

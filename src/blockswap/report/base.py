@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import paper
-from ..errors import BlockswapError
-from ..files import write_text
-from ..registry import Registry, unknown_name_message
+from ..core import paper
+from ..core.errors import BlockswapError
+from ..core.files import write_text
+from ..core.registry import Registry, unknown_name_message
 from .figures import FIGURE_FORMATS, REHEARSAL_MARK, rehearsal, save_figure
 from .runs import load_runs
 from .tables import TABLE_FORMATS, Table

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import paper
-from ..errors import BlockswapError
-from ..scores import PROXY_SIGNS, read_scores
+from ..core import paper
+from ..core.errors import BlockswapError
+from ..core.scores import PROXY_SIGNS, read_scores
 from .base import Report, register
 from .figures import new_figure
 from .runs import Run, error_by_net, group_runs, parse_count, select

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from .. import paper
-from ..errors import BlockswapError
+from ..core import paper
+from ..core.errors import BlockswapError
 from .base import Report, register
 from .figures import new_figure
 from .runs import Run, error_by_net, group_runs, select

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import paper
-from ..errors import BlockswapError
-from ..files import read_json
+from ..core import paper
+from ..core.errors import BlockswapError
+from ..core.files import read_json
 from .base import Report, register
 from .runs import LABEL_HINT
 from .tables import Table, fmt, fmt_scaled, frame_of, profile_note
@@ -44,8 +44,8 @@ def _percent(value, path: str, where: str) -> float:
 
 
 def load_detection_run(path: str) -> DetectionRun:
-    from ..counting import analytic
-    from ..genotype import Genotype
+    from ..core.counting import analytic
+    from ..core.genotype import Genotype
 
     d = read_json(path, "detection metrics file")
     if not isinstance(d, dict) or not isinstance(d.get("bbox"), dict) or "backbone_params" not in d:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..files import atomic_path
+from ..core.files import atomic_path
 
 FIGURE_FORMATS = ("png", "pdf", "svg")  # a figure's files, by suffix
 # One colour and marker per method, fixed so every figure agrees.
@@ -45,7 +45,7 @@ def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in _METADATA:
-        from ..errors import BlockswapError
+        from ..core.errors import BlockswapError
 
         raise BlockswapError(f"{path}: unknown figure format {path.suffix or '(no suffix)'}; end it in "
                              f"{', '.join('.' + f for f in _METADATA)}")

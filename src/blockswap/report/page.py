@@ -17,8 +17,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from ..errors import BlockswapError
-from ..files import git_sha, write_text
+from ..core.errors import BlockswapError
+from ..core.files import git_sha, write_text
 
 SHOWN = ("claims", "main", "structured", "detection")  # tables shown whole, in this order; the others linked
 COMPRESS_TABLE = "table.md"  # the compress profile's one table (`blockswap compress-table`), beside pareto.png

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import paper
-from ..errors import BlockswapError
+from ..core import paper
+from ..core.errors import BlockswapError
 from .base import Report, register
 from .figures import STYLE, log_axis, new_figure
 from .runs import LABEL_HINT, METHOD_LABEL, METHODS, UNLABELLED, Run, group_runs

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import paper
-from ..errors import BlockswapError
-from ..files import read_json
+from ..core import paper
+from ..core.errors import BlockswapError
+from ..core.files import read_json
 
 UNLABELLED = "unlabelled"  # a metrics file whose labels name no method (trained without --label method=…)
 METHODS = ("teacher", "scaled", "mbconv", "moonshine", "moonshine_kd", "moonshine_scratch", "blockswap",

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..scores import PROXY_SIGNS, seconds_column
+from ..core.scores import PROXY_SIGNS, seconds_column
 from .base import Report, register
 from .correlation import (
     EXPLORATORY,

@@ -1,0 +1,2 @@
+"""Scoring untrained networks: Fisher potential and the zero-cost proxies.
+"""
