@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from blockswap import cli, paper, plan_detection
+from blockswap import cli
+from blockswap.core import paper
 from blockswap.core.counting import analytic
 from blockswap.core.errors import BlockswapError
 from blockswap.core.genotype import Genotype
@@ -18,6 +19,7 @@ from blockswap.detection.settings import FIELDS as TRAIN_FIELDS
 from blockswap.detection.settings import DetectTrainConfig
 from blockswap.report import REPORTS
 from blockswap.report.tables import fmt_scaled
+from blockswap.workflow import plan_detection
 from test_plan import profile
 from test_workflow import ROOT, planned_jobs, snakemake, write_config
 

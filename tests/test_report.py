@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from blockswap import cli, paper
+from blockswap import cli
+from blockswap.core import paper
 from blockswap.core.errors import BlockswapError
 from blockswap.core.scores import PROXY_SIGNS
 from blockswap.report import REPORTS, correlation, density, results, samples

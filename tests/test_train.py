@@ -19,7 +19,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blockswap import cli, counting
+from blockswap import cli
+from blockswap.core import counting
 from blockswap.core.datadirs import locate_fashion_mnist
 from blockswap.core.errors import BlockswapError
 from blockswap.core.files import write_json

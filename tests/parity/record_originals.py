@@ -76,8 +76,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blockswap.genotype import Genotype
-from blockswap.models import create_model
+from blockswap.core.genotype import Genotype
+from blockswap.nn.models import create_model
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "fixture.pt"
