@@ -59,7 +59,7 @@ FETCH_HINT = ("run `blockswap data fetch fashion-mnist` (no root needed), or pas
 
 
 def _checkout_root() -> Path | None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     return root if (root / "pyproject.toml").is_file() else None
 
 

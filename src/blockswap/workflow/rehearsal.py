@@ -204,7 +204,7 @@ def _imagenet_present(data_dir: Path) -> bool:
     return (data_dir / "train").is_dir() and (data_dir / "val").is_dir()
 
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "workflow" / "schemas"  # in a checkout, beside the Snakefile
+SCHEMAS = Path(__file__).resolve().parents[3] / "workflow" / "schemas"  # in a checkout, beside the Snakefile
 
 
 def _schema_path(profile: dict) -> Path:
